@@ -1,0 +1,146 @@
+#include "schedule/simulator/simulator.h"
+
+#include <string>
+#include <tuple>
+
+#include "absl/strings/str_format.h"
+#include "base/testing/status_matchers.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "schedule/generators/generate.h"
+#include "schedule/lowering/lower.h"
+
+namespace tandem::schedule {
+namespace {
+
+using ::tandem::testing::StatusIs;
+using ::testing::HasSubstr;
+
+// The DualPipe README regime: I = F, B = I + W, W <= F, F&B <= F + B and
+// zero P2P cost. Tuples are (F, I, W, F&B).
+using Regime = std::tuple<double, double, double, double>;
+const Regime kRegimes[] = {{1, 1, 1, 3}, {2, 2, 2, 5}, {3, 3, 2, 6}};
+const CommSemantics kSemantics[] = {CommSemantics::kBuffered,
+                                    CommSemantics::kRendezvous};
+
+CostModel Cost(const Regime& r) {
+  const auto [f, i, w, fb] = r;
+  CostModel c;
+  c.f = {f};
+  c.i = {i};
+  c.w = {w};
+  c.b = {i + w};
+  c.fb = {fb};
+  return c;
+}
+
+SimResult SimulateKind(Kind kind, int ranks, int microbatches, const CostModel& cost,
+              CommSemantics semantics, int chunks = 0) {
+  absl::StatusOr<Schedule> s = Generate({kind, ranks, microbatches, chunks});
+  EXPECT_OK(s);
+  absl::StatusOr<Schedule> lowered = Lower(*s);
+  EXPECT_OK(lowered);
+  absl::StatusOr<SimResult> r = Simulate(*lowered, {cost, semantics});
+  EXPECT_OK(r);
+  return *r;
+}
+
+// The README table (bubble and activations), exactly, in its regime.
+TEST(SimulatorTest, ReproducesTheDualPipeReadmeTable) {
+  for (const Regime& regime : kRegimes) {
+    const auto [f, i, w, fb] = regime;
+    const double b = i + w;
+    const CostModel cost = Cost(regime);
+    for (CommSemantics sem : kSemantics) {
+      for (int pp : {2, 4, 6, 8}) {
+        SCOPED_TRACE(absl::StrFormat("F=%g I=%g W=%g FB=%g PP=%d rendezvous=%d",
+                                     f, i, w, fb, pp, sem == CommSemantics::kRendezvous));
+        for (int n : {2 * pp, 3 * pp}) {
+          const SimResult one = SimulateKind(Kind::k1F1B, pp, n, cost, sem);
+          EXPECT_DOUBLE_EQ(one.bubble, (pp - 1) * (f + b)) << "1f1b n=" << n;
+          const SimResult zb = SimulateKind(Kind::kZB1P, pp, n, cost, sem, 1);
+          EXPECT_DOUBLE_EQ(zb.bubble, (pp - 1) * (f + b - 2 * w)) << "zb1p n=" << n;
+          const SimResult dp = SimulateKind(Kind::kDualPipe, pp, n + n % 2, cost, sem);
+          EXPECT_DOUBLE_EQ(dp.bubble, (pp / 2 - 1) * (fb + b - 3 * w)) << "dualpipe n=" << n;
+          for (const RankStats& st : dp.ranks) EXPECT_EQ(st.peak_activations, pp + 1);
+          for (const RankStats& st : dp.ranks) EXPECT_DOUBLE_EQ(st.params_fraction, 2.0 / pp);
+          // DualPipeV on PP/2 ranks has PP stages.
+          const SimResult dv = SimulateKind(Kind::kDualPipeV, pp / 2, n, cost, sem);
+          EXPECT_DOUBLE_EQ(dv.bubble, (pp / 2 - 1) * (fb + b - 3 * w)) << "dualpipev n=" << n;
+          for (const RankStats& st : dv.ranks) EXPECT_EQ(st.peak_activations, pp + 1);
+        }
+        const SimResult one = SimulateKind(Kind::k1F1B, pp, 2 * pp, cost, sem);
+        for (const RankStats& st : one.ranks) EXPECT_DOUBLE_EQ(st.params_fraction, 1.0 / pp);
+        EXPECT_EQ(one.ranks[0].peak_activations, pp);
+      }
+    }
+  }
+}
+
+// Must-fail twin: a different W moves the bubble off the formula, so the
+// check above depends on the schedule's real structure.
+TEST(SimulatorTest, FormulaDependsOnTheCosts) {
+  CostModel cost = Cost({1, 1, 1, 3});
+  const SimResult base = SimulateKind(Kind::kDualPipe, 8, 20, cost, CommSemantics::kRendezvous);
+  cost.fb = {2.5};
+  const SimResult other = SimulateKind(Kind::kDualPipe, 8, 20, cost, CommSemantics::kRendezvous);
+  EXPECT_DOUBLE_EQ(base.bubble, 3 * (3 + 2 - 3));
+  EXPECT_NE(other.bubble, base.bubble);
+}
+
+TEST(SimulatorTest, OneFOneBMakespanClosedForm) {
+  CostModel cost;
+  cost.f = {1};
+  cost.b = {2};
+  const SimResult r = SimulateKind(Kind::k1F1B, 4, 8, cost, CommSemantics::kRendezvous);
+  EXPECT_DOUBLE_EQ(r.makespan, (8 + 4 - 1) * 3.0);
+  EXPECT_DOUBLE_EQ(r.bubble_ratio, 9.0 / 33.0);
+  // The critical path starts at rank 0's first forward and ends at the last
+  // backward of rank 0.
+  ASSERT_FALSE(r.critical_path.empty());
+  EXPECT_EQ(r.critical_path.front(), std::make_pair(0, 0));
+  EXPECT_EQ(r.critical_path.back().first, 0);
+}
+
+TEST(SimulatorTest, TransferTimeDelaysReceivers) {
+  CostModel cost;
+  cost.p2p_latency = 0.5;
+  const SimResult r = SimulateKind(Kind::kGPipe, 2, 1, cost, CommSemantics::kBuffered);
+  // F0 [0,1], transfer 0.5, F1 [1.5,2.5], B1 [2.5,4.5], transfer, B0 [5,7].
+  EXPECT_DOUBLE_EQ(r.makespan, 7.0);
+  EXPECT_DOUBLE_EQ(r.timeline[1][1].start, 1.5);
+}
+
+// Two ranks that both send before receiving deadlock under rendezvous but
+// not when sends are buffered.
+TEST(SimulatorTest, SendBeforeRecvDeadlocksOnlyUnderRendezvous) {
+  ASSERT_OK_AND_ASSIGN(Schedule s, MakeShell(Kind::kCustom, 2, 1, 1));
+  s.lowered = true;
+  // Stage 0 on rank 0, stage 1 on rank 1; each rank waits on its send
+  // before posting the receive.
+  s.programs[0].actions = {Action::Compute(Op::kForward, 0, 0),
+                           Action::Comm(Op::kSendF, 0, 0, 0, 1, 0),
+                           Action::Comm(Op::kRecvB, 0, 0, 0, 1, 1),
+                           Action::Compute(Op::kBackward, 0, 0)};
+  s.programs[0].batches = {{2}, {3}};
+  s.programs[1].actions = {Action::Comm(Op::kSendB, 1, 0, 0, 0, 0),
+                           Action::Comm(Op::kRecvF, 1, 0, 0, 0, 1),
+                           Action::Compute(Op::kForward, 1, 0),
+                           Action::Compute(Op::kBackward, 1, 0)};
+  s.programs[1].batches = {{1}, {2}};
+  EXPECT_THAT(Simulate(s, {CostModel(), CommSemantics::kRendezvous}),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("deadlock: rank 0 position 2")));
+  EXPECT_OK(Simulate(s, {CostModel(), CommSemantics::kBuffered}));
+}
+
+TEST(SimulatorTest, RejectsWrongPerStageCostLength) {
+  ASSERT_OK_AND_ASSIGN(Schedule s, Generate({Kind::k1F1B, 4, 8}));
+  CostModel cost;
+  cost.f = {1, 2, 3};
+  EXPECT_THAT(Simulate(s, {cost}), StatusIs(absl::StatusCode::kInvalidArgument,
+                                            HasSubstr("expected 1 or 4")));
+}
+
+}  // namespace
+}  // namespace tandem::schedule
