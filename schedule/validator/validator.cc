@@ -25,7 +25,7 @@ class Validator {
   absl::Status Run() {
     TANDEM_RETURN_IF_ERROR(CheckShape(s_));
     const int64_t cells = int64_t{s_.directions} * s_.stages * s_.microbatches_per_direction();
-    if (cells > (int64_t{1} << 31)) {
+    if (cells > (int64_t{1} << 24)) {
       return absl::InvalidArgumentError(absl::StrFormat(
           "schedule: %d stage copies x micro-batches is too large", cells));
     }

@@ -1,0 +1,45 @@
+// -----------------------------------------------------------------------------
+// File: proto_io.h
+// -----------------------------------------------------------------------------
+//
+// Conversion between the in-memory Schedule and schedule.proto, and the
+// protobuf encodings: binary, text format and JSON. Decoding treats the input
+// as untrusted: wire or syntax errors are reported with a byte offset or line
+// and column, and decoded values are range-checked with their field path.
+//
+// Example:
+//   TANDEM_ASSIGN_OR_RETURN(Schedule s, ParseTextProto(text));
+//   std::string bytes = ToProto(s).SerializeAsString();
+
+#ifndef TANDEM_SCHEDULE_FORMATS_PROTO_IO_H_
+#define TANDEM_SCHEDULE_FORMATS_PROTO_IO_H_
+
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "schedule/ir/schedule.h"
+#include "schedule/ir/schedule.pb.h"
+
+namespace tandem::schedule {
+
+proto::Schedule ToProto(const Schedule& s);
+
+// FromProto()
+//
+// Checks every field (kind, counts, placement, op, stage, micro-batch,
+// direction, peer and batch ranges) and returns kInvalidArgument naming its
+// path, e.g. "programs[2].actions[7].stage: expected 0..7, got 9".
+absl::StatusOr<Schedule> FromProto(const proto::Schedule& p);
+
+std::string FormatBinaryProto(const Schedule& s);
+std::string FormatTextProto(const Schedule& s);
+std::string FormatJson(const Schedule& s);
+
+absl::StatusOr<Schedule> ParseBinaryProto(absl::string_view bytes);
+absl::StatusOr<Schedule> ParseTextProto(absl::string_view text);
+absl::StatusOr<Schedule> ParseJson(absl::string_view text);
+
+}  // namespace tandem::schedule
+
+#endif  // TANDEM_SCHEDULE_FORMATS_PROTO_IO_H_
