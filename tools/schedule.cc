@@ -1,0 +1,335 @@
+// schedule: generate, check, simulate, draw and convert pipeline schedules.
+//
+//   schedule generate --kind=K --ranks=R --microbatches=N [--chunks=V]
+//                     [--with_comm] --format=trace|torch_csv|textproto|json|binary [--out=FILE]
+//   schedule validate FILE
+//   schedule simulate FILE --cost=F=1,B=2,I=1,W=1,FB=3[,p2p_latency=..] [--semantics=..]
+//   schedule render FILE --format=svg|ascii|chrome [--cost=..] [--out=FILE]
+//   schedule convert FILE --format=... [--with_comm] [--out=FILE]
+//   schedule compare --ranks=R --microbatches=N --cost=... [--chunks=V] --format=json|table
+//
+// Input formats follow the file name: .trace/.txt, .csv, .json, .textproto/
+// .txtpb/.pbtxt, .pb/.binpb (or --input_format). A trace needs --kind,
+// --ranks and --microbatches unless it starts with "# kind=K ranks=R
+// microbatches=N". Errors: exit status 2 and one line on stderr.
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "base/status_macros.h"
+#include "schedule/formats/proto_io.h"
+#include "schedule/formats/torch_csv.h"
+#include "schedule/formats/trace.h"
+#include "schedule/generators/generate.h"
+#include "schedule/lowering/lower.h"
+#include "schedule/simulator/cost_model.h"
+#include "schedule/simulator/render.h"
+#include "schedule/simulator/simulator.h"
+#include "schedule/validator/validator.h"
+
+ABSL_FLAG(std::string, kind, "", "Schedule kind: gpipe, 1f1b, interleaved1f1b, loopedbfs, zb1p, zbv, dualpipe, dualpipev.");
+ABSL_FLAG(int, ranks, 0, "Pipeline ranks.");
+ABSL_FLAG(int, microbatches, 0, "Micro-batches per step (DualPipe: both directions together).");
+ABSL_FLAG(int, chunks, 0, "Local stages per rank for looped kinds (0: the kind's default).");
+ABSL_FLAG(bool, with_comm, false, "Lower the schedule (insert sends and receives) before writing it.");
+ABSL_FLAG(std::string, format, "", "Output format (see usage).");
+ABSL_FLAG(std::string, input_format, "", "Input format; default from the file name.");
+ABSL_FLAG(std::string, out, "", "Output file (default: stdout).");
+ABSL_FLAG(std::string, cost, "F=1,B=2,I=1,W=1,FB=3", "Cost model, e.g. F=1,B=2,I=1,W=1,FB=3,p2p_latency=0.");
+ABSL_FLAG(std::string, semantics, "rendezvous", "Communication semantics: rendezvous or buffered.");
+
+namespace tandem::schedule {
+namespace {
+
+absl::StatusOr<std::string> ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot open"));
+  std::ostringstream data;
+  data << in.rdbuf();
+  return data.str();
+}
+
+absl::Status Write(const std::string& data) {
+  const std::string path = absl::GetFlag(FLAGS_out);
+  if (path.empty()) {
+    std::fwrite(data.data(), 1, data.size(), stdout);
+    return absl::OkStatus();
+  }
+  std::ofstream out(path, std::ios::binary);
+  out << data;
+  if (!out) return absl::InternalError(absl::StrCat(path, ": cannot write"));
+  return absl::OkStatus();
+}
+
+std::string FormatOf(const std::string& path) {
+  const std::string given = absl::GetFlag(FLAGS_input_format);
+  if (!given.empty()) return given;
+  for (const auto& [suffix, format] : std::vector<std::pair<std::string, std::string>>{
+           {".csv", "torch_csv"}, {".json", "json"}, {".textproto", "textproto"}, {".txtpb", "textproto"},
+           {".pbtxt", "textproto"}, {".pb", "binary"}, {".binpb", "binary"}, {".trace", "trace"},
+           {".txt", "trace"}}) {
+    if (absl::EndsWith(path, suffix)) return format;
+  }
+  return "trace";
+}
+
+absl::StatusOr<Schedule> Load(const std::string& path) {
+  TANDEM_ASSIGN_OR_RETURN(std::string data, ReadFile(path));
+  const std::string format = FormatOf(path);
+  absl::StatusOr<Schedule> s;
+  if (format == "trace") {
+    TraceHeader h;
+    if (!absl::GetFlag(FLAGS_kind).empty()) {
+      TANDEM_ASSIGN_OR_RETURN(h.kind, ParseKind(absl::GetFlag(FLAGS_kind)));
+    }
+    h.ranks = absl::GetFlag(FLAGS_ranks);
+    h.microbatches = absl::GetFlag(FLAGS_microbatches);
+    h.chunks = absl::GetFlag(FLAGS_chunks);
+    s = ParseTrace(data, h);
+  } else if (format == "torch_csv") {
+    Kind kind = Kind::kCustom;
+    if (!absl::GetFlag(FLAGS_kind).empty()) {
+      TANDEM_ASSIGN_OR_RETURN(kind, ParseKind(absl::GetFlag(FLAGS_kind)));
+    }
+    s = ParseTorchCsv(data, kind, absl::GetFlag(FLAGS_microbatches));
+  } else if (format == "json") {
+    s = ParseJson(data);
+  } else if (format == "textproto") {
+    s = ParseTextProto(data);
+  } else if (format == "binary") {
+    s = ParseBinaryProto(data);
+  } else {
+    return absl::InvalidArgumentError(absl::StrCat("input_format: unknown format '", format, "'"));
+  }
+  if (!s.ok()) return absl::Status(s.status().code(), absl::StrCat(path, ": ", s.status().message()));
+  return s;
+}
+
+absl::StatusOr<std::string> Encode(const Schedule& s, const std::string& format) {
+  if (format == "trace") return FormatTrace(s);
+  if (format == "torch_csv") return FormatTorchCsv(s);
+  if (format == "textproto") return FormatTextProto(s);
+  if (format == "json") return FormatJson(s);
+  if (format == "binary") return FormatBinaryProto(s);
+  return absl::InvalidArgumentError(absl::StrCat(
+      "format: expected trace, torch_csv, textproto, json or binary, got '", format, "'"));
+}
+
+absl::StatusOr<SimOptions> Options() {
+  SimOptions o;
+  TANDEM_ASSIGN_OR_RETURN(o.cost, ParseCost(absl::GetFlag(FLAGS_cost)));
+  const std::string sem = absl::GetFlag(FLAGS_semantics);
+  if (sem == "buffered") {
+    o.semantics = CommSemantics::kBuffered;
+  } else if (sem != "rendezvous") {
+    return absl::InvalidArgumentError(absl::StrCat("semantics: expected rendezvous or buffered, got '", sem, "'"));
+  }
+  return o;
+}
+
+std::string Num(double x) { return absl::StrFormat("%.10g", x); }
+
+absl::Status Generate() {
+  GenerateOptions o;
+  TANDEM_ASSIGN_OR_RETURN(o.kind, ParseKind(absl::GetFlag(FLAGS_kind)));
+  o.ranks = absl::GetFlag(FLAGS_ranks);
+  o.microbatches = absl::GetFlag(FLAGS_microbatches);
+  o.chunks = absl::GetFlag(FLAGS_chunks);
+  TANDEM_ASSIGN_OR_RETURN(Schedule s, schedule::Generate(o));
+  if (absl::GetFlag(FLAGS_with_comm)) {
+    TANDEM_ASSIGN_OR_RETURN(s, Lower(s));
+  }
+  const std::string format = absl::GetFlag(FLAGS_format).empty() ? "trace" : absl::GetFlag(FLAGS_format);
+  TANDEM_ASSIGN_OR_RETURN(std::string data, Encode(s, format));
+  return Write(data);
+}
+
+absl::StatusOr<Schedule> LoweredFrom(const std::string& path) {
+  TANDEM_ASSIGN_OR_RETURN(Schedule s, Load(path));
+  if (!s.lowered) {
+    TANDEM_ASSIGN_OR_RETURN(s, Lower(s));
+  }
+  return s;
+}
+
+std::string Report(const Schedule& s, const SimResult& r) {
+  std::vector<std::string> ranks, path;
+  for (int k = 0; k < s.ranks; ++k) {
+    const RankStats& st = r.ranks[k];
+    ranks.push_back(absl::StrFormat(
+        "{\"rank\":%d,\"busy\":%s,\"idle\":%s,\"finish\":%s,\"peak_activations\":%d,"
+        "\"peak_activation_bytes\":%s,\"params_fraction\":%s}",
+        k, Num(st.busy), Num(st.idle), Num(st.finish), st.peak_activations, Num(st.peak_activation_bytes),
+        Num(st.params_fraction)));
+  }
+  for (const auto& [rank, i] : r.critical_path) {
+    path.push_back(absl::StrFormat("\"r%d.%d %s\"", rank, i, DescribeAction(s, s.programs[rank].actions[i])));
+  }
+  int peak = 0;
+  for (const RankStats& st : r.ranks) peak = std::max(peak, st.peak_activations);
+  return absl::StrFormat(
+      "{\"kind\":\"%s\",\"ranks\":%d,\"stages\":%d,\"microbatches\":%d,\"makespan\":%s,\"bubble\":%s,"
+      "\"bubble_ratio\":%s,\"peak_activations\":%d,\"per_rank\":[%s],\"critical_path\":[%s]}\n",
+      KindName(s.kind), s.ranks, s.stages, s.microbatches, Num(r.makespan), Num(r.bubble), Num(r.bubble_ratio),
+      peak, absl::StrJoin(ranks, ","), absl::StrJoin(path, ","));
+}
+
+absl::Status Simulate(const std::string& path) {
+  TANDEM_ASSIGN_OR_RETURN(Schedule s, LoweredFrom(path));
+  TANDEM_ASSIGN_OR_RETURN(SimOptions o, Options());
+  TANDEM_ASSIGN_OR_RETURN(SimResult r, schedule::Simulate(s, o));
+  return Write(Report(s, r));
+}
+
+absl::Status Render(const std::string& path) {
+  TANDEM_ASSIGN_OR_RETURN(Schedule s, LoweredFrom(path));
+  TANDEM_ASSIGN_OR_RETURN(SimOptions o, Options());
+  TANDEM_ASSIGN_OR_RETURN(SimResult r, schedule::Simulate(s, o));
+  const std::string format = absl::GetFlag(FLAGS_format).empty() ? "svg" : absl::GetFlag(FLAGS_format);
+  if (format == "svg") return Write(RenderSvg(s, r));
+  if (format == "ascii") return Write(RenderAscii(s, r));
+  if (format == "chrome") return Write(RenderChromeTrace(s, r));
+  return absl::InvalidArgumentError(absl::StrCat("format: expected svg, ascii or chrome, got '", format, "'"));
+}
+
+absl::Status Convert(const std::string& path) {
+  TANDEM_ASSIGN_OR_RETURN(Schedule s, Load(path));
+  if (absl::GetFlag(FLAGS_with_comm) && !s.lowered) {
+    TANDEM_ASSIGN_OR_RETURN(s, Lower(s));
+  }
+  TANDEM_ASSIGN_OR_RETURN(std::string data, Encode(s, absl::GetFlag(FLAGS_format)));
+  return Write(data);
+}
+
+absl::Status Validate(const std::string& path) {
+  TANDEM_ASSIGN_OR_RETURN(Schedule s, Load(path));
+  TANDEM_RETURN_IF_ERROR(schedule::Validate(s));
+  return Write(absl::StrFormat("%s: valid %s schedule, %d ranks, %d stages, %d micro-batches, %d actions%s\n", path,
+                               KindName(s.kind), s.ranks, s.stages, s.microbatches, s.TotalActions(),
+                               s.lowered ? " (lowered, deadlock-free)" : ""));
+}
+
+// Every kind on the same ranks; stage costs scale with ranks / stages.
+absl::Status Compare() {
+  const int ranks = absl::GetFlag(FLAGS_ranks), n = absl::GetFlag(FLAGS_microbatches);
+  TANDEM_ASSIGN_OR_RETURN(SimOptions base, Options());
+  struct Row {
+    std::string kind, error;
+    int stages = 0, chunks = 0, peak = 0;
+    double bubble = 0, ratio = 0, makespan = 0, params = 0;
+  };
+  std::vector<Row> rows;
+  for (Kind kind : GeneratedKinds()) {
+    Row row;
+    row.kind = std::string(KindName(kind));
+    GenerateOptions g{kind, ranks, n, 0};
+    if (absl::GetFlag(FLAGS_chunks) > 0 && FixedChunks(kind) == 0) g.chunks = absl::GetFlag(FLAGS_chunks);
+    absl::StatusOr<Schedule> s = schedule::Generate(g);
+    absl::StatusOr<SimResult> r;
+    if (s.ok()) {
+      SimOptions o = base;
+      o.cost = base.cost.Scaled(static_cast<double>(ranks) / s->stages);
+      o.timeline = false;
+      r = schedule::Simulate(*s, o);
+    }
+    if (!s.ok() || !r.ok()) {
+      row.error = std::string((s.ok() ? r.status() : s.status()).message());
+    } else {
+      row.stages = s->stages;
+      row.chunks = s->chunks;
+      row.bubble = r->bubble;
+      row.ratio = r->bubble_ratio;
+      row.makespan = r->makespan;
+      for (const RankStats& st : r->ranks) {
+        row.peak = std::max(row.peak, st.peak_activations);
+        row.params = std::max(row.params, st.params_fraction);
+      }
+    }
+    rows.push_back(row);
+  }
+  const std::string format = absl::GetFlag(FLAGS_format).empty() ? "table" : absl::GetFlag(FLAGS_format);
+  std::string out;
+  if (format == "json") {
+    std::vector<std::string> items;
+    for (const Row& r : rows) {
+      if (!r.error.empty()) {
+        std::string escaped;
+        for (char c : r.error) {
+          if (c == '"' || c == '\\') escaped += '\\';
+          escaped += c;
+        }
+        items.push_back(absl::StrFormat("{\"kind\":\"%s\",\"error\":\"%s\"}", r.kind, escaped));
+      } else {
+        items.push_back(absl::StrFormat(
+            "{\"kind\":\"%s\",\"stages\":%d,\"chunks\":%d,\"bubble\":%s,\"bubble_ratio\":%s,\"makespan\":%s,"
+            "\"peak_activations\":%d,\"params_per_rank\":%s}",
+            r.kind, r.stages, r.chunks, Num(r.bubble), Num(r.ratio), Num(r.makespan), r.peak,
+            Num(r.params)));
+      }
+    }
+    out = absl::StrCat("{\"ranks\":", ranks, ",\"microbatches\":", n, ",\"cost\":\"", FormatCost(base.cost),
+                       "\",\"kinds\":[", absl::StrJoin(items, ","), "]}\n");
+  } else if (format == "table") {
+    out = absl::StrFormat("# %d ranks, %d micro-batches, cost per rank-sized stage %s\n", ranks, n,
+                          FormatCost(base.cost));
+    absl::StrAppend(&out, absl::StrFormat("%-16s %6s %10s %8s %10s %6s %8s\n", "kind", "stages", "bubble",
+                                          "ratio", "makespan", "peak", "params"));
+    for (const Row& r : rows) {
+      if (!r.error.empty()) {
+        absl::StrAppend(&out, absl::StrFormat("%-16s %s\n", r.kind, r.error));
+      } else {
+        absl::StrAppend(&out, absl::StrFormat("%-16s %6d %10.4g %8.4f %10.4g %6d %8.4g\n", r.kind, r.stages,
+                                              r.bubble, r.ratio, r.makespan, r.peak, r.params));
+      }
+    }
+  } else {
+    return absl::InvalidArgumentError(absl::StrCat("format: expected json or table, got '", format, "'"));
+  }
+  return Write(out);
+}
+
+absl::Status Main(const std::vector<char*>& args) {
+  if (args.size() < 2) {
+    return absl::InvalidArgumentError("expected a subcommand: generate, validate, simulate, render, convert, compare");
+  }
+  const std::string cmd = args[1];
+  if (cmd == "generate") return Generate();
+  if (cmd == "compare") return Compare();
+  if (args.size() != 3) return absl::InvalidArgumentError(absl::StrCat(cmd, ": expected one FILE argument"));
+  const std::string file = args[2];
+  if (cmd == "validate") return Validate(file);
+  if (cmd == "simulate") return Simulate(file);
+  if (cmd == "render") return Render(file);
+  if (cmd == "convert") return Convert(file);
+  return absl::InvalidArgumentError(absl::StrCat("unknown subcommand '", cmd, "'"));
+}
+
+}  // namespace
+}  // namespace tandem::schedule
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "generate, check, simulate, draw and convert pipeline schedules.\n"
+      "  schedule generate --kind=K --ranks=R --microbatches=N [--chunks=V] [--with_comm] --format=F\n"
+      "  schedule validate|simulate|render|convert FILE\n"
+      "  schedule compare --ranks=R --microbatches=N --cost=... --format=json|table");
+  const std::vector<char*> args = absl::ParseCommandLine(argc, argv);
+  const absl::Status s = tandem::schedule::Main(args);
+  if (!s.ok()) {
+    std::fprintf(stderr, "schedule: %s\n", std::string(s.message()).c_str());
+    return 2;
+  }
+  return 0;
+}
