@@ -1,0 +1,107 @@
+// Schedule tooling at scale: 64 ranks x 1024 micro-batches (DualPipeV: about
+// 750 thousand compute and communication entries), on one core.
+//
+//   BM_GenerateLower/<kind>   generate + lower (targets: dualpipev < 10 ms)
+//   BM_Validate/<kind>        validate the lowered schedule (< 20 ms)
+//   BM_Simulate/<kind>        simulate it, rendezvous semantics (< 50 ms)
+//   BM_ProtoRoundTrip/<kind>  to proto, serialize, parse, from proto (< 100 ms)
+//   BM_Scaling/<ranks>/<mb>   dualpipev generate + lower; ns per entry should
+//                             stay flat as ranks x micro-batches grows
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "benchmark/benchmark.h"
+#include "schedule/formats/proto_io.h"
+#include "schedule/generators/generate.h"
+#include "schedule/lowering/lower.h"
+#include "schedule/simulator/simulator.h"
+#include "schedule/validator/validator.h"
+
+namespace tandem::schedule {
+namespace {
+
+constexpr int kRanks = 64;
+constexpr int kMicrobatches = 1024;
+
+Schedule Lowered(Kind kind, int ranks = kRanks, int n = kMicrobatches) {
+  return *Lower(*Generate({kind, ranks, n}));
+}
+
+void Entries(benchmark::State& state, const Schedule& s) {
+  state.counters["entries"] = static_cast<double>(s.TotalActions());
+  state.counters["ns_per_entry"] = benchmark::Counter(
+      static_cast<double>(s.TotalActions()) * 1e-9,
+      benchmark::Counter::kIsIterationInvariantRate | benchmark::Counter::kInvert);
+}
+
+void BM_GenerateLower(benchmark::State& state, Kind kind) {
+  Schedule last;
+  for (auto _ : state) {
+    last = *Lower(*Generate({kind, kRanks, kMicrobatches}));
+    benchmark::DoNotOptimize(last.programs.data());
+  }
+  Entries(state, last);
+}
+
+void BM_Validate(benchmark::State& state, Kind kind) {
+  const Schedule s = Lowered(kind);
+  for (auto _ : state) {
+    absl::Status st = Validate(s);
+    if (!st.ok()) state.SkipWithError(std::string(st.message()).c_str());
+  }
+  Entries(state, s);
+}
+
+void BM_Simulate(benchmark::State& state, Kind kind) {
+  const Schedule s = Lowered(kind);
+  SimOptions o;
+  o.cost.fb = {3};
+  for (auto _ : state) {
+    absl::StatusOr<SimResult> r = Simulate(s, o);
+    benchmark::DoNotOptimize(r);
+  }
+  Entries(state, s);
+}
+
+void BM_ProtoRoundTrip(benchmark::State& state, Kind kind) {
+  const Schedule s = Lowered(kind);
+  for (auto _ : state) {
+    const std::string bytes = ToProto(s).SerializeAsString();
+    absl::StatusOr<Schedule> back = ParseBinaryProto(bytes);
+    benchmark::DoNotOptimize(back);
+  }
+  Entries(state, s);
+}
+
+void BM_Scaling(benchmark::State& state) {
+  const int ranks = state.range(0), n = state.range(1);
+  Schedule last;
+  for (auto _ : state) {
+    last = *Lower(*Generate({Kind::kDualPipeV, ranks, n}));
+    benchmark::DoNotOptimize(last.programs.data());
+  }
+  Entries(state, last);
+}
+
+void RegisterAll() {
+  for (Kind kind : GeneratedKinds()) {
+    const std::string name(KindName(kind));
+    benchmark::RegisterBenchmark(("BM_GenerateLower/" + name).c_str(), BM_GenerateLower, kind)
+        ->Unit(benchmark::kMillisecond);
+    benchmark::RegisterBenchmark(("BM_Validate/" + name).c_str(), BM_Validate, kind)->Unit(benchmark::kMillisecond);
+    benchmark::RegisterBenchmark(("BM_Simulate/" + name).c_str(), BM_Simulate, kind)->Unit(benchmark::kMillisecond);
+  }
+  benchmark::RegisterBenchmark("BM_ProtoRoundTrip/dualpipev", BM_ProtoRoundTrip, Kind::kDualPipeV)
+      ->Unit(benchmark::kMillisecond);
+  benchmark::RegisterBenchmark("BM_Scaling", BM_Scaling)
+      ->Args({8, 128})
+      ->Args({16, 256})
+      ->Args({32, 512})
+      ->Args({64, 1024})
+      ->Unit(benchmark::kMillisecond);
+}
+
+const bool registered = (RegisterAll(), true);
+
+}  // namespace
+}  // namespace tandem::schedule
