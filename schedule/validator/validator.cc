@@ -4,10 +4,10 @@
 #include <string>
 #include <vector>
 
-#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "base/status_macros.h"
+#include "schedule/ir/messages.h"
 #include "schedule/simulator/simulator.h"
 
 namespace tandem::schedule {
@@ -184,51 +184,26 @@ class Validator {
   // Sends follow the compute that produces them; receives are waited on
   // before the compute that consumes them; pairs match in order.
   absl::Status CheckComm() const {
-    struct Msg {
-      Op op;
-      int stage, mb, dir, rank, pos;
-    };
-    absl::flat_hash_map<int64_t, std::vector<Msg>> sends, recvs;
+    TANDEM_ASSIGN_OR_RETURN(const MessageIndex m, MatchMessages(s_));
     for (int r = 0; r < s_.ranks; ++r) {
-      const RankProgram& p = s_.programs[r];
-      for (int k = 0; k < static_cast<int>(p.actions.size()); ++k) {
-        const Action& a = p.actions[k];
-        if (!IsComm(a.op)) continue;
-        const int64_t pair = IsSend(a.op) ? int64_t{r} * s_.ranks + a.peer : int64_t{a.peer} * s_.ranks + r;
-        (IsSend(a.op) ? sends : recvs)[pair].push_back({a.op, a.stage, a.mb, a.direction, r, k});
-      }
-    }
-    for (const auto& [pair, sv] : sends) {
-      const std::vector<Msg>& rv = recvs[pair];
-      for (size_t i = 0; i < sv.size(); ++i) {
-        const Msg& snd = sv[i];
-        if (i >= rv.size()) {
-          return Error(snd.rank, snd.pos, absl::StrFormat(
-              "send #%d to rank %d has no matching receive (rank %d receives %d from rank %d)",
-              i, pair % s_.ranks, pair % s_.ranks, rv.size(), snd.rank));
-        }
-        const Msg& rcv = rv[i];
+      const std::vector<Action>& p = s_.programs[r].actions;
+      std::vector<int> sent(s_.ranks, 0);  // sends so far, per destination
+      for (int k = 0; k < static_cast<int>(p.size()); ++k) {
+        const Action& snd = p[k];
+        if (!IsSend(snd.op)) continue;
+        const int n = sent[snd.peer]++;
+        const int32_t partner = m.partner[m.offset[r] + k];
+        const int q = m.rank_of[partner];
+        const int qk = static_cast<int>(partner - m.offset[q]);
+        const Action& rcv = s_.programs[q].actions[qk];
         const bool fwd = snd.op == Op::kSendF;
-        const int want_stage = fwd ? snd.stage + 1 : snd.stage - 1;
-        if (rcv.op != (fwd ? Op::kRecvF : Op::kRecvB) || rcv.stage != want_stage || rcv.mb != snd.mb ||
-            rcv.dir != snd.dir) {
-          return Error(rcv.rank, rcv.pos, absl::StrFormat(
-              "receive #%d from rank %d does not match send #%d there: expected %s, sent by rank %d "
-              "position %d (%s)",
-              i, snd.rank, i,
-              DescribeAction(s_, Action::Comm(fwd ? Op::kRecvF : Op::kRecvB, want_stage, snd.mb,
-                                              snd.dir, snd.rank, -1)),
-              snd.rank, snd.pos, DescribeAction(s_, s_.programs[snd.rank].actions[snd.pos])));
+        const Action want = Action::Comm(fwd ? Op::kRecvF : Op::kRecvB, fwd ? snd.stage + 1 : snd.stage - 1, snd.mb,
+                                         snd.direction, r, rcv.batch);
+        if (rcv != want) {
+          return Error(q, qk, absl::StrFormat(
+              "receive #%d from rank %d does not match send #%d there: expected %s, sent by rank %d position %d (%s)",
+              n, r, n, DescribeAction(s_, want), r, k, DescribeAction(s_, snd)));
         }
-      }
-    }
-    for (const auto& [pair, rv] : recvs) {
-      const auto it = sends.find(pair);
-      const size_t n = it == sends.end() ? 0 : it->second.size();
-      if (rv.size() > n) {
-        const Msg& rcv = rv[n];
-        return Error(rcv.rank, rcv.pos, absl::StrFormat("receive #%d has no matching send from rank %d", n,
-                                                        pair / s_.ranks));
       }
     }
     for (int r = 0; r < s_.ranks; ++r) {
