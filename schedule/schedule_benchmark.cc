@@ -4,7 +4,8 @@
 //   BM_GenerateLower/<kind>   generate + lower (targets: dualpipev < 10 ms)
 //   BM_Validate/<kind>        validate the lowered schedule (< 20 ms)
 //   BM_Simulate/<kind>        simulate it, rendezvous semantics (< 50 ms)
-//   BM_ProtoRoundTrip/<kind>  to proto, serialize, parse, from proto (< 100 ms)
+//   BM_ToProto, BM_FromProto  conversion to and from the proto message (< 100 ms)
+//   BM_ProtoRoundTrip/<kind>  to proto, serialize, parse, from proto
 //   BM_Scaling/<ranks>/<mb>   dualpipev generate + lower; entries per second
 //                             should stay flat as ranks x micro-batches grows
 //
@@ -68,6 +69,25 @@ void BM_Simulate(benchmark::State& state, Kind kind) {
   Entries(state, s);
 }
 
+void BM_ToProto(benchmark::State& state, Kind kind) {
+  const Schedule s = Lowered(kind);
+  for (auto _ : state) {
+    proto::Schedule p = ToProto(s);
+    benchmark::DoNotOptimize(p);
+  }
+  Entries(state, s);
+}
+
+void BM_FromProto(benchmark::State& state, Kind kind) {
+  const proto::Schedule p = ToProto(Lowered(kind));
+  const Schedule s = Lowered(kind);
+  for (auto _ : state) {
+    absl::StatusOr<Schedule> back = FromProto(p);
+    benchmark::DoNotOptimize(back);
+  }
+  Entries(state, s);
+}
+
 void BM_ProtoRoundTrip(benchmark::State& state, Kind kind) {
   const Schedule s = Lowered(kind);
   for (auto _ : state) {
@@ -96,6 +116,8 @@ void RegisterAll() {
     benchmark::RegisterBenchmark(("BM_Validate/" + name).c_str(), BM_Validate, kind)->Unit(benchmark::kMillisecond);
     benchmark::RegisterBenchmark(("BM_Simulate/" + name).c_str(), BM_Simulate, kind)->Unit(benchmark::kMillisecond);
   }
+  benchmark::RegisterBenchmark("BM_ToProto/dualpipev", BM_ToProto, Kind::kDualPipeV)->Unit(benchmark::kMillisecond);
+  benchmark::RegisterBenchmark("BM_FromProto/dualpipev", BM_FromProto, Kind::kDualPipeV)->Unit(benchmark::kMillisecond);
   benchmark::RegisterBenchmark("BM_ProtoRoundTrip/dualpipev", BM_ProtoRoundTrip, Kind::kDualPipeV)
       ->Unit(benchmark::kMillisecond);
   benchmark::RegisterBenchmark("BM_Scaling", BM_Scaling)

@@ -106,34 +106,46 @@ absl::StatusOr<Schedule> FromProto(const proto::Schedule& p) {
     const proto::RankProgram& in = p.programs(r);
     RankProgram& out = s.programs[r];
     out.actions.reserve(in.actions_size());
+    const int m = s.microbatches_per_direction();
     for (int k = 0; k < in.actions_size(); ++k) {
       const proto::Action& pa = in.actions(k);
-      const std::string path = absl::StrCat("programs[", r, "].actions[", k, "]");
-      TANDEM_RETURN_IF_ERROR(Range(path + ".op", 1, 9, pa.op()));
-      TANDEM_RETURN_IF_ERROR(Range(path + ".stage", 0, s.stages - 1, pa.stage()));
-      TANDEM_RETURN_IF_ERROR(Range(path + ".microbatch", 0, s.microbatches_per_direction() - 1, pa.microbatch()));
-      TANDEM_RETURN_IF_ERROR(Range(path + ".direction", 0, s.directions - 1, pa.direction()));
+      // The field path is built only for an error.
+      auto check = [&](const char* field, int64_t lo, int64_t hi, int64_t got) {
+        return got >= lo && got <= hi
+                   ? absl::OkStatus()
+                   : Range(absl::StrCat("programs[", r, "].actions[", k, "].", field), lo, hi, got);
+      };
+      TANDEM_RETURN_IF_ERROR(check("op", 1, 9, pa.op()));
+      TANDEM_RETURN_IF_ERROR(check("stage", 0, s.stages - 1, pa.stage()));
+      TANDEM_RETURN_IF_ERROR(check("microbatch", 0, m - 1, pa.microbatch()));
+      TANDEM_RETURN_IF_ERROR(check("direction", 0, s.directions - 1, pa.direction()));
       Action a = Action::Compute(static_cast<Op>(pa.op() - 1), pa.stage(), pa.microbatch(), pa.direction());
       if (a.op == Op::kForwardBackward) {
-        TANDEM_RETURN_IF_ERROR(Range(path + ".stage_b", 0, s.stages - 1, pa.stage_b()));
-        TANDEM_RETURN_IF_ERROR(Range(path + ".microbatch_b", 0, s.microbatches_per_direction() - 1, pa.microbatch_b()));
-        TANDEM_RETURN_IF_ERROR(Range(path + ".direction_b", 0, s.directions - 1, pa.direction_b()));
+        TANDEM_RETURN_IF_ERROR(check("stage_b", 0, s.stages - 1, pa.stage_b()));
+        TANDEM_RETURN_IF_ERROR(check("microbatch_b", 0, m - 1, pa.microbatch_b()));
+        TANDEM_RETURN_IF_ERROR(check("direction_b", 0, s.directions - 1, pa.direction_b()));
         a = Action::Overlap(pa.stage(), pa.microbatch(), pa.direction(), pa.stage_b(), pa.microbatch_b(),
                             pa.direction_b());
       }
       if (IsComm(a.op)) {
-        if (!s.lowered) return FieldError(path, "send or receive in a schedule that is not lowered");
-        TANDEM_RETURN_IF_ERROR(Range(path + ".peer", 0, s.ranks - 1, pa.peer()));
-        TANDEM_RETURN_IF_ERROR(Range(path + ".batch", 0, in.batches_size() - 1, pa.batch()));
+        if (!s.lowered) {
+          return FieldError(absl::StrCat("programs[", r, "].actions[", k, "]"),
+                            "send or receive in a schedule that is not lowered");
+        }
+        TANDEM_RETURN_IF_ERROR(check("peer", 0, s.ranks - 1, pa.peer()));
+        TANDEM_RETURN_IF_ERROR(check("batch", 0, in.batches_size() - 1, pa.batch()));
         a.peer = pa.peer();
         a.batch = pa.batch();
       }
       out.actions.push_back(a);
     }
+    out.batches.reserve(in.batches_size());
     for (int b = 0; b < in.batches_size(); ++b) {
-      TANDEM_RETURN_IF_ERROR(Range(absl::StrCat("programs[", r, "].batches[", b, "].wait_before"), 0,
-                                   in.actions_size(), in.batches(b).wait_before()));
-      out.batches.push_back({in.batches(b).wait_before()});
+      const int32_t wait = in.batches(b).wait_before();
+      if (wait < 0 || wait > in.actions_size()) {
+        return Range(absl::StrCat("programs[", r, "].batches[", b, "].wait_before"), 0, in.actions_size(), wait);
+      }
+      out.batches.push_back({wait});
     }
   }
   TANDEM_RETURN_IF_ERROR(CheckShape(s));

@@ -20,7 +20,7 @@ constexpr double kUnposted = -1.0;
 
 class Engine {
  public:
-  Engine(const Schedule& s, const SimOptions& o) : s_(s), o_(o) {}
+  Engine(const Schedule& s, const MessageIndex& m, const SimOptions& o) : s_(s), o_(o), m_(m) {}
 
   absl::StatusOr<SimResult> Run() {
     TANDEM_RETURN_IF_ERROR(Prepare());
@@ -56,12 +56,11 @@ class Engine {
             "cost: per-stage list has %d values, expected 1 or %d (stages)", v->size(), s_.stages));
       }
     }
-    TANDEM_ASSIGN_OR_RETURN(m_, MatchMessages(s_));
     const int ranks = s_.ranks;
     post_.assign(m_.size(), kUnposted);
-    post_cause_.assign(m_.size(), -1);
     rank_.assign(ranks, {});
     if (o_.timeline) {
+      post_cause_.assign(m_.size(), -1);
       cause_.assign(m_.size(), -1);
       timeline_.resize(ranks);
     }
@@ -149,7 +148,7 @@ class Engine {
           if (timeline != nullptr) timeline[i].end = done;
           if (done > st.clock) {
             st.clock = done;
-            st.cause = post_cause_[m_.partner[id]];
+            if (timeline != nullptr) st.cause = post_cause_[m_.partner[id]];
           }
         }
       }
@@ -161,8 +160,10 @@ class Engine {
         for (int i = st.pos; i < st.pos + size; ++i) {
           const int32_t id = base + i;
           post_[id] = st.clock;
-          post_cause_[id] = st.cause;
-          if (timeline != nullptr) timeline[i].start = st.clock;
+          if (timeline != nullptr) {
+            post_cause_[id] = st.cause;
+            timeline[i].start = st.clock;
+          }
           const int32_t partner = m_.partner[id];
           RankState& q = rank_[m_.rank_of[partner]];
           if (q.waiting_on == id) {
@@ -252,7 +253,7 @@ class Engine {
   const Schedule& s_;
   const SimOptions& o_;
   const double transfer_ = o_.cost.TransferTime();
-  MessageIndex m_;
+  const MessageIndex& m_;
   std::vector<double> post_;
   std::vector<int32_t> post_cause_, cause_;
   std::vector<std::vector<Interval>> timeline_;
@@ -266,9 +267,16 @@ absl::StatusOr<SimResult> Simulate(const Schedule& s, const SimOptions& options)
   TANDEM_RETURN_IF_ERROR(CheckShape(s));
   if (!s.lowered) {
     TANDEM_ASSIGN_OR_RETURN(Schedule lowered, Lower(s));
-    return Engine(lowered, options).Run();
+    return Simulate(lowered, options);
   }
-  return Engine(s, options).Run();
+  TANDEM_ASSIGN_OR_RETURN(const MessageIndex m, MatchMessages(s));
+  return Engine(s, m, options).Run();
+}
+
+absl::StatusOr<SimResult> SimulateMatched(const Schedule& s, const MessageIndex& m,
+                                          const SimOptions& options) {
+  if (!s.lowered) return absl::FailedPreconditionError("simulate: schedule is not lowered");
+  return Engine(s, m, options).Run();
 }
 
 }  // namespace tandem::schedule

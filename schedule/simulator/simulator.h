@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "schedule/ir/messages.h"
 #include "schedule/ir/schedule.h"
 #include "schedule/simulator/cost_model.h"
 
@@ -69,6 +70,13 @@ struct SimResult {
 // the wrong length, unmatched sends or receives) and for a deadlock, naming
 // every blocked rank, its position and action, and whom it waits for.
 absl::StatusOr<SimResult> Simulate(const Schedule& s, const SimOptions& options);
+
+// SimulateMatched()
+//
+// Simulate() for a lowered `s` whose messages `m` were already matched by
+// MatchMessages(s) (the validator's path, which matches them anyway).
+absl::StatusOr<SimResult> SimulateMatched(const Schedule& s, const MessageIndex& m,
+                                          const SimOptions& options);
 
 }  // namespace tandem::schedule
 

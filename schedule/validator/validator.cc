@@ -46,12 +46,13 @@ class Validator {
     }
     TANDEM_RETURN_IF_ERROR(CheckCounts());
     if (s_.lowered) {
-      TANDEM_RETURN_IF_ERROR(CheckComm());
+      TANDEM_ASSIGN_OR_RETURN(const MessageIndex m, MatchMessages(s_));
+      TANDEM_RETURN_IF_ERROR(CheckComm(m));
       // Zero-cost rendezvous run: any wait cycle is a deadlock.
       SimOptions o;
       o.semantics = CommSemantics::kRendezvous;
       o.timeline = false;
-      absl::StatusOr<SimResult> r = Simulate(s_, o);
+      absl::StatusOr<SimResult> r = SimulateMatched(s_, m, o);
       if (!r.ok()) return r.status();
       return absl::OkStatus();
     }
@@ -183,8 +184,7 @@ class Validator {
 
   // Sends follow the compute that produces them; receives are waited on
   // before the compute that consumes them; pairs match in order.
-  absl::Status CheckComm() const {
-    TANDEM_ASSIGN_OR_RETURN(const MessageIndex m, MatchMessages(s_));
+  absl::Status CheckComm(const MessageIndex& m) const {
     for (int r = 0; r < s_.ranks; ++r) {
       const std::vector<Action>& p = s_.programs[r].actions;
       std::vector<int> sent(s_.ranks, 0);  // sends so far, per destination
