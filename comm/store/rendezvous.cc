@@ -1,0 +1,73 @@
+#include "comm/store/rendezvous.h"
+
+#include <cstdlib>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_format.h"
+#include "base/status_macros.h"
+
+namespace tandem::comm {
+namespace {
+
+// The first of `names` that is set, or nullptr.
+const char* First(const GetEnv& env, std::initializer_list<const char*> names, const char** which) {
+  for (const char* n : names) {
+    if (const char* v = env(n); v != nullptr && *v != '\0') {
+      *which = n;
+      return v;
+    }
+  }
+  *which = *names.begin();
+  return nullptr;
+}
+
+absl::Status IntVar(const GetEnv& env, std::initializer_list<const char*> names, int lo, int hi,
+                    absl::string_view range, bool required, int* out) {
+  const char* which = nullptr;
+  const char* v = First(env, names, &which);
+  if (v == nullptr) {
+    if (!required) return absl::OkStatus();
+    return absl::InvalidArgumentError(absl::StrFormat("%s: not set (launch with tools/launch.sh, torchrun or mpirun)", which));
+  }
+  int x = 0;
+  if (!absl::SimpleAtoi(v, &x) || x < lo || x > hi) {
+    return absl::InvalidArgumentError(absl::StrFormat("%s: expected an integer in %s, got '%s'", which, range, v));
+  }
+  *out = x;
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<RendezvousInfo> ReadRendezvousEnv(const GetEnv& getenv) {
+  const GetEnv env = getenv ? getenv : [](const char* n) -> const char* { return std::getenv(n); };
+  RendezvousInfo info;
+  TANDEM_RETURN_IF_ERROR(IntVar(env, {"WORLD_SIZE", "OMPI_COMM_WORLD_SIZE", "PMI_SIZE"}, 1, 1 << 20, "[1, 1048576]",
+                                true, &info.world_size));
+  const std::string range = absl::StrFormat("[0, WORLD_SIZE=%d)", info.world_size);
+  TANDEM_RETURN_IF_ERROR(IntVar(env, {"RANK", "OMPI_COMM_WORLD_RANK", "PMI_RANK"}, 0, info.world_size - 1, range,
+                                true, &info.rank));
+  TANDEM_RETURN_IF_ERROR(IntVar(env, {"LOCAL_RANK", "OMPI_COMM_WORLD_LOCAL_RANK"}, 0, info.world_size - 1, range,
+                                false, &info.local_rank));
+  TANDEM_RETURN_IF_ERROR(IntVar(env, {"MASTER_PORT"}, 1, 65535, "[1, 65535]", false, &info.master_port));
+  if (const char* addr = env("MASTER_ADDR"); addr != nullptr && *addr != '\0') info.master_addr = addr;
+  return info;
+}
+
+absl::StatusOr<Bootstrap> ConnectRendezvous(const RendezvousInfo& info, Deadline deadline) {
+  Bootstrap b;
+  b.info = info;
+  const std::string host = info.master_addr == "localhost" ? "127.0.0.1" : info.master_addr;
+  if (info.rank == 0) {
+    TANDEM_ASSIGN_OR_RETURN(b.server, TcpStoreServer::Start(host, info.master_port, info.world_size));
+  }
+  TANDEM_ASSIGN_OR_RETURN(b.store, TcpStore::Connect(host, info.master_port, info.rank, info.world_size, deadline));
+  return b;
+}
+
+absl::StatusOr<Bootstrap> BootstrapFromEnv(Deadline deadline) {
+  TANDEM_ASSIGN_OR_RETURN(RendezvousInfo info, ReadRendezvousEnv());
+  return ConnectRendezvous(info, deadline);
+}
+
+}  // namespace tandem::comm

@@ -1,0 +1,91 @@
+#include "comm/store/store.h"
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+
+namespace tandem::comm {
+
+absl::Status CheckKeyValue(absl::string_view key, int64_t value_bytes) {
+  if (key.empty() || static_cast<int64_t>(key.size()) > kMaxStoreKeyBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("store key: expected 1..%d bytes, got %d", kMaxStoreKeyBytes, key.size()));
+  }
+  if (value_bytes > kMaxStoreValueBytes) {
+    return absl::InvalidArgumentError(absl::StrFormat("store value of '%s': expected at most %d bytes, got %d",
+                                                      key, kMaxStoreValueBytes, value_bytes));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status StoreTimeout(absl::string_view op, Deadline deadline, absl::Span<const std::string> missing) {
+  return absl::DeadlineExceededError(absl::StrFormat("store %s: deadline %s exceeded; waiting for key(s) [%s]", op,
+                                                     absl::FormatDuration(deadline.timeout()),
+                                                     absl::StrJoin(missing, ", ")));
+}
+
+absl::Status MemoryStore::Set(absl::string_view key, absl::string_view value) {
+  if (absl::Status s = CheckKeyValue(key, value.size()); !s.ok()) return s;
+  absl::MutexLock lock(&mu_);
+  data_[key] = std::string(value);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> MemoryStore::Get(absl::string_view key, Deadline deadline) {
+  if (absl::Status s = CheckKeyValue(key, 0); !s.ok()) return s;
+  absl::MutexLock lock(&mu_);
+  auto present = [this, key]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return data_.contains(key); };
+  if (!mu_.AwaitWithDeadline(absl::Condition(&present), deadline.time())) {
+    return StoreTimeout("get", deadline, {std::string(key)});
+  }
+  return data_.at(key);
+}
+
+absl::Status MemoryStore::Wait(absl::Span<const std::string> keys, Deadline deadline) {
+  for (const std::string& k : keys) {
+    if (absl::Status s = CheckKeyValue(k, 0); !s.ok()) return s;
+  }
+  absl::MutexLock lock(&mu_);
+  auto all = [this, keys]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    for (const std::string& k : keys) {
+      if (!data_.contains(k)) return false;
+    }
+    return true;
+  };
+  if (!mu_.AwaitWithDeadline(absl::Condition(&all), deadline.time())) {
+    std::vector<std::string> missing;
+    for (const std::string& k : keys) {
+      if (!data_.contains(k)) missing.push_back(k);
+    }
+    return StoreTimeout("wait", deadline, missing);
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<int64_t> MemoryStore::Add(absl::string_view key, int64_t delta) {
+  if (absl::Status s = CheckKeyValue(key, 0); !s.ok()) return s;
+  absl::MutexLock lock(&mu_);
+  std::string& v = data_[key];
+  int64_t x = 0;
+  if (!v.empty() && !absl::SimpleAtoi(v, &x)) {
+    return absl::FailedPreconditionError(absl::StrFormat("store add '%s': value '%s' is not an integer", key, v));
+  }
+  x += delta;
+  v = absl::StrCat(x);
+  return x;
+}
+
+absl::StatusOr<bool> MemoryStore::Delete(absl::string_view key) {
+  if (absl::Status s = CheckKeyValue(key, 0); !s.ok()) return s;
+  absl::MutexLock lock(&mu_);
+  return data_.erase(key) > 0;
+}
+
+absl::StatusOr<bool> MemoryStore::Check(absl::string_view key) {
+  if (absl::Status s = CheckKeyValue(key, 0); !s.ok()) return s;
+  absl::MutexLock lock(&mu_);
+  return data_.contains(key);
+}
+
+}  // namespace tandem::comm

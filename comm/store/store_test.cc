@@ -1,0 +1,139 @@
+// The same checks against the in-memory store and the TCP store on loopback.
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "base/testing/status_matchers.h"
+#include "comm/store/rendezvous.h"
+#include "comm/store/store.h"
+#include "comm/store/tcp_store.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace tandem::comm {
+namespace {
+
+using ::tandem::testing::IsOkAndHolds;
+using ::tandem::testing::StatusIs;
+using ::testing::HasSubstr;
+
+class StoreTest : public ::testing::TestWithParam<bool> {
+ protected:
+  void SetUp() override {
+    if (GetParam()) {
+      auto server = TcpStoreServer::Start("127.0.0.1", 0, 8);
+      ASSERT_OK(server);
+      server_ = *std::move(server);
+      for (int r = 0; r < 8; ++r) {
+        auto c = TcpStore::Connect("127.0.0.1", server_->port(), r, 8, Deadline::In(absl::Seconds(10)));
+        ASSERT_OK(c);
+        clients_.push_back(*std::move(c));
+      }
+    } else {
+      auto mem = std::make_shared<MemoryStore>();
+      for (int r = 0; r < 8; ++r) shared_.push_back(mem);
+    }
+  }
+  Store& at(int r) {
+    if (GetParam()) return *clients_[r];
+    return *shared_[r];
+  }
+
+  std::unique_ptr<TcpStoreServer> server_;
+  std::vector<std::unique_ptr<TcpStore>> clients_;
+  std::vector<std::shared_ptr<MemoryStore>> shared_;
+};
+
+TEST_P(StoreTest, SetGetCheckDelete) {
+  ASSERT_OK(at(0).Set("a", std::string("x\0y", 3)));
+  EXPECT_THAT(at(1).Get("a", Deadline::In(absl::Seconds(5))), IsOkAndHolds(std::string("x\0y", 3)));
+  EXPECT_THAT(at(2).Check("a"), IsOkAndHolds(true));
+  EXPECT_THAT(at(3).Delete("a"), IsOkAndHolds(true));
+  EXPECT_THAT(at(3).Delete("a"), IsOkAndHolds(false));
+  EXPECT_THAT(at(2).Check("a"), IsOkAndHolds(false));
+}
+
+TEST_P(StoreTest, GetWaitsForTheKeyAndTimesOutNamingIt) {
+  std::thread setter([&] {
+    absl::SleepFor(absl::Milliseconds(100));
+    ASSERT_OK(at(1).Set("late", "v"));
+  });
+  EXPECT_THAT(at(0).Get("late", Deadline::In(absl::Seconds(10))), IsOkAndHolds("v"));
+  setter.join();
+  EXPECT_THAT(at(0).Get("never", Deadline::In(absl::Milliseconds(100))),
+              StatusIs(absl::StatusCode::kDeadlineExceeded, HasSubstr("waiting for key(s) [never]")));
+  EXPECT_THAT(at(0).Wait({"late", "nope1", "nope2"}, Deadline::In(absl::Milliseconds(100))),
+              StatusIs(absl::StatusCode::kDeadlineExceeded, HasSubstr("[nope1, nope2]")));
+}
+
+TEST_P(StoreTest, AddIsAtomicUnderContention) {
+  std::vector<std::thread> threads;
+  for (int r = 0; r < 8; ++r) {
+    threads.emplace_back([&, r] {
+      for (int i = 0; i < 50; ++i) ASSERT_OK(at(r).Add("counter", 1));
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  EXPECT_THAT(at(0).Add("counter", 0), IsOkAndHolds(400));
+  ASSERT_OK(at(0).Set("text", "abc"));
+  EXPECT_THAT(at(0).Add("text", 1), StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("not an integer")));
+}
+
+TEST_P(StoreTest, LimitsAreEnforced) {
+  EXPECT_THAT(at(0).Set("", "v"), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("store key")));
+  EXPECT_THAT(at(0).Set(std::string(kMaxStoreKeyBytes + 1, 'k'), "v"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("expected 1..4096 bytes")));
+}
+
+INSTANTIATE_TEST_SUITE_P(MemoryAndTcp, StoreTest, ::testing::Values(false, true),
+                         [](const ::testing::TestParamInfo<bool>& p) { return p.param ? "Tcp" : "Memory"; });
+
+TEST(TcpStoreTest, UnknownRankIsRejected) {
+  ASSERT_OK_AND_ASSIGN(auto server, TcpStoreServer::Start("127.0.0.1", 0, 2));
+  EXPECT_THAT(TcpStore::Connect("127.0.0.1", server->port(), 2, 2, Deadline::In(absl::Seconds(5))),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("unknown rank 2 of world size 2")));
+  EXPECT_THAT(TcpStore::Connect("127.0.0.1", server->port(), 0, 3, Deadline::In(absl::Seconds(5))),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("unknown rank 0 of world size 3")));
+  EXPECT_OK(TcpStore::Connect("127.0.0.1", server->port(), 1, 2, Deadline::In(absl::Seconds(5))));
+}
+
+TEST(TcpStoreTest, ConnectTimesOutWithoutServer) {
+  ASSERT_OK_AND_ASSIGN(auto server, TcpStoreServer::Start("127.0.0.1", 0, 1));
+  const int port = server->port();
+  server.reset();
+  EXPECT_THAT(TcpStore::Connect("127.0.0.1", port, 0, 1, Deadline::In(absl::Milliseconds(200))),
+              StatusIs(absl::StatusCode::kDeadlineExceeded, HasSubstr("rank 0 could not connect")));
+}
+
+TEST(RendezvousTest, ReadsTorchrunAndOpenMpiVariables) {
+  auto env = [](std::vector<std::pair<const char*, const char*>> vars) -> GetEnv {
+    return [vars](const char* n) -> const char* {
+      for (const auto& [k, v] : vars) {
+        if (std::string(k) == n) return v;
+      }
+      return nullptr;
+    };
+  };
+  ASSERT_OK_AND_ASSIGN(RendezvousInfo a, ReadRendezvousEnv(env({{"RANK", "3"}, {"WORLD_SIZE", "4"}, {"LOCAL_RANK", "1"},
+                                                                 {"MASTER_ADDR", "10.1.2.3"}, {"MASTER_PORT", "1234"}})));
+  EXPECT_EQ(a.rank, 3);
+  EXPECT_EQ(a.world_size, 4);
+  EXPECT_EQ(a.local_rank, 1);
+  EXPECT_EQ(a.master_addr, "10.1.2.3");
+  EXPECT_EQ(a.master_port, 1234);
+  ASSERT_OK_AND_ASSIGN(RendezvousInfo b, ReadRendezvousEnv(env({{"OMPI_COMM_WORLD_RANK", "2"}, {"OMPI_COMM_WORLD_SIZE", "8"},
+                                                                 {"OMPI_COMM_WORLD_LOCAL_RANK", "2"}})));
+  EXPECT_EQ(b.rank, 2);
+  EXPECT_EQ(b.world_size, 8);
+  EXPECT_EQ(b.master_port, 29500);
+  EXPECT_THAT(ReadRendezvousEnv(env({{"RANK", "7"}, {"WORLD_SIZE", "4"}})),
+              StatusIs(absl::StatusCode::kInvalidArgument, "RANK: expected an integer in [0, WORLD_SIZE=4), got '7'"));
+  EXPECT_THAT(ReadRendezvousEnv(env({{"RANK", "0"}})),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("WORLD_SIZE: not set")));
+  EXPECT_THAT(ReadRendezvousEnv(env({{"RANK", "0"}, {"WORLD_SIZE", "1"}, {"MASTER_PORT", "http"}})),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("MASTER_PORT: expected an integer")));
+}
+
+}  // namespace
+}  // namespace tandem::comm
