@@ -65,6 +65,20 @@ absl::StatusOr<Bootstrap> ConnectRendezvous(const RendezvousInfo& info, Deadline
   return b;
 }
 
+absl::Status Bootstrap::Finish(Deadline deadline) {
+  constexpr absl::string_view kDone = "tandem/bootstrap/done", kAllDone = "tandem/bootstrap/all_done";
+  TANDEM_ASSIGN_OR_RETURN(int64_t done, store->Add(kDone, 1));
+  if (done == info.world_size) TANDEM_RETURN_IF_ERROR(store->Set(kAllDone, "1"));
+  if (info.rank != 0) return absl::OkStatus();
+  absl::StatusOr<std::string> all = store->Get(kAllDone, deadline);
+  if (!all.ok()) {
+    return absl::Status(all.status().code(),
+                        absl::StrFormat("rank 0 shutting down the store: %d of %d ranks checked out: %s",
+                                        store->Add(kDone, 0).value_or(-1), info.world_size, all.status().message()));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<Bootstrap> BootstrapFromEnv(Deadline deadline) {
   TANDEM_ASSIGN_OR_RETURN(RendezvousInfo info, ReadRendezvousEnv());
   return ConnectRendezvous(info, deadline);

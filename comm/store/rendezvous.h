@@ -46,6 +46,12 @@ struct Bootstrap {
   RendezvousInfo info;
   std::unique_ptr<TcpStoreServer> server;  // rank 0 only
   std::unique_ptr<Store> store;
+
+  // Finish()
+  //
+  // Collective: every rank checks out; rank 0 (which serves the store) waits
+  // until all have, so that nobody loses the store while still using it.
+  absl::Status Finish(Deadline deadline);
 };
 
 // Serves (rank 0) and connects to the store described by `info`.

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Starts N local processes of a command, torchrun-style: each gets RANK,
+# WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR and MASTER_PORT. Output
+# lines are prefixed with "[rank K] ". When a rank exits non-zero, the others
+# are killed at once and the launcher exits with that status; --timeout kills
+# everything after S seconds (exit 124).
+#
+# Usage: tools/launch.sh -n N [--port P] [--timeout S] -- COMMAND [ARGS...]
+set -uo pipefail
+n=1
+port="${MASTER_PORT:-}"
+timeout=0
+while (($#)); do
+  case "$1" in
+    -n) n="$2"; shift 2 ;;
+    --port) port="$2"; shift 2 ;;
+    --timeout) timeout="$2"; shift 2 ;;
+    --) shift; break ;;
+    *) echo "launch: unknown option '$1' (usage: launch.sh -n N [--port P] [--timeout S] -- COMMAND)" >&2; exit 2 ;;
+  esac
+done
+(($#)) || { echo "launch: no command (usage: launch.sh -n N -- COMMAND)" >&2; exit 2; }
+[[ "$n" =~ ^[0-9]+$ && "$n" -ge 1 ]] || { echo "launch: -n: expected a positive number, got '$n'" >&2; exit 2; }
+if [[ -z "$port" ]]; then
+  # A port nobody answers on.
+  for _ in $(seq 50); do
+    port=$((20000 + RANDOM % 40000))
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || break
+  done
+fi
+
+set -m  # each rank in its own process group, so a kill takes its pipeline
+declare -A rank_of
+pids=()
+for ((r = 0; r < n; r++)); do
+  (
+    export RANK=$r WORLD_SIZE=$n LOCAL_RANK=$r LOCAL_WORLD_SIZE=$n MASTER_ADDR=127.0.0.1 MASTER_PORT=$port
+    "$@" 2>&1 | sed -u "s/^/[rank $r] /"
+  ) &
+  pids+=($!)
+  rank_of[$!]=$r
+done
+
+kill_all() {
+  for p in "${pids[@]}"; do kill -TERM -- "-$p" 2>/dev/null; done
+}
+if ((timeout > 0)); then
+  (sleep "$timeout"; echo "launch: timeout after ${timeout}s; killing all ranks" >&2; kill -TERM $$) &
+  watchdog=$!
+fi
+trap 'kill_all; exit 124' TERM
+
+status=0
+for ((i = 0; i < n; i++)); do
+  wait -n -p done_pid
+  rc=$?
+  if ((rc != 0)); then
+    echo "launch: rank ${rank_of[$done_pid]} exited with status $rc; killing the other ranks" >&2
+    kill_all
+    status=$rc
+    break
+  fi
+done
+[[ -n "${watchdog:-}" ]] && kill -- "-$watchdog" 2>/dev/null
+wait "${pids[@]}" 2>/dev/null
+exit $status
