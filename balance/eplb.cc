@@ -74,13 +74,8 @@ absl::StatusOr<Placement> RebalanceExperts(const Weights& weights,
                                            const RebalanceOptions& options) {
   TANDEM_RETURN_IF_ERROR(ValidateRebalanceInput(
       weights, num_replicas, num_groups, num_nodes, num_gpus, options));
-  const bool hierarchical = UsesHierarchicalPolicy(num_groups, num_nodes);
-  internal::Shape shape;
-  shape.num_experts = weights.num_experts();
-  shape.num_replicas = num_replicas;
-  shape.num_groups = hierarchical ? num_groups : 1;
-  shape.num_nodes = hierarchical ? num_nodes : 1;
-  shape.num_gpus = num_gpus;
+  const internal::Shape shape = internal::ResolveShape(
+      weights.num_experts(), num_replicas, num_groups, num_nodes, num_gpus);
 
   const int layers = weights.num_layers();
   const int64_t cells = int64_t{layers} * shape.num_experts;
@@ -104,8 +99,10 @@ absl::StatusOr<Placement> RebalanceExperts(const Weights& weights,
     }
   }
   if (options.mode == Mode::kRefined) {
-    internal::RefineLayers(weights, shape, options.no_duplicates, &phy2log,
-                           &rank);
+    internal::RefineOptions refine;
+    refine.no_duplicates = options.no_duplicates;
+    refine.cross_node = options.cross_node_replicas;
+    internal::RefineLayers(weights, shape, refine, &phy2log, &rank);
   }
   return MakePlacement(layers, shape.num_experts, num_replicas,
                        std::vector<int64_t>(phy2log.begin(), phy2log.end()),

@@ -48,6 +48,9 @@ struct RebalanceOptions {
   // the packing respects it. kInvalidArgument when no such placement exists
   // (a GPU has more slots than its node has experts).
   bool no_duplicates = false;
+  // kRefined on the hierarchical path only: extra replicas (rank >= 1) may
+  // go to other nodes than their group's; rank-0 replicas stay home.
+  bool cross_node_replicas = false;
 };
 
 // UsesHierarchicalPolicy()

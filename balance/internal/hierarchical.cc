@@ -8,6 +8,18 @@
 
 namespace tandem::balance::internal {
 
+Shape ResolveShape(int num_experts, int num_replicas, int num_groups,
+                   int num_nodes, int num_gpus) {
+  const bool hierarchical = num_nodes > 0 && num_groups % num_nodes == 0;
+  Shape shape;
+  shape.num_experts = num_experts;
+  shape.num_replicas = num_replicas;
+  shape.num_groups = hierarchical ? num_groups : 1;
+  shape.num_nodes = hierarchical ? num_nodes : 1;
+  shape.num_gpus = num_gpus;
+  return shape;
+}
+
 void AssignGroupsToNodes(const float* w, const Shape& shape, TieOrder tie,
                          LayerScratch* s) {
   const int groups = shape.num_groups;

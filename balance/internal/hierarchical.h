@@ -32,6 +32,13 @@ struct Shape {
   int slots_per_gpu() const { return num_replicas / num_gpus; }
 };
 
+// ResolveShape()
+//
+// The Shape the reference solves for these (validated) arguments: the
+// global policy (num_groups % num_nodes != 0) becomes one group, one node.
+Shape ResolveShape(int num_experts, int num_replicas, int num_groups,
+                   int num_nodes, int num_gpus);
+
 // Buffers reused across layers.
 struct LayerScratch {
   PackingScratch packing;
@@ -43,7 +50,7 @@ struct LayerScratch {
   std::vector<int32_t> gpu, gpu_rank;
 };
 
-// NodeOfGroups()
+// AssignGroupsToNodes()
 //
 // Step 1 alone: fills `mlog2log` (node-major: node n holds experts
 // [n*E/N, (n+1)*E/N) in mlog numbering) for layer weights `w`.
