@@ -3,30 +3,10 @@
 #include <cmath>
 #include <cstdint>
 #include <numeric>
+#include <utility>
 #include <vector>
 
 namespace tandem::balance::testing {
-namespace {
-
-// splitmix64: a tiny generator with the same output everywhere (the
-// standard distributions are not portable across library versions).
-class Rng {
- public:
-  explicit Rng(uint64_t seed) : state_(seed) {}
-  uint64_t Next() {
-    uint64_t z = (state_ += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-  }
-  double Uniform() { return (Next() >> 11) * 0x1.0p-53; }  // [0, 1)
-  uint64_t Below(uint64_t n) { return Next() % n; }
-
- private:
-  uint64_t state_;
-};
-
-}  // namespace
 
 std::vector<int64_t> ZipfLoads(int num_layers, int num_experts, uint64_t seed,
                                double s_min, double s_max) {

@@ -8,9 +8,36 @@
 #define TANDEM_BALANCE_TESTING_SYNTHETIC_LOADS_H_
 
 #include <cstdint>
+#include <initializer_list>
 #include <vector>
 
 namespace tandem::balance::testing {
+
+// Rng
+//
+// splitmix64: a tiny generator whose output is the same everywhere (the
+// standard library's distributions are not portable across versions).
+class Rng {
+ public:
+  explicit Rng(uint64_t seed) : state_(seed) {}
+  uint64_t Next() {
+    uint64_t z = (state_ += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+  }
+  double Uniform() { return static_cast<double>(Next() >> 11) * 0x1.0p-53; }
+  // Uniform in [0, n); n > 0.
+  uint64_t Below(uint64_t n) { return Next() % n; }
+  // One of `choices`, uniformly.
+  template <typename T>
+  T Pick(std::initializer_list<T> choices) {
+    return choices.begin()[Below(choices.size())];
+  }
+
+ private:
+  uint64_t state_;
+};
 
 // ZipfLoads()
 //
