@@ -1,5 +1,6 @@
 #include "balance/eplb.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <iostream>
@@ -10,6 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "balance/eplb_json.h"
 #include "balance/metrics.h"
 #include "balance/placement.h"
 #include "balance/testing/eplb_vectors.h"
@@ -248,6 +250,60 @@ TEST(EplbTest, MetricsOfReferenceOutputsMatchVectors) {
               c.metrics.Find("gpus_holding_duplicate_replicas")->as_int64())
         << c.name;
   }
+}
+
+// The reference puts up to 17 replicas of a hot expert on 4 GPUs; with
+// no_duplicates each GPU holds an expert at most once, so its count is
+// capped at 4, in every mode.
+TEST(EplbNoDuplicatesTest, HotExpertIsSpreadOverGpus) {
+  ASSERT_OK_AND_ASSIGN(std::vector<VectorCase> cases, LoadVectorCases());
+  const auto it = std::find_if(cases.begin(), cases.end(), [](const auto& c) {
+    return c.name == "hot_expert_global_dup_on_gpu";
+  });
+  ASSERT_NE(it, cases.end());
+  const Problem& p = it->problem;
+  for (Mode mode : {Mode::kStable, Mode::kReference, Mode::kRefined}) {
+    RebalanceOptions options;
+    options.mode = mode;
+    ASSERT_OK_AND_ASSIGN(PlacementMetrics before,
+                         ComputeMetrics(p.weights(), MustSolve(p.weights(),
+                             p.num_replicas, p.num_groups, p.num_nodes,
+                             p.num_gpus, options), p.num_gpus));
+    EXPECT_GT(before.gpus_holding_duplicate_replicas, 0);
+    options.no_duplicates = true;
+    const Placement placement =
+        MustSolve(p.weights(), p.num_replicas, p.num_groups, p.num_nodes,
+                  p.num_gpus, options);
+    ASSERT_OK(ValidatePlacement(placement, p.num_gpus));
+    ASSERT_OK_AND_ASSIGN(PlacementMetrics after,
+                         ComputeMetrics(p.weights(), placement, p.num_gpus));
+    EXPECT_EQ(after.gpus_holding_duplicate_replicas, 0);
+    EXPECT_EQ(*std::max_element(placement.logcnt.begin(),
+                                placement.logcnt.end()),
+              p.num_gpus);
+  }
+}
+
+TEST(EplbNoDuplicatesTest, InfeasibleIsAnError) {
+  const std::vector<int64_t> loads = {5, 1, 2, 7};
+  RebalanceOptions options;
+  options.no_duplicates = true;
+  // 16 slots on 2 GPUs: 8 per GPU, but only 4 experts.
+  EXPECT_THAT(RebalanceExperts(Weights::Int64(loads, 1, 4), 16, 1, 1, 2,
+                               options),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("no_duplicates: infeasible: expected at most "
+                                 "4 slots per GPU (the experts of a node), "
+                                 "got 8")));
+  // Hierarchical: 2 nodes of 2 experts each, 3 slots per GPU.
+  EXPECT_THAT(RebalanceExperts(Weights::Int64(loads, 1, 4), 12, 2, 2, 4,
+                               options),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("expected at most 2 slots per GPU")));
+  // Feasible at the limit: every GPU holds each of its node's experts once.
+  ASSERT_OK_AND_ASSIGN(Placement p, RebalanceExperts(Weights::Int64(loads, 1, 4),
+                                                     8, 2, 2, 4, options));
+  EXPECT_THAT(p.logcnt, ElementsAre(2, 2, 2, 2));
 }
 
 }  // namespace
