@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -38,7 +39,7 @@ absl::Status Weights::Validate() const {
 
 absl::StatusOr<Placement> MakePlacement(int num_layers, int num_experts,
                                         int num_replicas,
-                                        absl::Span<const int64_t> phy2log,
+                                        std::vector<int64_t> phy2log,
                                         absl::Span<const int32_t> rank) {
   const int64_t slots = int64_t{num_layers} * num_replicas;
   if (num_layers < 1 || num_experts < 1 || num_replicas < num_experts ||
@@ -53,41 +54,50 @@ absl::StatusOr<Placement> MakePlacement(int num_layers, int num_experts,
   p.num_layers = num_layers;
   p.num_experts = num_experts;
   p.num_replicas = num_replicas;
-  p.phy2log.assign(phy2log.begin(), phy2log.end());
+  p.phy2log = std::move(phy2log);
   p.logcnt.assign(int64_t{num_layers} * num_experts, 0);
-  for (int64_t i = 0; i < slots; ++i) {
-    const int64_t e = phy2log[i];
-    if (e < 0 || e >= num_experts) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "phy2log[", i / num_replicas, "][", i % num_replicas,
-          "]: expected an expert id in [0, ", num_experts, "), got ", e));
+  for (int l = 0; l < num_layers; ++l) {
+    const int64_t* row = &p.phy2log[int64_t{l} * num_replicas];
+    int64_t* count = &p.logcnt[int64_t{l} * num_experts];
+    for (int s = 0; s < num_replicas; ++s) {
+      if (row[s] < 0 || row[s] >= num_experts) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "phy2log[", l, "][", s, "]: expected an expert id in [0, ",
+            num_experts, "), got ", row[s]));
+      }
+      ++count[row[s]];
     }
-    ++p.logcnt[(i / num_replicas) * num_experts + e];
   }
   int64_t max_count = 0;
-  for (int64_t i = 0; i < static_cast<int64_t>(p.logcnt.size()); ++i) {
-    if (p.logcnt[i] == 0) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("layer ", i / num_experts, " expert ", i % num_experts,
-                       ": expected at least one replica, got 0"));
+  for (int l = 0; l < num_layers; ++l) {
+    for (int e = 0; e < num_experts; ++e) {
+      const int64_t c = p.logcnt[int64_t{l} * num_experts + e];
+      if (c == 0) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "layer ", l, " expert ", e, ": expected at least one replica, "
+            "got 0"));
+      }
+      max_count = std::max(max_count, c);
     }
-    max_count = std::max(max_count, p.logcnt[i]);
   }
   p.max_count = static_cast<int>(max_count);
   p.log2phy.assign(static_cast<size_t>(p.logcnt.size()) * max_count, -1);
-  for (int64_t i = 0; i < slots; ++i) {
-    const int64_t layer = i / num_replicas;
-    const int64_t e = phy2log[i];
-    const int64_t r = rank[i];
-    const int64_t cell = (layer * num_experts + e) * max_count + r;
-    if (r < 0 || r >= p.logcnt[layer * num_experts + e] ||
-        p.log2phy[cell] != -1) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "rank of slot ", i % num_replicas, " in layer ", layer,
-          ": expected a unique rank in [0, ",
-          p.logcnt[layer * num_experts + e], ") for expert ", e, ", got ", r));
+  for (int l = 0; l < num_layers; ++l) {
+    const int64_t* row = &p.phy2log[int64_t{l} * num_replicas];
+    const int32_t* ranks = &rank[int64_t{l} * num_replicas];
+    const int64_t* count = &p.logcnt[int64_t{l} * num_experts];
+    int64_t* cells = &p.log2phy[int64_t{l} * num_experts * max_count];
+    for (int s = 0; s < num_replicas; ++s) {
+      const int64_t e = row[s];
+      const int64_t r = ranks[s];
+      if (r < 0 || r >= count[e] || cells[e * max_count + r] != -1) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "rank of slot ", s, " in layer ", l,
+            ": expected a unique rank in [0, ", count[e], ") for expert ", e,
+            ", got ", r));
+      }
+      cells[e * max_count + r] = s;
     }
-    p.log2phy[cell] = i % num_replicas;
   }
   return p;
 }
@@ -110,7 +120,9 @@ absl::StatusOr<Placement> PlacementFromPhy2Log(
       }
     }
   }
-  return MakePlacement(num_layers, num_experts, num_replicas, phy2log, rank);
+  return MakePlacement(num_layers, num_experts, num_replicas,
+                       std::vector<int64_t>(phy2log.begin(), phy2log.end()),
+                       rank);
 }
 
 absl::Status ValidatePlacement(const Placement& p, int num_gpus) {

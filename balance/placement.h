@@ -111,7 +111,7 @@ struct Placement {
 // the ranks of an expert are not 0 .. count-1.
 absl::StatusOr<Placement> MakePlacement(int num_layers, int num_experts,
                                         int num_replicas,
-                                        absl::Span<const int64_t> phy2log,
+                                        std::vector<int64_t> phy2log,
                                         absl::Span<const int32_t> rank);
 
 // PlacementFromPhy2Log()

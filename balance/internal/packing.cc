@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <functional>
 #include <utility>
 #include <vector>
@@ -10,8 +11,61 @@
 namespace tandem::balance::internal {
 namespace {
 
-// Packs up to this many are scanned linearly; more use a heap.
-constexpr int kLinearScanPacks = 24;
+// Up to this many packs are kept in a sorted list; more use a tournament.
+constexpr int kSortedListPacks = 16;
+
+// A tournament tree over keys[0..n): Best() is the index whose key wins
+// under `Better` (a strict order on floats), the lowest index among equals,
+// as a left-to-right scan would find. Update(i) after keys[i] changed;
+// Remove(i) takes i out of the contest.
+template <typename Better>
+class Tournament {
+ public:
+  void Build(const float* keys, int n) {
+    keys_ = keys;
+    leaves_ = 1;
+    while (leaves_ < n) leaves_ *= 2;
+    node_.assign(2 * static_cast<size_t>(leaves_), -1);
+    for (int i = 0; i < n; ++i) node_[leaves_ + i] = i;
+    for (int j = leaves_ - 1; j >= 1; --j) node_[j] = Winner(j);
+  }
+  int Best() const { return node_[1]; }
+  void Update(int i) {
+    for (int j = (leaves_ + i) / 2; j >= 1; j /= 2) node_[j] = Winner(j);
+  }
+  void Remove(int i) {
+    node_[leaves_ + i] = -1;
+    Update(i);
+  }
+
+ private:
+  // The left child holds the lower indices, so it wins ties.
+  int Winner(int j) const {
+    const int a = node_[2 * j];
+    const int b = node_[2 * j + 1];
+    if (a < 0 || b < 0) return a < 0 ? b : a;
+    return Better()(keys_[b], keys_[a]) ? b : a;
+  }
+
+  const float* keys_ = nullptr;
+  int leaves_ = 1;
+  std::vector<int32_t> node_;
+};
+
+// The lowest index of the largest of x[0..n), n >= 1, no NaN. Four
+// independent running maxima, then a scan for the first equal value.
+int FirstMax(const float* x, int n) {
+  float m[4] = {x[0], x[0], x[0], x[0]};
+  int i = 0;
+  for (; i + 4 <= n; i += 4) {
+    for (int j = 0; j < 4; ++j) m[j] = x[i + j] > m[j] ? x[i + j] : m[j];
+  }
+  for (; i < n; ++i) m[0] = x[i] > m[0] ? x[i] : m[0];
+  const float max = std::max(std::max(m[0], m[1]), std::max(m[2], m[3]));
+  int first = 0;
+  while (x[first] != max) ++first;
+  return first;
+}
 
 // Places `item` into `p` as its next arrival.
 void Place(int32_t item, int32_t p, float key, int32_t* pack, int32_t* rank,
@@ -23,31 +77,43 @@ void Place(int32_t item, int32_t p, float key, int32_t* pack, int32_t* rank,
 
 void PackUnconstrained(absl::Span<const float> keys, int num_packs, int k,
                        int32_t* pack, int32_t* rank, PackingScratch* s) {
-  if (num_packs <= kLinearScanPacks) {
+  if (num_packs <= kSortedListPacks) {
+    // Packs with room, sorted by (load, index): the front is the pack to
+    // fill. After it takes an item it moves back past the packs that now
+    // come before it, or leaves when full.
+    std::vector<int32_t>& open = s->open;
+    open.resize(num_packs);
+    for (int32_t p = 0; p < num_packs; ++p) open[p] = p;
+    size_t begin = 0;
     for (const int32_t item : s->order) {
-      int32_t best = -1;
-      for (int32_t p = 0; p < num_packs; ++p) {
-        if (s->count[p] < k && (best < 0 || s->load[p] < s->load[best])) {
-          best = p;
-        }
-      }
+      const int32_t best = open[begin];
       Place(item, best, keys[item], pack, rank, s);
+      if (s->count[best] == k) {
+        ++begin;
+        continue;
+      }
+      const float load = s->load[best];
+      size_t i = begin;
+      for (; i + 1 < open.size(); ++i) {
+        const int32_t next = open[i + 1];
+        const float next_load = s->load[next];
+        if (next_load > load || (next_load == load && next > best)) break;
+        open[i] = next;
+      }
+      open[i] = best;
     }
     return;
   }
-  // Min-heap on (load, pack): the least-loaded pack, lowest index first.
-  auto& heap = s->heap;
-  heap.clear();
-  for (int32_t p = 0; p < num_packs; ++p) heap.emplace_back(0.0f, p);
-  const auto later = std::greater<std::pair<float, int32_t>>();
+  // The least-loaded pack with room, lowest index first.
+  Tournament<std::less<float>> least;
+  least.Build(s->load.data(), num_packs);
   for (const int32_t item : s->order) {
-    std::pop_heap(heap.begin(), heap.end(), later);
-    const int32_t p = heap.back().second;
-    heap.pop_back();
+    const int32_t p = least.Best();
     Place(item, p, keys[item], pack, rank, s);
-    if (s->count[p] < k) {
-      heap.emplace_back(s->load[p], p);
-      std::push_heap(heap.begin(), heap.end(), later);
+    if (s->count[p] == k) {
+      least.Remove(p);
+    } else {
+      least.Update(p);
     }
   }
 }
@@ -129,26 +195,29 @@ bool PackWithoutDuplicates(absl::Span<const float> keys,
 
 void SortDescending(absl::Span<const float> keys, TieOrder tie,
                     PackingScratch* scratch) {
-  std::vector<std::pair<float, int32_t>>& pairs = scratch->heap;
-  pairs.resize(keys.size());
+  // Each entry is (order key << 32 | index), the order key a uint32 that
+  // sorts like the float does, descending. Comparing whole entries orders
+  // ties by index (stable); comparing the high halves alone answers exactly
+  // as the reference's `a > b` on the floats, so libstdc++'s std::sort takes
+  // the same steps as in torch and leaves ties in the same places.
+  std::vector<uint64_t>& entries = scratch->entries;
+  entries.resize(keys.size());
   for (size_t i = 0; i < keys.size(); ++i) {
-    pairs[i] = {keys[i], static_cast<int32_t>(i)};
+    uint32_t bits;
+    const float key = keys[i] + 0.0f;  // -0 becomes +0, equal to it
+    std::memcpy(&bits, &key, sizeof(bits));
+    bits = (bits & 0x80000000u) ? ~bits : bits | 0x80000000u;  // ascending
+    entries[i] = (static_cast<uint64_t>(~bits) << 32) | i;      // descending
   }
   if (tie == TieOrder::kReference) {
-    // torch 1.13's KeyValueCompDesc: NaN first, then larger keys; equal keys
-    // end up wherever libstdc++'s introsort leaves them.
-    std::sort(pairs.begin(), pairs.end(), [](const auto& a, const auto& b) {
-      return (std::isnan(a.first) && !std::isnan(b.first)) ||
-             a.first > b.first;
-    });
+    std::sort(entries.begin(), entries.end(),
+              [](uint64_t a, uint64_t b) { return (a >> 32) < (b >> 32); });
   } else {
-    std::sort(pairs.begin(), pairs.end(), [](const auto& a, const auto& b) {
-      return a.first > b.first || (a.first == b.first && a.second < b.second);
-    });
+    std::sort(entries.begin(), entries.end());
   }
   scratch->order.resize(keys.size());
   for (size_t i = 0; i < keys.size(); ++i) {
-    scratch->order[i] = pairs[i].second;
+    scratch->order[i] = static_cast<int32_t>(entries[i] & 0xffffffffu);
   }
 }
 
@@ -187,42 +256,38 @@ void ReplicateExperts(absl::Span<const float> w, int num_slots, int max_count,
   auto per_replica = [&](int e) { return w[e] / static_cast<float>(count[e]); };
   const int extra = num_slots - n;
   if (static_cast<int64_t>(extra) * n <= 4096) {
+    // Current load per replica; -inf for capped experts (loads are >= 0).
+    std::vector<float>& value = scratch->load;
+    value.resize(n);
+    for (int e = 0; e < n; ++e) {
+      value[e] = open(e) ? per_replica(e) : -HUGE_VALF;
+    }
     for (int s = n; s < num_slots; ++s) {
-      int best = -1;
-      float best_value = 0.0f;
-      for (int e = 0; e < n; ++e) {
-        if (!open(e)) continue;
-        const float v = per_replica(e);
-        if (best < 0 || v > best_value) {
-          best = e;
-          best_value = v;
-        }
-      }
+      const int best = FirstMax(value.data(), n);
       slot_expert[s] = best;
       slot_rank[s] = count[best]++;
+      value[best] = open(best) ? per_replica(best) : -HUGE_VALF;
     }
     return;
   }
-  // Max-heap on (per-replica load, -expert): the largest, lowest index first.
-  auto& heap = scratch->heap;
-  heap.clear();
-  const auto before = [](const std::pair<float, int32_t>& a,
-                         const std::pair<float, int32_t>& b) {
-    return a.first < b.first || (a.first == b.first && a.second > b.second);
-  };
+  // The largest load per replica, lowest index first.
+  std::vector<float>& value = scratch->load;
+  value.resize(n);
+  for (int e = 0; e < n; ++e) value[e] = per_replica(e);
+  Tournament<std::greater<float>> largest;
+  largest.Build(value.data(), n);
   for (int e = 0; e < n; ++e) {
-    if (open(e)) heap.emplace_back(per_replica(e), e);
+    if (!open(e)) largest.Remove(e);
   }
-  std::make_heap(heap.begin(), heap.end(), before);
   for (int s = n; s < num_slots; ++s) {
-    std::pop_heap(heap.begin(), heap.end(), before);
-    const int32_t e = heap.back().second;
-    heap.pop_back();
+    const int32_t e = largest.Best();
     slot_expert[s] = e;
     slot_rank[s] = count[e]++;
     if (open(e)) {
-      heap.emplace_back(per_replica(e), e);
-      std::push_heap(heap.begin(), heap.end(), before);
+      value[e] = per_replica(e);
+      largest.Update(e);
+    } else {
+      largest.Remove(e);
     }
   }
 }

@@ -29,16 +29,17 @@ enum class TieOrder {
 
 // Reusable buffers, so that solving many rows allocates once.
 struct PackingScratch {
+  std::vector<uint64_t> entries;
   std::vector<int32_t> order;
+  std::vector<int32_t> open;
   std::vector<float> load;
   std::vector<int32_t> count;
-  std::vector<std::pair<float, int32_t>> heap;
 };
 
 // SortDescending()
 //
 // Fills `scratch->order` with the indices of `keys` sorted by descending
-// key, ties as `tie` says (NaN would sort first, as in torch).
+// key, ties as `tie` says. Keys must not be NaN (callers validate loads).
 void SortDescending(absl::Span<const float> keys, TieOrder tie,
                     PackingScratch* scratch);
 
