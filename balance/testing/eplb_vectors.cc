@@ -107,7 +107,8 @@ absl::StatusOr<std::vector<VectorCase>> LoadVectorCases() {
     VectorCase vc;
     vc.name = c.Find("name")->as_string();
     vc.policy = c.Find("policy")->as_string();
-    TANDEM_ASSIGN_OR_RETURN(vc.problem, ProblemFromJson(*c.Find("inputs")));
+    vc.inputs = *c.Find("inputs");
+    TANDEM_ASSIGN_OR_RETURN(vc.problem, ProblemFromJson(vc.inputs));
     TANDEM_ASSIGN_OR_RETURN(vc.reference,
                             ExpectedOutputsFromJson(*c.Find("outputs")));
     const json::Value& stable = *c.Find("stable_sort_variant");

@@ -31,6 +31,7 @@ struct ExpectedOutputs {
 struct VectorCase {
   std::string name;
   std::string policy;  // "hierarchical" or "global"
+  json::Value inputs;  // the case's "inputs" object, as in the file
   Problem problem;
   ExpectedOutputs reference;  // the reference's outputs
   ExpectedOutputs stable;     // with stable sorts (= reference if !differs)
