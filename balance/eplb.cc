@@ -22,9 +22,9 @@ absl::Status CheckPositive(const char* name, int value) {
 absl::Status CheckMultiple(const char* name, int value, const char* of,
                            int divisor, const char* note) {
   if (value % divisor == 0) return absl::OkStatus();
-  return absl::InvalidArgumentError(absl::StrCat(
-      name, ": expected a multiple of ", of, " = ", divisor, note, ", got ",
-      value));
+  return absl::InvalidArgumentError(
+      absl::StrCat(name, ": expected a multiple of ", of, " = ", divisor, note,
+                   ", got ", value));
 }
 
 }  // namespace
@@ -34,8 +34,7 @@ bool UsesHierarchicalPolicy(int num_groups, int num_nodes) {
 }
 
 absl::Status ValidateRebalanceInput(const Weights& weights, int num_replicas,
-                                    int num_groups, int num_nodes,
-                                    int num_gpus,
+                                    int num_groups, int num_nodes, int num_gpus,
                                     const RebalanceOptions& options) {
   TANDEM_RETURN_IF_ERROR(CheckPositive("num_replicas", num_replicas));
   TANDEM_RETURN_IF_ERROR(CheckPositive("num_groups", num_groups));
@@ -55,8 +54,8 @@ absl::Status ValidateRebalanceInput(const Weights& weights, int num_replicas,
       CheckMultiple("num_replicas", num_replicas, "num_gpus", num_gpus, ""));
   if (num_replicas < experts) {
     return absl::InvalidArgumentError(
-        absl::StrCat("num_replicas: expected at least num_experts = ",
-                     experts, ", got ", num_replicas));
+        absl::StrCat("num_replicas: expected at least num_experts = ", experts,
+                     ", got ", num_replicas));
   }
   const int nodes = hierarchical ? num_nodes : 1;
   if (options.no_duplicates && num_replicas / num_gpus > experts / nodes) {
@@ -93,9 +92,10 @@ absl::StatusOr<Placement> RebalanceExperts(const Weights& weights,
     if (!internal::SolveLayer(&w32[l * shape.num_experts], shape, tie,
                               options.no_duplicates, &phy2log[slot0],
                               &rank[slot0], &scratch)) {
-      return absl::InternalError(absl::StrCat(
-          "layer ", l, ": no placement without duplicates found (a bug: "
-          "the input was checked to admit one)"));
+      return absl::InternalError(
+          absl::StrCat("layer ", l,
+                       ": no placement without duplicates found (a bug: "
+                       "the input was checked to admit one)"));
     }
   }
   if (options.mode == Mode::kRefined) {

@@ -48,8 +48,10 @@ struct RebalanceOptions {
   // the packing respects it. kInvalidArgument when no such placement exists
   // (a GPU has more slots than its node has experts).
   bool no_duplicates = false;
-  // kRefined on the hierarchical path only: extra replicas (rank >= 1) may
-  // go to other nodes than their group's; rank-0 replicas stay home.
+  // kRefined, hierarchical path: extra replicas (rank >= 1) may go to
+  // other nodes than their group's; every expert keeps its rank-0 replica
+  // on its group's node. Off by default to keep the reference's rule that
+  // a group's replicas share a node.
   bool cross_node_replicas = false;
 };
 
@@ -68,8 +70,7 @@ bool UsesHierarchicalPolicy(int num_groups, int num_nodes);
 // num_replicas % num_gpus, num_replicas >= num_experts; with no_duplicates,
 // slots per GPU <= experts per node.
 absl::Status ValidateRebalanceInput(const Weights& weights, int num_replicas,
-                                    int num_groups, int num_nodes,
-                                    int num_gpus,
+                                    int num_groups, int num_nodes, int num_gpus,
                                     const RebalanceOptions& options = {});
 
 // RebalanceExperts()
@@ -78,18 +79,23 @@ absl::Status ValidateRebalanceInput(const Weights& weights, int num_replicas,
 // `num_nodes` nodes for the loads in `weights` [layers x experts], whose
 // experts form `num_groups` equal groups of consecutive ids. Int64 loads are
 // cast to float32 first, as in the reference. Deterministic: the same input
-// gives the same bits. Errors as ValidateRebalanceInput(). kRefined with
-// kRefined's improvements:
-//   - within each GPU-packing problem, moves and swaps of replicas between
-//     the most loaded GPU and the others while that lowers the maximum;
-//   - per layer, the replica counts are re-chosen where moving one replica
-//     from one expert to another lowers the maximum;
-//   - on the hierarchical path, groups are swapped between nodes when the
-//     re-solved nodes lower the maximum.
-absl::StatusOr<Placement> RebalanceExperts(const Weights& weights,
-                                           int num_replicas, int num_groups,
-                                           int num_nodes, int num_gpus,
-                                           const RebalanceOptions& options = {});
+// gives the same bits. Errors as ValidateRebalanceInput().
+//
+// kRefined, per layer, searches from the reference plan (float64 loads):
+//   - swaps of replicas between the most loaded GPU and another, and
+//     recounts (one replica taken from an expert with several and given to
+//     another), while they lower the maximum;
+//   - on the hierarchical path, a regrouping (groups swapped between nodes
+//     to even out node loads) with the nodes re-solved and searched;
+//   - with cross_node_replicas, a plan whose extra replicas may go to any
+//     node (replica counts from the whole layer), searched likewise.
+// The candidate with the smallest max GPU load wins, the reference plan on
+// ties. Without cross_node_replicas every replica stays on its group's
+// node, so a layer cannot beat its busiest node's mean load; on skewed
+// loads that is most of the gap to total load / GPUs.
+absl::StatusOr<Placement> RebalanceExperts(
+    const Weights& weights, int num_replicas, int num_groups, int num_nodes,
+    int num_gpus, const RebalanceOptions& options = {});
 
 }  // namespace tandem::balance
 

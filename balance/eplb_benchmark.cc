@@ -110,10 +110,10 @@ void BM_Scaling(benchmark::State& state) {
     benchmark::DoNotOptimize(p.phy2log.data());
   }
   state.counters["slots"] = replicas;
-  state.counters["ns_per_slot"] = benchmark::Counter(
-      static_cast<double>(kLayers) * replicas,
-      benchmark::Counter::kIsIterationInvariantRate |
-          benchmark::Counter::kInvert);
+  state.counters["ns_per_slot"] =
+      benchmark::Counter(static_cast<double>(kLayers) * replicas,
+                         benchmark::Counter::kIsIterationInvariantRate |
+                             benchmark::Counter::kInvert);
 }
 BENCHMARK(BM_Scaling)
     ->ArgsProduct({{64, 256, 1024}, {8, 32, 64, 256}})
@@ -134,8 +134,8 @@ void BM_Migration(benchmark::State& state) {
   const Weights after = Weights::Int64(loads, kLayers, kExperts);
   MigrationPlan plan;
   for (auto _ : state) {
-    plan = RebalanceWithMigration(after, previous.phy2log, s.replicas,
-                                  s.groups, s.nodes, s.gpus)
+    plan = RebalanceWithMigration(after, previous.phy2log, s.replicas, s.groups,
+                                  s.nodes, s.gpus)
                .value();
     benchmark::DoNotOptimize(plan.moved_replicas);
   }
@@ -151,7 +151,11 @@ void BM_Migration(benchmark::State& state) {
   state.counters["balancedness_fresh"] =
       plan.fresh_metrics.balancedness_aggregate;
 }
-BENCHMARK(BM_Migration)->Arg(5)->Arg(20)->Arg(50)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_Migration)
+    ->Arg(5)
+    ->Arg(20)
+    ->Arg(50)
+    ->Unit(benchmark::kMillisecond);
 
 }  // namespace
 }  // namespace tandem::balance

@@ -204,9 +204,9 @@ absl::StatusOr<std::vector<int64_t>> Phy2LogFromJson(const json::Value& plan,
       std::vector<int64_t> flat,
       IntMatrixFromJson(*phy2log, "phy2log", &rows, num_replicas));
   if (rows != num_layers) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "phy2log: expected ", num_layers, " layers as in the loads, got ",
-        rows));
+    return absl::InvalidArgumentError(
+        absl::StrCat("phy2log: expected ", num_layers,
+                     " layers as in the loads, got ", rows));
   }
   return flat;
 }

@@ -28,8 +28,8 @@ struct Problem {
   int num_layers = 0;
   int num_experts = 0;
   Weights::Type type = Weights::Type::kInt64;
-  std::vector<int64_t> int64_loads;   // when type is kInt64
-  std::vector<float> float32_loads;   // when type is kFloat32
+  std::vector<int64_t> int64_loads;  // when type is kInt64
+  std::vector<float> float32_loads;  // when type is kFloat32
   int num_replicas = 0;
   int num_groups = 0;
   int num_nodes = 0;

@@ -48,7 +48,8 @@ RandomProblem Generate(Rng& rng) {
   const bool global = rng.Below(4) == 0;
   const int groups_per_node = rng.Pick({1, 2, 4});
   p.groups = global ? p.nodes * groups_per_node + 1 : p.nodes * groups_per_node;
-  if (global && p.nodes == 1) p.groups = 3, p.nodes = 2, p.gpus = 2 * gpus_per_node;
+  if (global && p.nodes == 1)
+    p.groups = 3, p.nodes = 2, p.gpus = 2 * gpus_per_node;
   const int group_size = rng.Pick({1, 2, 3, 4, 8, 16});
   p.experts = p.groups * group_size;
   if (global) p.experts = rng.Pick({8, 12, 16, 24, 32, 48, 64});
@@ -64,7 +65,8 @@ RandomProblem Generate(Rng& rng) {
       break;
     case 1:
       p.kind = "uniform";
-      p.int64_loads = testing::UniformLoads(p.layers, p.experts, rng.Next(), 999);
+      p.int64_loads =
+          testing::UniformLoads(p.layers, p.experts, rng.Next(), 999);
       break;
     case 2:
       p.kind = "ties";
@@ -95,10 +97,9 @@ TEST(EplbRandomTest, ValidPlacementsAndRefinedNeverWorse) {
     const Weights w = p.weights();
     RebalanceOptions reference_options;
     reference_options.mode = Mode::kReference;
-    ASSERT_OK_AND_ASSIGN(
-        Placement reference,
-        RebalanceExperts(w, p.replicas, p.groups, p.nodes, p.gpus,
-                         reference_options));
+    ASSERT_OK_AND_ASSIGN(Placement reference,
+                         RebalanceExperts(w, p.replicas, p.groups, p.nodes,
+                                          p.gpus, reference_options));
     ASSERT_OK_AND_ASSIGN(PlacementMetrics reference_metrics,
                          ComputeMetrics(w, reference, p.gpus));
     for (const bool cross_node : {false, true}) {
@@ -107,8 +108,8 @@ TEST(EplbRandomTest, ValidPlacementsAndRefinedNeverWorse) {
         options.mode = mode;
         options.cross_node_replicas = cross_node;
         ASSERT_OK_AND_ASSIGN(Placement placement,
-                             RebalanceExperts(w, p.replicas, p.groups,
-                                              p.nodes, p.gpus, options));
+                             RebalanceExperts(w, p.replicas, p.groups, p.nodes,
+                                              p.gpus, options));
         ASSERT_OK(ValidatePlacement(placement, p.gpus));
         if (mode != Mode::kRefined) continue;
         ASSERT_OK_AND_ASSIGN(PlacementMetrics m,

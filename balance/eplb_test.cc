@@ -87,8 +87,8 @@ TEST(EplbParityTest, ComparisonReportsACorruptedValue) {
                                           : corrupted.logcnt;
     values[values.size() / 2] += 1;
     EXPECT_THAT(CompareOutputs(p, corrupted),
-                ElementsAre(HasSubstr(absl::StrCat(array, " (flat index ",
-                                                   values.size() / 2))))
+                ElementsAre(HasSubstr(
+                    absl::StrCat(array, " (flat index ", values.size() / 2))))
         << array;
   }
   testing::ExpectedOutputs narrower = c.reference;
@@ -171,8 +171,8 @@ TEST(EplbValidationTest, RejectsBadCountsAndLoads) {
   EXPECT_THAT(RebalanceExperts(Weights::Int64(negative, 1, 4), 4, 1, 1, 1),
               StatusIs(kInvalid, HasSubstr("weights[0][2]: expected a finite "
                                            "load >= 0, got -3")));
-  for (float bad : {std::nanf(""), std::numeric_limits<float>::infinity(),
-                    -0.5f}) {
+  for (float bad :
+       {std::nanf(""), std::numeric_limits<float>::infinity(), -0.5f}) {
     const std::vector<float> f = {1.0f, bad, 2.0f, 3.0f};
     EXPECT_THAT(RebalanceExperts(Weights::Float32(f, 1, 4), 4, 1, 1, 1),
                 StatusIs(kInvalid, HasSubstr("weights[0][1]: expected a "
@@ -184,19 +184,19 @@ TEST(EplbValidationTest, RejectsBadCountsAndLoads) {
 // The README example (reference output reproduced in the anchors note) and
 // the same loads as float32 give the same plan.
 TEST(EplbTest, ReadmeExampleAsIntAndFloat) {
-  const std::vector<int64_t> ints = {90, 132, 40, 61, 104, 165, 39, 4,  73,
-                                     56, 183, 86, 20, 107, 104, 64, 19, 197,
-                                     187, 157, 172, 86, 16, 27};
+  const std::vector<int64_t> ints = {90, 132, 40,  61,  104, 165, 39,  4,
+                                     73, 56,  183, 86,  20,  107, 104, 64,
+                                     19, 197, 187, 157, 172, 86,  16,  27};
   const std::vector<float> floats(ints.begin(), ints.end());
   RebalanceOptions options;
   options.mode = Mode::kReference;
-  const Placement a = MustSolve(Weights::Int64(ints, 2, 12), 16, 4, 2, 8,
-                                options);
-  const Placement b = MustSolve(Weights::Float32(floats, 2, 12), 16, 4, 2, 8,
-                                options);
-  EXPECT_THAT(a.phy2log, ElementsAreArray({5, 6, 5, 7, 8, 4, 3, 4, 10, 9, 10,
-                                           2, 0, 1, 11, 1, 7, 10, 6, 8, 6, 11,
-                                           8, 9, 2, 4, 5, 1, 5, 0, 3, 1}));
+  const Placement a =
+      MustSolve(Weights::Int64(ints, 2, 12), 16, 4, 2, 8, options);
+  const Placement b =
+      MustSolve(Weights::Float32(floats, 2, 12), 16, 4, 2, 8, options);
+  EXPECT_THAT(a.phy2log, ElementsAreArray({5, 6, 5, 7,  8, 4, 3,  4, 10, 9, 10,
+                                           2, 0, 1, 11, 1, 7, 10, 6, 8,  6, 11,
+                                           8, 9, 2, 4,  5, 1, 5,  0, 3,  1}));
   EXPECT_EQ(a.max_count, 2);
   // Layer 0, expert 1: replicas in creation order, not slot order.
   EXPECT_EQ(a.log2phy[1 * 2 + 0], 15);
@@ -231,11 +231,12 @@ TEST(EplbTest, MetricsOfReferenceOutputsMatchVectors) {
   ASSERT_OK_AND_ASSIGN(std::vector<VectorCase> cases, LoadVectorCases());
   for (const VectorCase& c : cases) {
     ASSERT_OK_AND_ASSIGN(Placement p, Solve(c, Mode::kReference));
-    ASSERT_OK_AND_ASSIGN(PlacementMetrics m,
-                         ComputeMetrics(c.problem.weights(), p,
-                                        c.problem.num_gpus));
+    ASSERT_OK_AND_ASSIGN(
+        PlacementMetrics m,
+        ComputeMetrics(c.problem.weights(), p, c.problem.num_gpus));
     const json::Array& b = c.metrics.Find("balancedness_per_layer")->as_array();
-    const json::Array& mx = c.metrics.Find("max_gpu_load_per_layer")->as_array();
+    const json::Array& mx =
+        c.metrics.Find("max_gpu_load_per_layer")->as_array();
     ASSERT_EQ(b.size(), m.balancedness.size()) << c.name;
     for (size_t l = 0; l < b.size(); ++l) {
       EXPECT_NEAR(m.balancedness[l], b[l].as_double(), 5e-7) << c.name;
@@ -265,10 +266,12 @@ TEST(EplbNoDuplicatesTest, HotExpertIsSpreadOverGpus) {
   for (Mode mode : {Mode::kStable, Mode::kReference, Mode::kRefined}) {
     RebalanceOptions options;
     options.mode = mode;
-    ASSERT_OK_AND_ASSIGN(PlacementMetrics before,
-                         ComputeMetrics(p.weights(), MustSolve(p.weights(),
-                             p.num_replicas, p.num_groups, p.num_nodes,
-                             p.num_gpus, options), p.num_gpus));
+    ASSERT_OK_AND_ASSIGN(
+        PlacementMetrics before,
+        ComputeMetrics(p.weights(),
+                       MustSolve(p.weights(), p.num_replicas, p.num_groups,
+                                 p.num_nodes, p.num_gpus, options),
+                       p.num_gpus));
     EXPECT_GT(before.gpus_holding_duplicate_replicas, 0);
     options.no_duplicates = true;
     const Placement placement =
@@ -278,9 +281,9 @@ TEST(EplbNoDuplicatesTest, HotExpertIsSpreadOverGpus) {
     ASSERT_OK_AND_ASSIGN(PlacementMetrics after,
                          ComputeMetrics(p.weights(), placement, p.num_gpus));
     EXPECT_EQ(after.gpus_holding_duplicate_replicas, 0);
-    EXPECT_EQ(*std::max_element(placement.logcnt.begin(),
-                                placement.logcnt.end()),
-              p.num_gpus);
+    EXPECT_EQ(
+        *std::max_element(placement.logcnt.begin(), placement.logcnt.end()),
+        p.num_gpus);
   }
 }
 
@@ -289,20 +292,21 @@ TEST(EplbNoDuplicatesTest, InfeasibleIsAnError) {
   RebalanceOptions options;
   options.no_duplicates = true;
   // 16 slots on 2 GPUs: 8 per GPU, but only 4 experts.
-  EXPECT_THAT(RebalanceExperts(Weights::Int64(loads, 1, 4), 16, 1, 1, 2,
-                               options),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("no_duplicates: infeasible: expected at most "
-                                 "4 slots per GPU (the experts of a node), "
-                                 "got 8")));
+  EXPECT_THAT(
+      RebalanceExperts(Weights::Int64(loads, 1, 4), 16, 1, 1, 2, options),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               HasSubstr("no_duplicates: infeasible: expected at most "
+                         "4 slots per GPU (the experts of a node), "
+                         "got 8")));
   // Hierarchical: 2 nodes of 2 experts each, 3 slots per GPU.
-  EXPECT_THAT(RebalanceExperts(Weights::Int64(loads, 1, 4), 12, 2, 2, 4,
-                               options),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("expected at most 2 slots per GPU")));
+  EXPECT_THAT(
+      RebalanceExperts(Weights::Int64(loads, 1, 4), 12, 2, 2, 4, options),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               HasSubstr("expected at most 2 slots per GPU")));
   // Feasible at the limit: every GPU holds each of its node's experts once.
-  ASSERT_OK_AND_ASSIGN(Placement p, RebalanceExperts(Weights::Int64(loads, 1, 4),
-                                                     8, 2, 2, 4, options));
+  ASSERT_OK_AND_ASSIGN(
+      Placement p,
+      RebalanceExperts(Weights::Int64(loads, 1, 4), 8, 2, 2, 4, options));
   EXPECT_THAT(p.logcnt, ElementsAre(2, 2, 2, 2));
 }
 

@@ -36,8 +36,8 @@ absl::StatusOr<std::unique_ptr<LoadRecorder>> LoadRecorder::Create(
 }
 
 LoadRecorder::LoadRecorder(const Options& options) : options_(options) {
-  const size_t cells = static_cast<size_t>(options.num_layers) *
-                       options.num_experts;
+  const size_t cells =
+      static_cast<size_t>(options.num_layers) * options.num_experts;
   for (int l = 0; l < options.num_layers; ++l) {
     layers_.push_back(std::make_unique<Layer>());
     absl::MutexLock lock(&layers_.back()->mu);
@@ -50,13 +50,12 @@ LoadRecorder::LoadRecorder(const Options& options) : options_(options) {
 
 absl::Status LoadRecorder::CheckLayer(int layer) const {
   if (layer >= 0 && layer < options_.num_layers) return absl::OkStatus();
-  return absl::InvalidArgumentError(absl::StrCat(
-      "layer: expected a value in [0, ", options_.num_layers, "), got ",
-      layer));
+  return absl::InvalidArgumentError(
+      absl::StrCat("layer: expected a value in [0, ", options_.num_layers,
+                   "), got ", layer));
 }
 
-absl::Status LoadRecorder::Record(int layer,
-                                  absl::Span<const int64_t> counts) {
+absl::Status LoadRecorder::Record(int layer, absl::Span<const int64_t> counts) {
   TANDEM_RETURN_IF_ERROR(CheckLayer(layer));
   if (static_cast<int>(counts.size()) != options_.num_experts) {
     return absl::InvalidArgumentError(
@@ -81,9 +80,9 @@ absl::Status LoadRecorder::RecordRouted(int layer,
   TANDEM_RETURN_IF_ERROR(CheckLayer(layer));
   for (size_t i = 0; i < expert_ids.size(); ++i) {
     if (expert_ids[i] < 0 || expert_ids[i] >= options_.num_experts) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "expert_ids[", i, "]: expected an expert in [0, ",
-          options_.num_experts, "), got ", expert_ids[i]));
+      return absl::InvalidArgumentError(
+          absl::StrCat("expert_ids[", i, "]: expected an expert in [0, ",
+                       options_.num_experts, "), got ", expert_ids[i]));
     }
   }
   Layer& l = *layers_[layer];

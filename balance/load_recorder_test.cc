@@ -27,7 +27,8 @@ std::unique_ptr<LoadRecorder> MakeRecorder(int layers, int experts, int window,
   options.num_experts = experts;
   options.window_steps = window;
   options.ema_alpha = alpha;
-  absl::StatusOr<std::unique_ptr<LoadRecorder>> r = LoadRecorder::Create(options);
+  absl::StatusOr<std::unique_ptr<LoadRecorder>> r =
+      LoadRecorder::Create(options);
   EXPECT_OK(r);
   return r.ok() ? *std::move(r) : nullptr;
 }
@@ -61,8 +62,10 @@ TEST(LoadRecorderTest, SnapshotFeedsTheSolver) {
   }
   const LoadRecorder::Snapshot s = r->TakeSnapshot();
   EXPECT_THAT(s.window, ElementsAre(15, 3, 6, 21, 0, 0, 27, 3));
-  ASSERT_OK_AND_ASSIGN(Placement a, RebalanceExperts(s.window_weights(), 8, 2, 1, 4));
-  ASSERT_OK_AND_ASSIGN(Placement b, RebalanceExperts(s.ema_weights(), 8, 2, 1, 4));
+  ASSERT_OK_AND_ASSIGN(Placement a,
+                       RebalanceExperts(s.window_weights(), 8, 2, 1, 4));
+  ASSERT_OK_AND_ASSIGN(Placement b,
+                       RebalanceExperts(s.ema_weights(), 8, 2, 1, 4));
   EXPECT_OK(ValidatePlacement(a, 4));
   EXPECT_EQ(a.phy2log, b.phy2log);  // same loads up to a factor
 }

@@ -16,10 +16,10 @@ absl::StatusOr<std::vector<double>> GpuLoads(const Weights& weights,
   TANDEM_RETURN_IF_ERROR(ValidatePlacement(placement, num_gpus));
   if (weights.num_layers() != placement.num_layers ||
       weights.num_experts() != placement.num_experts) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "placement: expected ", weights.num_layers(), " layers x ",
-        weights.num_experts(), " experts as in the weights, got ",
-        placement.num_layers, " x ", placement.num_experts));
+    return absl::InvalidArgumentError(
+        absl::StrCat("placement: expected ", weights.num_layers(), " layers x ",
+                     weights.num_experts(), " experts as in the weights, got ",
+                     placement.num_layers, " x ", placement.num_experts));
   }
   const int per_gpu = placement.num_replicas / num_gpus;
   const int experts = placement.num_experts;

@@ -27,7 +27,7 @@ namespace tandem::balance {
 struct PlacementMetrics {
   // Per layer.
   std::vector<double> max_gpu_load;
-  std::vector<double> lower_bound;  // total load / GPUs (= mean GPU load)
+  std::vector<double> lower_bound;      // total load / GPUs (= mean GPU load)
   std::vector<double> balancedness;     // mean / max; 1 when all loads are 0
   std::vector<double> imbalance_ratio;  // (max - mean) / mean; 0 when mean 0
   // Over all layers: sum(mean) / sum(max), and sum(max) / sum(mean) - 1.

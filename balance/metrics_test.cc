@@ -20,15 +20,15 @@ using ::testing::HasSubstr;
 // The README example of the EPLB reference and its published plan.
 const std::vector<int64_t>& ReadmeLoads() {
   static const auto* const kLoads = new std::vector<int64_t>{
-      90, 132, 40, 61, 104, 165, 39, 4, 73, 56, 183, 86,
-      20, 107, 104, 64, 19, 197, 187, 157, 172, 86, 16, 27};
+      90, 132, 40,  61, 104, 165, 39,  4,   73,  56, 183, 86,
+      20, 107, 104, 64, 19,  197, 187, 157, 172, 86, 16,  27};
   return *kLoads;
 }
 
 Placement ReadmePlan() {
-  const std::vector<int64_t> phy2log = {
-      5, 6, 5, 7, 8, 4, 3, 4, 10, 9, 10, 2, 0, 1, 11, 1,
-      7, 10, 6, 8, 6, 11, 8, 9, 2, 4, 5, 1, 5, 0, 3, 1};
+  const std::vector<int64_t> phy2log = {5, 6, 5, 7,  8, 4, 3,  4, 10, 9, 10,
+                                        2, 0, 1, 11, 1, 7, 10, 6, 8,  6, 11,
+                                        8, 9, 2, 4,  5, 1, 5,  0, 3,  1};
   return PlacementFromPhy2Log(2, 12, 16, phy2log).value();
 }
 
@@ -37,11 +37,10 @@ Placement ReadmePlan() {
 // GPU1 = 165/2 + 4 = 86.5, GPU2 = 73 + 104/2 = 125, GPU3 = 61 + 104/2 = 113.
 TEST(MetricsTest, ReadmeGpuLoadsByHand) {
   const Weights w = Weights::Int64(ReadmeLoads(), 2, 12);
-  ASSERT_OK_AND_ASSIGN(std::vector<double> loads,
-                       GpuLoads(w, ReadmePlan(), 8));
-  EXPECT_THAT(std::vector<double>(loads.begin(), loads.begin() + 8),
-              ElementsAre(121.5, 86.5, 125.0, 113.0, 147.5, 131.5, 156.0,
-                          152.0));
+  ASSERT_OK_AND_ASSIGN(std::vector<double> loads, GpuLoads(w, ReadmePlan(), 8));
+  EXPECT_THAT(
+      std::vector<double>(loads.begin(), loads.begin() + 8),
+      ElementsAre(121.5, 86.5, 125.0, 113.0, 147.5, 131.5, 156.0, 152.0));
 }
 
 // Layer 0: mean = 1033 / 8 = 129.125, max = 156 -> 0.827724;
@@ -67,7 +66,8 @@ TEST(MetricsTest, ReadmeBalancedness) {
 TEST(MetricsTest, DuplicatesAndZeroLoads) {
   // One layer, 2 experts, 4 slots on 2 GPUs: GPU 0 holds expert 0 twice.
   const std::vector<int64_t> loads = {0, 0};
-  ASSERT_OK_AND_ASSIGN(Placement p, PlacementFromPhy2Log(1, 2, 4, {0, 0, 1, 1}));
+  ASSERT_OK_AND_ASSIGN(Placement p,
+                       PlacementFromPhy2Log(1, 2, 4, {0, 0, 1, 1}));
   ASSERT_OK_AND_ASSIGN(PlacementMetrics m,
                        ComputeMetrics(Weights::Int64(loads, 1, 2), p, 2));
   EXPECT_THAT(m.balancedness, ElementsAre(1.0));  // all zero: perfect
@@ -79,11 +79,12 @@ TEST(MetricsTest, DuplicatesAndZeroLoads) {
 TEST(MetricsTest, RejectsMismatchedInputs) {
   const Weights w = Weights::Int64(ReadmeLoads(), 2, 12);
   constexpr auto kInvalid = absl::StatusCode::kInvalidArgument;
-  EXPECT_THAT(ComputeMetrics(w, ReadmePlan(), 3),
-              StatusIs(kInvalid, HasSubstr("num_gpus: expected a positive "
-                                           "divisor of num_replicas = 16, got 3")));
-  const Weights one_layer = Weights::Int64(
-      absl::MakeConstSpan(ReadmeLoads()).subspan(0, 12), 1, 12);
+  EXPECT_THAT(
+      ComputeMetrics(w, ReadmePlan(), 3),
+      StatusIs(kInvalid, HasSubstr("num_gpus: expected a positive "
+                                   "divisor of num_replicas = 16, got 3")));
+  const Weights one_layer =
+      Weights::Int64(absl::MakeConstSpan(ReadmeLoads()).subspan(0, 12), 1, 12);
   EXPECT_THAT(ComputeMetrics(one_layer, ReadmePlan(), 8),
               StatusIs(kInvalid, HasSubstr("expected 1 layers x 12 experts")));
   Placement broken = ReadmePlan();

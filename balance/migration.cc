@@ -114,9 +114,9 @@ absl::StatusOr<MigrationPlan> RebalanceWithMigration(
     return absl::InvalidArgumentError(absl::StrCat(
         "tolerance: expected a finite value >= 0, got ", options.tolerance));
   }
-  TANDEM_ASSIGN_OR_RETURN(
-      Placement fresh, RebalanceExperts(weights, num_replicas, num_groups,
-                                        num_nodes, num_gpus, options.solve));
+  TANDEM_ASSIGN_OR_RETURN(Placement fresh,
+                          RebalanceExperts(weights, num_replicas, num_groups,
+                                           num_nodes, num_gpus, options.solve));
   absl::StatusOr<Placement> previous =
       PlacementFromPhy2Log(weights.num_layers(), weights.num_experts(),
                            num_replicas, previous_phy2log);
@@ -175,12 +175,12 @@ absl::StatusOr<MigrationPlan> RebalanceWithMigration(
       w[e] = weights.AsDouble(int64_t{l} * experts + e);
     }
     const int64_t base = int64_t{l} * slots;
-    const double target = plan.fresh_metrics.balancedness[l] -
-                          options.tolerance;
+    const double target =
+        plan.fresh_metrics.balancedness[l] - options.tolerance;
     // Aligned fresh plan; it is as balanced as the fresh one up to the
     // rounding of summing a GPU's slots in another order, so check it.
-    AlignToPrevious(shape, &fresh_p2l[base], &fresh_rank[base],
-                    &prev_p2l[base], cand_p2l.data(), cand_rank.data());
+    AlignToPrevious(shape, &fresh_p2l[base], &fresh_rank[base], &prev_p2l[base],
+                    cand_p2l.data(), cand_rank.data());
     search.Assign(w.data(), cand_p2l.data(), cand_rank.data());
     if (search.Balancedness() < target) {
       std::copy(&fresh_p2l[base], &fresh_p2l[base] + slots, cand_p2l.begin());

@@ -48,9 +48,9 @@ struct MigrationPlan {
   Placement placement;
   std::vector<int64_t> moved_per_layer;  // slots whose expert changed
   int64_t moved_replicas = 0;
-  int64_t moved_bytes = 0;               // moved_replicas * expert_bytes
-  PlacementMetrics metrics;              // of `placement`
-  PlacementMetrics fresh_metrics;        // of the fresh solve
+  int64_t moved_bytes = 0;         // moved_replicas * expert_bytes
+  PlacementMetrics metrics;        // of `placement`
+  PlacementMetrics fresh_metrics;  // of the fresh solve
 };
 
 // RebalanceWithMigration()

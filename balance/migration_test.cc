@@ -49,14 +49,15 @@ int64_t ChangedSlots(const std::vector<int64_t>& a,
 void CheckPlan(const Weights& w, const std::vector<int64_t>& previous,
                const MigrationPlan& plan, const MigrationOptions& options) {
   ASSERT_OK(ValidatePlacement(plan.placement, kGpus));
-  EXPECT_EQ(plan.moved_replicas, ChangedSlots(plan.placement.phy2log, previous));
+  EXPECT_EQ(plan.moved_replicas,
+            ChangedSlots(plan.placement.phy2log, previous));
   int64_t sum = 0;
   for (int l = 0; l < w.num_layers(); ++l) {
     const std::vector<int64_t> a(previous.begin() + l * kReplicas,
                                  previous.begin() + (l + 1) * kReplicas);
-    const std::vector<int64_t> b(plan.placement.phy2log.begin() + l * kReplicas,
-                                 plan.placement.phy2log.begin() +
-                                     (l + 1) * kReplicas);
+    const std::vector<int64_t> b(
+        plan.placement.phy2log.begin() + l * kReplicas,
+        plan.placement.phy2log.begin() + (l + 1) * kReplicas);
     EXPECT_EQ(plan.moved_per_layer[l], ChangedSlots(a, b)) << "layer " << l;
     sum += plan.moved_per_layer[l];
   }
@@ -65,8 +66,8 @@ void CheckPlan(const Weights& w, const std::vector<int64_t>& previous,
   ASSERT_OK_AND_ASSIGN(PlacementMetrics m,
                        ComputeMetrics(w, plan.placement, kGpus));
   ASSERT_OK_AND_ASSIGN(
-      Placement fresh, RebalanceExperts(w, kReplicas, kGroups, kNodes, kGpus,
-                                        options.solve));
+      Placement fresh,
+      RebalanceExperts(w, kReplicas, kGroups, kNodes, kGpus, options.solve));
   ASSERT_OK_AND_ASSIGN(PlacementMetrics f, ComputeMetrics(w, fresh, kGpus));
   for (int l = 0; l < w.num_layers(); ++l) {
     EXPECT_GE(m.balancedness[l], f.balancedness[l] - options.tolerance)
@@ -82,13 +83,13 @@ TEST(MigrationTest, IdenticalLoadsMoveNothing) {
   for (const Mode mode : {Mode::kStable, Mode::kReference, Mode::kRefined}) {
     MigrationOptions options;
     options.solve.mode = mode;
-    ASSERT_OK_AND_ASSIGN(Placement previous,
-                         RebalanceExperts(w, kReplicas, kGroups, kNodes, kGpus,
-                                          options.solve));
+    ASSERT_OK_AND_ASSIGN(
+        Placement previous,
+        RebalanceExperts(w, kReplicas, kGroups, kNodes, kGpus, options.solve));
     ASSERT_OK_AND_ASSIGN(
         MigrationPlan plan,
-        RebalanceWithMigration(w, previous.phy2log, kReplicas, kGroups,
-                               kNodes, kGpus, options));
+        RebalanceWithMigration(w, previous.phy2log, kReplicas, kGroups, kNodes,
+                               kGpus, options));
     EXPECT_EQ(plan.moved_replicas, 0);
     EXPECT_EQ(plan.placement.phy2log, previous.phy2log);
     CheckPlan(w, previous.phy2log, plan, options);
@@ -105,14 +106,16 @@ TEST(MigrationTest, DriftingLoadsMoveFewReplicas) {
     const Weights w1 = Weights::Int64(after, kLayers, kExperts);
     MigrationOptions options;
     options.expert_bytes = 3 << 20;
-    ASSERT_OK_AND_ASSIGN(Placement previous,
-                         RebalanceExperts(w0, kReplicas, kGroups, kNodes, kGpus));
-    ASSERT_OK_AND_ASSIGN(Placement fresh,
-                         RebalanceExperts(w1, kReplicas, kGroups, kNodes, kGpus));
+    ASSERT_OK_AND_ASSIGN(
+        Placement previous,
+        RebalanceExperts(w0, kReplicas, kGroups, kNodes, kGpus));
+    ASSERT_OK_AND_ASSIGN(
+        Placement fresh,
+        RebalanceExperts(w1, kReplicas, kGroups, kNodes, kGpus));
     ASSERT_OK_AND_ASSIGN(
         MigrationPlan plan,
-        RebalanceWithMigration(w1, previous.phy2log, kReplicas, kGroups,
-                               kNodes, kGpus, options));
+        RebalanceWithMigration(w1, previous.phy2log, kReplicas, kGroups, kNodes,
+                               kGpus, options));
     CheckPlan(w1, previous.phy2log, plan, options);
     const int64_t naive = ChangedSlots(fresh.phy2log, previous.phy2log);
     std::cout << "drift " << drift << ": moved " << plan.moved_replicas
@@ -148,10 +151,9 @@ TEST(MigrationTest, ToleranceBoundsAndRandomPreviousPlans) {
     MigrationOptions options;
     options.tolerance = rng.Pick({0.0, 0.01, 0.05});
     options.solve.mode = rng.Pick({Mode::kStable, Mode::kRefined});
-    ASSERT_OK_AND_ASSIGN(
-        MigrationPlan plan, RebalanceWithMigration(w, previous, kReplicas,
-                                                   kGroups, kNodes, kGpus,
-                                                   options));
+    ASSERT_OK_AND_ASSIGN(MigrationPlan plan,
+                         RebalanceWithMigration(w, previous, kReplicas, kGroups,
+                                                kNodes, kGpus, options));
     CheckPlan(w, previous, plan, options);
   }
 }

@@ -45,10 +45,10 @@ absl::StatusOr<Placement> MakePlacement(int num_layers, int num_experts,
   if (num_layers < 1 || num_experts < 1 || num_replicas < num_experts ||
       static_cast<int64_t>(phy2log.size()) != slots ||
       static_cast<int64_t>(rank.size()) != slots) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "placement: expected phy2log and ranks of ", num_layers, " x ",
-        num_replicas, " slots for ", num_experts, " experts, got ",
-        phy2log.size(), " and ", rank.size()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("placement: expected phy2log and ranks of ", num_layers,
+                     " x ", num_replicas, " slots for ", num_experts,
+                     " experts, got ", phy2log.size(), " and ", rank.size()));
   }
   Placement p;
   p.num_layers = num_layers;
@@ -73,9 +73,10 @@ absl::StatusOr<Placement> MakePlacement(int num_layers, int num_experts,
     for (int e = 0; e < num_experts; ++e) {
       const int64_t c = p.logcnt[int64_t{l} * num_experts + e];
       if (c == 0) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "layer ", l, " expert ", e, ": expected at least one replica, "
-            "got 0"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("layer ", l, " expert ", e,
+                         ": expected at least one replica, "
+                         "got 0"));
       }
       max_count = std::max(max_count, c);
     }
@@ -91,10 +92,10 @@ absl::StatusOr<Placement> MakePlacement(int num_layers, int num_experts,
       const int64_t e = row[s];
       const int64_t r = ranks[s];
       if (r < 0 || r >= count[e] || cells[e * max_count + r] != -1) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "rank of slot ", s, " in layer ", l,
-            ": expected a unique rank in [0, ", count[e], ") for expert ", e,
-            ", got ", r));
+        return absl::InvalidArgumentError(
+            absl::StrCat("rank of slot ", s, " in layer ", l,
+                         ": expected a unique rank in [0, ", count[e],
+                         ") for expert ", e, ", got ", r));
       }
       cells[e * max_count + r] = s;
     }
@@ -141,11 +142,11 @@ absl::Status ValidatePlacement(const Placement& p, int num_gpus) {
       static_cast<int64_t>(p.logcnt.size()) != layers * p.num_experts ||
       static_cast<int64_t>(p.log2phy.size()) !=
           layers * p.num_experts * p.max_count) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "placement: expected arrays of ", layers * p.num_replicas, ", ",
-        layers * p.num_experts * p.max_count, " and ",
-        layers * p.num_experts, " entries, got ", p.phy2log.size(), ", ",
-        p.log2phy.size(), " and ", p.logcnt.size()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("placement: expected arrays of ", layers * p.num_replicas,
+                     ", ", layers * p.num_experts * p.max_count, " and ",
+                     layers * p.num_experts, " entries, got ", p.phy2log.size(),
+                     ", ", p.log2phy.size(), " and ", p.logcnt.size()));
   }
   std::vector<int64_t> count(p.num_experts);
   int64_t max_count = 0;
@@ -155,8 +156,10 @@ absl::Status ValidatePlacement(const Placement& p, int num_gpus) {
       const int64_t e = p.expert_of(l, s);
       if (e < 0 || e >= p.num_experts) {
         return absl::InvalidArgumentError(
-            absl::StrCat("phy2log[", l, "][", s, "]: expected an expert id in "
-                         "[0, ", p.num_experts, "), got ", e));
+            absl::StrCat("phy2log[", l, "][", s,
+                         "]: expected an expert id in "
+                         "[0, ",
+                         p.num_experts, "), got ", e));
       }
       ++count[e];
     }
@@ -171,11 +174,11 @@ absl::Status ValidatePlacement(const Placement& p, int num_gpus) {
       for (int r = 0; r < p.max_count; ++r) {
         const int64_t slot = p.log2phy[base + r];
         const bool ok =
-            r < count[e]
-                ? slot >= 0 && slot < p.num_replicas && p.expert_of(l, slot) == e &&
-                      std::find(&p.log2phy[base], &p.log2phy[base + r], slot) ==
-                          &p.log2phy[base + r]
-                : slot == -1;
+            r < count[e] ? slot >= 0 && slot < p.num_replicas &&
+                               p.expert_of(l, slot) == e &&
+                               std::find(&p.log2phy[base], &p.log2phy[base + r],
+                                         slot) == &p.log2phy[base + r]
+                         : slot == -1;
         if (!ok) {
           return absl::InvalidArgumentError(absl::StrCat(
               "log2phy[", l, "][", e, "][", r, "]: expected ",

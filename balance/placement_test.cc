@@ -43,17 +43,19 @@ TEST(PlacementTest, MakePlacementRejectsBadInput) {
   EXPECT_THAT(MakePlacement(1, 3, 4, {0, 1, 1, 1}, {0, 0, 1, 2}),
               StatusIs(kInvalid, HasSubstr("layer 0 expert 2: expected at "
                                            "least one replica, got 0")));
-  EXPECT_THAT(MakePlacement(1, 3, 4, {0, 1, 2, 1}, {0, 0, 0, 0}),
-              StatusIs(kInvalid, HasSubstr("rank of slot 3 in layer 0: "
-                                           "expected a unique rank in [0, 2)")));
+  EXPECT_THAT(
+      MakePlacement(1, 3, 4, {0, 1, 2, 1}, {0, 0, 0, 0}),
+      StatusIs(kInvalid, HasSubstr("rank of slot 3 in layer 0: "
+                                   "expected a unique rank in [0, 2)")));
 }
 
 TEST(PlacementTest, ValidateFindsInconsistencies) {
   ASSERT_OK_AND_ASSIGN(const Placement good,
                        MakePlacement(1, 3, 4, {0, 1, 2, 1}, {0, 1, 0, 0}));
-  EXPECT_THAT(ValidatePlacement(good, 3),
-              StatusIs(kInvalid, HasSubstr("num_gpus: expected a positive "
-                                           "divisor of num_replicas = 4, got 3")));
+  EXPECT_THAT(
+      ValidatePlacement(good, 3),
+      StatusIs(kInvalid, HasSubstr("num_gpus: expected a positive "
+                                   "divisor of num_replicas = 4, got 3")));
   Placement p = good;
   p.log2phy[2] = 0;  // expert 1 rank 0 -> a slot holding expert 0
   EXPECT_THAT(ValidatePlacement(p, 2),

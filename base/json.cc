@@ -161,7 +161,9 @@ class Parser {
       return Error(absl::StrCat("unexpected character '",
                                 absl::string_view(&text_[pos_], 1), "'"));
     }
-    return Error(absl::StrCat("unexpected byte 0x", absl::Hex(static_cast<unsigned>(c), absl::kZeroPad2)));
+    return Error(
+        absl::StrCat("unexpected byte 0x",
+                     absl::Hex(static_cast<unsigned>(c), absl::kZeroPad2)));
   }
 
   void SkipWhitespace() {
@@ -193,8 +195,8 @@ class Parser {
       case '{':
       case '[':
         if (depth >= options_.max_depth) {
-          return Error(absl::StrCat("nesting deeper than ",
-                                    options_.max_depth, " levels"));
+          return Error(absl::StrCat("nesting deeper than ", options_.max_depth,
+                                    " levels"));
         }
         return text_[pos_] == '{' ? ParseObject(depth + 1, out)
                                   : ParseArray(depth + 1, out);
@@ -432,8 +434,8 @@ void AppendDouble(double d, std::string* out) {
   for (int precision = 15; precision <= 17; ++precision) {
     std::snprintf(buf, sizeof(buf), "%.*g", precision, d);
     double back = 0;
-    const absl::from_chars_result r = absl::from_chars(
-        buf, buf + std::char_traits<char>::length(buf), back);
+    const absl::from_chars_result r =
+        absl::from_chars(buf, buf + std::char_traits<char>::length(buf), back);
     if (r.ec == std::errc() && back == d) break;
   }
   out->append(buf);
@@ -466,7 +468,8 @@ void AppendString(const std::string& s, std::string* out) {
         break;
       default:
         if (static_cast<unsigned char>(c) < 0x20) {
-          absl::StrAppend(out, "\\u00", absl::Hex(static_cast<unsigned>(c), absl::kZeroPad2));
+          absl::StrAppend(out, "\\u00",
+                          absl::Hex(static_cast<unsigned>(c), absl::kZeroPad2));
         } else {
           out->push_back(c);
         }

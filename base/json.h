@@ -52,11 +52,10 @@ class Value {
   Value(bool b) : data_(b) {}
   // Any integer type (except bool) gives an exact int64 number.
   template <typename T,
-            typename std::enable_if_t<std::is_integral_v<T> &&
-                                          !std::is_same_v<T, bool>,
-                                      int> = 0>
-  Value(T v) : data_(Number{static_cast<double>(v),
-                            static_cast<int64_t>(v), true}) {}
+            typename std::enable_if_t<
+                std::is_integral_v<T> && !std::is_same_v<T, bool>, int> = 0>
+  Value(T v)
+      : data_(Number{static_cast<double>(v), static_cast<int64_t>(v), true}) {}
   Value(double d) : data_(Number{d, 0, false}) {}
   Value(const char* s) : data_(std::string(s)) {}
   Value(absl::string_view s) : data_(std::string(s)) {}
@@ -133,8 +132,8 @@ struct Member {
 //
 // Limits that keep hostile input from exhausting the stack or memory.
 struct ParseOptions {
-  int max_depth = 256;                    // nested arrays/objects
-  size_t max_bytes = size_t{256} << 20;   // whole document
+  int max_depth = 256;                   // nested arrays/objects
+  size_t max_bytes = size_t{256} << 20;  // whole document
 };
 
 // Parse()

@@ -19,8 +19,10 @@ const std::vector<std::string>& Seeds() {
   static const auto* const kSeeds = new std::vector<std::string>{
       R"({"weight": [[90, 132, 40], [20, 107, 104]], "num_replicas": 16,
           "weight_dtype": "int64", "ok": true, "none": null})",
-      R"([0.1, -2.5e-3, 1E+20, 0, -0, 9007199254740993, 1.7976931348623157e308])",
-      R"({"s": "esc \" \\ \/ \b\f\n\r\t \u00e9 \ud83d\ude00", "e": "", "a": []})",
+      R"([0.1, -2.5e-3, 1E+20, 0, -0, 9007199254740993,
+          1.7976931348623157e308])",
+      R"({"s": "esc \" \\ \/ \b\f\n\r\t \u00e9 \ud83d\ude00",
+          "e": "", "a": []})",
       R"([[[[{"deep": [{"x": [1, [2, [3, {"y": {}}]]]}]}]]]])",
       R"({"metrics": {"balancedness_per_layer": [0.827724, 0.805014],
           "max_gpu_load_per_layer": [156.0, 179.5]}, "k": [true, false]})",
@@ -32,10 +34,11 @@ const std::vector<std::string>& Seeds() {
 
 // Applies one random edit: flip, insert, delete, duplicate or truncate.
 void Mutate(std::mt19937_64& rng, std::string* doc) {
-  static const std::string kAlphabet = "{}[]\",:.-+eE0123456789\\u tfnrl\x01\xff";
+  static const std::string kAlphabet =
+      "{}[]\",:.-+eE0123456789\\u tfnrl\x01\xff";
   auto pick = [&](size_t n) {
-    return static_cast<size_t>(std::uniform_int_distribution<uint64_t>(
-        0, n == 0 ? 0 : n - 1)(rng));
+    return static_cast<size_t>(
+        std::uniform_int_distribution<uint64_t>(0, n == 0 ? 0 : n - 1)(rng));
   };
   const size_t pos = pick(doc->size() + 1);
   switch (pick(5)) {

@@ -19,8 +19,8 @@ using ::testing::HasSubstr;
 constexpr absl::StatusCode kInvalid = absl::StatusCode::kInvalidArgument;
 
 TEST(JsonTest, ParsesEveryType) {
-  ASSERT_OK_AND_ASSIGN(
-      Value v, Parse(R"( {"a": null, "b": [true, false], "c": -12,
+  ASSERT_OK_AND_ASSIGN(Value v,
+                       Parse(R"( {"a": null, "b": [true, false], "c": -12,
                           "d": 2.5e3, "e": "x\ty", "f": {}} )"));
   ASSERT_TRUE(v.is_object());
   ASSERT_EQ(v.as_object().size(), 6u);
@@ -55,8 +55,8 @@ TEST(JsonTest, IntegersKeepExactInt64) {
 }
 
 TEST(JsonTest, DoublesRoundTripExactly) {
-  for (double d : {0.1, 1.0 / 3.0, 1e-300, 5e-324, 1.7976931348623157e308,
-                   -2.5, 123456789.123456789, 0.30000000000000004}) {
+  for (double d : {0.1, 1.0 / 3.0, 1e-300, 5e-324, 1.7976931348623157e308, -2.5,
+                   123456789.123456789, 0.30000000000000004}) {
     const std::string text = Serialize(Value(d));
     ASSERT_OK_AND_ASSIGN(Value back, Parse(text));
     EXPECT_EQ(back.as_double(), d) << text;
@@ -71,8 +71,8 @@ TEST(JsonTest, NonFiniteSerializesAsNull) {
 }
 
 TEST(JsonTest, StringEscapesRoundTrip) {
-  ASSERT_OK_AND_ASSIGN(Value v,
-                       Parse(R"("q\" b\\ s\/ \b\f\n\r\t \u00e9 \ud83d\ude00")"));
+  ASSERT_OK_AND_ASSIGN(
+      Value v, Parse(R"("q\" b\\ s\/ \b\f\n\r\t \u00e9 \ud83d\ude00")"));
   EXPECT_EQ(v.as_string(), "q\" b\\ s/ \b\f\n\r\t \xc3\xa9 \xf0\x9f\x98\x80");
   const std::string text = Serialize(Value(std::string("a\x01z\"")));
   EXPECT_EQ(text, R"("a\u0001z\"")");
@@ -92,10 +92,11 @@ TEST(JsonTest, ErrorsNameLineAndColumn) {
 
 TEST(JsonTest, RejectsMalformedInput) {
   for (const char* bad :
-       {"[1,]", "{\"a\" 1}", "{\"a\":1,}", "01", "1.", "-", "1e", ".5", "+1",
-        "\"abc", "\"\\x\"", "\"\\ud800\"", "\"\\udc00\"", "\"\\u12g4\"",
-        "\"a\nb\"", "nul", "[1 2]", "{1:2}", "1e400", "-1e999", "1e-400",
-        "\xff"}) {
+       {"[1,]",    "{\"a\" 1}",   "{\"a\":1,}",  "01",          "1.",
+        "-",       "1e",          ".5",          "+1",          "\"abc",
+        "\"\\x\"", "\"\\ud800\"", "\"\\udc00\"", "\"\\u12g4\"", "\"a\nb\"",
+        "nul",     "[1 2]",       "{1:2}",       "1e400",       "-1e999",
+        "1e-400",  "\xff"}) {
     EXPECT_THAT(Parse(bad), StatusIs(kInvalid, HasSubstr("line 1 column")))
         << bad;
   }

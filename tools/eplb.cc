@@ -13,6 +13,8 @@
 // migration cost; with --repeat=N also solve_ms_median. Bad input: exit
 // status 1 and one line on stderr.
 
+#include "balance/eplb.h"
+
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
@@ -29,7 +31,6 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "balance/eplb.h"
 #include "balance/eplb_json.h"
 #include "balance/metrics.h"
 #include "balance/migration.h"
@@ -38,7 +39,8 @@
 #include "base/status_macros.h"
 #include "tools/eplb_heatmap.h"
 
-ABSL_FLAG(std::string, input, "", "problem: .json (vector-case inputs) or .csv");
+ABSL_FLAG(std::string, input, "",
+          "problem: .json (vector-case inputs) or .csv");
 ABSL_FLAG(std::string, mode, "stable", "stable, reference or refined");
 ABSL_FLAG(bool, no_duplicates, false,
           "never two replicas of one expert on one GPU");
@@ -165,10 +167,6 @@ std::vector<double> InOrderLoads(const balance::Weights& w, int gpus) {
   return loads;
 }
 
-json::Value MetricsJson(const PlacementMetrics& m) {
-  return balance::MetricsToJson(m);
-}
-
 absl::Status Run() {
   TANDEM_ASSIGN_OR_RETURN(const Problem problem, ReadProblem());
   TANDEM_ASSIGN_OR_RETURN(const Mode mode,
@@ -215,10 +213,9 @@ absl::Status Run() {
   auto solve = [&]() -> absl::Status {
     if (previous.empty()) {
       TANDEM_ASSIGN_OR_RETURN(
-          placement,
-          balance::RebalanceExperts(weights, problem.num_replicas,
-                                    problem.num_groups, problem.num_nodes,
-                                    gpus, options.solve));
+          placement, balance::RebalanceExperts(
+                         weights, problem.num_replicas, problem.num_groups,
+                         problem.num_nodes, gpus, options.solve));
     } else {
       TANDEM_ASSIGN_OR_RETURN(
           migration, balance::RebalanceWithMigration(
@@ -240,22 +237,22 @@ absl::Status Run() {
                           balance::ComputeMetrics(weights, placement, gpus));
 
   json::Value out = balance::PlacementToJson(placement);
-  out.Set("policy", balance::UsesHierarchicalPolicy(problem.num_groups,
-                                                    problem.num_nodes)
-                        ? "hierarchical"
-                        : "global");
+  out.Set("policy",
+          balance::UsesHierarchicalPolicy(problem.num_groups, problem.num_nodes)
+              ? "hierarchical"
+              : "global");
   out.Set("mode", absl::GetFlag(FLAGS_mode));
-  out.Set("metrics", MetricsJson(metrics));
+  out.Set("metrics", balance::MetricsToJson(metrics));
   if (!previous.empty()) {
     out.Set("migration",
-            json::Object{
-                {"moved_replicas", migration.moved_replicas},
-                {"moved_bytes", migration.moved_bytes},
-                {"moved_per_layer",
-                 json::Array(migration.moved_per_layer.begin(),
-                             migration.moved_per_layer.end())},
-                {"tolerance", options.tolerance},
-                {"fresh_metrics", MetricsJson(migration.fresh_metrics)}});
+            json::Object{{"moved_replicas", migration.moved_replicas},
+                         {"moved_bytes", migration.moved_bytes},
+                         {"moved_per_layer",
+                          json::Array(migration.moved_per_layer.begin(),
+                                      migration.moved_per_layer.end())},
+                         {"tolerance", options.tolerance},
+                         {"fresh_metrics",
+                          balance::MetricsToJson(migration.fresh_metrics)}});
   }
   if (repeat > 0) {
     std::sort(ms.begin(), ms.end());
@@ -273,8 +270,7 @@ absl::Status Run() {
     } else {
       TANDEM_ASSIGN_OR_RETURN(
           Placement before,
-          balance::PlacementFromPhy2Log(problem.num_layers,
-                                        problem.num_experts,
+          balance::PlacementFromPhy2Log(problem.num_layers, problem.num_experts,
                                         problem.num_replicas, previous));
       TANDEM_ASSIGN_OR_RETURN(panels[0].loads,
                               balance::GpuLoads(weights, before, gpus));
@@ -284,10 +280,10 @@ absl::Status Run() {
                                    previous.empty() ? "" : " with migration");
     TANDEM_ASSIGN_OR_RETURN(panels[1].loads,
                             balance::GpuLoads(weights, placement, gpus));
-    TANDEM_RETURN_IF_ERROR(WriteFile(
-        "svg", svg_path,
-        RenderHeatmapSvg(panels, metrics.lower_bound, problem.num_layers,
-                         gpus)));
+    TANDEM_RETURN_IF_ERROR(
+        WriteFile("svg", svg_path,
+                  RenderHeatmapSvg(panels, metrics.lower_bound,
+                                   problem.num_layers, gpus)));
   }
 
   const std::string text = json::Serialize(out, 2) + "\n";

@@ -54,8 +54,8 @@ void WriteFile(const std::string& path, const std::string& text) {
 
 Result RunEplb(const std::string& args) {
   const std::string out = TempPath("stdout"), err = TempPath("stderr");
-  const std::string command = absl::StrCat(RunfilePath("tools/eplb"), " ",
-                                           args, " >", out, " 2>", err);
+  const std::string command =
+      absl::StrCat(RunfilePath("tools/eplb"), " ", args, " >", out, " 2>", err);
   const int status = std::system(command.c_str());
   Result r;
   r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
@@ -142,8 +142,8 @@ TEST(EplbCliTest, CsvInputSvgRepeatAndPrevious) {
   EXPECT_THAT(picture, HasSubstr("lower bound"));
   EXPECT_EQ(std::count(picture.begin(), picture.end(), '\n') > 32, true);
   // The same loads against the plan just written: nothing moves.
-  r = RunEplb("--input=" + csv + flags + " --mode=refined --previous=" +
-              plan + " --expert_bytes=1000 --svg=" + svg);
+  r = RunEplb("--input=" + csv + flags + " --mode=refined --previous=" + plan +
+              " --expert_bytes=1000 --svg=" + svg);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   ASSERT_OK_AND_ASSIGN(doc, json::Parse(r.out));
   const json::Value* migration = doc.Find("migration");
@@ -177,12 +177,14 @@ TEST(EplbCliTest, BadInputExitsWithOneLine) {
   WriteFile(csv, "1,-3,5,7\n");
   ExpectFailure("--input=" + csv + " --replicas=4 --groups=1 --nodes=1",
                 "--gpus: expected a positive count for CSV input");
-  ExpectFailure("--input=" + csv + " --replicas=4 --groups=1 --nodes=1 "
-                "--gpus=2",
+  ExpectFailure("--input=" + csv +
+                    " --replicas=4 --groups=1 --nodes=1 "
+                    "--gpus=2",
                 "weights[0][1]: expected a finite load >= 0, got -3");
   WriteFile(csv, "1,2\n3\n");
-  ExpectFailure("--input=" + csv + " --replicas=2 --groups=1 --nodes=1 "
-                "--gpus=2",
+  ExpectFailure("--input=" + csv +
+                    " --replicas=2 --groups=1 --nodes=1 "
+                    "--gpus=2",
                 "line 2: expected 2 loads as in the first row, got 1");
   ExpectFailure("--input=" + bad_counts + " extra", "unexpected argument");
   const std::string plan = TempPath("short_plan.json");

@@ -84,14 +84,15 @@ std::string RenderHeatmapSvg(const std::vector<HeatmapPanel>& panels,
       sum_mean += lower_bound[l];
     }
     absl::StrAppendFormat(
-        &svg, "<text x=\"%.1f\" y=\"20\" font-weight=\"bold\">%s</text>\n",
-        x0, Escape(panel.title));
+        &svg, "<text x=\"%.1f\" y=\"20\" font-weight=\"bold\">%s</text>\n", x0,
+        Escape(panel.title));
     absl::StrAppendFormat(
         &svg,
         "<text x=\"%.1f\" y=\"36\">balancedness %.4f (mean / max, all "
         "layers)</text>\n",
         x0, sum_max > 0 ? sum_mean / sum_max : 1.0);
-    absl::StrAppendFormat(&svg, "<text x=\"%.1f\" y=\"%.1f\" "
+    absl::StrAppendFormat(&svg,
+                          "<text x=\"%.1f\" y=\"%.1f\" "
                           "text-anchor=\"end\">layer</text>\n",
                           x0 - 4, top - 2);
     for (int l = 0; l < num_layers; ++l) {
@@ -116,15 +117,13 @@ std::string RenderHeatmapSvg(const std::vector<HeatmapPanel>& panels,
                               x0 - 4, y + cell_h - 1, l);
       }
       if (cell_h >= 8) {
-        absl::StrAppendFormat(&svg,
-                              "<text x=\"%.1f\" y=\"%.1f\">%.2f</text>\n",
+        absl::StrAppendFormat(&svg, "<text x=\"%.1f\" y=\"%.1f\">%.2f</text>\n",
                               x0 + grid_w + 4, y + cell_h - 1,
                               lb > 0 ? max / lb : 1.0);
       }
     }
-    absl::StrAppendFormat(
-        &svg, "<text x=\"%.1f\" y=\"%.1f\">max/LB</text>\n", x0 + grid_w + 4,
-        top - 2);
+    absl::StrAppendFormat(&svg, "<text x=\"%.1f\" y=\"%.1f\">max/LB</text>\n",
+                          x0 + grid_w + 4, top - 2);
     absl::StrAppendFormat(&svg,
                           "<text x=\"%.1f\" y=\"%.1f\">GPU 0 .. %d</text>\n",
                           x0, top + grid_h + 14, num_gpus - 1);

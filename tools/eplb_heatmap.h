@@ -16,7 +16,7 @@
 namespace tandem::tools {
 
 struct HeatmapPanel {
-  std::string title;        // e.g. "before (previous plan)"
+  std::string title;          // e.g. "before (previous plan)"
   std::vector<double> loads;  // [layers][gpus] GPU loads
 };
 

@@ -66,8 +66,8 @@ bool SolveNode(const float* w, const Shape& shape, int node, TieOrder tie,
   s->slot_rank.resize(slots);
   s->count.resize(experts);
   ReplicateExperts(s->node_w, slots, no_duplicates ? gpus : 0,
-                   s->slot_expert.data(), s->slot_rank.data(),
-                   s->count.data(), &s->packing);
+                   s->slot_expert.data(), s->slot_rank.data(), s->count.data(),
+                   &s->packing);
 
   // Every replica of an expert carries the same float32 key w / count.
   s->slot_w.resize(slots);

@@ -36,7 +36,8 @@ void LayerSearch::Assign(const double* w, const int32_t* phy2log,
     if (rank_[s] == 0) node_[e] = NodeOf(GpuOf(s));
   }
   item_.resize(slots);
-  for (int s = 0; s < slots; ++s) item_[s] = Item(expert_[s], count_[expert_[s]]);
+  for (int s = 0; s < slots; ++s)
+    item_[s] = Item(expert_[s], count_[expert_[s]]);
   load_.assign(shape_.num_gpus, 0.0);
   for (int g = 0; g < shape_.num_gpus; ++g) RecomputeGpu(g);
 }
@@ -96,8 +97,7 @@ void LayerSearch::BestSwap(int g, const SearchOptions& o, Move* best) {
     return load_[a] < load_[b] || (load_[a] == load_[b] && a < b);
   });
   for (const int h : by_load_) {
-    if (best->s >= 0 &&
-        Score(top, (top + load_[h]) / 2, 2, o) <= best->score) {
+    if (best->s >= 0 && Score(top, (top + load_[h]) / 2, 2, o) <= best->score) {
       break;
     }
     // Rank-0 replicas pinned to their node cannot cross to h's.
@@ -155,7 +155,8 @@ void LayerSearch::BestRecount(int g, const SearchOptions& o, Move* best) {
     const double worst = RecountWorst(t, e, g);
     if (worst < 0 || worst >= limit) return;
     const double score = Score(top, worst, 1, o);
-    if (best->s < 0 || score > best->score) *best = Move{t, -1, e, worst, score};
+    if (best->s < 0 || score > best->score)
+      *best = Move{t, -1, e, worst, score};
   };
   // Keeps the kRecountCandidates experts smallest by `key` in candidates_.
   auto shortlist = [&](auto eligible, auto key) {
@@ -262,7 +263,8 @@ double LayerSearch::ExactGpuLoad(int g) const {
 
 double LayerSearch::MaxGpuLoad() const {
   double max = 0.0;
-  for (int g = 0; g < shape_.num_gpus; ++g) max = std::max(max, ExactGpuLoad(g));
+  for (int g = 0; g < shape_.num_gpus; ++g)
+    max = std::max(max, ExactGpuLoad(g));
   return max;
 }
 
@@ -279,7 +281,8 @@ double LayerSearch::Balancedness() const {
 
 int LayerSearch::ChangedSlots(const int32_t* phy2log) const {
   int changed = 0;
-  for (int s = 0; s < shape_.num_replicas; ++s) changed += expert_[s] != phy2log[s];
+  for (int s = 0; s < shape_.num_replicas; ++s)
+    changed += expert_[s] != phy2log[s];
   return changed;
 }
 

@@ -77,9 +77,9 @@ class LayerSearch {
 
  private:
   struct Move {
-    int s = -1;       // slot
-    int t = -1;       // swap: the other slot; recount: unused
-    int expert = -1;  // recount: the expert slot s receives
+    int s = -1;          // slot
+    int t = -1;          // swap: the other slot; recount: unused
+    int expert = -1;     // recount: the expert slot s receives
     double worst = 0.0;  // largest new load among the touched GPUs
     double score = 0.0;  // higher is better
   };

@@ -136,8 +136,8 @@ bool PlaceByMove(int32_t item, absl::Span<const float> keys,
     if (s->count[q] < k || holds[q * num_owners + o]) continue;
     for (int32_t to = 0; to < num_packs; ++to) {
       if (s->count[to] >= k || holds[to * num_owners + owner[y]]) continue;
-      const float cost = std::max(s->load[q] - keys[y] + keys[item],
-                                  s->load[to] + keys[y]);
+      const float cost =
+          std::max(s->load[q] - keys[y] + keys[item], s->load[to] + keys[y]);
       if (best_y < 0 || cost < best_cost) {
         best_y = y;
         best_to = to;
@@ -182,8 +182,8 @@ bool PackWithoutDuplicates(absl::Span<const float> keys,
     if (best >= 0) {
       Place(item, best, keys[item], pack, rank, s);
       holds[best * num_owners + o] = 1;
-    } else if (!PlaceByMove(item, keys, owner, num_packs, k, num_owners,
-                            holds, placed, pack, rank, s)) {
+    } else if (!PlaceByMove(item, keys, owner, num_packs, k, num_owners, holds,
+                            placed, pack, rank, s)) {
       return false;  // only when an owner has more items than packs
     }
     placed.push_back(item);
@@ -207,7 +207,7 @@ void SortDescending(absl::Span<const float> keys, TieOrder tie,
     const float key = keys[i] + 0.0f;  // -0 becomes +0, equal to it
     std::memcpy(&bits, &key, sizeof(bits));
     bits = (bits & 0x80000000u) ? ~bits : bits | 0x80000000u;  // ascending
-    entries[i] = (static_cast<uint64_t>(~bits) << 32) | i;      // descending
+    entries[i] = (static_cast<uint64_t>(~bits) << 32) | i;     // descending
   }
   if (tie == TieOrder::kReference) {
     std::sort(entries.begin(), entries.end(),

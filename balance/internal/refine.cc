@@ -46,9 +46,9 @@ bool BalanceGroups(const std::vector<double>& group_load, int num_nodes,
   }
   bool moved = false;
   for (int iter = 0; iter < 16 * num_nodes; ++iter) {
-    const int n = static_cast<int>(
-        std::max_element(node_load.begin(), node_load.end()) -
-        node_load.begin());
+    const int n =
+        static_cast<int>(std::max_element(node_load.begin(), node_load.end()) -
+                         node_load.begin());
     const double top = node_load[n];
     double best = top * (1 - kMinGain);
     int best_a = -1;
@@ -141,13 +141,15 @@ bool BuildCrossNode(const double* w, const Shape& shape,
   };
   std::vector<Replica> replicas;
   for (int e = 0; e < experts; ++e) {
-    for (int r = 0; r < count[e]; ++r) replicas.push_back({w[e] / count[e], e, r});
+    for (int r = 0; r < count[e]; ++r)
+      replicas.push_back({w[e] / count[e], e, r});
   }
-  std::sort(replicas.begin(), replicas.end(), [](const Replica& a, const Replica& b) {
-    if (a.load != b.load) return a.load > b.load;
-    if (a.expert != b.expert) return a.expert < b.expert;
-    return a.rank < b.rank;
-  });
+  std::sort(replicas.begin(), replicas.end(),
+            [](const Replica& a, const Replica& b) {
+              if (a.load != b.load) return a.load > b.load;
+              if (a.expert != b.expert) return a.expert < b.expert;
+              return a.rank < b.rank;
+            });
   std::vector<int> homes_left(shape.num_nodes, 0);
   for (int e = 0; e < experts; ++e) ++homes_left[home_node[e]];
   std::vector<int> node_room(shape.num_nodes, shape.slots_per_node());
@@ -208,9 +210,8 @@ void RefineLayers(const Weights& weights, const Shape& shape,
     int32_t* out_rank = &(*rank)[int64_t{l} * slots];
     search.Assign(w.data(), out_p2l, out_rank);
     double best = search.MaxGpuLoad();
-    search_options.stop_at =
-        std::accumulate(w.begin(), w.end(), 0.0) / shape.num_gpus *
-        (1 + kMinGain);
+    search_options.stop_at = std::accumulate(w.begin(), w.end(), 0.0) /
+                             shape.num_gpus * (1 + kMinGain);
     // Searches from the plan `p2l` / `rnk` and keeps the result if it beats
     // the best so far.
     auto consider = [&](const int32_t* p2l, const int32_t* rnk, Pin pin) {

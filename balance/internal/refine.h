@@ -3,11 +3,13 @@
 // -----------------------------------------------------------------------------
 //
 // The `refined` mode: improves a reference plan layer by layer. Candidates
-// per layer are the reference plan itself, the plan after a swap search on
-// the GPU packing, a plan built from a better group-to-node assignment and,
-// with cross_node, a plan whose extra replicas may go to any node. The
-// candidate with the smallest max GPU load (float64, exactly as metrics.h
-// computes it) wins; the reference plan wins ties, so no layer gets worse.
+// per layer are the reference plan itself, the plan after a local search
+// (layer_search.h), a plan built from a better group-to-node assignment and,
+// with cross_node, a plan whose extra replicas may go to any node, each
+// searched. Candidates that cannot beat the best so far (a node-bound
+// argument) are skipped. The smallest max GPU load (float64, exactly as
+// metrics.h computes it) wins; the reference plan wins ties, so no layer
+// gets worse.
 
 #ifndef TANDEM_BALANCE_INTERNAL_REFINE_H_
 #define TANDEM_BALANCE_INTERNAL_REFINE_H_

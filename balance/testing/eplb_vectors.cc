@@ -52,8 +52,9 @@ int64_t FirstDifference(const std::vector<int64_t>& a,
   for (size_t i = 0; i < a.size() && i < b.size(); ++i) {
     if (a[i] != b[i]) return static_cast<int64_t>(i);
   }
-  return a.size() == b.size() ? -1 : static_cast<int64_t>(std::min(a.size(),
-                                                                   b.size()));
+  return a.size() == b.size()
+             ? -1
+             : static_cast<int64_t>(std::min(a.size(), b.size()));
 }
 
 void Compare(const char* name, const std::vector<int64_t>& actual,
@@ -67,10 +68,11 @@ void Compare(const char* name, const std::vector<int64_t>& actual,
   const int64_t i = FirstDifference(actual, expected);
   if (i < 0) return;
   int64_t differing = 0;
-  for (size_t j = 0; j < actual.size(); ++j) differing += actual[j] != expected[j];
+  for (size_t j = 0; j < actual.size(); ++j)
+    differing += actual[j] != expected[j];
   out->push_back(absl::StrCat(name, " (flat index ", i, "): expected ",
-                              expected[i], ", got ", actual[i], " (",
-                              differing, " entries differ)"));
+                              expected[i], ", got ", actual[i], " (", differing,
+                              " entries differ)"));
 }
 
 }  // namespace
@@ -89,8 +91,9 @@ absl::StatusOr<ExpectedOutputs> ExpectedOutputsFromJson(const json::Value& v) {
   const json::Value* log2phy = v.Find("log2phy");
   const json::Value* logcnt = v.Find("logcnt");
   if (phy2log == nullptr || log2phy == nullptr || logcnt == nullptr) {
-    return absl::InvalidArgumentError("outputs: expected phy2log, log2phy "
-                                      "and logcnt");
+    return absl::InvalidArgumentError(
+        "outputs: expected phy2log, log2phy "
+        "and logcnt");
   }
   TANDEM_ASSIGN_OR_RETURN(out.phy2log,
                           IntMatrixFromJson(*phy2log, "phy2log", &rows, &cols));
