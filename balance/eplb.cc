@@ -13,6 +13,10 @@
 namespace tandem::balance {
 namespace {
 
+// Slots over all layers beyond which a request is refused rather than
+// attempted (the outputs alone would take gigabytes).
+constexpr int64_t kMaxSlots = int64_t{1} << 26;
+
 absl::Status CheckPositive(const char* name, int value) {
   if (value > 0) return absl::OkStatus();
   return absl::InvalidArgumentError(
@@ -52,6 +56,11 @@ absl::Status ValidateRebalanceInput(const Weights& weights, int num_replicas,
   }
   TANDEM_RETURN_IF_ERROR(
       CheckMultiple("num_replicas", num_replicas, "num_gpus", num_gpus, ""));
+  if (int64_t{weights.num_layers()} * num_replicas > kMaxSlots) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "num_replicas: expected at most ", kMaxSlots, " slots over all ",
+        weights.num_layers(), " layers, got ", num_replicas, " per layer"));
+  }
   if (num_replicas < experts) {
     return absl::InvalidArgumentError(
         absl::StrCat("num_replicas: expected at least num_experts = ", experts,
@@ -89,7 +98,7 @@ absl::StatusOr<Placement> RebalanceExperts(const Weights& weights,
   internal::LayerScratch scratch;
   for (int l = 0; l < layers; ++l) {
     const int64_t slot0 = int64_t{l} * num_replicas;
-    if (!internal::SolveLayer(&w32[l * shape.num_experts], shape, tie,
+    if (!internal::SolveLayer(&w32[int64_t{l} * shape.num_experts], shape, tie,
                               options.no_duplicates, &phy2log[slot0],
                               &rank[slot0], &scratch)) {
       return absl::InternalError(

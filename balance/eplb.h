@@ -67,8 +67,8 @@ bool UsesHierarchicalPolicy(int num_groups, int num_nodes);
 // kInvalidArgument naming the first bad value: the weights (Weights::
 // Validate), non-positive counts, and the reference's constraints:
 // num_experts % num_groups, num_gpus % num_nodes (hierarchical path only),
-// num_replicas % num_gpus, num_replicas >= num_experts; with no_duplicates,
-// slots per GPU <= experts per node.
+// num_replicas % num_gpus, num_replicas >= num_experts; at most 2^26 slots
+// over all layers; with no_duplicates, slots per GPU <= experts per node.
 absl::Status ValidateRebalanceInput(const Weights& weights, int num_replicas,
                                     int num_groups, int num_nodes, int num_gpus,
                                     const RebalanceOptions& options = {});
@@ -79,7 +79,9 @@ absl::Status ValidateRebalanceInput(const Weights& weights, int num_replicas,
 // `num_nodes` nodes for the loads in `weights` [layers x experts], whose
 // experts form `num_groups` equal groups of consecutive ids. Int64 loads are
 // cast to float32 first, as in the reference. Deterministic: the same input
-// gives the same bits. Errors as ValidateRebalanceInput().
+// gives the same bits. Errors as ValidateRebalanceInput(), and
+// kResourceExhausted if log2phy would exceed 2^28 entries (see
+// MakePlacement).
 //
 // kRefined, per layer, searches from the reference plan (float64 loads):
 //   - swaps of replicas between the most loaded GPU and another, and

@@ -10,6 +10,13 @@
 #include "absl/strings/str_cat.h"
 
 namespace tandem::balance {
+namespace {
+
+// log2phy has layers x experts x (largest replica count) entries; refuse
+// sizes that would take more than 2 GiB.
+constexpr int64_t kMaxLog2PhyEntries = int64_t{1} << 28;
+
+}  // namespace
 
 absl::Status Weights::Validate() const {
   if (num_layers_ < 1) {
@@ -80,6 +87,11 @@ absl::StatusOr<Placement> MakePlacement(int num_layers, int num_experts,
       }
       max_count = std::max(max_count, c);
     }
+  }
+  if (static_cast<int64_t>(p.logcnt.size()) * max_count > kMaxLog2PhyEntries) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "log2phy: ", p.logcnt.size(), " experts x max count ", max_count,
+        " entries exceed the limit of ", kMaxLog2PhyEntries));
   }
   p.max_count = static_cast<int>(max_count);
   p.log2phy.assign(static_cast<size_t>(p.logcnt.size()) * max_count, -1);

@@ -108,7 +108,8 @@ struct Placement {
 // Builds a Placement from phy2log [layers][replicas] and each slot's replica
 // rank (0 .. count-1 per expert, the order log2phy lists the slots in).
 // kInvalidArgument if an id is out of range, an expert has no replica, or
-// the ranks of an expert are not 0 .. count-1.
+// the ranks of an expert are not 0 .. count-1; kResourceExhausted if log2phy
+// would exceed 2^28 entries.
 absl::StatusOr<Placement> MakePlacement(int num_layers, int num_experts,
                                         int num_replicas,
                                         std::vector<int64_t> phy2log,

@@ -194,6 +194,7 @@ void RefineLayers(const Weights& weights, const Shape& shape,
   std::vector<double> w(experts);
   std::vector<float> w32(experts);
   std::vector<int32_t> cand_p2l(slots), cand_rank(slots);
+  std::vector<int32_t> cross_p2l(slots), cross_rank(slots);
   std::vector<int> home(experts);
   LayerScratch scratch;
   LayerSearch search(shape);
@@ -248,10 +249,9 @@ void RefineLayers(const Weights& weights, const Shape& shape,
     if (options.cross_node) {
       const int size = experts / shape.num_groups;
       for (int e = 0; e < experts; ++e) home[e] = node_of_group[e / size];
-      std::vector<int32_t> p2l(slots), rnk(slots);
       if (BuildCrossNode(w.data(), shape, home, options.no_duplicates,
-                         p2l.data(), rnk.data())) {
-        consider(p2l.data(), rnk.data(), Pin::kHome);
+                         cross_p2l.data(), cross_rank.data())) {
+        consider(cross_p2l.data(), cross_rank.data(), Pin::kHome);
       }
     }
     if (reference_bound < best * (1 - kMinGain)) {
