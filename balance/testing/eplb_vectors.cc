@@ -25,6 +25,16 @@ absl::StatusOr<json::Value> LoadVectorsFile() {
   return json::Parse(text.str());
 }
 
+// The member `key` of object `v`, or kInvalidArgument naming it.
+absl::StatusOr<const json::Value*> Get(const json::Value& v, const char* key) {
+  const json::Value* member = v.Find(key);
+  if (member == nullptr) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("eplb_vectors.json: expected a member \"", key, "\""));
+  }
+  return member;
+}
+
 // Reads a [layers][experts][width] array of integers.
 absl::Status ReadLog2Phy(const json::Value& v, ExpectedOutputs* out) {
   out->width = -1;
@@ -105,24 +115,30 @@ absl::StatusOr<ExpectedOutputs> ExpectedOutputsFromJson(const json::Value& v) {
 
 absl::StatusOr<std::vector<VectorCase>> LoadVectorCases() {
   TANDEM_ASSIGN_OR_RETURN(json::Value doc, LoadVectorsFile());
+  TANDEM_ASSIGN_OR_RETURN(const json::Value* list, Get(doc, "cases"));
   std::vector<VectorCase> cases;
-  for (const json::Value& c : doc.Find("cases")->as_array()) {
+  for (const json::Value& c : list->as_array()) {
     VectorCase vc;
-    vc.name = c.Find("name")->as_string();
-    vc.policy = c.Find("policy")->as_string();
-    vc.inputs = *c.Find("inputs");
+    const json::Value *name, *policy, *inputs, *outputs, *stable, *differs;
+    TANDEM_ASSIGN_OR_RETURN(name, Get(c, "name"));
+    TANDEM_ASSIGN_OR_RETURN(policy, Get(c, "policy"));
+    TANDEM_ASSIGN_OR_RETURN(inputs, Get(c, "inputs"));
+    TANDEM_ASSIGN_OR_RETURN(outputs, Get(c, "outputs"));
+    TANDEM_ASSIGN_OR_RETURN(stable, Get(c, "stable_sort_variant"));
+    TANDEM_ASSIGN_OR_RETURN(differs, Get(*stable, "differs"));
+    vc.name = name->as_string();
+    vc.policy = policy->as_string();
+    vc.inputs = *inputs;
     TANDEM_ASSIGN_OR_RETURN(vc.problem, ProblemFromJson(vc.inputs));
-    TANDEM_ASSIGN_OR_RETURN(vc.reference,
-                            ExpectedOutputsFromJson(*c.Find("outputs")));
-    const json::Value& stable = *c.Find("stable_sort_variant");
-    vc.stable_differs = stable.Find("differs")->as_bool();
+    TANDEM_ASSIGN_OR_RETURN(vc.reference, ExpectedOutputsFromJson(*outputs));
+    vc.stable_differs = differs->as_bool();
+    vc.stable = vc.reference;
     if (vc.stable_differs) {
-      TANDEM_ASSIGN_OR_RETURN(vc.stable,
-                              ExpectedOutputsFromJson(*stable.Find("outputs")));
-    } else {
-      vc.stable = vc.reference;
+      TANDEM_ASSIGN_OR_RETURN(const json::Value* variant,
+                              Get(*stable, "outputs"));
+      TANDEM_ASSIGN_OR_RETURN(vc.stable, ExpectedOutputsFromJson(*variant));
     }
-    vc.metrics = *c.Find("metrics");
+    if (const json::Value* metrics = c.Find("metrics")) vc.metrics = *metrics;
     cases.push_back(std::move(vc));
   }
   return cases;
@@ -130,13 +146,17 @@ absl::StatusOr<std::vector<VectorCase>> LoadVectorCases() {
 
 absl::StatusOr<std::vector<InvalidCase>> LoadInvalidCases() {
   TANDEM_ASSIGN_OR_RETURN(json::Value doc, LoadVectorsFile());
+  TANDEM_ASSIGN_OR_RETURN(const json::Value* list, Get(doc, "invalid_cases"));
   std::vector<InvalidCase> cases;
-  for (const json::Value& c : doc.Find("invalid_cases")->as_array()) {
+  for (const json::Value& c : list->as_array()) {
     InvalidCase ic;
-    ic.name = c.Find("name")->as_string();
-    TANDEM_ASSIGN_OR_RETURN(ic.problem, ProblemFromJson(*c.Find("inputs")));
-    ic.reference_accepts =
-        c.Find("reference_result")->as_string() == "no error";
+    const json::Value *name, *inputs, *result;
+    TANDEM_ASSIGN_OR_RETURN(name, Get(c, "name"));
+    TANDEM_ASSIGN_OR_RETURN(inputs, Get(c, "inputs"));
+    TANDEM_ASSIGN_OR_RETURN(result, Get(c, "reference_result"));
+    ic.name = name->as_string();
+    TANDEM_ASSIGN_OR_RETURN(ic.problem, ProblemFromJson(*inputs));
+    ic.reference_accepts = result->as_string() == "no error";
     cases.push_back(std::move(ic));
   }
   return cases;
