@@ -11,7 +11,9 @@
 //                           (so the global policy), 64 GPUs. Target < 3 ms.
 //   BM_Scaling/E/P          stable mode, 58 layers, E experts, P GPUs, one
 //                           node, E + P slots rounded up to a multiple of P;
-//                           counter ns_per_slot = time / (layers * slots).
+//                           counters ns_per_slot = time / (layers * slots)
+//                           and log2phy_width (the largest replica count:
+//                           log2phy has layers * E * width entries).
 //   BM_Migration/<drift>    migration-aware rebalance on the first shape
 //                           after every load drifts by up to +-drift;
 //                           counters moved (replicas) and fresh_moved (slots
@@ -105,11 +107,13 @@ void BM_Scaling(benchmark::State& state) {
   const std::vector<int64_t> loads =
       testing::ZipfLoads(kLayers, experts, 7 + experts);
   const Weights w = Weights::Int64(loads, kLayers, experts);
+  Placement p;
   for (auto _ : state) {
-    Placement p = RebalanceExperts(w, replicas, 1, 1, gpus).value();
+    p = RebalanceExperts(w, replicas, 1, 1, gpus).value();
     benchmark::DoNotOptimize(p.phy2log.data());
   }
   state.counters["slots"] = replicas;
+  state.counters["log2phy_width"] = p.max_count;
   state.counters["ns_per_slot"] =
       benchmark::Counter(static_cast<double>(kLayers) * replicas,
                          benchmark::Counter::kIsIterationInvariantRate |

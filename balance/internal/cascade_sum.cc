@@ -19,7 +19,7 @@ void AddInto(Lanes<W>& acc, const Lanes<W>& x) {
 // Item `i` of a row read as consecutive W-float items.
 template <int W>
 Lanes<W> Item(const float* x, int64_t i) {
-  Lanes<W> v;
+  Lanes<W> v{};
   std::copy(x + i * W, x + (i + 1) * W, v.begin());
   return v;
 }
