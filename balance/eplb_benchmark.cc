@@ -9,8 +9,9 @@
 //                           balancedness of reference and of this mode.
 //   BM_Global320/<mode>     58 x 256 experts, 320 slots, 8 groups, 3 nodes
 //                           (so the global policy), 64 GPUs. Target < 3 ms.
-//   BM_Scaling/E/P          stable mode, 58 layers, E experts, P GPUs, one
-//                           node, E + P slots rounded up to a multiple of P;
+//   BM_Scaling/E/P/L        stable mode, 58 layers, E experts, P GPUs, one
+//                           node, E + P slots rounded up to a multiple of P,
+//                           Zipf-like (L=0) or uniform 0..999 (L=1) loads;
 //                           counters ns_per_slot = time / (layers * slots)
 //                           and log2phy_width (the largest replica count:
 //                           log2phy has layers * E * width entries).
@@ -104,8 +105,11 @@ void BM_Scaling(benchmark::State& state) {
   const int experts = static_cast<int>(state.range(0));
   const int gpus = static_cast<int>(state.range(1));
   const int replicas = (experts + gpus + gpus - 1) / gpus * gpus;
+  const bool zipf = state.range(2) == 0;
+  state.SetLabel(zipf ? "zipf" : "uniform");
   const std::vector<int64_t> loads =
-      testing::ZipfLoads(kLayers, experts, 7 + experts);
+      zipf ? testing::ZipfLoads(kLayers, experts, 7 + experts)
+           : testing::UniformLoads(kLayers, experts, 7 + experts, 999);
   const Weights w = Weights::Int64(loads, kLayers, experts);
   Placement p;
   for (auto _ : state) {
@@ -120,7 +124,7 @@ void BM_Scaling(benchmark::State& state) {
                              benchmark::Counter::kInvert);
 }
 BENCHMARK(BM_Scaling)
-    ->ArgsProduct({{64, 256, 1024}, {8, 32, 64, 256}})
+    ->ArgsProduct({{64, 256, 1024}, {8, 32, 64, 256}, {0, 1}})
     ->Unit(benchmark::kMillisecond);
 
 void BM_Migration(benchmark::State& state) {
