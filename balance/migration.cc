@@ -114,6 +114,10 @@ absl::StatusOr<MigrationPlan> RebalanceWithMigration(
     return absl::InvalidArgumentError(absl::StrCat(
         "tolerance: expected a finite value >= 0, got ", options.tolerance));
   }
+  if (options.expert_bytes < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "expert_bytes: expected a size >= 0, got ", options.expert_bytes));
+  }
   TANDEM_ASSIGN_OR_RETURN(Placement fresh,
                           RebalanceExperts(weights, num_replicas, num_groups,
                                            num_nodes, num_gpus, options.solve));
@@ -133,7 +137,6 @@ absl::StatusOr<MigrationPlan> RebalanceWithMigration(
   internal::SearchOptions search_options;
   search_options.no_duplicates = options.solve.no_duplicates;
   search_options.per_change = true;
-  search_options.max_moves = 2 * num_replicas;
   if (shape.num_nodes > 1) {
     search_options.pin = options.solve.mode == Mode::kRefined &&
                                  options.solve.cross_node_replicas
@@ -194,7 +197,7 @@ absl::StatusOr<MigrationPlan> RebalanceWithMigration(
     if (target > 0) {
       const double mean = std::accumulate(w.begin(), w.end(), 0.0) / num_gpus;
       search_options.stop_at = mean / target * (1 - 1e-12);
-      search_options.max_moves = moved;
+      search_options.max_moves = moved;  // more cannot beat the aligned plan
       search.Search(search_options);
     }
     const int incremental_moved = search.ChangedSlots(&prev_p2l[base]);

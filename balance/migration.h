@@ -58,8 +58,8 @@ struct MigrationPlan {
 // `previous_phy2log` is [layers][num_replicas] of the placement in service;
 // the other arguments are as for RebalanceExperts(). Errors: those of
 // RebalanceExperts(), and kInvalidArgument if the previous plan's shape does
-// not match or it leaves an expert without a replica, or if `tolerance` is
-// negative or not finite. Each layer's balancedness is at least the fresh
+// not match or it leaves an expert without a replica, if `tolerance` is
+// negative or not finite, or if `expert_bytes` is negative. Each layer's balancedness is at least the fresh
 // solve's minus `tolerance` (both as metrics.h computes them).
 absl::StatusOr<MigrationPlan> RebalanceWithMigration(
     const Weights& weights, absl::Span<const int64_t> previous_phy2log,

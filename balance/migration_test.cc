@@ -198,6 +198,11 @@ TEST(MigrationTest, RejectsBadPreviousPlansAndTolerance) {
   EXPECT_THAT(RebalanceWithMigration(w, previous, 16, 4, 2, 4, options),
               StatusIs(kInvalid, HasSubstr("tolerance: expected a finite "
                                            "value >= 0, got -0.1")));
+  options.tolerance = 0.01;
+  options.expert_bytes = -1;
+  EXPECT_THAT(RebalanceWithMigration(w, previous, 16, 4, 2, 4, options),
+              StatusIs(kInvalid, HasSubstr("expert_bytes: expected a size >= "
+                                           "0, got -1")));
   EXPECT_THAT(RebalanceWithMigration(w, previous, 15, 4, 2, 4),
               StatusIs(kInvalid, HasSubstr("num_replicas")));
 }
