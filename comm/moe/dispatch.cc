@@ -1,0 +1,293 @@
+#include "comm/moe/dispatch.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "absl/strings/str_format.h"
+#include "base/status_macros.h"
+
+namespace tandem::comm::moe {
+namespace {
+
+constexpr int kFp8Group = 128;
+
+int64_t Groups(int hidden) { return (hidden + kFp8Group - 1) / kFp8Group; }
+
+absl::Status CheckRouting(const Routing& r, int num_ranks) {
+  if (num_ranks < 1) return absl::InvalidArgumentError(absl::StrFormat("ranks: expected >= 1, got %d", num_ranks));
+  if (r.num_tokens < 0 || r.top_k < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("routing: expected tokens >= 0 and top_k >= 1, got %d and %d", r.num_tokens, r.top_k));
+  }
+  if (r.num_experts < 1 || r.num_experts % num_ranks != 0) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "num_experts: expected a positive multiple of the %d ranks, got %d", num_ranks, r.num_experts));
+  }
+  const int64_t n = int64_t{r.num_tokens} * r.top_k;
+  if (static_cast<int64_t>(r.topk_idx.size()) != n || static_cast<int64_t>(r.topk_weights.size()) != n) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "routing: expected %d x %d top-k ids and weights, got %d ids and %d weights", r.num_tokens, r.top_k,
+        r.topk_idx.size(), r.topk_weights.size()));
+  }
+  for (int64_t i = 0; i < n; ++i) {
+    if (r.topk_idx[i] < -1 || r.topk_idx[i] >= r.num_experts) {
+      return absl::InvalidArgumentError(absl::StrFormat("topk_idx[%d][%d]: expected -1 or an expert in 0..%d, got %d",
+                                                        i / r.top_k, i % r.top_k, r.num_experts - 1, r.topk_idx[i]));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckDtype(DataType t) {
+  if (t != DataType::kF32 && t != DataType::kBF16) {
+    return absl::InvalidArgumentError(absl::StrFormat("dtype: expected f32 or bf16, got %s", DataTypeName(t)));
+  }
+  return absl::OkStatus();
+}
+
+float Load(DataType t, const char* p) {
+  if (t == DataType::kF32) {
+    float f;
+    std::memcpy(&f, p, 4);
+    return f;
+  }
+  uint16_t h;
+  std::memcpy(&h, p, 2);
+  return BF16ToFloat(h);
+}
+
+void Store(DataType t, float f, char* p) {
+  if (t == DataType::kF32) {
+    std::memcpy(p, &f, 4);
+  } else {
+    const uint16_t h = FloatToBF16(f);
+    std::memcpy(p, &h, 2);
+  }
+}
+
+// Quantizes one row (hidden values) into codes and per-group scales.
+void QuantizeRow(DataType t, const char* x, int hidden, uint8_t* codes, float* scales) {
+  const int64_t es = SizeOf(t);
+  for (int64_t g = 0; g < Groups(hidden); ++g) {
+    const int lo = g * kFp8Group, hi = std::min(hidden, lo + kFp8Group);
+    float amax = 0;
+    for (int c = lo; c < hi; ++c) amax = std::max(amax, std::fabs(Load(t, x + c * es)));
+    const float scale = std::max(amax, 1e-4f) / 448.0f;
+    scales[g] = scale;
+    for (int c = lo; c < hi; ++c) codes[c] = FloatToE4M3(Load(t, x + c * es) / scale);
+  }
+}
+
+void DequantizeRow(DataType t, const uint8_t* codes, const float* scales, int hidden, char* out) {
+  for (int c = 0; c < hidden; ++c) Store(t, E4M3ToFloat(codes[c]) * scales[c / kFp8Group], out + c * SizeOf(t));
+}
+
+}  // namespace
+
+uint8_t FloatToE4M3(float f) {
+  if (std::isnan(f)) return 0x7f;
+  const uint8_t sign = std::signbit(f) ? 0x80 : 0;
+  const float a = std::fabs(f);
+  if (a >= 448.0f) return sign | 0x7e;  // saturate
+  if (a == 0.0f) return sign;
+  int e;
+  std::frexp(a, &e);  // a = m * 2^e, m in [0.5, 1)
+  int exp_field = e - 1 + 7;
+  if (exp_field < 1) {  // subnormal: mant / 8 * 2^-6
+    const int mant = static_cast<int>(std::nearbyint(std::ldexp(a, 9)));
+    return sign | static_cast<uint8_t>(mant);  // mant == 8 is the smallest normal
+  }
+  int mant = static_cast<int>(std::nearbyint((std::ldexp(a, -(e - 1)) - 1.0f) * 8.0f));
+  if (mant == 8) {
+    mant = 0;
+    ++exp_field;
+  }
+  if (exp_field > 15 || (exp_field == 15 && mant == 7)) return sign | 0x7e;
+  return sign | static_cast<uint8_t>(exp_field << 3) | static_cast<uint8_t>(mant);
+}
+
+float E4M3ToFloat(uint8_t v) {
+  const float sign = (v & 0x80) ? -1.0f : 1.0f;
+  const int exp_field = (v >> 3) & 0xf, mant = v & 7;
+  if (exp_field == 15 && mant == 7) return NAN;
+  if (exp_field == 0) return sign * std::ldexp(static_cast<float>(mant), -9);
+  return sign * std::ldexp(1.0f + mant / 8.0f, exp_field - 7);
+}
+
+absl::StatusOr<Layout> GetDispatchLayout(const Routing& routing, int num_ranks) {
+  TANDEM_RETURN_IF_ERROR(CheckRouting(routing, num_ranks));
+  const int per_rank = routing.num_experts / num_ranks;
+  Layout l;
+  l.tokens_per_rank.assign(num_ranks, 0);
+  l.tokens_per_expert.assign(routing.num_experts, 0);
+  l.is_token_in_rank.assign(int64_t{routing.num_tokens} * num_ranks, 0);
+  for (int t = 0; t < routing.num_tokens; ++t) {
+    uint8_t* in_rank = &l.is_token_in_rank[int64_t{t} * num_ranks];
+    for (int k = 0; k < routing.top_k; ++k) {
+      const int64_t e = routing.topk_idx[int64_t{t} * routing.top_k + k];
+      if (e < 0) continue;
+      ++l.tokens_per_expert[e];
+      in_rank[e / per_rank] = 1;
+    }
+    for (int r = 0; r < num_ranks; ++r) l.tokens_per_rank[r] += in_rank[r];
+  }
+  return l;
+}
+
+absl::StatusOr<Dispatched> Dispatch(Communicator& comm, const void* x, DataType dtype, int hidden,
+                                    const Routing& routing, const DispatchOptions& options, Deadline deadline) {
+  const int ranks = comm.size(), me = comm.rank(), k = routing.top_k;
+  TANDEM_RETURN_IF_ERROR(CheckDtype(dtype));
+  if (hidden < 1) return absl::InvalidArgumentError(absl::StrFormat("hidden: expected >= 1, got %d", hidden));
+  if (options.expert_alignment < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("expert_alignment: expected >= 1, got %d", options.expert_alignment));
+  }
+  TANDEM_ASSIGN_OR_RETURN(Layout layout, GetDispatchLayout(routing, ranks));
+  const int per_rank = routing.num_experts / ranks;
+  const int64_t es = SizeOf(dtype);
+  // Row record: payload (x, or FP8 codes + scales), local ids, weights, source.
+  const int64_t payload = options.fp8 ? hidden + 4 * Groups(hidden) : hidden * es;
+  const int64_t record = payload + 8 * int64_t{k} + 8;
+
+  Dispatched out;
+  Handle& h = out.handle;
+  h.num_ranks = ranks;
+  h.num_tokens = routing.num_tokens;
+  h.hidden = hidden;
+  h.send_counts.assign(ranks, 0);
+  for (int r = 0; r < ranks; ++r) {
+    for (int t = 0; t < routing.num_tokens; ++t) {
+      if (layout.is_token_in_rank[int64_t{t} * ranks + r]) h.send_tokens.push_back(t);
+    }
+    h.send_counts[r] = layout.tokens_per_rank[r];
+  }
+  h.recv_counts.assign(ranks, 0);
+  TANDEM_RETURN_IF_ERROR(
+      PostAndWait(comm.AllToAll(h.send_counts.data(), h.recv_counts.data(), 1, DataType::kI64), deadline));
+
+  std::vector<char> send(h.send_tokens.size() * record);
+  std::vector<float> scales(Groups(hidden));
+  int64_t row = 0;
+  for (int r = 0; r < ranks; ++r) {
+    for (int64_t i = 0; i < h.send_counts[r]; ++i, ++row) {
+      const int t = h.send_tokens[row];
+      char* rec = send.data() + row * record;
+      const char* xt = static_cast<const char*>(x) + int64_t{t} * hidden * es;
+      if (options.fp8) {
+        QuantizeRow(dtype, xt, hidden, reinterpret_cast<uint8_t*>(rec), scales.data());
+        std::memcpy(rec + hidden, scales.data(), 4 * scales.size());
+      } else {
+        std::memcpy(rec, xt, hidden * es);
+      }
+      char* ids = rec + payload;
+      char* weights = ids + 4 * k;
+      for (int j = 0; j < k; ++j) {
+        const int64_t e = routing.topk_idx[int64_t{t} * k + j];
+        const bool local = e >= 0 && e / per_rank == r;
+        const int32_t id = local ? static_cast<int32_t>(e - int64_t{r} * per_rank) : -1;
+        const float w = local ? routing.topk_weights[int64_t{t} * k + j] : 0.0f;
+        std::memcpy(ids + 4 * j, &id, 4);
+        std::memcpy(weights + 4 * j, &w, 4);
+      }
+      const int64_t source = (int64_t{me} << 32) | t;
+      std::memcpy(weights + 4 * k, &source, 8);
+    }
+  }
+  std::vector<int64_t> send_bytes(ranks), recv_bytes(ranks);
+  for (int r = 0; r < ranks; ++r) {
+    send_bytes[r] = h.send_counts[r] * record;
+    recv_bytes[r] = h.recv_counts[r] * record;
+    out.num_rows += h.recv_counts[r];
+  }
+  std::vector<char> recv(out.num_rows * record);
+  TANDEM_RETURN_IF_ERROR(PostAndWait(
+      comm.AllToAllV(send.data(), send_bytes, recv.data(), recv_bytes, DataType::kBytes), deadline));
+
+  out.x.resize(out.num_rows * hidden * es);
+  out.local_expert.resize(out.num_rows * k);
+  out.weights.resize(out.num_rows * k);
+  out.source.resize(out.num_rows);
+  out.tokens_per_expert.assign(per_rank, 0);
+  for (int64_t i = 0; i < out.num_rows; ++i) {
+    const char* rec = recv.data() + i * record;
+    if (options.fp8) {
+      std::memcpy(scales.data(), rec + hidden, 4 * scales.size());
+      DequantizeRow(dtype, reinterpret_cast<const uint8_t*>(rec), scales.data(), hidden,
+                    out.x.data() + i * hidden * es);
+    } else {
+      std::memcpy(out.x.data() + i * hidden * es, rec, hidden * es);
+    }
+    std::memcpy(&out.local_expert[i * k], rec + payload, 4 * k);
+    std::memcpy(&out.weights[i * k], rec + payload + 4 * k, 4 * k);
+    std::memcpy(&out.source[i], rec + payload + 8 * k, 8);
+    for (int j = 0; j < k; ++j) {
+      const int32_t e = out.local_expert[i * k + j];
+      if (e >= per_rank) {
+        return absl::InternalError(absl::StrFormat("dispatch: received local expert %d of %d", e, per_rank));
+      }
+      if (e >= 0) ++out.tokens_per_expert[e];
+    }
+  }
+  for (int32_t& c : out.tokens_per_expert) {
+    c = (c + options.expert_alignment - 1) / options.expert_alignment * options.expert_alignment;
+  }
+  return out;
+}
+
+absl::StatusOr<std::vector<char>> DispatchCached(Communicator& comm, const Handle& h, const void* x, DataType dtype,
+                                                 Deadline deadline) {
+  TANDEM_RETURN_IF_ERROR(CheckDtype(dtype));
+  if (h.num_ranks != comm.size()) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("handle: made for %d ranks, communicator has %d", h.num_ranks, comm.size()));
+  }
+  const int64_t row_bytes = int64_t{h.hidden} * SizeOf(dtype);
+  std::vector<char> send(h.send_tokens.size() * row_bytes);
+  for (size_t i = 0; i < h.send_tokens.size(); ++i) {
+    std::memcpy(send.data() + i * row_bytes, static_cast<const char*>(x) + h.send_tokens[i] * row_bytes, row_bytes);
+  }
+  std::vector<int64_t> send_bytes(h.num_ranks), recv_bytes(h.num_ranks);
+  int64_t rows = 0;
+  for (int r = 0; r < h.num_ranks; ++r) {
+    send_bytes[r] = h.send_counts[r] * row_bytes;
+    recv_bytes[r] = h.recv_counts[r] * row_bytes;
+    rows += h.recv_counts[r];
+  }
+  std::vector<char> out(rows * row_bytes);
+  TANDEM_RETURN_IF_ERROR(PostAndWait(
+      comm.AllToAllV(send.data(), send_bytes, out.data(), recv_bytes, DataType::kBytes), deadline));
+  return out;
+}
+
+absl::StatusOr<std::vector<char>> Combine(Communicator& comm, const Handle& h, const void* rows, DataType dtype,
+                                          Deadline deadline) {
+  TANDEM_RETURN_IF_ERROR(CheckDtype(dtype));
+  if (h.num_ranks != comm.size()) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("handle: made for %d ranks, communicator has %d", h.num_ranks, comm.size()));
+  }
+  const int64_t es = SizeOf(dtype), row_bytes = int64_t{h.hidden} * es;
+  // Rows go back the way they came: my recv counts are now my send counts.
+  std::vector<int64_t> send_bytes(h.num_ranks), recv_bytes(h.num_ranks);
+  for (int r = 0; r < h.num_ranks; ++r) {
+    send_bytes[r] = h.recv_counts[r] * row_bytes;
+    recv_bytes[r] = h.send_counts[r] * row_bytes;
+  }
+  std::vector<char> back(h.send_tokens.size() * row_bytes);
+  TANDEM_RETURN_IF_ERROR(PostAndWait(
+      comm.AllToAllV(rows, send_bytes, back.data(), recv_bytes, DataType::kBytes), deadline));
+  // Per token, the rows of the ranks it went to, in rank order, in f32.
+  std::vector<float> acc(int64_t{h.num_tokens} * h.hidden, 0.0f);
+  for (size_t i = 0; i < h.send_tokens.size(); ++i) {
+    float* a = &acc[int64_t{h.send_tokens[i]} * h.hidden];
+    const char* row = back.data() + i * row_bytes;
+    for (int c = 0; c < h.hidden; ++c) a[c] += Load(dtype, row + c * es);
+  }
+  std::vector<char> out(int64_t{h.num_tokens} * row_bytes);
+  for (int64_t i = 0; i < static_cast<int64_t>(acc.size()); ++i) Store(dtype, acc[i], out.data() + i * es);
+  return out;
+}
+
+}  // namespace tandem::comm::moe
