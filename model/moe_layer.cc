@@ -99,7 +99,12 @@ absl::StatusOr<Tensor> MoeLayer::Forward(const Tensor& x, Saved* saved) {
   const int k = config_.top_k;
   const int64_t h = config_.hidden;
   TANDEM_ASSIGN_OR_RETURN(Router::Output route, router_.Forward(x, &s.router));
-  for (int32_t e : route.idx) ++counts_[e];
+  uint64_t fp = 0xcbf29ce484222325ULL;
+  for (int32_t e : route.idx) {
+    ++counts_[e];
+    fp = (fp ^ static_cast<uint32_t>(e)) * 0x100000001b3ULL;
+  }
+  routing_fingerprint_ = fp;
   if (recorder_ != nullptr) {
     TANDEM_RETURN_IF_ERROR(recorder_->RecordRouted(moe_index_, route.idx));
   }

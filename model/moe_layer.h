@@ -121,6 +121,10 @@ class MoeLayer {
 
   void SetRecorder(balance::LoadRecorder* recorder) { recorder_ = recorder; }
 
+  // FNV-1a hash of the selection (idx) of the latest Forward(): lets tests
+  // tell whether a perturbation changed the routing.
+  uint64_t routing_fingerprint() const { return routing_fingerprint_; }
+
   // MoeLayer::SetExperts()
   //
   // Replaces the local experts: slot j holds logical expert
@@ -160,6 +164,7 @@ class MoeLayer {
   std::shared_ptr<TokenExchange> exchange_;
   std::vector<int64_t> counts_;
   balance::LoadRecorder* recorder_ = nullptr;
+  uint64_t routing_fingerprint_ = 0;
 };
 
 }  // namespace tandem::model
