@@ -141,6 +141,9 @@ class MoeLayer {
   // expert `e`, initialised as Init() does.
   std::unique_ptr<SwiGlu> MakeExpert(int e) const;
 
+  // The exchange set by SetExperts() (nullptr: all experts local).
+  TokenExchange* exchange() const { return exchange_.get(); }
+
   const std::string& name() const { return name_; }
   int moe_index() const { return moe_index_; }
   const std::vector<int>& slot_expert() const { return slot_expert_; }
