@@ -15,23 +15,39 @@ inline float Reduce(const float lanes[4], float tail) {
   return ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) + tail;
 }
 
+// Four f32 lanes (SSE); lane l accumulates k = l, l + 4, ... exactly as
+// the scalar definition in cpu_gemm.h.
+typedef float V4 __attribute__((vector_size(16)));
+
+inline V4 Load4(const float* p) {
+  V4 v;
+  std::memcpy(&v, p, sizeof(v));
+  return v;
+}
+
 template <int R, int C>
 void Tile(const float* const* a, const float* const* b, int64_t k,
           float out[R][C]) {
-  float acc[R][C][4] = {};
+  V4 acc[R][C];
+  for (int r = 0; r < R; ++r) {
+    for (int c = 0; c < C; ++c) acc[r][c] = V4{0, 0, 0, 0};
+  }
   const int64_t k4 = k / 4 * 4;
   for (int64_t p = 0; p < k4; p += 4) {
+    V4 av[R], bv[C];
+    for (int r = 0; r < R; ++r) av[r] = Load4(a[r] + p);
+    for (int c = 0; c < C; ++c) bv[c] = Load4(b[c] + p);
     for (int r = 0; r < R; ++r) {
-      for (int c = 0; c < C; ++c) {
-        for (int l = 0; l < 4; ++l) acc[r][c][l] += a[r][p + l] * b[c][p + l];
-      }
+      for (int c = 0; c < C; ++c) acc[r][c] += av[r] * bv[c];
     }
   }
   for (int r = 0; r < R; ++r) {
     for (int c = 0; c < C; ++c) {
       float tail = 0.0f;
       for (int64_t p = k4; p < k; ++p) tail += a[r][p] * b[c][p];
-      out[r][c] = Reduce(acc[r][c], tail);
+      float lanes[4];
+      std::memcpy(lanes, &acc[r][c], sizeof(lanes));
+      out[r][c] = Reduce(lanes, tail);
     }
   }
 }
