@@ -24,6 +24,7 @@
 namespace tandem::model {
 namespace {
 
+using ::tandem::model::testing::MaxRelativeDifference;
 using ::tandem::model::testing::RandomTensor;
 using ::tandem::testing::StatusIs;
 using ::testing::HasSubstr;
@@ -76,16 +77,6 @@ Tensor Rows(const Tensor& all, int64_t first, int64_t count) {
   Tensor t = Tensor::Zeros({count, all.dim(1)});
   std::memcpy(t.raw(), all.data<float>() + first * all.dim(1), t.bytes());
   return t;
-}
-
-// Max |a - b| over the elements, relative to max |b|.
-double RelDiff(const float* a, const float* b, int64_t n) {
-  double diff = 0, scale = 0;
-  for (int64_t i = 0; i < n; ++i) {
-    diff = std::max(diff, std::fabs(double{a[i]} - b[i]));
-    scale = std::max(scale, std::fabs(double{b[i]}));
-  }
-  return scale > 0 ? diff / scale : diff;
 }
 
 // Units 0..L (everything but the head).
@@ -154,7 +145,7 @@ void CheckAgainstReference(int n, const balance::Placement& placement, bool bitw
     TANDEM_RETURN_IF_ERROR(SyncGradients(*model, comm));
     TANDEM_RETURN_IF_ERROR(model->EndStep());
     const float* want_trunk = ref.trunk.data<float>() + r * kTokens * c.hidden;
-    double trunk_diff = RelDiff(trunk.data<float>(), want_trunk, trunk.numel());
+    double trunk_diff = MaxRelativeDifference(trunk.data<float>(), want_trunk, trunk.numel());
     if (bitwise) {
       EXPECT_EQ(std::memcmp(trunk.raw(), want_trunk, trunk.bytes()), 0) << "rank " << r;
     }
@@ -163,7 +154,7 @@ void CheckAgainstReference(int n, const balance::Placement& placement, bool bitw
     std::vector<Parameter*> theirs = ref.model->ReplicatedParameters();
     for (size_t i = 0; i < mine.size(); ++i) {
       EXPECT_EQ(mine[i]->name, theirs[i]->name);
-      grad_diff = std::max(grad_diff, RelDiff(mine[i]->grad.data<float>(), theirs[i]->grad.data<float>(),
+      grad_diff = std::max(grad_diff, MaxRelativeDifference(mine[i]->grad.data<float>(), theirs[i]->grad.data<float>(),
                                               mine[i]->grad.numel()));
       if (bitwise) {
         EXPECT_EQ(std::memcmp(mine[i]->grad.raw(), theirs[i]->grad.raw(), mine[i]->grad.bytes()), 0);
@@ -182,7 +173,7 @@ void CheckAgainstReference(int n, const balance::Placement& placement, bool bitw
         for (size_t i = 0; i < p.size(); ++i) {
           EXPECT_EQ(p[i]->name, q[i]->name);
           grad_diff = std::max(grad_diff,
-                               RelDiff(p[i]->grad.data<float>(), q[i]->grad.data<float>(), p[i]->grad.numel()));
+                               MaxRelativeDifference(p[i]->grad.data<float>(), q[i]->grad.data<float>(), p[i]->grad.numel()));
           if (bitwise) {
             EXPECT_EQ(std::memcmp(p[i]->grad.raw(), q[i]->grad.raw(), p[i]->grad.bytes()), 0);
           }
@@ -329,7 +320,7 @@ TEST(ExpertParallelTest, MissingGradientSyncIsDetected) {
     std::vector<Parameter*> mine = model->ReplicatedParameters();
     std::vector<Parameter*> theirs = ref.model->ReplicatedParameters();
     for (size_t i = 0; i < mine.size(); ++i) {
-      g = std::max(g, RelDiff(mine[i]->grad.data<float>(), theirs[i]->grad.data<float>(), mine[i]->grad.numel()));
+      g = std::max(g, MaxRelativeDifference(mine[i]->grad.data<float>(), theirs[i]->grad.data<float>(), mine[i]->grad.numel()));
     }
     worst.Note(0, g);
     return absl::OkStatus();

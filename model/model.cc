@@ -23,12 +23,6 @@ struct HeadState : Model::UnitState {
   Linear::Saved head;
 };
 
-void AddInPlace(const Tensor& a, const Tensor& b) {
-  float* p = a.data<float>();
-  const float* q = b.data<float>();
-  for (int64_t i = 0; i < a.numel(); ++i) p[i] += q[i];
-}
-
 template <typename T>
 absl::StatusOr<const T*> StateAs(const Model::UnitState& state, int unit) {
   const T* s = dynamic_cast<const T*>(&state);
@@ -99,7 +93,7 @@ absl::StatusOr<Tensor> Model::UnitForward(int unit, const Tensor& x,
   } else {
     TANDEM_ASSIGN_OR_RETURN(f, b.moe->Forward(n, &s->moe));
   }
-  AddInPlace(f, x);  // residual: h + F(norm(h))
+  AddTo(f, x);  // residual: h + F(norm(h))
   if (state != nullptr) *state = std::move(s);
   return f;
 }
@@ -132,7 +126,7 @@ absl::StatusOr<Tensor> Model::UnitBackward(int unit, const UnitState& state,
     TANDEM_ASSIGN_OR_RETURN(dn, b.moe->Backward(s->moe, dy, store));
   }
   TANDEM_ASSIGN_OR_RETURN(Tensor dx, b.norm->Backward(s->norm, dn, store));
-  AddInPlace(dx, dy);  // residual
+  AddTo(dx, dy);  // residual
   return dx;
 }
 

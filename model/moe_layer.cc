@@ -10,13 +10,6 @@
 namespace tandem::model {
 namespace {
 
-// a += b elementwise.
-void AddInPlace(const Tensor& a, const Tensor& b) {
-  float* p = a.data<float>();
-  const float* q = b.data<float>();
-  for (int64_t i = 0; i < a.numel(); ++i) p[i] += q[i];
-}
-
 // For each row entry (row * top_k + k), its position in its slot's work
 // list; -1 when the entry is not served here.
 std::vector<int32_t> EntryPositions(const std::vector<MoeLayer::Saved::Work>& work,
@@ -166,7 +159,7 @@ absl::StatusOr<Tensor> MoeLayer::Forward(const Tensor& x, Saved* saved) {
   if (exchange_ != nullptr) {
     TANDEM_ASSIGN_OR_RETURN(routed, exchange_->Combine(s.rows, yrows));
   }
-  if (shared_ != nullptr) AddInPlace(routed, shared_out);
+  if (shared_ != nullptr) AddTo(routed, shared_out);
   return routed;
 }
 
@@ -223,8 +216,8 @@ absl::StatusOr<Tensor> MoeLayer::Backward(const Saved& s, const Tensor& dy,
     TANDEM_ASSIGN_OR_RETURN(dweights, exchange_->Combine(s.rows, dw_rows));
   }
   TANDEM_ASSIGN_OR_RETURN(Tensor dx_router, router_.Backward(s.router, dweights, store));
-  if (shared_ != nullptr) AddInPlace(dx, dx_shared);
-  AddInPlace(dx, dx_router);
+  if (shared_ != nullptr) AddTo(dx, dx_shared);
+  AddTo(dx, dx_router);
   return dx;
 }
 

@@ -132,6 +132,12 @@ void Tensor::SetZero() const {
   if (bytes() > 0) std::memset(raw(), 0, bytes());
 }
 
+void AddTo(const Tensor& dst, const Tensor& src) {
+  float* p = dst.data<float>();
+  const float* q = src.data<float>();
+  for (int64_t i = 0; i < dst.numel(); ++i) p[i] += q[i];
+}
+
 Parameter MakeParameter(std::string name, std::vector<int64_t> shape,
                         bool decay) {
   Parameter p;

@@ -123,6 +123,11 @@ class Tensor {
   std::shared_ptr<void> data_;
 };
 
+// AddTo()
+//
+// dst += src elementwise (host f32, same element count).
+void AddTo(const Tensor& dst, const Tensor& src);
+
 // Parameter
 //
 // One trainable tensor (f32, host) with its gradient and optimizer slots.

@@ -17,16 +17,8 @@
 namespace tandem::model::cuda {
 namespace {
 
+using ::tandem::model::testing::MaxRelativeDifference;
 using ::tandem::model::testing::RandomTensor;
-
-double RelDiff(const Tensor& a, const Tensor& b) {
-  double diff = 0, scale = 0;
-  for (int64_t i = 0; i < a.numel(); ++i) {
-    diff = std::max(diff, std::fabs(double{a.data<float>()[i]} - b.data<float>()[i]));
-    scale = std::max(scale, std::fabs(double{b.data<float>()[i]}));
-  }
-  return diff / std::max(scale, 1e-30);
-}
 
 // The three Linear GEMMs (y = x W^T, dx = dy W, dW = dy^T x) on cuBLAS,
 // f32 (tolerance 1e-5) and bf16 operands (2e-2), relative to the largest
@@ -57,9 +49,9 @@ TEST(GemmTest, LinearGemmsMatchCpu) {
     ASSERT_OK_AND_ASSIGN(Tensor y, ToHost(yd));
     ASSERT_OK_AND_ASSIGN(Tensor dx, ToHost(dxd));
     ASSERT_OK_AND_ASSIGN(Tensor dw, ToHost(dwd));
-    EXPECT_LE(RelDiff(y, y_cpu), tol) << DTypeName(dt);
-    EXPECT_LE(RelDiff(dx, dx_cpu), tol) << DTypeName(dt);
-    EXPECT_LE(RelDiff(dw, lin.weight().grad), tol) << DTypeName(dt);
+    EXPECT_LE(MaxRelativeDifference(y, y_cpu), tol) << DTypeName(dt);
+    EXPECT_LE(MaxRelativeDifference(dx, dx_cpu), tol) << DTypeName(dt);
+    EXPECT_LE(MaxRelativeDifference(dw, lin.weight().grad), tol) << DTypeName(dt);
   }
   // Must-fail twin: a transposed operand gives a different result.
   ASSERT_OK_AND_ASSIGN(Tensor xd, ToDevice(x));
@@ -67,7 +59,7 @@ TEST(GemmTest, LinearGemmsMatchCpu) {
   ASSERT_OK_AND_ASSIGN(Tensor yd, DeviceZeros({t, out}, DType::kF32));
   ASSERT_OK(blas->Gemm({false, false, t, out, in}, xd.raw(), DType::kF32, wd.raw(), yd.data<float>(), 1, 0));
   ASSERT_OK_AND_ASSIGN(Tensor wrong, ToHost(yd));
-  EXPECT_GT(RelDiff(wrong, y_cpu), 0.1);
+  EXPECT_GT(MaxRelativeDifference(wrong, y_cpu), 0.1);
   EXPECT_FALSE(blas->Gemm({false, false, -1, 1, 1}, nullptr, DType::kF32, nullptr, nullptr, 1, 0).ok());
 }
 
@@ -98,9 +90,9 @@ TEST(KernelsTest, RmsNormMatchesCpu) {
   ASSERT_OK_AND_ASSIGN(Tensor y, ToHost(yd));
   ASSERT_OK_AND_ASSIGN(Tensor dx, ToHost(dxd));
   ASSERT_OK_AND_ASSIGN(Tensor dg, ToHost(dgd));
-  EXPECT_LE(RelDiff(y, y_cpu), 1e-5);
-  EXPECT_LE(RelDiff(dx, dx_cpu), 1e-5);
-  EXPECT_LE(RelDiff(dg, norm.weight().grad), 1e-5);
+  EXPECT_LE(MaxRelativeDifference(y, y_cpu), 1e-5);
+  EXPECT_LE(MaxRelativeDifference(dx, dx_cpu), 1e-5);
+  EXPECT_LE(MaxRelativeDifference(dg, norm.weight().grad), 1e-5);
   // bf16 round trip on the device equals the host conversion.
   ASSERT_OK_AND_ASSIGN(Tensor low, DeviceZeros({t, h}, DType::kBF16));
   ASSERT_EQ(EnqueueF32ToBf16(xd.data<float>(), low.data<uint16_t>(), t * h, nullptr), cudaSuccess);

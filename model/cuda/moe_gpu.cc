@@ -33,6 +33,17 @@ Tensor Stack(const std::vector<Parameter*>& params, int which, int experts) {
   return host;
 }
 
+RouterParams MakeRouterParams(const ModelConfig& c) {
+  RouterParams rp;
+  rp.num_experts = c.num_experts;
+  rp.top_k = c.top_k;
+  rp.n_group = c.n_group;
+  rp.topk_group = c.topk_group;
+  rp.sigmoid = c.score_func == ScoreFunc::kSigmoid;
+  rp.route_scale = c.route_scale;
+  return rp;
+}
+
 }  // namespace
 
 GpuMoeLayer::~GpuMoeLayer() {
@@ -113,13 +124,7 @@ absl::StatusOr<Tensor> GpuMoeLayer::Forward(const Tensor& x) {
   TANDEM_ASSIGN_OR_RETURN(void* weights, Scratch(kWeights, t * k * 4));
   TANDEM_RETURN_IF_ERROR(blas_->Gemm({false, true, t, e_count, h}, xp, DType::kF32, gate_.value.raw(),
                                      static_cast<float*>(logits), 1.0f, 0.0f));
-  RouterParams rp;
-  rp.num_experts = config_.num_experts;
-  rp.top_k = config_.top_k;
-  rp.n_group = config_.n_group;
-  rp.topk_group = config_.topk_group;
-  rp.sigmoid = config_.score_func == ScoreFunc::kSigmoid;
-  rp.route_scale = config_.route_scale;
+  const RouterParams rp = MakeRouterParams(config_);
   TANDEM_CUDA_RETURN_IF_ERROR(EnqueueRouterForward(static_cast<float*>(logits), bias_.value.data<float>(), rp, t,
                                                    static_cast<float*>(scores), static_cast<int32_t*>(idx),
                                                    static_cast<float*>(weights), stream_));
@@ -295,13 +300,7 @@ absl::StatusOr<Tensor> GpuMoeLayer::Backward(const Tensor& dy) {
                                              nullptr, fs > 0 ? static_cast<float*>(dxs) : nullptr, t,
                                              static_cast<int>(k), h, dx.data<float>(), stream_));
   // Router.
-  RouterParams rp;
-  rp.num_experts = config_.num_experts;
-  rp.top_k = config_.top_k;
-  rp.n_group = config_.n_group;
-  rp.topk_group = config_.topk_group;
-  rp.sigmoid = config_.score_func == ScoreFunc::kSigmoid;
-  rp.route_scale = config_.route_scale;
+  const RouterParams rp = MakeRouterParams(config_);
   TANDEM_ASSIGN_OR_RETURN(void* dlogits, Scratch(kDLogits, t * e_count * 4));
   TANDEM_CUDA_RETURN_IF_ERROR(EnqueueRouterBackward(slot(kScores), static_cast<int32_t*>(scratch_[kIdx].first),
                                                     static_cast<float*>(dw), rp, t, static_cast<float*>(dlogits), stream_));

@@ -24,6 +24,29 @@ namespace {
 
 constexpr double kPeakBf16 = 990e12;
 
+// Runs `body` once per iteration between CUDA events; sets the manual
+// iteration time and returns the total seconds.
+template <typename Body>
+double TimeIterations(benchmark::State& state, Body body) {
+  cudaEvent_t start, stop;
+  cudaEventCreate(&start);
+  cudaEventCreate(&stop);
+  double seconds = 0;
+  for (auto _ : state) {
+    cudaEventRecord(start);
+    if (!body()) state.SkipWithError("benchmark body failed");
+    cudaEventRecord(stop);
+    cudaEventSynchronize(stop);
+    float ms = 0;
+    cudaEventElapsedTime(&ms, start, stop);
+    state.SetIterationTime(ms / 1e3);
+    seconds += ms / 1e3;
+  }
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+  return seconds;
+}
+
 void BM_ExpertGemm(benchmark::State& state) {
   const DType dt = state.range(0) == 0 ? DType::kBF16 : DType::kF32;
   const int64_t experts = 32, rows = state.range(1), h = 7168, f = 2048;
@@ -37,25 +60,10 @@ void BM_ExpertGemm(benchmark::State& state) {
     groups.push_back({{false, true, rows, f, h}, static_cast<char*>(x.raw()) + e * rows * h * es,
                       static_cast<char*>(w.raw()) + e * f * h * es, y.data<float>() + e * rows * f});
   }
-  cudaEvent_t start, stop;
-  cudaEventCreate(&start);
-  cudaEventCreate(&stop);
-  double seconds = 0;
-  for (auto _ : state) {
-    cudaEventRecord(start);
-    if (!blas->GroupedGemm(groups, dt, 1, 0).ok()) state.SkipWithError("gemm failed");
-    cudaEventRecord(stop);
-    cudaEventSynchronize(stop);
-    float ms = 0;
-    cudaEventElapsedTime(&ms, start, stop);
-    state.SetIterationTime(ms / 1e3);
-    seconds += ms / 1e3;
-  }
+  const double seconds = TimeIterations(state, [&] { return blas->GroupedGemm(groups, dt, 1, 0).ok(); });
   const double flops = 2.0 * experts * rows * h * f * state.iterations();
   state.counters["TFLOP/s"] = flops / seconds / 1e12;
   state.counters["of_bf16_peak_%"] = 100.0 * flops / seconds / kPeakBf16;
-  cudaEventDestroy(start);
-  cudaEventDestroy(stop);
 }
 BENCHMARK(BM_ExpertGemm)->Args({0, 512})->Args({0, 2048})->Args({1, 512})->UseManualTime()->Unit(benchmark::kMillisecond);
 
@@ -76,26 +84,12 @@ void BM_MoeBlock(benchmark::State& state) {
   auto gpu = GpuMoeLayer::Create(cpu, c, {dt}, nullptr).value();
   Tensor x = ToDevice(testing::RandomTensor({tokens, c.hidden}, 1)).value();
   Tensor dy = ToDevice(testing::RandomTensor({tokens, c.hidden}, 2, 1e-3f)).value();
-  cudaEvent_t start, stop;
-  cudaEventCreate(&start);
-  cudaEventCreate(&stop);
-  double seconds = 0;
-  for (auto _ : state) {
-    cudaEventRecord(start);
-    if (!gpu->Forward(x).ok() || !gpu->Backward(dy).ok()) state.SkipWithError("moe failed");
-    cudaEventRecord(stop);
-    cudaEventSynchronize(stop);
-    float ms = 0;
-    cudaEventElapsedTime(&ms, start, stop);
-    state.SetIterationTime(ms / 1e3);
-    seconds += ms / 1e3;
-  }
+  const double seconds =
+      TimeIterations(state, [&] { return gpu->Forward(x).ok() && gpu->Backward(dy).ok(); });
   // Forward 3 GEMMs per expert row and per shared row; backward twice that.
   const double per_token = 3.0 * 2.0 * c.hidden * c.moe_inter * (c.top_k + c.num_shared_experts) * 3.0;
   state.counters["tokens/s"] = tokens * state.iterations() / seconds;
   state.counters["TFLOP/s"] = per_token * tokens * state.iterations() / seconds / 1e12;
-  cudaEventDestroy(start);
-  cudaEventDestroy(stop);
 }
 BENCHMARK(BM_MoeBlock)->Args({0, 4096})->Args({1, 1024})->UseManualTime()->Unit(benchmark::kMillisecond);
 

@@ -14,16 +14,8 @@
 namespace tandem::model::cuda {
 namespace {
 
+using ::tandem::model::testing::MaxRelativeDifference;
 using ::tandem::model::testing::RandomTensor;
-
-double RelDiff(const Tensor& a, const Tensor& b) {
-  double diff = 0, scale = 0;
-  for (int64_t i = 0; i < a.numel(); ++i) {
-    diff = std::max(diff, std::fabs(double{a.data<float>()[i]} - b.data<float>()[i]));
-    scale = std::max(scale, std::fabs(double{b.data<float>()[i]}));
-  }
-  return diff / std::max(scale, 1e-30);
-}
 
 ModelConfig Config(ScoreFunc f) {
   ModelConfig c;
@@ -71,14 +63,14 @@ TEST_P(MoeGpuTest, MatchesCpuLayer) {
   ASSERT_OK_AND_ASSIGN(Tensor dxd, gpu->Backward(dyd));
   ASSERT_OK_AND_ASSIGN(Tensor y, ToHost(yd));
   ASSERT_OK_AND_ASSIGN(Tensor dx, ToHost(dxd));
-  EXPECT_LE(RelDiff(y, y_cpu), c.tol);
-  EXPECT_LE(RelDiff(dx, dx_cpu), c.tol);
+  EXPECT_LE(MaxRelativeDifference(y, y_cpu), c.tol);
+  EXPECT_LE(MaxRelativeDifference(dx, dx_cpu), c.tol);
   ASSERT_OK_AND_ASSIGN(std::vector<Tensor> grads, gpu->DownloadGrads());
   std::vector<Parameter*> params = cpu.dense_parameters();
   for (Parameter* p : cpu.expert_parameters()) params.push_back(p);
   ASSERT_EQ(grads.size(), params.size());
   for (size_t i = 0; i < params.size(); ++i) {
-    EXPECT_LE(RelDiff(grads[i], params[i]->grad), c.tol) << params[i]->name;
+    EXPECT_LE(MaxRelativeDifference(grads[i], params[i]->grad), c.tol) << params[i]->name;
   }
   EXPECT_FALSE(gpu->Backward(dyd).ok());  // one backward per forward
 }

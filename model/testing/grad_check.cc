@@ -22,6 +22,19 @@ double DotDouble(const Tensor& a, const Tensor& b) {
   return s;
 }
 
+double MaxRelativeDifference(const float* a, const float* b, int64_t n) {
+  double diff = 0.0, scale = 0.0;
+  for (int64_t i = 0; i < n; ++i) {
+    diff = std::max(diff, std::fabs(static_cast<double>(a[i]) - b[i]));
+    scale = std::max(scale, std::fabs(static_cast<double>(b[i])));
+  }
+  return scale > 0 ? diff / scale : diff;
+}
+
+double MaxRelativeDifference(const Tensor& a, const Tensor& b) {
+  return MaxRelativeDifference(a.data<float>(), b.data<float>(), std::min(a.numel(), b.numel()));
+}
+
 absl::StatusOr<GradCheckReport> CheckGradient(
     const std::string& name, const std::function<absl::StatusOr<double>()>& loss,
     const Tensor& x, const Tensor& analytic, const GradCheckOptions& options) {

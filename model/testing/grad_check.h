@@ -29,6 +29,13 @@ Tensor RandomTensor(std::vector<int64_t> shape, uint64_t seed,
 // sum_i a[i] * b[i] in double.
 double DotDouble(const Tensor& a, const Tensor& b);
 
+// MaxRelativeDifference()
+//
+// max_i |a[i] - b[i]| / max_i |b[i]| over n values (host f32): the error
+// measure of the EP and GPU comparisons (b is the reference).
+double MaxRelativeDifference(const float* a, const float* b, int64_t n);
+double MaxRelativeDifference(const Tensor& a, const Tensor& b);
+
 struct GradCheckOptions {
   float eps = 1e-2f;
   double rtol = 2e-2;
