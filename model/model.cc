@@ -176,6 +176,10 @@ std::vector<MoeLayer*> Model::moe_layers() {
   return out;
 }
 
+void Model::SetLoadRecorder(balance::LoadRecorder* recorder) {
+  for (MoeLayer* m : moe_layers()) m->SetRecorder(recorder);
+}
+
 void Model::ZeroGrad() {
   for (Parameter* p : Parameters()) p->grad.SetZero();
 }

@@ -79,6 +79,13 @@ class Model {
   // skipped); moe_layers()[i] has moe_index() i.
   std::vector<MoeLayer*> moe_layers();
 
+  // Model::SetLoadRecorder()
+  //
+  // Every MoE layer records its routing in `recorder` (layer = MoE index;
+  // the recorder needs NumMoeLayers() layers and num_experts experts), or
+  // stops recording with nullptr.
+  void SetLoadRecorder(balance::LoadRecorder* recorder);
+
   // Model::ZeroGrad()
   //
   // Sets every gradient to zero.

@@ -120,7 +120,7 @@ TEST(MoeLayerTest, CountsRecorderAndBiasUpdate) {
   c.bias_update_speed = 0.25f;
   MoeLayer layer("moe", c, 1);
   layer.Init();
-  ASSERT_OK_AND_ASSIGN(auto recorder, balance::LoadRecorder::Create({2, 8, 10, 0.5}));
+  ASSERT_OK_AND_ASSIGN(auto recorder, balance::LoadRecorder::Create({2, 8, 10, 0.5}));  // 2 MoE layers
   layer.SetRecorder(recorder.get());
   MoeLayer::Saved saved;
   ASSERT_OK(layer.Forward(RandomTensor({20, 8}, 4, 2.0f), &saved).status());

@@ -1,9 +1,12 @@
 #include "model/stage.h"
 
+#include <algorithm>
 #include <thread>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "base/status_macros.h"
 #include "model/loss.h"
 
@@ -17,6 +20,41 @@ Stage::Stage(Model* model, int begin, int end, Options options)
   } else {
     store_ = options_.store;
   }
+}
+
+absl::StatusOr<std::vector<double>> MeasureUnitCosts(Model& model, const Tensor& input,
+                                                     const Target& target, int repeats) {
+  if (repeats < 1) {
+    return absl::InvalidArgumentError(absl::StrCat("repeats: expected >= 1, got ", repeats));
+  }
+  const int n = model.num_units();
+  std::vector<std::vector<double>> samples(n);
+  for (int rep = 0; rep < repeats; ++rep) {
+    std::vector<std::unique_ptr<Stage>> stages;
+    for (int u = 0; u < n; ++u) {
+      TANDEM_ASSIGN_OR_RETURN(std::unique_ptr<Stage> s, Stage::Create(&model, u, u + 1, {}));
+      stages.push_back(std::move(s));
+    }
+    std::vector<Tensor> inputs = {input};
+    for (int u = 0; u < n; ++u) {
+      const absl::Time start = absl::Now();
+      TANDEM_ASSIGN_OR_RETURN(Tensor out, stages[u]->Forward(0, inputs[u], u == n - 1 ? &target : nullptr));
+      samples[u].push_back(absl::ToDoubleSeconds(absl::Now() - start));
+      inputs.push_back(out);
+    }
+    Tensor g;
+    for (int u = n - 1; u >= 0; --u) {
+      const absl::Time start = absl::Now();
+      TANDEM_ASSIGN_OR_RETURN(g, stages[u]->Backward(0, g));
+      samples[u].back() += absl::ToDoubleSeconds(absl::Now() - start);
+    }
+  }
+  std::vector<double> costs;
+  for (std::vector<double>& s : samples) {
+    std::sort(s.begin(), s.end());
+    costs.push_back(s[s.size() / 2]);
+  }
+  return costs;
 }
 
 absl::StatusOr<std::unique_ptr<Stage>> Stage::Create(Model* model, int begin,

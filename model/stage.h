@@ -49,6 +49,15 @@ struct Target {
   double normalizer = 0.0;      // loss.h; 0 = this micro-batch's own count
 };
 
+// MeasureUnitCosts()
+//
+// Seconds per unit of `model` for one forward and full backward of `input`
+// (unit by unit, median of `repeats` runs), as costs for the partitioner.
+// Gradients accumulate into the model (call ZeroGrad() after).
+// kInvalidArgument for repeats < 1 or a bad input/target.
+absl::StatusOr<std::vector<double>> MeasureUnitCosts(Model& model, const Tensor& input,
+                                                     const Target& target, int repeats);
+
 class Stage {
  public:
   struct Options {

@@ -7,6 +7,8 @@
 #include "base/testing/status_matchers.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "balance/load_recorder.h"
+#include "model/partitioner.h"
 #include "model/testing/grad_check.h"
 
 namespace tandem::model {
@@ -260,6 +262,36 @@ TEST_F(PipelineTest, ReorderedMicroBatchesChangeBits) {
   for (int mb = 0; mb < kMicroBatches; ++mb) losses.push_back(stages_[2]->loss(mb).value());
   EXPECT_NE(losses[0], reference_.losses[0]);
   EXPECT_EQ(losses[0], reference_.losses[1]);
+}
+
+// Measured unit costs feed the partitioner; MoE blocks cost more than the
+// input projection.
+TEST_F(PipelineTest, MeasuredCostsFeedThePartitioner) {
+  ASSERT_OK_AND_ASSIGN(std::vector<double> costs, MeasureUnitCosts(*model_, xs_[0], ts_[0], 3));
+  ASSERT_EQ(costs.size(), 5u);
+  for (double c : costs) EXPECT_GT(c, 0.0);
+  ASSERT_OK_AND_ASSIGN(Partition p, PartitionUnits(costs, 2));
+  EXPECT_EQ(p.bounds.front(), 0);
+  EXPECT_EQ(p.bounds.back(), 5);
+  EXPECT_THAT(MeasureUnitCosts(*model_, xs_[0], ts_[0], 0).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("repeats")));
+  EXPECT_THAT(MeasureUnitCosts(*model_, Tensor::Zeros({5, 2}), ts_[0], 1).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("input_proj")));
+}
+
+// The MoE layers of a model feed one load recorder, one row per MoE layer.
+TEST_F(PipelineTest, LoadRecorderSeesEveryRoutedToken) {
+  ASSERT_OK_AND_ASSIGN(auto recorder, balance::LoadRecorder::Create({2, 8, 4, 0.5}));
+  model_->SetLoadRecorder(recorder.get());
+  ForwardAll(0);
+  ForwardAll(1);
+  recorder->EndStep();
+  balance::LoadRecorder::Snapshot snap = recorder->TakeSnapshot();
+  for (int layer = 0; layer < 2; ++layer) {
+    int64_t sum = 0;
+    for (int e = 0; e < 8; ++e) sum += snap.window[layer * 8 + e];
+    EXPECT_EQ(sum, 2 * 5 * config_.top_k) << "layer " << layer;
+  }
 }
 
 TEST_F(PipelineTest, MisuseRejected) {
