@@ -17,7 +17,7 @@ constraint_value(name = "toolkit_missing", constraint_setting = ":toolkit")
 
 cc_library(
     name = "cuda_headers",
-    hdrs = glob(["include/*.h", "include/*.hpp", "include/crt/**"]),
+    hdrs = glob(["include/*.h", "include/*.hpp", "include/crt/**", "include/nv/**"]),
     includes = ["include"],
 )
 
