@@ -249,6 +249,12 @@ absl::Status Main() {
 #endif
                                                       backend));
   }
+  if ((op == "dispatch" || op == "combine") && mem.device) {
+    return absl::UnimplementedError(absl::StrFormat(
+        "op: dispatch and combine run on host buffers (local, store backends); the %s backend has no "
+        "device-side packing yet",
+        backend));
+  }
   std::vector<Communicator*> comms;
   for (auto& c : owned) comms.push_back(c.get());
   for (int64_t bytes = lo; bytes <= hi; bytes *= 2) {
