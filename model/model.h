@@ -1,0 +1,110 @@
+// -----------------------------------------------------------------------------
+// File: model.h
+// -----------------------------------------------------------------------------
+//
+// The reference MoE model as a list of units, the granularity at which
+// pipeline stages split it:
+//   unit 0          input projection  h = x Win^T          (x [T, input_dim])
+//   unit 1..L       block i-1         h = h + F(RMSNorm(h)), F = dense SwiGLU
+//                                     for the first num_dense_layers blocks,
+//                                     else the MoE layer
+//   unit L+1        head              o = RMSNorm(h) Wout^T (o [T, output_dim])
+// The loss (MSE or cross-entropy on o) is applied by the last stage
+// (stage.h). Every unit has an explicit forward and a backward whose weight
+// gradients can be deferred into a WeightGradStore. model/README.md gives
+// the equations, initialisation and parameter names.
+//
+// Example:
+//   TANDEM_ASSIGN_OR_RETURN(std::unique_ptr<Model> m, Model::Create(config));
+//   std::unique_ptr<Model::UnitState> st;
+//   TANDEM_ASSIGN_OR_RETURN(Tensor h, m->UnitForward(0, x, &st));
+#ifndef TANDEM_MODEL_MODEL_H_
+#define TANDEM_MODEL_MODEL_H_
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "model/config.h"
+#include "model/expert.h"
+#include "model/linear.h"
+#include "model/moe_layer.h"
+#include "model/rmsnorm.h"
+#include "model/tensor.h"
+#include "model/weight_grad_store.h"
+
+namespace tandem::model {
+
+class Model {
+ public:
+  // What a unit's backward needs from its forward; opaque.
+  class UnitState {
+   public:
+    virtual ~UnitState() = default;
+  };
+
+  // Model::Create()
+  //
+  // Validates `config` (ValidateConfig) and initialises every parameter
+  // from config.seed: the same seed gives the same bits.
+  static absl::StatusOr<std::unique_ptr<Model>> Create(const ModelConfig& config);
+
+  const ModelConfig& config() const { return config_; }
+  int num_units() const { return config_.num_layers + 2; }
+
+  // Model::UnitForward()
+  //
+  // Runs unit `unit` on x; kInvalidArgument for a bad unit index or input
+  // shape. When `state` is non-null it receives what UnitBackward() needs.
+  absl::StatusOr<Tensor> UnitForward(int unit, const Tensor& x,
+                                     std::unique_ptr<UnitState>* state);
+
+  // Model::UnitBackward()
+  //
+  // The input gradient of unit `unit` from its output gradient; weight
+  // gradients go to `store` (deferred) or accumulate now (nullptr).
+  absl::StatusOr<Tensor> UnitBackward(int unit, const UnitState& state,
+                                      const Tensor& dy,
+                                      WeightGradStore* store);
+
+  // Trainable parameters of one unit / of all units, in a fixed order.
+  std::vector<Parameter*> UnitParameters(int unit);
+  std::vector<Parameter*> Parameters();
+  // The parameters replicated over EP ranks (everything but routed experts).
+  std::vector<Parameter*> ReplicatedParameters();
+
+  // The MoE layers, in block order (empty entries for dense blocks are
+  // skipped); moe_layers()[i] has moe_index() i.
+  std::vector<MoeLayer*> moe_layers();
+
+  // Model::ZeroGrad()
+  //
+  // Sets every gradient to zero.
+  void ZeroGrad();
+
+  // Model::EndStep()
+  //
+  // After an optimizer step: the aux-loss-free bias update of every MoE
+  // layer (a collective over EP ranks when experts are distributed).
+  absl::Status EndStep();
+
+ private:
+  struct Block {
+    std::unique_ptr<RmsNorm> norm;
+    std::unique_ptr<SwiGlu> ffn;     // dense block
+    std::unique_ptr<MoeLayer> moe;   // MoE block
+  };
+  explicit Model(const ModelConfig& config);
+
+  ModelConfig config_;
+  Linear input_proj_;
+  std::vector<Block> blocks_;
+  RmsNorm final_norm_;
+  Linear head_;
+};
+
+}  // namespace tandem::model
+
+#endif  // TANDEM_MODEL_MODEL_H_

@@ -1,0 +1,175 @@
+// -----------------------------------------------------------------------------
+// File: moe_layer.h
+// -----------------------------------------------------------------------------
+//
+// The DeepSeek-V3 MoE layer (without its norm and residual, which the block
+// in model.h adds):
+//   y_t = shared(x_t) + sum_{k in top_k order} w_{t,k} * E_{e_{t,k}}(x_t)
+// with the gate of router.h, routed SwiGLU experts and an optional shared
+// SwiGLU expert of width num_shared_experts * moe_inter. Each forward counts
+// tokens per logical expert: for the aux-loss-free bias update
+// (UpdateBias(), after each step) and for a balance::LoadRecorder.
+//
+// Where the experts live is behind TokenExchange: with none, every expert is
+// local (the single-rank reference); expert_parallel.h moves rows between EP
+// ranks with comm::moe Dispatch/Combine. The routed sum for one token is
+// formed per holding rank in top-k order, then summed over ranks in rank
+// order (f32), so one rank reproduces the reference bit for bit.
+//
+// Thread safety: Forward() and Backward() of different micro-batches may run
+// concurrently (one forward at a time); UpdateBias() and expert
+// replacement need exclusive access.
+#ifndef TANDEM_MODEL_MOE_LAYER_H_
+#define TANDEM_MODEL_MOE_LAYER_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+#include "balance/load_recorder.h"
+#include "model/config.h"
+#include "model/expert.h"
+#include "model/router.h"
+#include "model/tensor.h"
+#include "model/weight_grad_store.h"
+
+namespace tandem::model {
+
+// TokenExchange
+//
+// Moves routed tokens to the experts' holders and results back. Rows are
+// what the local experts see: x [R, H], for each row and top-k position the
+// local expert slot (-1 when that expert is elsewhere) and its weight.
+class TokenExchange {
+ public:
+  struct Rows {
+    Tensor x;                         // [R, H]
+    std::vector<int32_t> local_slot;  // [R, top_k]
+    std::vector<float> weights;       // [R, top_k]
+    std::shared_ptr<void> handle;     // the exchange's own state
+  };
+  virtual ~TokenExchange() = default;
+
+  // Sends token t to the holders of its experts idx[t, :] (logical ids).
+  virtual absl::StatusOr<Rows> Dispatch(const Tensor& x,
+                                        absl::Span<const int32_t> idx,
+                                        const Tensor& weights) = 0;
+  // Per-row values [R, W] back to their tokens, summed over holders in
+  // rank order: [T, W].
+  virtual absl::StatusOr<Tensor> Combine(const Rows& rows,
+                                         const Tensor& values) = 0;
+  // Token values [T, H] to the rows of the dispatch: [R, H].
+  virtual absl::StatusOr<Tensor> DispatchAgain(const Rows& rows,
+                                               const Tensor& values) = 0;
+  // Sums per-expert counts over all ranks, in place.
+  virtual absl::Status SumCounts(absl::Span<int64_t> counts) = 0;
+};
+
+class MoeLayer {
+ public:
+  struct Saved {
+    Router::Saved router;
+    Tensor weights;                // [T, top_k] gate weights
+    SwiGlu::Saved shared;
+    TokenExchange::Rows rows;      // empty x when local
+    // Per local slot: rows (row, k) it served, its input and output.
+    struct Work {
+      std::vector<int64_t> entries;  // row * top_k + k, rows ascending
+      SwiGlu::Saved saved;
+      Tensor out;                    // [n, H] expert outputs (unweighted)
+    };
+    std::vector<Work> work;
+  };
+
+  // `name` is the parameter prefix ("layers.<i>.moe"); `moe_index` the
+  // layer's index among MoE layers (for the load recorder and placement).
+  MoeLayer(const std::string& name, const ModelConfig& config, int moe_index);
+
+  // MoeLayer::Init()
+  //
+  // Gate, shared expert and local experts from (config seed, parameter
+  // name), scaled by config init_scale.
+  void Init();
+
+  // MoeLayer::Forward()
+  //
+  // x [T, H] -> y [T, H]; kInvalidArgument for another shape; errors of the
+  // exchange pass through. Adds the routing to the token counts and the
+  // recorder (when set).
+  absl::StatusOr<Tensor> Forward(const Tensor& x, Saved* saved);
+
+  // MoeLayer::Backward()
+  //
+  // dy [T, H] -> dx [T, H]; all weight gradients deferred into `store` (or
+  // run now when nullptr).
+  absl::StatusOr<Tensor> Backward(const Saved& saved, const Tensor& dy,
+                                  WeightGradStore* store);
+
+  // MoeLayer::UpdateBias()
+  //
+  // The aux-loss-free update after a step: with c_e the tokens routed to
+  // expert e since the last update (summed over EP ranks) and
+  // mean = sum(c) / E, b_e += speed * sign(mean - c_e). Clears the counts.
+  absl::Status UpdateBias();
+
+  // Token counts per logical expert since the last UpdateBias() (this rank).
+  const std::vector<int64_t>& counts() const { return counts_; }
+
+  void SetRecorder(balance::LoadRecorder* recorder) { recorder_ = recorder; }
+
+  // FNV-1a hash of the selection (idx) of the latest Forward(): lets tests
+  // tell whether a perturbation changed the routing.
+  uint64_t routing_fingerprint() const { return routing_fingerprint_; }
+
+  // MoeLayer::SetExperts()
+  //
+  // Replaces the local experts: slot j holds logical expert
+  // slot_expert[j] with `experts[j]`, tokens travel through `exchange`
+  // (nullptr: all local; then slot_expert must be 0..E-1). Requires that
+  // no backward of this layer is pending.
+  void SetExperts(std::vector<int> slot_expert,
+                  std::vector<std::unique_ptr<SwiGlu>> experts,
+                  std::shared_ptr<TokenExchange> exchange);
+
+  // MakeExpert()
+  //
+  // An expert with this layer's sizes and the parameter names of logical
+  // expert `e`, initialised as Init() does.
+  std::unique_ptr<SwiGlu> MakeExpert(int e) const;
+
+  // The exchange set by SetExperts() (nullptr: all experts local).
+  TokenExchange* exchange() const { return exchange_.get(); }
+
+  const std::string& name() const { return name_; }
+  int moe_index() const { return moe_index_; }
+  const std::vector<int>& slot_expert() const { return slot_expert_; }
+  SwiGlu& expert(int slot) { return *experts_[slot]; }
+  Router& router() { return router_; }
+  SwiGlu* shared() { return shared_.get(); }
+
+  // Parameters of the gate and the shared expert (replicated over EP).
+  std::vector<Parameter*> dense_parameters();
+  // Parameters of the local experts, slot by slot (w1, w2, w3 each).
+  std::vector<Parameter*> expert_parameters();
+
+ private:
+  std::string name_;
+  ModelConfig config_;
+  int moe_index_;
+  Router router_;
+  std::unique_ptr<SwiGlu> shared_;
+  std::vector<int> slot_expert_;
+  std::vector<std::unique_ptr<SwiGlu>> experts_;
+  std::shared_ptr<TokenExchange> exchange_;
+  std::vector<int64_t> counts_;
+  balance::LoadRecorder* recorder_ = nullptr;
+  uint64_t routing_fingerprint_ = 0;
+};
+
+}  // namespace tandem::model
+
+#endif  // TANDEM_MODEL_MOE_LAYER_H_
