@@ -23,7 +23,11 @@ for t in "${targets[@]}"; do
   [[ -x "$bin" ]] || { echo "gpu_bundle: $t was not built (no CUDA toolkit?)" >&2; exit 1; }
   cp "$bin" "$out/bin/"
   name="$(basename "$bin")"
-  if [[ "$name" == *_test ]]; then tests+=("$name"); else benches+=("$name"); fi
+  if [[ "$name" == *_test ]]; then
+    tests+=("$name")
+  elif [[ "$name" == *_benchmark ]]; then
+    benches+=("$name")
+  fi
   # Non-system libraries the binary loads (the host provides libc, libstdc++,
   # the driver, cuBLAS and NCCL).
   ldd "$bin" | awk '/=> \//{print $1, $3}' | while read -r soname path; do
@@ -56,6 +60,17 @@ for b in BENCHES; do
   echo "== $b"
   "$here/bin/$b" --benchmark_min_time=${BENCH_MIN_TIME:-0.1} || status=1
 done
+if [[ -x "$here/bin/comm_bench_gpu" ]]; then
+  echo "== comm_bench_gpu: cuda_local (targets: >= 70% of D2D memcpy at >= 64 MiB per rank)"
+  for n in 2 4 8; do
+    for op in alltoall allreduce allgather sendrecv; do
+      "$here/bin/comm_bench_gpu" --backend=cuda_local --ranks=$n --op=$op --bytes=67108864:268435456 || status=1
+    done
+  done
+  echo "== comm_bench_gpu: nccl, one process"
+  RANK=0 WORLD_SIZE=1 LOCAL_RANK=0 MASTER_ADDR=127.0.0.1 MASTER_PORT=${MASTER_PORT:-29555} \
+    "$here/bin/comm_bench_gpu" --backend=nccl --op=allreduce --bytes=1048576:67108864 || status=1
+fi
 exit $status
 RUN
 sed -i -e "s|TESTS|${tests[*]:-}|" -e "s|BENCHES|${benches[*]:-}|" "$out/run.sh"

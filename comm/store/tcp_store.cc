@@ -133,7 +133,9 @@ TcpStoreServer::~TcpStoreServer() {
   std::vector<std::thread> workers;
   {
     absl::MutexLock lock(&mu_);
-    for (int fd : fds_) ::shutdown(fd, SHUT_RDWR);
+    // Stop reading but let replies in flight go out (a client's last request
+    // may have woken the rank that is shutting the server down).
+    for (int fd : fds_) ::shutdown(fd, SHUT_RD);
     workers.swap(workers_);
   }
   for (std::thread& t : workers) t.join();

@@ -1,0 +1,44 @@
+// -----------------------------------------------------------------------------
+// File: cuda_local_communicator.h
+// -----------------------------------------------------------------------------
+//
+// The `cuda_local` backend: N virtual ranks on one GPU, for tests and
+// benchmarks of multi-rank code with a single device (NCCL refuses two ranks
+// on one GPU). Buffers are device memory; each rank has its own stream. Small
+// descriptors (device pointers, events, fingerprints) travel between the
+// ranks' host threads through a `local` communicator, which also provides the
+// deadlines, hung-rank reports and disagreement errors; data moves with
+// device-to-device copies and a reduction kernel, ordered with CUDA events.
+// No kernel ever waits on another rank, so no launch configuration can
+// deadlock the GPU. Reductions run in rank order with the local backend's
+// rounding steps: results equal the local backend's bit for bit.
+//
+// Wait() returns once the operation's device work has finished (polling
+// events until the deadline); the rank's stream is ordered after it too.
+// Thread safety: as for the local backend, one thread per rank.
+
+#ifndef TANDEM_COMM_CUDA_LOCAL_CUDA_LOCAL_COMMUNICATOR_H_
+#define TANDEM_COMM_CUDA_LOCAL_CUDA_LOCAL_COMMUNICATOR_H_
+
+#include <memory>
+#include <vector>
+
+#include <cuda_runtime.h>
+
+#include "absl/status/statusor.h"
+#include "comm/communicator.h"
+
+namespace tandem::comm {
+
+// CreateCudaLocalGroup()
+//
+// `size` virtual ranks on CUDA device `device`, each with a new non-blocking
+// stream. kUnavailable when no GPU is visible.
+absl::StatusOr<std::vector<std::unique_ptr<Communicator>>> CreateCudaLocalGroup(int size, int device = 0);
+
+// The stream of a cuda_local rank (nullptr for other backends).
+cudaStream_t CudaLocalStream(Communicator& comm);
+
+}  // namespace tandem::comm
+
+#endif  // TANDEM_COMM_CUDA_LOCAL_CUDA_LOCAL_COMMUNICATOR_H_

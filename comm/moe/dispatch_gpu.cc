@@ -1,0 +1,186 @@
+#include "comm/moe/dispatch_gpu.h"
+
+#include <cstring>
+
+#include "absl/strings/str_format.h"
+#include "base/cuda_check.h"
+#include "base/status_macros.h"
+#include "comm/moe/kernels.h"
+
+namespace tandem::comm::moe {
+namespace {
+
+absl::StatusOr<DeviceBuffer> Upload(const void* host, int64_t bytes) {
+  TANDEM_ASSIGN_OR_RETURN(DeviceBuffer b, AllocDevice(bytes));
+  if (bytes > 0) TANDEM_CUDA_RETURN_IF_ERROR(cudaMemcpy(b.get(), host, bytes, cudaMemcpyHostToDevice));
+  return b;
+}
+
+absl::Status Download(const DeviceBuffer& b, void* host, int64_t bytes) {
+  if (bytes > 0) TANDEM_CUDA_RETURN_IF_ERROR(cudaMemcpy(host, b.get(), bytes, cudaMemcpyDeviceToHost));
+  return absl::OkStatus();
+}
+
+// All-to-all-v of device bytes with per-rank byte counts.
+absl::StatusOr<DeviceBuffer> Exchange(Communicator& comm, const DeviceBuffer& send, const std::vector<int64_t>& send_bytes,
+                                      const std::vector<int64_t>& recv_bytes, Deadline deadline) {
+  int64_t total = 0;
+  for (int64_t b : recv_bytes) total += b;
+  TANDEM_ASSIGN_OR_RETURN(DeviceBuffer recv, AllocDevice(total));
+  TANDEM_RETURN_IF_ERROR(
+      PostAndWait(comm.AllToAllV(send.get(), send_bytes, recv.get(), recv_bytes, DataType::kBytes), deadline));
+  return recv;
+}
+
+std::vector<int64_t> Scaled(const std::vector<int64_t>& counts, int64_t factor) {
+  std::vector<int64_t> out(counts.size());
+  for (size_t i = 0; i < counts.size(); ++i) out[i] = counts[i] * factor;
+  return out;
+}
+
+}  // namespace
+
+absl::StatusOr<DeviceBuffer> AllocDevice(int64_t bytes) {
+  void* p = nullptr;
+  TANDEM_CUDA_RETURN_IF_ERROR(cudaMalloc(&p, std::max<int64_t>(bytes, 16)));
+  return DeviceBuffer{std::shared_ptr<void>(p, [](void* q) { cudaFree(q); }), bytes};
+}
+
+absl::StatusOr<DispatchedGpu> DispatchGpu(Communicator& comm, const void* x, DataType dtype, int hidden,
+                                          const Routing& routing, const DispatchOptions& options,
+                                          cudaStream_t stream, Deadline deadline) {
+  if (dtype != DataType::kF32 && dtype != DataType::kBF16) {
+    return absl::InvalidArgumentError(absl::StrFormat("dtype: expected f32 or bf16, got %s", DataTypeName(dtype)));
+  }
+  if (hidden < 1 || options.expert_alignment < 1) {
+    return absl::InvalidArgumentError(absl::StrFormat("hidden and expert_alignment: expected >= 1, got %d and %d",
+                                                      hidden, options.expert_alignment));
+  }
+  const int ranks = comm.size(), me = comm.rank(), k = routing.top_k;
+  TANDEM_ASSIGN_OR_RETURN(Layout layout, GetDispatchLayout(routing, ranks));
+  const int per_rank = routing.num_experts / ranks;
+  DispatchedGpu out;
+  Handle& h = out.handle;
+  h.num_ranks = ranks;
+  h.num_tokens = routing.num_tokens;
+  h.hidden = hidden;
+  h.send_counts.assign(ranks, 0);
+  for (int r = 0; r < ranks; ++r) {
+    for (int t = 0; t < routing.num_tokens; ++t) {
+      if (layout.is_token_in_rank[int64_t{t} * ranks + r]) h.send_tokens.push_back(t);
+    }
+    h.send_counts[r] = layout.tokens_per_rank[r];
+  }
+  // Counts (device buffers: the communicator moves device memory).
+  TANDEM_ASSIGN_OR_RETURN(DeviceBuffer counts_out, Upload(h.send_counts.data(), 8 * ranks));
+  TANDEM_ASSIGN_OR_RETURN(DeviceBuffer counts_in, AllocDevice(8 * ranks));
+  TANDEM_RETURN_IF_ERROR(
+      PostAndWait(comm.AllToAll(counts_out.get(), counts_in.get(), 1, DataType::kI64), deadline));
+  h.recv_counts.resize(ranks);
+  TANDEM_RETURN_IF_ERROR(Download(counts_in, h.recv_counts.data(), 8 * ranks));
+  for (int64_t c : h.recv_counts) out.num_rows += c;
+
+  // Per-row metadata on the host: local ids, weights, source.
+  const int64_t meta = 8 * int64_t{k} + 8;
+  std::vector<char> meta_send(h.send_tokens.size() * meta);
+  int64_t row = 0;
+  for (int r = 0; r < ranks; ++r) {
+    for (int64_t i = 0; i < h.send_counts[r]; ++i, ++row) {
+      const int t = h.send_tokens[row];
+      char* rec = meta_send.data() + row * meta;
+      for (int j = 0; j < k; ++j) {
+        const int64_t e = routing.topk_idx[int64_t{t} * k + j];
+        const bool local = e >= 0 && e / per_rank == r;
+        const int32_t id = local ? static_cast<int32_t>(e - int64_t{r} * per_rank) : -1;
+        const float w = local ? routing.topk_weights[int64_t{t} * k + j] : 0.0f;
+        std::memcpy(rec + 4 * j, &id, 4);
+        std::memcpy(rec + 4 * k + 4 * j, &w, 4);
+      }
+      const int64_t source = (int64_t{me} << 32) | t;
+      std::memcpy(rec + 8 * k, &source, 8);
+    }
+  }
+  TANDEM_ASSIGN_OR_RETURN(DeviceBuffer meta_dev, Upload(meta_send.data(), meta_send.size()));
+  TANDEM_ASSIGN_OR_RETURN(DeviceBuffer meta_in,
+                          Exchange(comm, meta_dev, Scaled(h.send_counts, meta), Scaled(h.recv_counts, meta), deadline));
+  std::vector<char> meta_recv(out.num_rows * meta);
+  TANDEM_RETURN_IF_ERROR(Download(meta_in, meta_recv.data(), meta_recv.size()));
+  out.local_expert.resize(out.num_rows * k);
+  out.weights.resize(out.num_rows * k);
+  out.source.resize(out.num_rows);
+  out.tokens_per_expert.assign(per_rank, 0);
+  for (int64_t i = 0; i < out.num_rows; ++i) {
+    const char* rec = meta_recv.data() + i * meta;
+    std::memcpy(&out.local_expert[i * k], rec, 4 * k);
+    std::memcpy(&out.weights[i * k], rec + 4 * k, 4 * k);
+    std::memcpy(&out.source[i], rec + 8 * k, 8);
+    for (int j = 0; j < k; ++j) {
+      const int32_t e = out.local_expert[i * k + j];
+      if (e >= 0) ++out.tokens_per_expert[e];
+    }
+  }
+  for (int32_t& c : out.tokens_per_expert) {
+    c = (c + options.expert_alignment - 1) / options.expert_alignment * options.expert_alignment;
+  }
+
+  // Rows: gather on the device, optionally as FP8, and exchange.
+  const int64_t es = SizeOf(dtype), row_bytes = int64_t{hidden} * es;
+  const int64_t sends = static_cast<int64_t>(h.send_tokens.size());
+  TANDEM_ASSIGN_OR_RETURN(DeviceBuffer tokens_dev, Upload(h.send_tokens.data(), 4 * sends));
+  TANDEM_ASSIGN_OR_RETURN(DeviceBuffer gathered, AllocDevice(sends * row_bytes));
+  TANDEM_CUDA_RETURN_IF_ERROR(EnqueueGatherRows(x, static_cast<const int32_t*>(tokens_dev.get()), sends, row_bytes,
+                                                gathered.get(), stream));
+  if (!options.fp8) {
+    TANDEM_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream));
+    TANDEM_ASSIGN_OR_RETURN(out.x, Exchange(comm, gathered, Scaled(h.send_counts, row_bytes),
+                                            Scaled(h.recv_counts, row_bytes), deadline));
+    return out;
+  }
+  const int64_t groups = (hidden + 127) / 128;
+  TANDEM_ASSIGN_OR_RETURN(DeviceBuffer codes, AllocDevice(sends * hidden));
+  TANDEM_ASSIGN_OR_RETURN(DeviceBuffer scales, AllocDevice(sends * groups * 4));
+  TANDEM_CUDA_RETURN_IF_ERROR(EnqueueQuantizeFp8(gathered.get(), dtype, sends, hidden,
+                                                 static_cast<uint8_t*>(codes.get()), static_cast<float*>(scales.get()),
+                                                 stream));
+  TANDEM_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream));
+  TANDEM_ASSIGN_OR_RETURN(DeviceBuffer codes_in, Exchange(comm, codes, Scaled(h.send_counts, hidden),
+                                                          Scaled(h.recv_counts, hidden), deadline));
+  TANDEM_ASSIGN_OR_RETURN(DeviceBuffer scales_in, Exchange(comm, scales, Scaled(h.send_counts, groups * 4),
+                                                           Scaled(h.recv_counts, groups * 4), deadline));
+  TANDEM_ASSIGN_OR_RETURN(out.x, AllocDevice(out.num_rows * row_bytes));
+  TANDEM_CUDA_RETURN_IF_ERROR(EnqueueDequantizeFp8(static_cast<const uint8_t*>(codes_in.get()),
+                                                   static_cast<const float*>(scales_in.get()), out.num_rows, hidden,
+                                                   dtype, out.x.get(), stream));
+  TANDEM_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream));
+  return out;
+}
+
+absl::StatusOr<DeviceBuffer> CombineGpu(Communicator& comm, const Handle& h, const void* rows, DataType dtype,
+                                        cudaStream_t stream, Deadline deadline) {
+  if (dtype != DataType::kF32 && dtype != DataType::kBF16) {
+    return absl::InvalidArgumentError(absl::StrFormat("dtype: expected f32 or bf16, got %s", DataTypeName(dtype)));
+  }
+  const int64_t row_bytes = int64_t{h.hidden} * SizeOf(dtype);
+  int64_t my_rows = 0;
+  for (int64_t c : h.recv_counts) my_rows += c;
+  DeviceBuffer source{std::shared_ptr<void>(const_cast<void*>(rows), [](void*) {}), my_rows * row_bytes};
+  TANDEM_ASSIGN_OR_RETURN(DeviceBuffer back, Exchange(comm, source, Scaled(h.recv_counts, row_bytes),
+                                                      Scaled(h.send_counts, row_bytes), deadline));
+  // Per token, the returned rows in increasing rank order (send order is
+  // rank-major, so a scan of send_tokens visits them in that order).
+  std::vector<int32_t> offsets(h.num_tokens + 1, 0), order(h.send_tokens.size());
+  for (int32_t t : h.send_tokens) ++offsets[t + 1];
+  for (int t = 0; t < h.num_tokens; ++t) offsets[t + 1] += offsets[t];
+  std::vector<int32_t> fill(offsets.begin(), offsets.end() - 1);
+  for (size_t i = 0; i < h.send_tokens.size(); ++i) order[fill[h.send_tokens[i]]++] = static_cast<int32_t>(i);
+  TANDEM_ASSIGN_OR_RETURN(DeviceBuffer order_dev, Upload(order.data(), 4 * order.size()));
+  TANDEM_ASSIGN_OR_RETURN(DeviceBuffer offsets_dev, Upload(offsets.data(), 4 * offsets.size()));
+  TANDEM_ASSIGN_OR_RETURN(DeviceBuffer out, AllocDevice(int64_t{h.num_tokens} * row_bytes));
+  TANDEM_CUDA_RETURN_IF_ERROR(EnqueueSumRows(back.get(), static_cast<const int32_t*>(order_dev.get()),
+                                             static_cast<const int32_t*>(offsets_dev.get()), h.num_tokens, h.hidden,
+                                             dtype, out.get(), stream));
+  TANDEM_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream));
+  return out;
+}
+
+}  // namespace tandem::comm::moe

@@ -1,0 +1,162 @@
+#include "schedule/executor/model_stage_work.h"
+
+#include "absl/strings/str_format.h"
+#include "base/status_macros.h"
+
+namespace tandem::schedule {
+
+std::vector<int> EvenBounds(int units, int stages) {
+  std::vector<int> b(stages + 1);
+  for (int s = 0; s <= stages; ++s) b[s] = static_cast<int>(int64_t{units} * s / stages);
+  return b;
+}
+
+absl::StatusOr<std::unique_ptr<ModelStageWork>> ModelStageWork::Create(const Schedule& s, int rank,
+                                                                        const model::ModelConfig& config,
+                                                                        std::vector<int> bounds,
+                                                                        const PipelineData* data,
+                                                                        bool overlap_threads) {
+  const int units = config.num_layers + 2;
+  if (static_cast<int>(bounds.size()) != s.stages + 1 || bounds.front() != 0 || bounds.back() != units) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "bounds: expected %d entries from 0 to %d (units), got %d", s.stages + 1, units, bounds.size()));
+  }
+  for (int i = 0; i < s.stages; ++i) {
+    if (bounds[i] >= bounds[i + 1]) {
+      return absl::InvalidArgumentError(absl::StrFormat("bounds: stage %d has no units ([%d, %d))", i, bounds[i],
+                                                        bounds[i + 1]));
+    }
+  }
+  if (data == nullptr || static_cast<int>(data->inputs.size()) < s.microbatches ||
+      static_cast<int>(data->targets.size()) < s.microbatches) {
+    return absl::InvalidArgumentError(absl::StrFormat("data: expected inputs and targets for %d micro-batches",
+                                                      s.microbatches));
+  }
+  std::unique_ptr<ModelStageWork> w(new ModelStageWork(s, std::move(bounds), data));
+  for (int d = 0; d < s.directions; ++d) {
+    for (int st = 0; st < s.stages; ++st) {
+      if (s.RankOf(d, st) != rank) continue;
+      Copy c;
+      TANDEM_ASSIGN_OR_RETURN(c.model, model::Model::Create(config));
+      model::Stage::Options o;
+      o.store = &w->store_;
+      o.overlap_threads = overlap_threads;
+      TANDEM_ASSIGN_OR_RETURN(c.stage, model::Stage::Create(c.model.get(), w->bounds_[st], w->bounds_[st + 1], o));
+      w->copies_[{st, d}] = std::move(c);
+    }
+  }
+  return w;
+}
+
+absl::StatusOr<ModelStageWork::Copy*> ModelStageWork::At(const Slot& s) {
+  auto it = copies_.find({s.stage, s.direction});
+  if (it == copies_.end()) {
+    return absl::InvalidArgumentError(absl::StrFormat("stage %d direction %d is not on this rank", s.stage,
+                                                      s.direction));
+  }
+  return &it->second;
+}
+
+int64_t ModelStageWork::BoundaryElements(const Slot& s) const {
+  return data_->inputs[Global(s)].dim(0) * int64_t{copies_.begin()->second.model->config().hidden};
+}
+
+absl::StatusOr<model::Tensor> ModelStageWork::AsTensor(const Slot& s, Buffer b) const {
+  if (b.empty()) return model::Tensor();
+  const int64_t tokens = data_->inputs[Global(s)].dim(0);
+  return model::Tensor::FromVector({tokens, static_cast<int64_t>(b.size()) / std::max<int64_t>(tokens, 1)}, b);
+}
+
+namespace {
+Buffer AsBuffer(const model::Tensor& t) {
+  if (t.numel() == 0) return Buffer();
+  return Buffer(t.span().begin(), t.span().end());
+}
+}  // namespace
+
+absl::StatusOr<Buffer> ModelStageWork::Forward(const Slot& s, Buffer input) {
+  TANDEM_ASSIGN_OR_RETURN(Copy * c, At(s));
+  const int g = Global(s);
+  model::Tensor x;
+  if (s.stage == 0) {
+    x = data_->inputs[g];
+  } else {
+    TANDEM_ASSIGN_OR_RETURN(x, AsTensor(s, std::move(input)));
+  }
+  const model::Target* target = c->stage->is_last() ? &data_->targets[g] : nullptr;
+  TANDEM_ASSIGN_OR_RETURN(model::Tensor out, c->stage->Forward(g, x, target));
+  if (c->stage->is_last()) return Buffer();
+  return AsBuffer(out);
+}
+
+absl::StatusOr<Buffer> ModelStageWork::Backward(const Slot& s, Buffer output_grad) {
+  TANDEM_ASSIGN_OR_RETURN(Copy * c, At(s));
+  TANDEM_ASSIGN_OR_RETURN(model::Tensor dy, AsTensor(s, std::move(output_grad)));
+  TANDEM_ASSIGN_OR_RETURN(model::Tensor dx, c->stage->Backward(Global(s), dy));
+  return s.stage == 0 ? Buffer() : AsBuffer(dx);
+}
+
+absl::StatusOr<Buffer> ModelStageWork::BackwardInput(const Slot& s, Buffer output_grad) {
+  TANDEM_ASSIGN_OR_RETURN(Copy * c, At(s));
+  TANDEM_ASSIGN_OR_RETURN(model::Tensor dy, AsTensor(s, std::move(output_grad)));
+  TANDEM_ASSIGN_OR_RETURN(model::Tensor dx, c->stage->BackwardInput(Global(s), dy));
+  return s.stage == 0 ? Buffer() : AsBuffer(dx);
+}
+
+absl::Status ModelStageWork::BackwardWeight(const Slot& s) {
+  TANDEM_ASSIGN_OR_RETURN(Copy * c, At(s));
+  return c->stage->BackwardWeight();  // pops the rank's oldest unit (FIFO)
+}
+
+absl::StatusOr<std::pair<Buffer, Buffer>> ModelStageWork::ForwardBackward(const Slot& f, Buffer input,
+                                                                          const Slot& b, Buffer output_grad) {
+  TANDEM_ASSIGN_OR_RETURN(Copy * cf, At(f));
+  TANDEM_ASSIGN_OR_RETURN(Copy * cb, At(b));
+  if (cf != cb) {
+    // Different stage objects: the F and B run one after the other.
+    return StageWork::ForwardBackward(f, std::move(input), b, std::move(output_grad));
+  }
+  const int gf = Global(f);
+  model::Tensor x;
+  if (f.stage == 0) {
+    x = data_->inputs[gf];
+  } else {
+    TANDEM_ASSIGN_OR_RETURN(x, AsTensor(f, std::move(input)));
+  }
+  TANDEM_ASSIGN_OR_RETURN(model::Tensor dy, AsTensor(b, std::move(output_grad)));
+  const model::Target* target = cf->stage->is_last() ? &data_->targets[gf] : nullptr;
+  TANDEM_ASSIGN_OR_RETURN(auto r, cf->stage->ForwardBackward(gf, x, target, Global(b), dy));
+  return std::make_pair(cf->stage->is_last() ? Buffer() : AsBuffer(r.output),
+                        b.stage == 0 ? Buffer() : AsBuffer(r.input_grad));
+}
+
+std::map<int, double> ModelStageWork::losses() const {
+  std::map<int, double> out;
+  for (const auto& [key, c] : copies_) {
+    if (!c.stage->is_last()) continue;
+    for (int g = 0; g < s_.microbatches; ++g) {
+      absl::StatusOr<double> l = c.stage->loss(g);
+      if (l.ok()) out[g] = *l;
+    }
+  }
+  return out;
+}
+
+model::Model* ModelStageWork::model(int stage, int direction) const {
+  auto it = copies_.find({stage, direction});
+  return it == copies_.end() ? nullptr : it->second.model.get();
+}
+
+absl::StatusOr<std::vector<double>> Sequential(model::Model& m, const PipelineData& data) {
+  TANDEM_ASSIGN_OR_RETURN(std::unique_ptr<model::Stage> stage, model::Stage::Create(&m, 0, m.num_units(), {}));
+  std::vector<double> losses;
+  for (size_t g = 0; g < data.inputs.size(); ++g) {
+    TANDEM_RETURN_IF_ERROR(stage->Forward(static_cast<int>(g), data.inputs[g], &data.targets[g]).status());
+    TANDEM_ASSIGN_OR_RETURN(double l, stage->loss(static_cast<int>(g)));
+    losses.push_back(l);
+    TANDEM_RETURN_IF_ERROR(stage->Backward(static_cast<int>(g), model::Tensor()).status());
+  }
+  return losses;
+}
+
+}  // namespace tandem::schedule

@@ -1,0 +1,92 @@
+// -----------------------------------------------------------------------------
+// File: model_stage_work.h
+// -----------------------------------------------------------------------------
+//
+// StageWork over the reference MoE model (//model): for each stage copy a
+// schedule places on this rank, a model created from the same config and
+// seed (so every copy starts with the same parameters) and a model::Stage
+// over the units of that stage. All copies of a rank share one weight-
+// gradient FIFO, as DualPipe's WeightGradStore. Micro-batch g = direction *
+// (N / directions) + mb reads inputs[g] and, on the last stage, targets[g].
+//
+// Sequential() is the reference the executor is checked against: every
+// micro-batch through one whole model, forward then backward, in order.
+
+#ifndef TANDEM_SCHEDULE_EXECUTOR_MODEL_STAGE_WORK_H_
+#define TANDEM_SCHEDULE_EXECUTOR_MODEL_STAGE_WORK_H_
+
+#include <map>
+#include <memory>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "model/config.h"
+#include "model/model.h"
+#include "model/stage.h"
+#include "model/weight_grad_store.h"
+#include "schedule/executor/stage_work.h"
+
+namespace tandem::schedule {
+
+struct PipelineData {
+  std::vector<model::Tensor> inputs;   // per global micro-batch, [T, input_dim]
+  std::vector<model::Target> targets;  // per global micro-batch
+};
+
+// Unit boundaries of `stages` stages over `units` units, as even as possible:
+// stage s holds units [bounds[s], bounds[s + 1]).
+std::vector<int> EvenBounds(int units, int stages);
+
+class ModelStageWork : public StageWork {
+ public:
+  // Create()
+  //
+  // kInvalidArgument when `bounds` does not split the model's units into
+  // the schedule's stages, or `data` has fewer micro-batches than it needs.
+  static absl::StatusOr<std::unique_ptr<ModelStageWork>> Create(const Schedule& s, int rank,
+                                                                const model::ModelConfig& config,
+                                                                std::vector<int> bounds, const PipelineData* data,
+                                                                bool overlap_threads = true);
+
+  int64_t BoundaryElements(const Slot& s) const override;
+  absl::StatusOr<Buffer> Forward(const Slot& s, Buffer input) override;
+  absl::StatusOr<Buffer> Backward(const Slot& s, Buffer output_grad) override;
+  absl::StatusOr<Buffer> BackwardInput(const Slot& s, Buffer output_grad) override;
+  absl::Status BackwardWeight(const Slot& s) override;
+  absl::StatusOr<std::pair<Buffer, Buffer>> ForwardBackward(const Slot& f, Buffer input, const Slot& b,
+                                                            Buffer output_grad) override;
+
+  // Losses of the micro-batches whose last stage runs here, by global id.
+  std::map<int, double> losses() const;
+  // The model copy of (stage, direction) on this rank, or nullptr; its
+  // parameters of the stage's units are the ones this copy trains.
+  model::Model* model(int stage, int direction) const;
+  const std::vector<int>& bounds() const { return bounds_; }
+
+ private:
+  struct Copy {
+    std::unique_ptr<model::Model> model;
+    std::unique_ptr<model::Stage> stage;
+  };
+  ModelStageWork(const Schedule& s, std::vector<int> bounds, const PipelineData* data)
+      : s_(s), bounds_(std::move(bounds)), data_(data) {}
+  absl::StatusOr<Copy*> At(const Slot& s);
+  int Global(const Slot& s) const { return s.direction * s_.microbatches_per_direction() + s.mb; }
+  absl::StatusOr<model::Tensor> AsTensor(const Slot& s, Buffer b) const;
+
+  const Schedule& s_;
+  const std::vector<int> bounds_;
+  const PipelineData* data_;
+  model::WeightGradStore store_;
+  std::map<std::pair<int, int>, Copy> copies_;  // (stage, direction)
+};
+
+// Sequential()
+//
+// The reference: one model, micro-batches 0..N-1 in order, each forward then
+// full backward. Returns the losses; the model keeps the gradients.
+absl::StatusOr<std::vector<double>> Sequential(model::Model& m, const PipelineData& data);
+
+}  // namespace tandem::schedule
+
+#endif  // TANDEM_SCHEDULE_EXECUTOR_MODEL_STAGE_WORK_H_

@@ -1,0 +1,54 @@
+#include "schedule/executor/stage_work.h"
+
+#include <thread>
+
+#include "absl/time/clock.h"
+
+namespace tandem::schedule {
+
+absl::StatusOr<std::pair<Buffer, Buffer>> StageWork::ForwardBackward(const Slot& f, Buffer input, const Slot& b,
+                                                                     Buffer output_grad) {
+  absl::StatusOr<Buffer> out = Forward(f, std::move(input));
+  if (!out.ok()) return out.status();
+  absl::StatusOr<Buffer> grad = Backward(b, std::move(output_grad));
+  if (!grad.ok()) return grad.status();
+  return std::make_pair(*std::move(out), *std::move(grad));
+}
+
+void EmulatedStageWork::Spend(const Action& a) const {
+  // Sleep to just before the deadline, then yield until it: a plain sleep
+  // overshoots by tens of microseconds, which would add up along the
+  // critical path.
+  const absl::Time until = absl::Now() + unit_ * cost_.Duration(a);
+  const absl::Duration margin = absl::Microseconds(300);
+  if (until - absl::Now() > margin) absl::SleepFor(until - absl::Now() - margin);
+  while (absl::Now() < until) std::this_thread::yield();
+}
+
+absl::StatusOr<Buffer> EmulatedStageWork::Forward(const Slot& s, Buffer) {
+  Spend(Action::Compute(Op::kForward, s.stage, s.mb, s.direction));
+  return Out(s.stage == schedule_.stages - 1);
+}
+
+absl::StatusOr<Buffer> EmulatedStageWork::Backward(const Slot& s, Buffer) {
+  Spend(Action::Compute(Op::kBackward, s.stage, s.mb, s.direction));
+  return Out(s.stage == 0);
+}
+
+absl::StatusOr<Buffer> EmulatedStageWork::BackwardInput(const Slot& s, Buffer) {
+  Spend(Action::Compute(Op::kBackwardInput, s.stage, s.mb, s.direction));
+  return Out(s.stage == 0);
+}
+
+absl::Status EmulatedStageWork::BackwardWeight(const Slot& s) {
+  Spend(Action::Compute(Op::kBackwardWeight, s.stage, s.mb, s.direction));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::pair<Buffer, Buffer>> EmulatedStageWork::ForwardBackward(const Slot& f, Buffer, const Slot& b,
+                                                                             Buffer) {
+  Spend(Action::Overlap(f.stage, f.mb, f.direction, b.stage, b.mb, b.direction));
+  return std::make_pair(Out(f.stage == schedule_.stages - 1), Out(b.stage == 0));
+}
+
+}  // namespace tandem::schedule

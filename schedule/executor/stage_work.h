@@ -1,0 +1,88 @@
+// -----------------------------------------------------------------------------
+// File: stage_work.h
+// -----------------------------------------------------------------------------
+//
+// What the executor asks of a rank's stages: forward, backward (full, input
+// only, deferred weight), and the overlapped pair, for one stage copy
+// (stage, direction) and micro-batch (per direction) at a time. Activations
+// and gradients cross ranks as flat f32 buffers; the first stage reads its
+// own input and the last computes its own loss, so both get and return empty
+// buffers there. The model's pipeline stages implement it (see
+// model_stage_work.h); EmulatedStageWork only waits for the cost model's time.
+
+#ifndef TANDEM_SCHEDULE_EXECUTOR_STAGE_WORK_H_
+#define TANDEM_SCHEDULE_EXECUTOR_STAGE_WORK_H_
+
+#include <cstdint>
+#include <utility>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "schedule/ir/schedule.h"
+#include "schedule/simulator/cost_model.h"
+
+namespace tandem::schedule {
+
+using Buffer = std::vector<float>;
+
+// Identifies a stage copy and micro-batch.
+struct Slot {
+  int stage = 0;
+  int direction = 0;
+  int mb = 0;
+};
+
+class StageWork {
+ public:
+  virtual ~StageWork() = default;
+
+  // Elements of the activation entering `stage` (= leaving stage - 1) for
+  // this micro-batch; gradients have the same size. Receivers size their
+  // buffers with it.
+  virtual int64_t BoundaryElements(const Slot& s) const = 0;
+
+  // F: `input` is the previous stage's output (empty for stage 0); returns
+  // this stage's output (empty for the last stage).
+  virtual absl::StatusOr<Buffer> Forward(const Slot& s, Buffer input) = 0;
+  // B and I: `output_grad` is the next stage's input gradient (empty for the
+  // last stage); returns the gradient of this stage's input (empty for
+  // stage 0). I defers the weight gradient as one unit of the rank's FIFO.
+  virtual absl::StatusOr<Buffer> Backward(const Slot& s, Buffer output_grad) = 0;
+  virtual absl::StatusOr<Buffer> BackwardInput(const Slot& s, Buffer output_grad) = 0;
+  // W: runs the oldest deferred unit, which must belong to `s`.
+  virtual absl::Status BackwardWeight(const Slot& s) = 0;
+  // FB: the forward of `f` overlapped with the full backward of `b`. The
+  // default runs them one after the other.
+  virtual absl::StatusOr<std::pair<Buffer, Buffer>> ForwardBackward(const Slot& f, Buffer input, const Slot& b,
+                                                                    Buffer output_grad);
+};
+
+// EmulatedStageWork: every action sleeps for its cost-model duration
+// (`unit` per cost unit) and moves buffers of `elements` zeros. Used to
+// measure the executor against the simulator without compute.
+class EmulatedStageWork : public StageWork {
+ public:
+  EmulatedStageWork(const Schedule& s, CostModel cost, absl::Duration unit, int64_t elements)
+      : schedule_(s), cost_(std::move(cost)), unit_(unit), elements_(elements) {}
+
+  int64_t BoundaryElements(const Slot&) const override { return elements_; }
+  absl::StatusOr<Buffer> Forward(const Slot& s, Buffer input) override;
+  absl::StatusOr<Buffer> Backward(const Slot& s, Buffer output_grad) override;
+  absl::StatusOr<Buffer> BackwardInput(const Slot& s, Buffer output_grad) override;
+  absl::Status BackwardWeight(const Slot& s) override;
+  absl::StatusOr<std::pair<Buffer, Buffer>> ForwardBackward(const Slot& f, Buffer input, const Slot& b,
+                                                            Buffer output_grad) override;
+
+ private:
+  void Spend(const Action& a) const;
+  Buffer Out(bool empty) const { return empty ? Buffer() : Buffer(elements_, 0.0f); }
+
+  const Schedule& schedule_;
+  const CostModel cost_;
+  const absl::Duration unit_;
+  const int64_t elements_;
+};
+
+}  // namespace tandem::schedule
+
+#endif  // TANDEM_SCHEDULE_EXECUTOR_STAGE_WORK_H_
