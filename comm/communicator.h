@@ -118,10 +118,14 @@ class Communicator {
 // Waits for a just-posted operation: the post error, or Wait(deadline).
 absl::Status PostAndWait(WorkOr work, Deadline deadline);
 
-// CheckCount(), CheckPeer(): the post-time argument checks every backend
-// shares; kInvalidArgument naming the operation and the bad value.
+// CheckCount(), CheckPeer(), CheckReducible(), CheckAllToAllV(): the
+// post-time argument checks every backend shares; kInvalidArgument naming
+// the operation and the bad value.
 absl::Status CheckCount(absl::string_view op, int64_t count, const void* data);
 absl::Status CheckPeer(absl::string_view op, int peer, int size);
+absl::Status CheckReducible(absl::string_view op, DataType t);
+absl::Status CheckAllToAllV(const void* send, absl::Span<const int64_t> send_counts, const void* recv,
+                            absl::Span<const int64_t> recv_counts, int size);
 
 }  // namespace tandem::comm
 

@@ -177,7 +177,7 @@ class CudaLocalCommunicator : public Communicator {
   }
 
   WorkOr AllReduce(const void* send, void* recv, int64_t count, DataType t, ReduceOp op) override {
-    if (t == DataType::kBytes) return absl::InvalidArgumentError("all_reduce: dtype: raw bytes cannot be reduced");
+    TANDEM_RETURN_IF_ERROR(CheckReducible("all_reduce", t));
     TANDEM_RETURN_IF_ERROR(CheckCount("all_reduce", count, send));
     TANDEM_RETURN_IF_ERROR(CheckCount("all_reduce", count, recv));
     return Collective({send, recv, nullptr, 1, static_cast<int64_t>(t), count, static_cast<int64_t>(op)}, "all_reduce",
@@ -214,7 +214,7 @@ class CudaLocalCommunicator : public Communicator {
   }
 
   WorkOr ReduceScatter(const void* send, void* recv, int64_t count, DataType t, ReduceOp op) override {
-    if (t == DataType::kBytes) return absl::InvalidArgumentError("reduce_scatter: dtype: raw bytes cannot be reduced");
+    TANDEM_RETURN_IF_ERROR(CheckReducible("reduce_scatter", t));
     TANDEM_RETURN_IF_ERROR(CheckCount("reduce_scatter", count, send));
     TANDEM_RETURN_IF_ERROR(CheckCount("reduce_scatter", count, recv));
     return Collective({send, recv, nullptr, 3, static_cast<int64_t>(t), count, static_cast<int64_t>(op)},
@@ -267,16 +267,7 @@ class CudaLocalCommunicator : public Communicator {
   // descriptor plus this rank's counts).
   WorkOr AllToAllV(const void* send, absl::Span<const int64_t> send_counts, void* recv,
                    absl::Span<const int64_t> recv_counts, DataType t) override {
-    const int n = size();
-    if (static_cast<int>(send_counts.size()) != n || static_cast<int>(recv_counts.size()) != n) {
-      return absl::InvalidArgumentError(absl::StrFormat(
-          "all_to_all_v: counts: expected %d entries (one per rank), got %d and %d", n, send_counts.size(),
-          recv_counts.size()));
-    }
-    for (int p = 0; p < n; ++p) {
-      TANDEM_RETURN_IF_ERROR(CheckCount(absl::StrCat("all_to_all_v send to ", p), send_counts[p], send));
-      TANDEM_RETURN_IF_ERROR(CheckCount(absl::StrCat("all_to_all_v recv from ", p), recv_counts[p], recv));
-    }
+    TANDEM_RETURN_IF_ERROR(CheckAllToAllV(send, send_counts, recv, recv_counts, size()));
     std::vector<int64_t> sc(send_counts.begin(), send_counts.end()), rc(recv_counts.begin(), recv_counts.end());
     return Collective({send, recv, nullptr, 6, static_cast<int64_t>(t), 0, 0}, "all_to_all_v",
                       [this, recv, rc, t](const std::vector<Descriptor>& all,

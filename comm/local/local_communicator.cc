@@ -238,19 +238,9 @@ class LocalCommunicator : public Communicator {
   }
   WorkOr AllToAllV(const void* send, absl::Span<const int64_t> send_counts, void* recv,
                    absl::Span<const int64_t> recv_counts, DataType t) override {
-    for (absl::Span<const int64_t> counts : {send_counts, recv_counts}) {
-      if (static_cast<int>(counts.size()) != size()) {
-        return absl::InvalidArgumentError(absl::StrFormat(
-            "all_to_all_v: counts: expected %d entries (one per rank), got %d", size(), counts.size()));
-      }
-    }
+    TANDEM_RETURN_IF_ERROR(CheckAllToAllV(send, send_counts, recv, recv_counts, size()));
     int64_t sends = 0, recvs = 0;
-    for (int p = 0; p < size(); ++p) {
-      TANDEM_RETURN_IF_ERROR(CheckCount(absl::StrCat("all_to_all_v send to ", p), send_counts[p], send));
-      TANDEM_RETURN_IF_ERROR(CheckCount(absl::StrCat("all_to_all_v recv from ", p), recv_counts[p], recv));
-      sends += send_counts[p];
-      recvs += recv_counts[p];
-    }
+    for (int p = 0; p < size(); ++p) sends += send_counts[p], recvs += recv_counts[p];
     Collective::Slot slot;
     slot.fp = {OpType::kAllToAllV, t, 0};
     slot.send = send;
@@ -280,12 +270,6 @@ class LocalCommunicator : public Communicator {
   }
 
  private:
-  static absl::Status CheckReducible(absl::string_view op, DataType t) {
-    if (t == DataType::kBytes) {
-      return absl::InvalidArgumentError(absl::StrCat(op, ": dtype: raw bytes cannot be reduced"));
-    }
-    return absl::OkStatus();
-  }
 
   WorkOr Wrap(absl::StatusOr<std::shared_ptr<Op>> op) {
     if (!op.ok()) return op.status();

@@ -135,6 +135,50 @@ absl::StatusOr<Layout> GetDispatchLayout(const Routing& routing, int num_ranks) 
   return l;
 }
 
+Handle PlanSends(const Layout& layout, int num_ranks, int num_tokens, int hidden) {
+  Handle h;
+  h.num_ranks = num_ranks;
+  h.num_tokens = num_tokens;
+  h.hidden = hidden;
+  h.send_counts.assign(num_ranks, 0);
+  for (int r = 0; r < num_ranks; ++r) {
+    for (int t = 0; t < num_tokens; ++t) {
+      if (layout.is_token_in_rank[int64_t{t} * num_ranks + r]) h.send_tokens.push_back(t);
+    }
+    h.send_counts[r] = layout.tokens_per_rank[r];
+  }
+  return h;
+}
+
+void RowMetadata(const Routing& routing, int num_ranks, int me, int dest, int t, char* out) {
+  const int k = routing.top_k, per_rank = routing.num_experts / num_ranks;
+  for (int j = 0; j < k; ++j) {
+    const int64_t e = routing.topk_idx[int64_t{t} * k + j];
+    const bool local = e >= 0 && e / per_rank == dest;
+    const int32_t id = local ? static_cast<int32_t>(e - int64_t{dest} * per_rank) : -1;
+    const float w = local ? routing.topk_weights[int64_t{t} * k + j] : 0.0f;
+    std::memcpy(out + 4 * j, &id, 4);
+    std::memcpy(out + 4 * k + 4 * j, &w, 4);
+  }
+  const int64_t source = (int64_t{me} << 32) | t;
+  std::memcpy(out + 8 * k, &source, 8);
+}
+
+void ReadRowMetadata(const char* in, int top_k, Dispatched* out) {
+  const size_t at = out->local_expert.size();
+  out->local_expert.resize(at + top_k);
+  out->weights.resize(at + top_k);
+  std::memcpy(&out->local_expert[at], in, 4 * top_k);
+  std::memcpy(&out->weights[at], in + 4 * top_k, 4 * top_k);
+  int64_t source;
+  std::memcpy(&source, in + 8 * top_k, 8);
+  out->source.push_back(source);
+  for (int j = 0; j < top_k; ++j) {
+    const int32_t e = out->local_expert[at + j];
+    if (e >= 0 && e < static_cast<int32_t>(out->tokens_per_expert.size())) ++out->tokens_per_expert[e];
+  }
+}
+
 absl::StatusOr<Dispatched> Dispatch(Communicator& comm, const void* x, DataType dtype, int hidden,
                                     const Routing& routing, const DispatchOptions& options, Deadline deadline) {
   const int ranks = comm.size(), me = comm.rank(), k = routing.top_k;
@@ -152,17 +196,8 @@ absl::StatusOr<Dispatched> Dispatch(Communicator& comm, const void* x, DataType 
   const int64_t record = payload + 8 * int64_t{k} + 8;
 
   Dispatched out;
+  out.handle = PlanSends(layout, ranks, routing.num_tokens, hidden);
   Handle& h = out.handle;
-  h.num_ranks = ranks;
-  h.num_tokens = routing.num_tokens;
-  h.hidden = hidden;
-  h.send_counts.assign(ranks, 0);
-  for (int r = 0; r < ranks; ++r) {
-    for (int t = 0; t < routing.num_tokens; ++t) {
-      if (layout.is_token_in_rank[int64_t{t} * ranks + r]) h.send_tokens.push_back(t);
-    }
-    h.send_counts[r] = layout.tokens_per_rank[r];
-  }
   h.recv_counts.assign(ranks, 0);
   TANDEM_RETURN_IF_ERROR(
       PostAndWait(comm.AllToAll(h.send_counts.data(), h.recv_counts.data(), 1, DataType::kI64), deadline));
@@ -181,18 +216,7 @@ absl::StatusOr<Dispatched> Dispatch(Communicator& comm, const void* x, DataType 
       } else {
         std::memcpy(rec, xt, hidden * es);
       }
-      char* ids = rec + payload;
-      char* weights = ids + 4 * k;
-      for (int j = 0; j < k; ++j) {
-        const int64_t e = routing.topk_idx[int64_t{t} * k + j];
-        const bool local = e >= 0 && e / per_rank == r;
-        const int32_t id = local ? static_cast<int32_t>(e - int64_t{r} * per_rank) : -1;
-        const float w = local ? routing.topk_weights[int64_t{t} * k + j] : 0.0f;
-        std::memcpy(ids + 4 * j, &id, 4);
-        std::memcpy(weights + 4 * j, &w, 4);
-      }
-      const int64_t source = (int64_t{me} << 32) | t;
-      std::memcpy(weights + 4 * k, &source, 8);
+      RowMetadata(routing, ranks, me, r, t, rec + payload);
     }
   }
   std::vector<int64_t> send_bytes(ranks), recv_bytes(ranks);
@@ -206,9 +230,6 @@ absl::StatusOr<Dispatched> Dispatch(Communicator& comm, const void* x, DataType 
       comm.AllToAllV(send.data(), send_bytes, recv.data(), recv_bytes, DataType::kBytes), deadline));
 
   out.x.resize(out.num_rows * hidden * es);
-  out.local_expert.resize(out.num_rows * k);
-  out.weights.resize(out.num_rows * k);
-  out.source.resize(out.num_rows);
   out.tokens_per_expert.assign(per_rank, 0);
   for (int64_t i = 0; i < out.num_rows; ++i) {
     const char* rec = recv.data() + i * record;
@@ -219,16 +240,7 @@ absl::StatusOr<Dispatched> Dispatch(Communicator& comm, const void* x, DataType 
     } else {
       std::memcpy(out.x.data() + i * hidden * es, rec, hidden * es);
     }
-    std::memcpy(&out.local_expert[i * k], rec + payload, 4 * k);
-    std::memcpy(&out.weights[i * k], rec + payload + 4 * k, 4 * k);
-    std::memcpy(&out.source[i], rec + payload + 8 * k, 8);
-    for (int j = 0; j < k; ++j) {
-      const int32_t e = out.local_expert[i * k + j];
-      if (e >= per_rank) {
-        return absl::InternalError(absl::StrFormat("dispatch: received local expert %d of %d", e, per_rank));
-      }
-      if (e >= 0) ++out.tokens_per_expert[e];
-    }
+    ReadRowMetadata(rec + payload, k, &out);
   }
   for (int32_t& c : out.tokens_per_expert) {
     c = (c + options.expert_alignment - 1) / options.expert_alignment * options.expert_alignment;

@@ -118,6 +118,19 @@ absl::StatusOr<std::vector<char>> DispatchCached(Communicator& comm, const Handl
 absl::StatusOr<std::vector<char>> Combine(Communicator& comm, const Handle& handle, const void* rows,
                                           DataType dtype, Deadline deadline);
 
+// Building blocks shared by Dispatch() and the GPU path (dispatch_gpu.h).
+//
+// PlanSends(): the handle's send side (tokens in rank-major send order and
+// counts per rank; recv_counts left empty).
+Handle PlanSends(const Layout& layout, int num_ranks, int num_tokens, int hidden);
+// RowMetadata(): for token `t` sent to rank `dest` by rank `me`, writes
+// top_k local expert ids (int32, -1 elsewhere), top_k weights (f32, 0
+// elsewhere) and the source id (int64 me << 32 | t), 8 * top_k + 8 bytes.
+void RowMetadata(const Routing& routing, int num_ranks, int me, int dest, int t, char* out);
+// ReadRowMetadata(): the inverse, appending to a Dispatched's vectors and
+// counting tokens per local expert.
+void ReadRowMetadata(const char* in, int top_k, Dispatched* out);
+
 // FP8 e4m3 helpers (round to nearest even, saturating at +-448).
 uint8_t FloatToE4M3(float f);
 float E4M3ToFloat(uint8_t v);

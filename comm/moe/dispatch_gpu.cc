@@ -60,17 +60,8 @@ absl::StatusOr<DispatchedGpu> DispatchGpu(Communicator& comm, const void* x, Dat
   TANDEM_ASSIGN_OR_RETURN(Layout layout, GetDispatchLayout(routing, ranks));
   const int per_rank = routing.num_experts / ranks;
   DispatchedGpu out;
+  out.handle = PlanSends(layout, ranks, routing.num_tokens, hidden);
   Handle& h = out.handle;
-  h.num_ranks = ranks;
-  h.num_tokens = routing.num_tokens;
-  h.hidden = hidden;
-  h.send_counts.assign(ranks, 0);
-  for (int r = 0; r < ranks; ++r) {
-    for (int t = 0; t < routing.num_tokens; ++t) {
-      if (layout.is_token_in_rank[int64_t{t} * ranks + r]) h.send_tokens.push_back(t);
-    }
-    h.send_counts[r] = layout.tokens_per_rank[r];
-  }
   // Counts (device buffers: the communicator moves device memory).
   TANDEM_ASSIGN_OR_RETURN(DeviceBuffer counts_out, Upload(h.send_counts.data(), 8 * ranks));
   TANDEM_ASSIGN_OR_RETURN(DeviceBuffer counts_in, AllocDevice(8 * ranks));
@@ -86,18 +77,7 @@ absl::StatusOr<DispatchedGpu> DispatchGpu(Communicator& comm, const void* x, Dat
   int64_t row = 0;
   for (int r = 0; r < ranks; ++r) {
     for (int64_t i = 0; i < h.send_counts[r]; ++i, ++row) {
-      const int t = h.send_tokens[row];
-      char* rec = meta_send.data() + row * meta;
-      for (int j = 0; j < k; ++j) {
-        const int64_t e = routing.topk_idx[int64_t{t} * k + j];
-        const bool local = e >= 0 && e / per_rank == r;
-        const int32_t id = local ? static_cast<int32_t>(e - int64_t{r} * per_rank) : -1;
-        const float w = local ? routing.topk_weights[int64_t{t} * k + j] : 0.0f;
-        std::memcpy(rec + 4 * j, &id, 4);
-        std::memcpy(rec + 4 * k + 4 * j, &w, 4);
-      }
-      const int64_t source = (int64_t{me} << 32) | t;
-      std::memcpy(rec + 8 * k, &source, 8);
+      RowMetadata(routing, ranks, me, r, h.send_tokens[row], meta_send.data() + row * meta);
     }
   }
   TANDEM_ASSIGN_OR_RETURN(DeviceBuffer meta_dev, Upload(meta_send.data(), meta_send.size()));
@@ -105,20 +85,13 @@ absl::StatusOr<DispatchedGpu> DispatchGpu(Communicator& comm, const void* x, Dat
                           Exchange(comm, meta_dev, Scaled(h.send_counts, meta), Scaled(h.recv_counts, meta), deadline));
   std::vector<char> meta_recv(out.num_rows * meta);
   TANDEM_RETURN_IF_ERROR(Download(meta_in, meta_recv.data(), meta_recv.size()));
-  out.local_expert.resize(out.num_rows * k);
-  out.weights.resize(out.num_rows * k);
-  out.source.resize(out.num_rows);
-  out.tokens_per_expert.assign(per_rank, 0);
-  for (int64_t i = 0; i < out.num_rows; ++i) {
-    const char* rec = meta_recv.data() + i * meta;
-    std::memcpy(&out.local_expert[i * k], rec, 4 * k);
-    std::memcpy(&out.weights[i * k], rec + 4 * k, 4 * k);
-    std::memcpy(&out.source[i], rec + 8 * k, 8);
-    for (int j = 0; j < k; ++j) {
-      const int32_t e = out.local_expert[i * k + j];
-      if (e >= 0) ++out.tokens_per_expert[e];
-    }
-  }
+  Dispatched meta_out;
+  meta_out.tokens_per_expert.assign(per_rank, 0);
+  for (int64_t i = 0; i < out.num_rows; ++i) ReadRowMetadata(meta_recv.data() + i * meta, k, &meta_out);
+  out.local_expert = std::move(meta_out.local_expert);
+  out.weights = std::move(meta_out.weights);
+  out.source = std::move(meta_out.source);
+  out.tokens_per_expert = std::move(meta_out.tokens_per_expert);
   for (int32_t& c : out.tokens_per_expert) {
     c = (c + options.expert_alignment - 1) / options.expert_alignment * options.expert_alignment;
   }

@@ -191,17 +191,9 @@ class NcclCommunicator : public Communicator {
   WorkOr AllToAllV(const void* send, absl::Span<const int64_t> send_counts, void* recv,
                    absl::Span<const int64_t> recv_counts, DataType t) override {
     TANDEM_RETURN_IF_ERROR(Usable());
-    if (static_cast<int>(send_counts.size()) != size_ || static_cast<int>(recv_counts.size()) != size_) {
-      return absl::InvalidArgumentError(absl::StrFormat(
-          "all_to_all_v: counts: expected %d entries (one per rank), got %d and %d", size_, send_counts.size(),
-          recv_counts.size()));
-    }
+    TANDEM_RETURN_IF_ERROR(CheckAllToAllV(send, send_counts, recv, recv_counts, size_));
     int64_t total = 0;
-    for (int p = 0; p < size_; ++p) {
-      TANDEM_RETURN_IF_ERROR(CheckCount(absl::StrCat("all_to_all_v send to ", p), send_counts[p], send));
-      TANDEM_RETURN_IF_ERROR(CheckCount(absl::StrCat("all_to_all_v recv from ", p), recv_counts[p], recv));
-      total += send_counts[p];
-    }
+    for (int p = 0; p < size_; ++p) total += send_counts[p];
     TANDEM_RETURN_IF_ERROR(Fingerprint(6, t, total));
     TANDEM_ASSIGN_OR_RETURN(ncclDataType_t nt, NcclType(t));
     const int64_t es = SizeOf(t);
@@ -258,9 +250,7 @@ class NcclCommunicator : public Communicator {
   absl::Status CheckCollective(absl::string_view op, int64_t count, const void* send, const void* recv, DataType t,
                                bool reduce, int64_t code) {
     TANDEM_RETURN_IF_ERROR(Usable());
-    if (reduce && t == DataType::kBytes) {
-      return absl::InvalidArgumentError(absl::StrCat(op, ": dtype: raw bytes cannot be reduced"));
-    }
+    if (reduce) TANDEM_RETURN_IF_ERROR(CheckReducible(op, t));
     TANDEM_RETURN_IF_ERROR(CheckCount(op, count, send));
     TANDEM_RETURN_IF_ERROR(CheckCount(op, count, recv));
     return Fingerprint(code, t, count);

@@ -170,17 +170,10 @@ class StoreCommunicator : public Communicator {
   }
   WorkOr AllToAllV(const void* send, absl::Span<const int64_t> send_counts, void* recv,
                    absl::Span<const int64_t> recv_counts, DataType t) override {
-    for (absl::Span<const int64_t> counts : {send_counts, recv_counts}) {
-      if (static_cast<int>(counts.size()) != size_) {
-        return absl::InvalidArgumentError(absl::StrFormat(
-            "all_to_all_v: counts: expected %d entries (one per rank), got %d", size_, counts.size()));
-      }
-    }
+    TANDEM_RETURN_IF_ERROR(CheckAllToAllV(send, send_counts, recv, recv_counts, size_));
     std::string payload;
     int64_t total = 0;
     for (int p = 0; p < size_; ++p) {
-      TANDEM_RETURN_IF_ERROR(CheckCount(absl::StrCat("all_to_all_v send to ", p), send_counts[p], send));
-      TANDEM_RETURN_IF_ERROR(CheckCount(absl::StrCat("all_to_all_v recv from ", p), recv_counts[p], recv));
       wire::PutInt(send_counts[p], &payload);
       total += send_counts[p];
     }
@@ -208,12 +201,6 @@ class StoreCommunicator : public Communicator {
  private:
   static std::string Bytes(const void* p, int64_t n) {
     return n > 0 ? std::string(static_cast<const char*>(p), n) : std::string();
-  }
-  static absl::Status CheckReducible(absl::string_view op, DataType t) {
-    if (t == DataType::kBytes) {
-      return absl::InvalidArgumentError(absl::StrCat(op, ": dtype: raw bytes cannot be reduced"));
-    }
-    return absl::OkStatus();
   }
   WorkOr Wrap(absl::StatusOr<std::shared_ptr<Op>> op) {
     if (!op.ok()) return op.status();

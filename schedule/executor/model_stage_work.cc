@@ -15,7 +15,8 @@ absl::StatusOr<std::unique_ptr<ModelStageWork>> ModelStageWork::Create(const Sch
                                                                         const model::ModelConfig& config,
                                                                         std::vector<int> bounds,
                                                                         const PipelineData* data,
-                                                                        bool overlap_threads) {
+                                                                        bool overlap_threads,
+                                                                        const std::function<absl::Status(model::Model&)>& prepare) {
   const int units = config.num_layers + 2;
   if (static_cast<int>(bounds.size()) != s.stages + 1 || bounds.front() != 0 || bounds.back() != units) {
     return absl::InvalidArgumentError(absl::StrFormat(
@@ -38,6 +39,7 @@ absl::StatusOr<std::unique_ptr<ModelStageWork>> ModelStageWork::Create(const Sch
       if (s.RankOf(d, st) != rank) continue;
       Copy c;
       TANDEM_ASSIGN_OR_RETURN(c.model, model::Model::Create(config));
+      if (prepare) TANDEM_RETURN_IF_ERROR(prepare(*c.model));
       model::Stage::Options o;
       o.store = &w->store_;
       o.overlap_threads = overlap_threads;
@@ -139,6 +141,12 @@ std::map<int, double> ModelStageWork::losses() const {
       if (l.ok()) out[g] = *l;
     }
   }
+  return out;
+}
+
+std::vector<std::pair<int, int>> ModelStageWork::copies() const {
+  std::vector<std::pair<int, int>> out;
+  for (const auto& [key, c] : copies_) out.push_back(key);
   return out;
 }
 

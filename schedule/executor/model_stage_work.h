@@ -15,6 +15,7 @@
 #ifndef TANDEM_SCHEDULE_EXECUTOR_MODEL_STAGE_WORK_H_
 #define TANDEM_SCHEDULE_EXECUTOR_MODEL_STAGE_WORK_H_
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <vector>
@@ -43,10 +44,13 @@ class ModelStageWork : public StageWork {
   //
   // kInvalidArgument when `bounds` does not split the model's units into
   // the schedule's stages, or `data` has fewer micro-batches than it needs.
-  static absl::StatusOr<std::unique_ptr<ModelStageWork>> Create(const Schedule& s, int rank,
-                                                                const model::ModelConfig& config,
-                                                                std::vector<int> bounds, const PipelineData* data,
-                                                                bool overlap_threads = true);
+  // `prepare` runs on each new model copy, in (direction, stage) order (for
+  // example to distribute its experts; collectives then keep one order).
+  // With expert parallelism pass overlap_threads = false.
+  static absl::StatusOr<std::unique_ptr<ModelStageWork>> Create(
+      const Schedule& s, int rank, const model::ModelConfig& config, std::vector<int> bounds,
+      const PipelineData* data, bool overlap_threads = true,
+      const std::function<absl::Status(model::Model&)>& prepare = nullptr);
 
   int64_t BoundaryElements(const Slot& s) const override;
   absl::StatusOr<Buffer> Forward(const Slot& s, Buffer input) override;
@@ -62,6 +66,10 @@ class ModelStageWork : public StageWork {
   // parameters of the stage's units are the ones this copy trains.
   model::Model* model(int stage, int direction) const;
   const std::vector<int>& bounds() const { return bounds_; }
+  // Every (stage, direction) copy on this rank, in (stage, direction) order.
+  std::vector<std::pair<int, int>> copies() const;
+  // Points every copy at new data (same micro-batch count) for the next step.
+  void set_data(const PipelineData* data) { data_ = data; }
 
  private:
   struct Copy {
