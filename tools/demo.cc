@@ -158,19 +158,7 @@ absl::Status RunRankMain(int world_rank, comm::Communicator& world, const Schedu
     recorder->EndStep();
     // Gradients: the DualPipe pair's two copies, then expert parallelism.
     const Deadline d = Deadline::In(absl::Minutes(1));
-    if (s.directions == 2) {
-      std::vector<std::pair<int, int>> copies = work->copies();
-      for (auto [st, dir] : copies) {
-        for (int u = work->bounds()[st]; u < work->bounds()[st + 1]; ++u) {
-          for (model::Parameter* p : work->model(st, dir)->UnitParameters(u)) {
-            TANDEM_RETURN_IF_ERROR(comm::PostAndWait(
-                pair->AllReduce(p->grad.raw(), p->grad.raw(), p->grad.numel(), comm::DataType::kF32,
-                                comm::ReduceOp::kSum),
-                d));
-          }
-        }
-      }
-    }
+    if (pair != nullptr) TANDEM_RETURN_IF_ERROR(work->SumCopyGradients(*pair, d));
     for (Trained& t : trained) {
       TANDEM_RETURN_IF_ERROR(model::SyncGradients(*t.model, *experts));
       TANDEM_RETURN_IF_ERROR(t.opt->Step(t.Params()));

@@ -144,6 +144,22 @@ std::map<int, double> ModelStageWork::losses() const {
   return out;
 }
 
+absl::Status ModelStageWork::SumCopyGradients(comm::Communicator& pair, Deadline deadline) {
+  if (s_.directions != 2) return absl::OkStatus();
+  // Both ranks of the pair hold the same two stages: sum in stage order.
+  for (const auto& [key, c] : copies_) {
+    const int stage = key.first;
+    for (int u = bounds_[stage]; u < bounds_[stage + 1]; ++u) {
+      for (model::Parameter* p : c.model->UnitParameters(u)) {
+        TANDEM_RETURN_IF_ERROR(comm::PostAndWait(
+            pair.AllReduce(p->grad.raw(), p->grad.raw(), p->grad.numel(), comm::DataType::kF32, comm::ReduceOp::kSum),
+            deadline));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
 std::vector<std::pair<int, int>> ModelStageWork::copies() const {
   std::vector<std::pair<int, int>> out;
   for (const auto& [key, c] : copies_) out.push_back(key);

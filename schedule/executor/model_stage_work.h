@@ -21,6 +21,8 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "base/deadline.h"
+#include "comm/communicator.h"
 #include "model/config.h"
 #include "model/model.h"
 #include "model/stage.h"
@@ -68,6 +70,14 @@ class ModelStageWork : public StageWork {
   const std::vector<int>& bounds() const { return bounds_; }
   // Every (stage, direction) copy on this rank, in (stage, direction) order.
   std::vector<std::pair<int, int>> copies() const;
+  // SumCopyGradients()
+  //
+  // DualPipe holds each stage twice (ranks r and R-1-r); after a step the two
+  // copies' gradients are summed by an all-reduce over `pair`, the
+  // communicator of ranks r and R-1-r (ranked r first). Both copies then
+  // hold the full gradient and stay identical after the optimizer step.
+  // No-op for one-direction schedules.
+  absl::Status SumCopyGradients(comm::Communicator& pair, Deadline deadline);
   // Points every copy at new data (same micro-batch count) for the next step.
   void set_data(const PipelineData* data) { data_ = data; }
 
