@@ -218,10 +218,13 @@ Schedule TraceDualPipe(Kind kind, int ranks, int microbatches, bool with_comm) {
   const bool v = kind == Kind::kDualPipeV;
   Schedule s = *MakeShell(kind, ranks, microbatches, 2);
   s.lowered = with_comm;
-  // Per rank: 2 chunks x (F + B + W share) plus comm; reserve generously.
-  const int64_t per_rank = int64_t{6} * microbatches / (v ? 1 : 2) + 16;
+  // Per rank and micro-batch of a direction: at most 2 F, 2 B/I and W; with
+  // comm about two sends/receives per compute op more.
+  const int64_t m = microbatches / (v ? 1 : 2);
+  const int64_t per_rank = (with_comm ? 14 : 5) * m + 16;
   for (int r = 0; r < ranks; ++r) {
     s.programs[r].actions.reserve(per_rank);
+    if (with_comm) s.programs[r].batches.reserve(4 * m + 16);
     RankTracer(s, v, r, with_comm, &s.programs[r]).Run();
   }
   return s;

@@ -131,16 +131,20 @@ class Engine {
     const RankProgram& p = s_.programs[r];
     const int n = static_cast<int>(p.actions.size());
     const int32_t base = static_cast<int32_t>(m_.offset[r]);
-    const std::vector<int>& wait_start = wait_start_[r];
+    const int* wait_start = wait_start_[r].data();
+    const int* wait_batches = wait_batches_[r].data();
+    const int* batch_first = batch_first_[r].data();
+    const int* batch_size = batch_size_[r].data();
+    const Action* actions = p.actions.data();
     Interval* timeline = o_.timeline ? timeline_[r].data() : nullptr;
     while (true) {
       // Waits due before position st.pos.
       for (int k = wait_start[st.pos]; k < wait_start[st.pos + 1]; ++k) {
-        const int b = wait_batches_[r][k];
-        const int first = batch_first_[r][b];
-        for (int i = first; i < first + batch_size_[r][b]; ++i) {
+        const int b = wait_batches[k];
+        const int first = batch_first[b];
+        for (int i = first; i < first + batch_size[b]; ++i) {
           const int32_t id = base + i;
-          const double done = Completion(id, IsSend(p.actions[i].op));
+          const double done = Completion(id, IsSend(actions[i].op));
           if (done == kUnposted) {
             st.waiting_on = m_.partner[id];
             return;  // blocked; woken when the partner posts
@@ -153,10 +157,10 @@ class Engine {
         }
       }
       if (st.pos == n) break;
-      const Action& a = p.actions[st.pos];
+      const Action& a = actions[st.pos];
       if (IsComm(a.op)) {
         // Post the whole batch; wake partners waiting for these ops.
-        const int size = batch_size_[r][a.batch];
+        const int size = batch_size[a.batch];
         for (int i = st.pos; i < st.pos + size; ++i) {
           const int32_t id = base + i;
           post_[id] = st.clock;

@@ -184,76 +184,75 @@ class Validator {
 
   // Sends follow the compute that produces them; receives are waited on
   // before the compute that consumes them; pairs match in order.
+  // One pass: sends match their receives (k-th with k-th on every directed
+  // pair) and follow their producer; receives precede and are waited on
+  // before their consumer; every cross-rank input is received.
   absl::Status CheckComm(const MessageIndex& m) const {
-    for (int r = 0; r < s_.ranks; ++r) {
-      const std::vector<Action>& p = s_.programs[r].actions;
-      std::vector<int> sent(s_.ranks, 0);  // sends so far, per destination
-      for (int k = 0; k < static_cast<int>(p.size()); ++k) {
-        const Action& snd = p[k];
-        if (!IsSend(snd.op)) continue;
-        const int n = sent[snd.peer]++;
-        const int32_t partner = m.partner[m.offset[r] + k];
-        const int q = m.rank_of[partner];
-        const int qk = static_cast<int>(partner - m.offset[q]);
-        const Action& rcv = s_.programs[q].actions[qk];
-        const bool fwd = snd.op == Op::kSendF;
-        const Action want = Action::Comm(fwd ? Op::kRecvF : Op::kRecvB, fwd ? snd.stage + 1 : snd.stage - 1, snd.mb,
-                                         snd.direction, r, rcv.batch);
-        if (rcv != want) {
-          return Error(q, qk, absl::StrFormat(
-              "receive #%d from rank %d does not match send #%d there: expected %s, sent by rank %d position %d (%s)",
-              n, r, n, DescribeAction(s_, want), r, k, DescribeAction(s_, snd)));
-        }
-      }
-    }
+    std::vector<int> sent(s_.ranks);
     for (int r = 0; r < s_.ranks; ++r) {
       const RankProgram& p = s_.programs[r];
+      std::fill(sent.begin(), sent.end(), 0);
       for (int k = 0; k < static_cast<int>(p.actions.size()); ++k) {
         const Action& a = p.actions[k];
-        if (!IsComm(a.op)) continue;
+        if (IsCompute(a.op)) {
+          if (a.op == Op::kForward || a.op == Op::kForwardBackward) {
+            TANDEM_RETURN_IF_ERROR(Received(r, k, Op::kRecvF, a.stage, a.mb, a.direction, a.stage - 1));
+          }
+          if (IsInputBackward(a.op)) {
+            TANDEM_RETURN_IF_ERROR(Received(r, k, Op::kRecvB, a.stage, a.mb, a.direction, a.stage + 1));
+          }
+          if (a.op == Op::kForwardBackward) {
+            TANDEM_RETURN_IF_ERROR(Received(r, k, Op::kRecvB, a.stage_b, a.mb_b, a.direction_b, a.stage_b + 1));
+          }
+          continue;
+        }
         const int64_t c = Cell(a.direction, a.stage, a.mb);
-        if (a.op == Op::kSendF && (f_[c] < 0 || f_[c] > k)) {
-          return Error(r, k, "send of an activation before its forward ran on this rank");
-        }
-        if (a.op == Op::kSendB && (bi_[c] < 0 || bi_[c] > k)) {
-          return Error(r, k, "send of a gradient before its backward ran on this rank");
-        }
-        if (IsRecv(a.op)) {
-          const int consumer = a.op == Op::kRecvF ? f_[c] : bi_[c];
-          if (consumer >= 0 && consumer < k) {
-            return Error(r, k, absl::StrFormat("received after its consumer at position %d", consumer));
+        if (IsSend(a.op)) {
+          const int n = sent[a.peer]++;
+          const int32_t partner = m.partner[m.offset[r] + k];
+          const int q = m.rank_of[partner];
+          const int qk = static_cast<int>(partner - m.offset[q]);
+          const Action& rcv = s_.programs[q].actions[qk];
+          const bool fwd = a.op == Op::kSendF;
+          const Action want = Action::Comm(fwd ? Op::kRecvF : Op::kRecvB, fwd ? a.stage + 1 : a.stage - 1, a.mb,
+                                           a.direction, r, rcv.batch);
+          if (rcv != want) {
+            return Error(q, qk, absl::StrFormat(
+                "receive #%d from rank %d does not match send #%d there: expected %s, sent by rank %d position %d "
+                "(%s)",
+                n, r, n, DescribeAction(s_, want), r, k, DescribeAction(s_, a)));
           }
-          const int wait = p.batches[a.batch].wait_before;
-          if (consumer >= 0 && wait > consumer) {
-            return Error(r, k, absl::StrFormat("waited on at position %d, after its consumer at position %d",
-                                               wait, consumer));
+          if (fwd && (f_[c] < 0 || f_[c] > k)) {
+            return Error(r, k, "send of an activation before its forward ran on this rank");
           }
+          if (!fwd && (bi_[c] < 0 || bi_[c] > k)) {
+            return Error(r, k, "send of a gradient before its backward ran on this rank");
+          }
+          continue;
         }
-      }
-    }
-    // Cross-rank inputs must be received.
-    for (int r = 0; r < s_.ranks; ++r) {
-      const RankProgram& p = s_.programs[r];
-      for (int k = 0; k < static_cast<int>(p.actions.size()); ++k) {
-        const Action& a = p.actions[k];
-        auto needs = [&](Op recv, int stage, int mb, int dir, int from) -> absl::Status {
-          if (from < 0 || from >= s_.stages || s_.RankOf(dir, from) == r) return absl::OkStatus();
-          const int at = (recv == Op::kRecvF ? rf_ : rb_)[Cell(dir, stage, mb)];
-          if (at >= 0 && at < k) return absl::OkStatus();
-          return Error(r, k, absl::StrFormat("input from rank %d never received: expected %s earlier",
-                                             s_.RankOf(dir, from),
-                                             DescribeAction(s_, Action::Comm(recv, stage, mb, dir, s_.RankOf(dir, from), -1))));
-        };
-        if (a.op == Op::kForward || a.op == Op::kForwardBackward) {
-          TANDEM_RETURN_IF_ERROR(needs(Op::kRecvF, a.stage, a.mb, a.direction, a.stage - 1));
+        const int consumer = a.op == Op::kRecvF ? f_[c] : bi_[c];
+        if (consumer >= 0 && consumer < k) {
+          return Error(r, k, absl::StrFormat("received after its consumer at position %d", consumer));
         }
-        if (IsInputBackward(a.op)) TANDEM_RETURN_IF_ERROR(needs(Op::kRecvB, a.stage, a.mb, a.direction, a.stage + 1));
-        if (a.op == Op::kForwardBackward) {
-          TANDEM_RETURN_IF_ERROR(needs(Op::kRecvB, a.stage_b, a.mb_b, a.direction_b, a.stage_b + 1));
+        const int wait = p.batches[a.batch].wait_before;
+        if (consumer >= 0 && wait > consumer) {
+          return Error(r, k, absl::StrFormat("waited on at position %d, after its consumer at position %d", wait,
+                                             consumer));
         }
       }
     }
     return absl::OkStatus();
+  }
+
+  // An input of the action at (r, k) that comes from stage `from` on another
+  // rank must have been received earlier.
+  absl::Status Received(int r, int k, Op recv, int stage, int mb, int dir, int from) const {
+    if (from < 0 || from >= s_.stages || s_.RankOf(dir, from) == r) return absl::OkStatus();
+    const int at = (recv == Op::kRecvF ? rf_ : rb_)[Cell(dir, stage, mb)];
+    if (at >= 0 && at < k) return absl::OkStatus();
+    const int peer = s_.RankOf(dir, from);
+    return Error(r, k, absl::StrFormat("input from rank %d never received: expected %s earlier", peer,
+                                       DescribeAction(s_, Action::Comm(recv, stage, mb, dir, peer, -1))));
   }
 
   // Compute-only: run the ranks with unbounded buffers; an action runs once
