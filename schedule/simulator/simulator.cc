@@ -20,7 +20,9 @@ constexpr double kUnposted = -1.0;
 
 class Engine {
  public:
-  Engine(const Schedule& s, const MessageIndex& m, const SimOptions& o) : s_(s), o_(o), m_(m) {}
+  // `timed` false: only the order of events, no clocks (the deadlock check).
+  Engine(const Schedule& s, const MessageIndex& m, const SimOptions& o, bool timed = true)
+      : s_(s), o_(o), m_(m), timed_(timed) {}
 
   absl::StatusOr<SimResult> Run() {
     TANDEM_RETURN_IF_ERROR(Prepare());
@@ -29,7 +31,11 @@ class Engine {
     while (!work.empty()) {
       const int r = work.back();
       work.pop_back();
-      Advance(r, &work);
+      if (timed_) {
+        Advance<true>(r, &work);
+      } else {
+        Advance<false>(r, &work);
+      }
     }
     for (int r = 0; r < s_.ranks; ++r) {
       if (!rank_[r].done) return Deadlock();
@@ -57,9 +63,13 @@ class Engine {
       }
     }
     const int ranks = s_.ranks;
-    post_.assign(m_.size(), kUnposted);
+    if (timed_) {
+      post_.assign(m_.size(), kUnposted);
+    } else {
+      posted_.assign(m_.size(), 0);
+    }
     rank_.assign(ranks, {});
-    if (o_.timeline) {
+    if (timed_ && o_.timeline) {
       post_cause_.assign(m_.size(), -1);
       cause_.assign(m_.size(), -1);
       timeline_.resize(ranks);
@@ -72,7 +82,7 @@ class Engine {
       const RankProgram& p = s_.programs[r];
       const int n = static_cast<int>(p.actions.size());
       const int nb = static_cast<int>(p.batches.size());
-      if (o_.timeline) timeline_[r].resize(n);
+      if (timed_ && o_.timeline) timeline_[r].resize(n);
       std::vector<int>& first = batch_first_[r];
       std::vector<int>& size = batch_size_[r];
       first.assign(nb, -1);
@@ -123,7 +133,9 @@ class Engine {
     return std::max(mine, theirs) + transfer_;
   }
 
-  // Runs rank r until it blocks or finishes.
+  // Runs rank r until it blocks or finishes. Untimed: a wait completes once
+  // the partner has posted (rendezvous), and compute takes no time.
+  template <bool kTimed>
   void Advance(int r, std::vector<int>* work) {
     RankState& st = rank_[r];
     if (st.done) return;
@@ -136,7 +148,7 @@ class Engine {
     const int* batch_first = batch_first_[r].data();
     const int* batch_size = batch_size_[r].data();
     const Action* actions = p.actions.data();
-    Interval* timeline = o_.timeline ? timeline_[r].data() : nullptr;
+    Interval* timeline = kTimed && o_.timeline ? timeline_[r].data() : nullptr;
     while (true) {
       // Waits due before position st.pos.
       for (int k = wait_start[st.pos]; k < wait_start[st.pos + 1]; ++k) {
@@ -144,6 +156,13 @@ class Engine {
         const int first = batch_first[b];
         for (int i = first; i < first + batch_size[b]; ++i) {
           const int32_t id = base + i;
+          if (!kTimed) {
+            if (!posted_[m_.partner[id]]) {
+              st.waiting_on = m_.partner[id];
+              return;
+            }
+            continue;
+          }
           const double done = Completion(id, IsSend(actions[i].op));
           if (done == kUnposted) {
             st.waiting_on = m_.partner[id];
@@ -163,7 +182,11 @@ class Engine {
         const int size = batch_size[a.batch];
         for (int i = st.pos; i < st.pos + size; ++i) {
           const int32_t id = base + i;
-          post_[id] = st.clock;
+          if (kTimed) {
+            post_[id] = st.clock;
+          } else {
+            posted_[id] = 1;
+          }
           if (timeline != nullptr) {
             post_cause_[id] = st.cause;
             timeline[i].start = st.clock;
@@ -176,6 +199,10 @@ class Engine {
           }
         }
         st.pos += size;
+        continue;
+      }
+      if (!kTimed) {
+        ++st.pos;
         continue;
       }
       const double d = o_.cost.Duration(a);
@@ -232,7 +259,7 @@ class Engine {
       out.bubble = std::max(out.bubble, st.idle);
     }
     out.bubble_ratio = out.makespan > 0 ? out.bubble / out.makespan : 0;
-    if (!o_.timeline) return out;
+    if (!timed_ || !o_.timeline) return out;
     // The critical path ends at the compute that finishes last.
     int32_t last = -1;
     double last_end = -1;
@@ -258,7 +285,9 @@ class Engine {
   const SimOptions& o_;
   const double transfer_ = o_.cost.TransferTime();
   const MessageIndex& m_;
-  std::vector<double> post_;
+  const bool timed_;
+  std::vector<double> post_;  // timed: when each op was posted
+  std::vector<char> posted_;  // untimed: whether it was
   std::vector<int32_t> post_cause_, cause_;
   std::vector<std::vector<Interval>> timeline_;
   std::vector<RankState> rank_;
@@ -281,6 +310,12 @@ absl::StatusOr<SimResult> SimulateMatched(const Schedule& s, const MessageIndex&
                                           const SimOptions& options) {
   if (!s.lowered) return absl::FailedPreconditionError("simulate: schedule is not lowered");
   return Engine(s, m, options).Run();
+}
+
+absl::Status CheckRendezvous(const Schedule& s, const MessageIndex& m) {
+  if (!s.lowered) return absl::FailedPreconditionError("deadlock check: schedule is not lowered");
+  const SimOptions options;
+  return Engine(s, m, options, /*timed=*/false).Run().status();
 }
 
 }  // namespace tandem::schedule

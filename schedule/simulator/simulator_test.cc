@@ -8,6 +8,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "schedule/generators/generate.h"
+#include "schedule/ir/messages.h"
 #include "schedule/lowering/lower.h"
 
 namespace tandem::schedule {
@@ -132,6 +133,46 @@ TEST(SimulatorTest, SendBeforeRecvDeadlocksOnlyUnderRendezvous) {
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr("deadlock: rank 0 position 2")));
   EXPECT_OK(Simulate(s, {CostModel(), CommSemantics::kBuffered}));
+}
+
+// The untimed check agrees with the timed rendezvous run: the same error for
+// the deadlock above, OK once rank 1 receives before it sends.
+TEST(SimulatorTest, CheckRendezvousMatchesSimulate) {
+  ASSERT_OK_AND_ASSIGN(Schedule s, MakeShell(Kind::kCustom, 2, 1, 1));
+  s.lowered = true;
+  s.programs[0].actions = {Action::Compute(Op::kForward, 0, 0),
+                           Action::Comm(Op::kSendF, 0, 0, 0, 1, 0),
+                           Action::Comm(Op::kRecvB, 0, 0, 0, 1, 1),
+                           Action::Compute(Op::kBackward, 0, 0)};
+  s.programs[0].batches = {{2}, {3}};
+  s.programs[1].actions = {Action::Comm(Op::kSendB, 1, 0, 0, 0, 0),
+                           Action::Comm(Op::kRecvF, 1, 0, 0, 0, 1),
+                           Action::Compute(Op::kForward, 1, 0),
+                           Action::Compute(Op::kBackward, 1, 0)};
+  s.programs[1].batches = {{1}, {2}};
+  ASSERT_OK_AND_ASSIGN(const MessageIndex m, MatchMessages(s));
+  const absl::Status timed = Simulate(s, {CostModel(), CommSemantics::kRendezvous}).status();
+  ASSERT_FALSE(timed.ok());
+  EXPECT_EQ(CheckRendezvous(s, m), timed);
+
+  s.programs[1].actions = {Action::Comm(Op::kRecvF, 1, 0, 0, 0, 0),
+                           Action::Compute(Op::kForward, 1, 0),
+                           Action::Compute(Op::kBackward, 1, 0),
+                           Action::Comm(Op::kSendB, 1, 0, 0, 0, 1)};
+  s.programs[1].batches = {{1}, {4}};
+  ASSERT_OK_AND_ASSIGN(const MessageIndex fixed, MatchMessages(s));
+  EXPECT_OK(Simulate(s, {CostModel(), CommSemantics::kRendezvous}));
+  EXPECT_OK(CheckRendezvous(s, fixed));
+}
+
+TEST(SimulatorTest, CheckRendezvousPassesEveryGeneratedKind) {
+  for (Kind kind : {Kind::kGPipe, Kind::k1F1B, Kind::kInterleaved1F1B, Kind::kLoopedBFS, Kind::kZB1P,
+                    Kind::kZBV, Kind::kDualPipe, Kind::kDualPipeV}) {
+    ASSERT_OK_AND_ASSIGN(Schedule s, Generate({kind, 4, 16}));
+    ASSERT_OK_AND_ASSIGN(Schedule lowered, Lower(s));
+    ASSERT_OK_AND_ASSIGN(const MessageIndex m, MatchMessages(lowered));
+    EXPECT_OK(CheckRendezvous(lowered, m)) << KindName(kind);
+  }
 }
 
 TEST(SimulatorTest, RejectsWrongPerStageCostLength) {

@@ -48,13 +48,8 @@ class Validator {
     if (s_.lowered) {
       TANDEM_ASSIGN_OR_RETURN(const MessageIndex m, MatchMessages(s_));
       TANDEM_RETURN_IF_ERROR(CheckComm(m));
-      // Zero-cost rendezvous run: any wait cycle is a deadlock.
-      SimOptions o;
-      o.semantics = CommSemantics::kRendezvous;
-      o.timeline = false;
-      absl::StatusOr<SimResult> r = SimulateMatched(s_, m, o);
-      if (!r.ok()) return r.status();
-      return absl::OkStatus();
+      // Any wait cycle under rendezvous semantics is a deadlock.
+      return CheckRendezvous(s_, m);
     }
     return CheckDataflow();
   }
