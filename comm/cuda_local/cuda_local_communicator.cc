@@ -12,6 +12,7 @@
 #include "base/cuda_check.h"
 #include "base/status_macros.h"
 #include "comm/cuda_local/kernels.h"
+#include "comm/in_order.h"
 #include "comm/local/local_communicator.h"
 
 namespace tandem::comm {
@@ -54,16 +55,7 @@ struct Op {
   absl::Status status;
 };
 
-class CudaLocalWork : public Work {
- public:
-  CudaLocalWork(CudaLocalCommunicator* comm, std::shared_ptr<Op> op) : comm_(comm), op_(std::move(op)) {}
-  absl::Status Wait(Deadline deadline) override;
-  bool IsCompleted() override;
-
- private:
-  CudaLocalCommunicator* comm_;
-  std::shared_ptr<Op> op_;
-};
+using CudaLocalWork = InOrderWork<CudaLocalCommunicator, Op>;
 
 // Two host communicators carry small messages: `data` the descriptors posted
 // with each operation, `control` the acknowledgements and completion events
@@ -424,13 +416,6 @@ class CudaLocalCommunicator : public Communicator {
   std::deque<std::shared_ptr<Op>> pending_;
   std::deque<cudaEvent_t> events_;
 };
-
-absl::Status CudaLocalWork::Wait(Deadline deadline) { return comm_->Progress(op_.get(), deadline); }
-
-bool CudaLocalWork::IsCompleted() {
-  if (op_->done) return true;
-  return comm_->Progress(op_.get(), Deadline::In(absl::ZeroDuration())).ok() || op_->done;
-}
 
 }  // namespace
 

@@ -16,6 +16,7 @@
 #include "absl/synchronization/mutex.h"
 #include "base/status_macros.h"
 #include "comm/flight_recorder.h"
+#include "comm/in_order.h"
 
 namespace tandem::comm {
 namespace {
@@ -122,17 +123,7 @@ struct Op {
 };
 
 class LocalCommunicator;
-
-class LocalWork : public Work {
- public:
-  LocalWork(LocalCommunicator* comm, std::shared_ptr<Op> op) : comm_(comm), op_(std::move(op)) {}
-  absl::Status Wait(Deadline deadline) override;
-  bool IsCompleted() override;
-
- private:
-  LocalCommunicator* comm_;
-  std::shared_ptr<Op> op_;
-};
+using LocalWork = InOrderWork<LocalCommunicator, Op>;
 
 std::string RankList(const std::vector<int>& ranks) { return absl::StrCat("[", absl::StrJoin(ranks, ", "), "]"); }
 
@@ -254,19 +245,9 @@ class LocalCommunicator : public Communicator {
 
   // Completes pending operations in posting order up to and including `target`.
   absl::Status Progress(Op* target, Deadline deadline) {
-    while (!target->done) {
-      std::shared_ptr<Op> op = pending_.front();
-      absl::Status s = op->coll != nullptr ? CompleteCollective(op.get(), deadline) : CompleteP2P(op.get(), deadline);
-      if (absl::IsDeadlineExceeded(s)) {
-        // Still pending: report, with this rank's recent history.
-        return absl::DeadlineExceededError(absl::StrCat(s.message(), "; ", recorder_.Dump(rank_)));
-      }
-      op->status = s;
-      op->done = true;
-      recorder_.Completed(op->seq);
-      pending_.pop_front();
-    }
-    return target->status;
+    return CompleteInOrder(&pending_, target, deadline, &recorder_, rank_, [this](Op* op, Deadline d) {
+      return op->coll != nullptr ? CompleteCollective(op, d) : CompleteP2P(op, d);
+    });
   }
 
  private:
@@ -486,14 +467,6 @@ class LocalCommunicator : public Communicator {
   std::deque<std::shared_ptr<Op>> pending_;
   FlightRecorder recorder_;
 };
-
-absl::Status LocalWork::Wait(Deadline deadline) { return comm_->Progress(op_.get(), deadline); }
-
-bool LocalWork::IsCompleted() {
-  if (op_->done) return true;
-  // Try to finish without blocking.
-  return comm_->Progress(op_.get(), Deadline::In(absl::ZeroDuration())).ok() || op_->done;
-}
 
 }  // namespace
 

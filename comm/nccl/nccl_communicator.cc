@@ -15,6 +15,7 @@
 #include "base/cuda_check.h"
 #include "base/status_macros.h"
 #include "comm/flight_recorder.h"
+#include "comm/in_order.h"
 
 namespace tandem::comm {
 namespace {
@@ -67,21 +68,12 @@ class NcclCommunicator;
 struct Op {
   int64_t seq = 0;
   std::string name;  // with peers
-  cudaEvent_t done = nullptr;
-  bool finished = false;
+  cudaEvent_t event = nullptr;  // recorded after the NCCL call
+  bool done = false;
   absl::Status status;
 };
 
-class NcclWork : public Work {
- public:
-  NcclWork(NcclCommunicator* comm, std::shared_ptr<Op> op) : comm_(comm), op_(std::move(op)) {}
-  absl::Status Wait(Deadline deadline) override;
-  bool IsCompleted() override;
-
- private:
-  NcclCommunicator* comm_;
-  std::shared_ptr<Op> op_;
-};
+using NcclWork = InOrderWork<NcclCommunicator, Op>;
 
 class NcclCommunicator : public Communicator {
  public:
@@ -98,7 +90,7 @@ class NcclCommunicator : public Communicator {
       ncclCommAbort(comm_);
     }
     for (auto& op : pending_) {
-      if (op->done != nullptr) cudaEventDestroy(op->done);
+      if (op->event != nullptr) cudaEventDestroy(op->event);
     }
     cudaStreamDestroy(stream_);
   }
@@ -217,7 +209,7 @@ class NcclCommunicator : public Communicator {
   }
 
   absl::Status Progress(Op* target, Deadline deadline) {
-    while (!target->finished) {
+    while (!target->done) {
       std::shared_ptr<Op> op = pending_.front();
       absl::Status s = Poll(*op, deadline);
       if (absl::IsDeadlineExceeded(s)) {
@@ -229,10 +221,10 @@ class NcclCommunicator : public Communicator {
                                                         recorder_.Dump(rank_)));
       }
       op->status = s;
-      op->finished = true;
+      op->done = true;
       recorder_.Completed(op->seq);
-      cudaEventDestroy(op->done);
-      op->done = nullptr;
+      cudaEventDestroy(op->event);
+      op->event = nullptr;
       pending_.pop_front();
     }
     return target->status;
@@ -283,8 +275,8 @@ class NcclCommunicator : public Communicator {
     TANDEM_RETURN_IF_ERROR(s);
     TANDEM_RETURN_IF_ERROR(NcclStatus(end, comm_, "ncclGroupEnd"));
     TANDEM_RETURN_IF_ERROR(AwaitComm(comm_, Deadline::In(options_.init_timeout), "ncclGroupEnd"));
-    TANDEM_CUDA_RETURN_IF_ERROR(cudaEventCreateWithFlags(&op->done, cudaEventDisableTiming));
-    TANDEM_CUDA_RETURN_IF_ERROR(cudaEventRecord(op->done, stream_));
+    TANDEM_CUDA_RETURN_IF_ERROR(cudaEventCreateWithFlags(&op->event, cudaEventDisableTiming));
+    TANDEM_CUDA_RETURN_IF_ERROR(cudaEventRecord(op->event, stream_));
     recorder_.Posted(op->seq, name);
     pending_.push_back(op);
     return std::unique_ptr<Work>(new NcclWork(this, op));
@@ -292,7 +284,7 @@ class NcclCommunicator : public Communicator {
 
   absl::Status Poll(const Op& op, Deadline deadline) {
     while (true) {
-      const cudaError_t e = cudaEventQuery(op.done);
+      const cudaError_t e = cudaEventQuery(op.event);
       if (e == cudaSuccess) return absl::OkStatus();
       if (e != cudaErrorNotReady) return CudaStatus(e, "cudaEventQuery", __FILE__, __LINE__);
       ncclResult_t state = ncclSuccess;
@@ -320,13 +312,6 @@ class NcclCommunicator : public Communicator {
   std::deque<std::shared_ptr<Op>> pending_;
   FlightRecorder recorder_;
 };
-
-absl::Status NcclWork::Wait(Deadline deadline) { return comm_->Progress(op_.get(), deadline); }
-
-bool NcclWork::IsCompleted() {
-  if (op_->finished) return true;
-  return comm_->Progress(op_.get(), Deadline::In(absl::ZeroDuration())).ok() || op_->finished;
-}
 
 std::string Hostname() {
   char name[256] = {};

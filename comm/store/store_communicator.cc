@@ -11,6 +11,7 @@
 #include "absl/strings/str_join.h"
 #include "base/status_macros.h"
 #include "comm/flight_recorder.h"
+#include "comm/in_order.h"
 #include "comm/store/wire.h"
 
 namespace tandem::comm {
@@ -58,17 +59,7 @@ struct Op {
 };
 
 class StoreCommunicator;
-
-class StoreWork : public Work {
- public:
-  StoreWork(StoreCommunicator* c, std::shared_ptr<Op> op) : comm_(c), op_(std::move(op)) {}
-  absl::Status Wait(Deadline deadline) override;
-  bool IsCompleted() override;
-
- private:
-  StoreCommunicator* comm_;
-  std::shared_ptr<Op> op_;
-};
+using StoreWork = InOrderWork<StoreCommunicator, Op>;
 
 class StoreCommunicator : public Communicator {
  public:
@@ -184,18 +175,9 @@ class StoreCommunicator : public Communicator {
   WorkOr Barrier() override { return Wrap(Post({7, 0, 0, 0}, "", nullptr, nullptr, {})); }
 
   absl::Status Progress(Op* target, Deadline deadline) {
-    while (!target->done) {
-      std::shared_ptr<Op> op = pending_.front();
-      absl::Status s = op->collective ? CompleteCollective(op.get(), deadline) : CompleteP2P(op.get(), deadline);
-      if (absl::IsDeadlineExceeded(s)) {
-        return absl::DeadlineExceededError(absl::StrCat(s.message(), "; ", recorder_.Dump(rank_)));
-      }
-      op->status = s;
-      op->done = true;
-      recorder_.Completed(op->seq);
-      pending_.pop_front();
-    }
-    return target->status;
+    return CompleteInOrder(&pending_, target, deadline, &recorder_, rank_, [this](Op* op, Deadline d) {
+      return op->collective ? CompleteCollective(op, d) : CompleteP2P(op, d);
+    });
   }
 
  private:
@@ -384,13 +366,6 @@ class StoreCommunicator : public Communicator {
   std::deque<std::shared_ptr<Op>> pending_;
   FlightRecorder recorder_;
 };
-
-absl::Status StoreWork::Wait(Deadline deadline) { return comm_->Progress(op_.get(), deadline); }
-
-bool StoreWork::IsCompleted() {
-  if (op_->done) return true;
-  return comm_->Progress(op_.get(), Deadline::In(absl::ZeroDuration())).ok() || op_->done;
-}
 
 }  // namespace
 

@@ -2,6 +2,7 @@
 
 #include <string>
 #include <tuple>
+#include <utility>
 
 #include "absl/strings/str_format.h"
 #include "base/testing/status_matchers.h"
@@ -112,23 +113,29 @@ TEST(SimulatorTest, TransferTimeDelaysReceivers) {
   EXPECT_DOUBLE_EQ(r.timeline[1][1].start, 1.5);
 }
 
+// Stage 0 on rank 0, stage 1 on rank 1, one micro-batch; each rank waits on
+// its send before posting the receive.
+Schedule SendBeforeRecv() {
+  absl::StatusOr<Schedule> s = MakeShell(Kind::kCustom, 2, 1, 1);
+  EXPECT_OK(s);
+  s->lowered = true;
+  s->programs[0].actions = {Action::Compute(Op::kForward, 0, 0),
+                            Action::Comm(Op::kSendF, 0, 0, 0, 1, 0),
+                            Action::Comm(Op::kRecvB, 0, 0, 0, 1, 1),
+                            Action::Compute(Op::kBackward, 0, 0)};
+  s->programs[0].batches = {{2}, {3}};
+  s->programs[1].actions = {Action::Comm(Op::kSendB, 1, 0, 0, 0, 0),
+                            Action::Comm(Op::kRecvF, 1, 0, 0, 0, 1),
+                            Action::Compute(Op::kForward, 1, 0),
+                            Action::Compute(Op::kBackward, 1, 0)};
+  s->programs[1].batches = {{1}, {2}};
+  return *std::move(s);
+}
+
 // Two ranks that both send before receiving deadlock under rendezvous but
 // not when sends are buffered.
 TEST(SimulatorTest, SendBeforeRecvDeadlocksOnlyUnderRendezvous) {
-  ASSERT_OK_AND_ASSIGN(Schedule s, MakeShell(Kind::kCustom, 2, 1, 1));
-  s.lowered = true;
-  // Stage 0 on rank 0, stage 1 on rank 1; each rank waits on its send
-  // before posting the receive.
-  s.programs[0].actions = {Action::Compute(Op::kForward, 0, 0),
-                           Action::Comm(Op::kSendF, 0, 0, 0, 1, 0),
-                           Action::Comm(Op::kRecvB, 0, 0, 0, 1, 1),
-                           Action::Compute(Op::kBackward, 0, 0)};
-  s.programs[0].batches = {{2}, {3}};
-  s.programs[1].actions = {Action::Comm(Op::kSendB, 1, 0, 0, 0, 0),
-                           Action::Comm(Op::kRecvF, 1, 0, 0, 0, 1),
-                           Action::Compute(Op::kForward, 1, 0),
-                           Action::Compute(Op::kBackward, 1, 0)};
-  s.programs[1].batches = {{1}, {2}};
+  const Schedule s = SendBeforeRecv();
   EXPECT_THAT(Simulate(s, {CostModel(), CommSemantics::kRendezvous}),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr("deadlock: rank 0 position 2")));
@@ -138,18 +145,7 @@ TEST(SimulatorTest, SendBeforeRecvDeadlocksOnlyUnderRendezvous) {
 // The untimed check agrees with the timed rendezvous run: the same error for
 // the deadlock above, OK once rank 1 receives before it sends.
 TEST(SimulatorTest, CheckRendezvousMatchesSimulate) {
-  ASSERT_OK_AND_ASSIGN(Schedule s, MakeShell(Kind::kCustom, 2, 1, 1));
-  s.lowered = true;
-  s.programs[0].actions = {Action::Compute(Op::kForward, 0, 0),
-                           Action::Comm(Op::kSendF, 0, 0, 0, 1, 0),
-                           Action::Comm(Op::kRecvB, 0, 0, 0, 1, 1),
-                           Action::Compute(Op::kBackward, 0, 0)};
-  s.programs[0].batches = {{2}, {3}};
-  s.programs[1].actions = {Action::Comm(Op::kSendB, 1, 0, 0, 0, 0),
-                           Action::Comm(Op::kRecvF, 1, 0, 0, 0, 1),
-                           Action::Compute(Op::kForward, 1, 0),
-                           Action::Compute(Op::kBackward, 1, 0)};
-  s.programs[1].batches = {{1}, {2}};
+  Schedule s = SendBeforeRecv();
   ASSERT_OK_AND_ASSIGN(const MessageIndex m, MatchMessages(s));
   const absl::Status timed = Simulate(s, {CostModel(), CommSemantics::kRendezvous}).status();
   ASSERT_FALSE(timed.ok());
