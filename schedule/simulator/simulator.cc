@@ -306,12 +306,6 @@ absl::StatusOr<SimResult> Simulate(const Schedule& s, const SimOptions& options)
   return Engine(s, m, options).Run();
 }
 
-absl::StatusOr<SimResult> SimulateMatched(const Schedule& s, const MessageIndex& m,
-                                          const SimOptions& options) {
-  if (!s.lowered) return absl::FailedPreconditionError("simulate: schedule is not lowered");
-  return Engine(s, m, options).Run();
-}
-
 absl::Status CheckRendezvous(const Schedule& s, const MessageIndex& m) {
   if (!s.lowered) return absl::FailedPreconditionError("deadlock check: schedule is not lowered");
   const SimOptions options;

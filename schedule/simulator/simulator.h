@@ -71,13 +71,6 @@ struct SimResult {
 // every blocked rank, its position and action, and whom it waits for.
 absl::StatusOr<SimResult> Simulate(const Schedule& s, const SimOptions& options);
 
-// SimulateMatched()
-//
-// Simulate() for a lowered `s` whose messages `m` were already matched by
-// MatchMessages(s) (the validator's path, which matches them anyway).
-absl::StatusOr<SimResult> SimulateMatched(const Schedule& s, const MessageIndex& m,
-                                          const SimOptions& options);
-
 // CheckRendezvous()
 //
 // Runs the lowered `s` (messages `m` from MatchMessages(s)) under rendezvous

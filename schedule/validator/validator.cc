@@ -57,9 +57,8 @@ class Validator {
  private:
   std::string Where(int r, int k) const {
     const std::vector<Action>& p = s_.programs[r].actions;
-    std::string out = absl::StrFormat("rank %d position %d (%s)", r, k,
-                                      k < static_cast<int>(p.size()) ? DescribeAction(s_, p[k]) : "end");
-    return out;
+    return absl::StrFormat("rank %d position %d (%s)", r, k,
+                           k < static_cast<int>(p.size()) ? DescribeAction(s_, p[k]) : "end");
   }
   // Error with the neighbourhood of the action.
   absl::Status Error(int r, int k, absl::string_view what) const {
@@ -177,8 +176,6 @@ class Validator {
     return absl::OkStatus();
   }
 
-  // Sends follow the compute that produces them; receives are waited on
-  // before the compute that consumes them; pairs match in order.
   // One pass: sends match their receives (k-th with k-th on every directed
   // pair) and follow their producer; receives precede and are waited on
   // before their consumer; every cross-rank input is received.
