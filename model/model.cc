@@ -6,6 +6,14 @@
 #include "base/status_macros.h"
 
 namespace tandem::model {
+
+absl::StatusOr<LossResult> UnitModel::Loss(const Tensor& out, const Target& target) {
+  return config().loss == LossKind::kMse ? MseLoss(out, target.values, target.normalizer)
+                                         : CrossEntropyLoss(out, target.labels, target.normalizer);
+}
+
+absl::StatusOr<Tensor> UnitModel::NewActivation(std::vector<int64_t> shape) { return Tensor::Create(shape); }
+
 namespace {
 
 struct LinearState : Model::UnitState {

@@ -30,6 +30,7 @@
 #include "model/config.h"
 #include "model/expert.h"
 #include "model/linear.h"
+#include "model/loss.h"
 #include "model/moe_layer.h"
 #include "model/rmsnorm.h"
 #include "model/tensor.h"
@@ -37,13 +38,59 @@
 
 namespace tandem::model {
 
-class Model {
+// What the last stage compares the head output with.
+struct Target {
+  Tensor values;                // MSE: [T, output_dim]
+  std::vector<int32_t> labels;  // cross-entropy: T classes
+  double normalizer = 0.0;      // loss.h; 0 = this micro-batch's own count
+};
+
+// UnitModel
+//
+// The unit interface a pipeline stage (stage.h) drives, whatever memory the
+// model lives in: Model below on the host, GpuModel (model/cuda) on a GPU.
+// Activations and gradients are Tensors in the model's own memory.
+class UnitModel {
  public:
   // What a unit's backward needs from its forward; opaque.
   class UnitState {
    public:
     virtual ~UnitState() = default;
   };
+  virtual ~UnitModel() = default;
+
+  virtual const ModelConfig& config() const = 0;
+  int num_units() const { return config().num_layers + 2; }
+
+  // Runs unit `unit` on x; kInvalidArgument for a bad unit index or input
+  // shape. When `state` is non-null it receives what UnitBackward() needs.
+  virtual absl::StatusOr<Tensor> UnitForward(int unit, const Tensor& x, std::unique_ptr<UnitState>* state) = 0;
+
+  // The input gradient of unit `unit` from its output gradient; weight
+  // gradients go to `store` (deferred) or accumulate now (nullptr).
+  virtual absl::StatusOr<Tensor> UnitBackward(int unit, const UnitState& state, const Tensor& dy,
+                                              WeightGradStore* store) = 0;
+
+  // UnitModel::Loss()
+  //
+  // The config's loss of the head output `out`; the gradient is in out's
+  // memory. The default computes it on the host (loss.h).
+  virtual absl::StatusOr<LossResult> Loss(const Tensor& out, const Target& target);
+
+  // UnitModel::NewActivation()
+  //
+  // A zero f32 tensor in this model's memory (receive buffers).
+  virtual absl::StatusOr<Tensor> NewActivation(std::vector<int64_t> shape);
+
+  // UnitModel::SyncGradients()
+  //
+  // Makes the accumulated gradients visible in the host Parameters (a
+  // device model downloads them); no-op on the host.
+  virtual absl::Status SyncGradients() { return absl::OkStatus(); }
+};
+
+class Model : public UnitModel {
+ public:
 
   // Model::Create()
   //
@@ -51,15 +98,14 @@ class Model {
   // from config.seed: the same seed gives the same bits.
   static absl::StatusOr<std::unique_ptr<Model>> Create(const ModelConfig& config);
 
-  const ModelConfig& config() const { return config_; }
-  int num_units() const { return config_.num_layers + 2; }
+  const ModelConfig& config() const override { return config_; }
 
   // Model::UnitForward()
   //
   // Runs unit `unit` on x; kInvalidArgument for a bad unit index or input
   // shape. When `state` is non-null it receives what UnitBackward() needs.
   absl::StatusOr<Tensor> UnitForward(int unit, const Tensor& x,
-                                     std::unique_ptr<UnitState>* state);
+                                     std::unique_ptr<UnitState>* state) override;
 
   // Model::UnitBackward()
   //
@@ -67,7 +113,7 @@ class Model {
   // gradients go to `store` (deferred) or accumulate now (nullptr).
   absl::StatusOr<Tensor> UnitBackward(int unit, const UnitState& state,
                                       const Tensor& dy,
-                                      WeightGradStore* store);
+                                      WeightGradStore* store) override;
 
   // Trainable parameters of one unit / of all units, in a fixed order.
   std::vector<Parameter*> UnitParameters(int unit);

@@ -12,7 +12,7 @@
 
 namespace tandem::model {
 
-Stage::Stage(Model* model, int begin, int end, Options options)
+Stage::Stage(UnitModel* model, int begin, int end, Options options)
     : model_(model), begin_(begin), end_(end), options_(options) {
   if (options_.store == nullptr) {
     own_store_ = std::make_unique<WeightGradStore>();
@@ -57,7 +57,7 @@ absl::StatusOr<std::vector<double>> MeasureUnitCosts(Model& model, const Tensor&
   return costs;
 }
 
-absl::StatusOr<std::unique_ptr<Stage>> Stage::Create(Model* model, int begin,
+absl::StatusOr<std::unique_ptr<Stage>> Stage::Create(UnitModel* model, int begin,
                                                      int end, Options options) {
   if (model == nullptr) return absl::InvalidArgumentError("stage: model: expected non-null");
   if (begin < 0 || begin >= end || end > model->num_units()) {
@@ -84,7 +84,7 @@ absl::StatusOr<Tensor> Stage::Forward(int mb, const Tensor& input,
   MicroBatch m;
   Tensor h = input;
   for (int u = begin_; u < end_; ++u) {
-    std::unique_ptr<Model::UnitState> state;
+    std::unique_ptr<UnitModel::UnitState> state;
     absl::StatusOr<Tensor> next = model_->UnitForward(u, h, &state);
     if (!next.ok()) {
       return absl::Status(next.status().code(),
@@ -95,10 +95,7 @@ absl::StatusOr<Tensor> Stage::Forward(int mb, const Tensor& input,
   }
   Tensor out = h;
   if (is_last()) {
-    absl::StatusOr<LossResult> r =
-        model_->config().loss == LossKind::kMse
-            ? MseLoss(h, target->values, target->normalizer)
-            : CrossEntropyLoss(h, target->labels, target->normalizer);
+    absl::StatusOr<LossResult> r = model_->Loss(h, *target);
     if (!r.ok()) {
       return absl::Status(r.status().code(), absl::StrCat(where, ": ", r.status().message()));
     }

@@ -2,9 +2,10 @@
 // File: stage.h
 // -----------------------------------------------------------------------------
 //
-// A pipeline stage: units [begin, end) of a Model (model.h), with the
+// A pipeline stage: units [begin, end) of a UnitModel (model.h: the model on
+// the host, or on a GPU with model/cuda/gpu_model.h), with the
 // operations a pipeline executor calls. Activations and gradients cross
-// stage boundaries as plain host f32 buffers ([T, hidden] Tensors), so an
+// stage boundaries as f32 [T, hidden] Tensors in the model's memory, so an
 // executor can send them anywhere; running every micro-batch through all
 // stages in order on one rank reproduces the single-stage model exactly
 // (same bits: nothing is summed differently).
@@ -42,13 +43,6 @@
 
 namespace tandem::model {
 
-// What the last stage compares the head output with.
-struct Target {
-  Tensor values;                // MSE: [T, output_dim]
-  std::vector<int32_t> labels;  // cross-entropy: T classes
-  double normalizer = 0.0;      // loss.h; 0 = this micro-batch's own count
-};
-
 // MeasureUnitCosts()
 //
 // Seconds per unit of `model` for one forward and full backward of `input`
@@ -71,7 +65,7 @@ class Stage {
   // Stage::Create()
   //
   // kInvalidArgument unless 0 <= begin < end <= model->num_units().
-  static absl::StatusOr<std::unique_ptr<Stage>> Create(Model* model, int begin,
+  static absl::StatusOr<std::unique_ptr<Stage>> Create(UnitModel* model, int begin,
                                                        int end,
                                                        Options options);
 
@@ -127,14 +121,14 @@ class Stage {
 
  private:
   struct MicroBatch {
-    std::vector<std::unique_ptr<Model::UnitState>> states;  // per unit
+    std::vector<std::unique_ptr<UnitModel::UnitState>> states;  // per unit
     Tensor loss_grad;  // last stage: dL/d(head output)
   };
-  Stage(Model* model, int begin, int end, Options options);
+  Stage(UnitModel* model, int begin, int end, Options options);
   absl::StatusOr<Tensor> RunBackward(int mb, const Tensor& output_grad,
                                      WeightGradStore* store);
 
-  Model* model_;
+  UnitModel* model_;
   int begin_;
   int end_;
   Options options_;

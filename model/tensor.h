@@ -90,6 +90,8 @@ class Tensor {
     return static_cast<T*>(data_.get());
   }
   void* raw() const { return data_.get(); }
+  // The storage, shared with every copy of this tensor.
+  const std::shared_ptr<void>& storage() const { return data_; }
 
   // Tensor::span()
   //

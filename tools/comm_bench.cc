@@ -10,7 +10,10 @@
 // with nccl-tests' S and F (all-reduce 2(n-1)/n; all-gather, reduce-scatter,
 // all-to-all (n-1)/n; send/recv 1), dispatch/combine logical bytes (rows x
 // hidden x dtype, deduplicated per token and rank), and the memcpy bandwidth
-// of the same memory measured in the same run, with the ratio to it.
+// of the same memory measured in the same run, with the ratio to it. On
+// cuda_local all virtual ranks share one GPU's memory, so its ratio compares
+// device_GBps (the bytes all ranks move per second together: ranks x S / t)
+// with one device-to-device copy; other backends compare algbw.
 // `nccl` runs one process per GPU: start it with tools/launch.sh.
 #include <malloc.h>
 
@@ -39,6 +42,7 @@
 
 #include "base/cuda_check.h"
 #include "comm/cuda_local/cuda_local_communicator.h"
+#include "comm/moe/dispatch_gpu.h"
 #include "comm/nccl/nccl_communicator.h"
 #include "comm/store/rendezvous.h"
 #endif
@@ -109,7 +113,8 @@ double MemcpyGBps(const Memory& m, int64_t bytes) {
 
 struct Result {
   std::vector<double> seconds;  // per iteration: the slowest rank
-  double logical_bytes = 0;
+  double logical_bytes = 0;        // the largest rank's
+  double total_logical_bytes = 0;  // all ranks together
 };
 
 // Runs `iters` timed operations on every rank; each iteration starts after a
@@ -132,6 +137,11 @@ absl::StatusOr<Result> Measure(std::vector<Communicator*>& comms, const Memory& 
     void* send = mem.Alloc(moe ? 1 : bytes * (op == "reducescatter" ? 1 : 1));
     void* recv = mem.Alloc(moe ? 1 : (op == "allgather" ? bytes * world : bytes));
     std::unique_ptr<moe::Dispatched> dispatched;
+#ifdef TANDEM_WITH_CUDA
+    std::unique_ptr<moe::DispatchedGpu> dispatched_gpu;
+    moe::DeviceBuffer x_dev;
+    cudaStream_t stream = CudaLocalStream(c);
+#endif
     std::vector<float> x, w;
     std::vector<int64_t> idx;
     if (moe) {
@@ -148,6 +158,12 @@ absl::StatusOr<Result> Measure(std::vector<Communicator*>& comms, const Memory& 
         pick.resize(k, -1);
         for (int64_t e : pick) idx.push_back(e), w.push_back(1.0f / k);
       }
+#ifdef TANDEM_WITH_CUDA
+      if (mem.device) {
+        TANDEM_ASSIGN_OR_RETURN(x_dev, moe::AllocDevice(x.size() * 4));
+        TANDEM_CUDA_RETURN_IF_ERROR(cudaMemcpy(x_dev.get(), x.data(), x.size() * 4, cudaMemcpyHostToDevice));
+      }
+#endif
     }
     auto run_once = [&]() -> absl::Status {
       if (op == "allreduce") return PostAndWait(c.AllReduce(send, recv, count, DataType::kF32, ReduceOp::kSum), deadline);
@@ -163,6 +179,23 @@ absl::StatusOr<Result> Measure(std::vector<Communicator*>& comms, const Memory& 
       }
       const int tokens = absl::GetFlag(FLAGS_tokens), hidden = absl::GetFlag(FLAGS_hidden);
       const moe::Routing routing{tokens, absl::GetFlag(FLAGS_topk), absl::GetFlag(FLAGS_experts), idx, w};
+#ifdef TANDEM_WITH_CUDA
+      if (mem.device) {  // rows stay on the device; returns once `stream` is idle
+        if (op == "dispatch" || dispatched_gpu == nullptr) {
+          TANDEM_ASSIGN_OR_RETURN(moe::DispatchedGpu d, moe::DispatchGpu(c, x_dev.get(), DataType::kF32, hidden,
+                                                                          routing, {}, stream, deadline));
+          dispatched_gpu = std::make_unique<moe::DispatchedGpu>(std::move(d));
+          logical[i] = static_cast<double>(dispatched_gpu->num_rows) * hidden * 4;
+        }
+        if (op == "combine") {
+          TANDEM_ASSIGN_OR_RETURN(moe::DeviceBuffer out, moe::CombineGpu(c, dispatched_gpu->handle,
+                                                                         dispatched_gpu->x.get(), DataType::kF32,
+                                                                         stream, deadline));
+        }
+        TANDEM_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream));
+        return absl::OkStatus();
+      }
+#endif
       if (op == "dispatch" || dispatched == nullptr) {
         TANDEM_ASSIGN_OR_RETURN(moe::Dispatched d,
                                 moe::Dispatch(c, x.data(), DataType::kF32, hidden, routing, {}, deadline));
@@ -195,6 +228,7 @@ absl::StatusOr<Result> Measure(std::vector<Communicator*>& comms, const Memory& 
     r.seconds.push_back(slowest);
   }
   r.logical_bytes = *std::max_element(logical.begin(), logical.end());
+  r.total_logical_bytes = std::accumulate(logical.begin(), logical.end(), 0.0);
   return r;
 }
 
@@ -249,12 +283,6 @@ absl::Status Main() {
 #endif
                                                       backend));
   }
-  if ((op == "dispatch" || op == "combine") && mem.device) {
-    return absl::UnimplementedError(absl::StrFormat(
-        "op: dispatch and combine run on host buffers (local, store backends); the %s backend has no "
-        "device-side packing yet",
-        backend));
-  }
   std::vector<Communicator*> comms;
   for (auto& c : owned) comms.push_back(c.get());
   for (int64_t bytes = lo; bytes <= hi; bytes *= 2) {
@@ -267,13 +295,16 @@ absl::Status Main() {
     const double size = moe ? r.logical_bytes : static_cast<double>(bytes);
     const double algbw = size / avg / 1e9, busbw = algbw * BusFactor(op, world);
     const double memcpy_gbps = MemcpyGBps(mem, std::max<int64_t>(static_cast<int64_t>(size), 4));
+    const bool shared_device = backend == "cuda_local";
+    const double device_gbps = (moe ? r.total_logical_bytes : static_cast<double>(bytes) * world) / avg / 1e9;
     absl::PrintF(
         "{\"backend\":\"%s\",\"op\":\"%s\",\"ranks\":%d,\"bytes\":%d,\"dtype\":\"f32\",\"time_us\":{\"avg\":%.3f,"
-        "\"p50\":%.3f,\"max\":%.3f},\"algbw_GBps\":%.3f,\"busbw_GBps\":%.3f%s,\"memcpy_GBps\":%.3f,"
+        "\"p50\":%.3f,\"max\":%.3f},\"algbw_GBps\":%.3f,\"busbw_GBps\":%.3f%s%s,\"memcpy_GBps\":%.3f,"
         "\"ratio_to_memcpy\":%.3f}\n",
         backend, op, world, bytes, avg * 1e6, p50 * 1e6, worst * 1e6, algbw, busbw,
-        moe ? absl::StrFormat(",\"logical_bytes\":%.0f", r.logical_bytes) : std::string(), memcpy_gbps,
-        algbw / memcpy_gbps);
+        moe ? absl::StrFormat(",\"logical_bytes\":%.0f", r.logical_bytes) : std::string(),
+        shared_device ? absl::StrFormat(",\"device_GBps\":%.3f", device_gbps) : std::string(), memcpy_gbps,
+        (shared_device ? device_gbps : algbw) / memcpy_gbps);
     std::fflush(stdout);
     if (moe) break;
   }

@@ -66,6 +66,10 @@ if [[ -x "$here/bin/comm_bench_gpu" ]]; then
     for op in alltoall allreduce allgather sendrecv; do
       "$here/bin/comm_bench_gpu" --backend=cuda_local --ranks=$n --op=$op --bytes=67108864:268435456 || status=1
     done
+    # 4096 tokens x 4096 f32 = 64 MiB of rows per rank.
+    for op in dispatch combine; do
+      "$here/bin/comm_bench_gpu" --backend=cuda_local --ranks=$n --op=$op --tokens=4096 --hidden=4096 || status=1
+    done
   done
   echo "== comm_bench_gpu: nccl, one process"
   RANK=0 WORLD_SIZE=1 LOCAL_RANK=0 MASTER_ADDR=127.0.0.1 MASTER_PORT=${MASTER_PORT:-29555} \

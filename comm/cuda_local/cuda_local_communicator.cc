@@ -1,9 +1,12 @@
 #include "comm/cuda_local/cuda_local_communicator.h"
 
+#include <atomic>
 #include <cstring>
 #include <deque>
 #include <functional>
+#include <numeric>
 #include <string>
+#include <thread>
 #include <type_traits>
 #include <vector>
 
@@ -18,39 +21,91 @@
 namespace tandem::comm {
 namespace {
 
+// An event one virtual rank records and `holders` ranks wait on (itself
+// too where it waits). Each holder releases it once its wait is enqueued,
+// or without waiting on an error; the last one destroys it (CUDA allows
+// destroying an event whose waits are enqueued). No rank can destroy an
+// event another rank has yet to wait on, however late that rank is.
+struct SharedEvent {
+  cudaEvent_t event = nullptr;
+  std::atomic<int> holders{0};
+  void Release() {
+    if (holders.fetch_sub(1) == 1) {
+      cudaEventDestroy(event);
+      delete this;
+    }
+  }
+};
+
 // What a rank tells the others about one collective: its buffers, the event
 // after which its input is ready, and what it called.
 struct Descriptor {
   const void* send;
   void* recv;
-  cudaEvent_t ready;
+  SharedEvent* ready;
   int64_t op, dtype, count, extra;
 };
 
+// Names of Descriptor::op, as the other backends name the operations.
+constexpr const char* kOpNames[] = {"send_recv", "all_reduce",   "all_gather",   "reduce_scatter",
+                                    "broadcast", "all_to_all",   "all_to_all_v", "barrier"};
+
+// Kernels and copies of this backend read and write device memory; a host
+// pointer would fault on the GPU and poison the whole context.
+absl::Status CheckDeviceMemory(absl::string_view op, const void* p, int64_t count) {
+  if (p == nullptr || count == 0) return absl::OkStatus();  // CheckCount rejects null with a count
+  cudaPointerAttributes a;
+  const cudaError_t e = cudaPointerGetAttributes(&a, p);
+  if (e != cudaSuccess) {
+    cudaGetLastError();  // clear the sticky-free error
+    return absl::InvalidArgumentError(absl::StrFormat("%s: buffer %p: %s", op, p, cudaGetErrorString(e)));
+  }
+  if (a.type == cudaMemoryTypeUnregistered) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("%s: buffer %p is host memory; cuda_local moves device memory (cudaMalloc)", op, p));
+  }
+  return absl::OkStatus();
+}
+
 // Waits until `event` has completed on the GPU or the deadline passes.
-absl::Status AwaitEvent(cudaEvent_t event, Deadline deadline, const std::string& what) {
+absl::Status AwaitEvent(cudaEvent_t event, Deadline deadline) {
+  const absl::Time start = absl::Now();
   while (true) {
     const cudaError_t e = cudaEventQuery(event);
     if (e == cudaSuccess) return absl::OkStatus();
     if (e != cudaErrorNotReady) return CudaStatus(e, "cudaEventQuery", __FILE__, __LINE__);
     if (deadline.expired()) {
-      return absl::DeadlineExceededError(absl::StrFormat("%s: deadline %s exceeded; its GPU work has not finished",
-                                                         what, absl::FormatDuration(deadline.timeout())));
+      return absl::DeadlineExceededError(absl::StrFormat("deadline %s exceeded; its GPU work has not finished",
+                                                         absl::FormatDuration(deadline.timeout())));
     }
-    absl::SleepFor(absl::Microseconds(20));
+    // Yield while the work is likely short; sleep once it is not.
+    if (absl::Now() - start < absl::Microseconds(500)) {
+      std::this_thread::yield();
+    } else {
+      absl::SleepFor(absl::Microseconds(20));
+    }
   }
 }
 
 class CudaLocalCommunicator;
 
-// A posted operation: its first descriptor exchange is in flight on the
-// `data` host communicator; `finish` runs in Wait(), in posting order.
+// A posted operation moves through three stages:
+//   kExchange  its descriptors are in flight on the `data` host communicator;
+//   kControl   `start` ran once they arrived: it enqueued this rank's GPU
+//              work and posted the `control` exchange (acknowledgements or
+//              completion events), which `end` consumes once it completes;
+//   kGpu       waiting for this rank's stream to pass the operation.
+// Every stage resumes where it stopped when a wait runs out of time, and
+// all buffers the host exchanges read or write live in `buffers`.
 struct Op {
+  enum Stage { kExchange, kControl, kGpu };
   int64_t seq = 0;
   std::string name;
-  std::unique_ptr<Work> exchange;
-  std::shared_ptr<void> buffers;  // descriptors the exchange reads and writes
-  std::function<absl::Status(Deadline)> finish;
+  Stage stage = kExchange;
+  std::unique_ptr<Work> exchange, control;
+  std::shared_ptr<void> buffers;
+  std::function<absl::StatusOr<std::unique_ptr<Work>>()> start;
+  std::function<absl::Status()> end;
   bool done = false;
   absl::Status status;
 };
@@ -58,9 +113,12 @@ struct Op {
 using CudaLocalWork = InOrderWork<CudaLocalCommunicator, Op>;
 
 // Two host communicators carry small messages: `data` the descriptors posted
-// with each operation, `control` the acknowledgements and completion events
-// exchanged while waiting. Each rank completes its operations in posting
-// order, so both see the same order of messages on every rank pair.
+// with each operation, `control` the acknowledgements and completion events.
+// Each rank starts its operations in posting order, so both see the same
+// order of messages on every rank pair. Like NCCL, which enqueues a batch's
+// GPU work when it is posted, a rank starts every operation whose
+// descriptors have arrived whenever it waits for any of them: an operation
+// never waits for a peer that is itself waiting for a later operation.
 class CudaLocalCommunicator : public Communicator {
  public:
   CudaLocalCommunicator(std::unique_ptr<Communicator> data, std::unique_ptr<Communicator> control, int device,
@@ -69,7 +127,6 @@ class CudaLocalCommunicator : public Communicator {
   ~CudaLocalCommunicator() override {
     cudaSetDevice(device_);
     cudaStreamSynchronize(stream_);
-    for (cudaEvent_t e : events_) cudaEventDestroy(e);
     cudaStreamDestroy(stream_);
   }
 
@@ -89,7 +146,7 @@ class CudaLocalCommunicator : public Communicator {
   }
 
   // Each send's descriptor {pointer, count, dtype, ready event} goes to the
-  // receiver at post time. In Wait() the receiver copies after the event and
+  // receiver at post time. Once it arrives the receiver copies after the event and
   // acknowledges with its own event, which the sender's stream then waits on.
   WorkOr SendRecv(absl::Span<const P2POp> ops) override {
     TANDEM_CUDA_RETURN_IF_ERROR(cudaSetDevice(device_));
@@ -97,17 +154,20 @@ class CudaLocalCommunicator : public Communicator {
       const char* name = p.kind == P2POp::Kind::kSend ? "send" : "recv";
       TANDEM_RETURN_IF_ERROR(CheckPeer(name, p.peer, size()));
       TANDEM_RETURN_IF_ERROR(CheckCount(name, p.count, p.data));
+      TANDEM_RETURN_IF_ERROR(CheckDeviceMemory(name, p.data, p.count));
     }
     struct Buffers {
       std::vector<P2POp> ops;
-      std::vector<Descriptor> out, in;
+      std::vector<Descriptor> out, in;   // descriptors sent and received
+      std::vector<Descriptor> acks_out, acks_in;
+      absl::Status status;               // a disagreement found by start
     };
     auto b = std::make_shared<Buffers>();
     b->ops.assign(ops.begin(), ops.end());
-    TANDEM_ASSIGN_OR_RETURN(cudaEvent_t ready, Record());
     std::vector<P2POp> host_ops;
     int sends = 0, recvs = 0;
     for (const P2POp& p : ops) (p.kind == P2POp::Kind::kSend ? sends : recvs)++;
+    TANDEM_ASSIGN_OR_RETURN(SharedEvent * ready, Record(/*holders=*/sends));
     b->out.reserve(sends);
     b->in.resize(recvs);
     for (const P2POp& p : ops) {
@@ -123,47 +183,57 @@ class CudaLocalCommunicator : public Communicator {
     op->name = absl::StrFormat("send_recv (%d sends, %d receives)", sends, recvs);
     TANDEM_ASSIGN_OR_RETURN(op->exchange, data_->SendRecv(host_ops));
     op->buffers = b;
-    op->finish = [this, b](Deadline deadline) -> absl::Status {
-      absl::Status s;
+    // Copy what arrived (after the sender's input is ready), then tell each
+    // sender, with an event after the copies and what the receive expected,
+    // so it reports a mismatch in the same words as the receiver.
+    op->start = [this, b]() -> absl::StatusOr<std::unique_ptr<Work>> {
       size_t ri = 0;
       for (const P2POp& p : b->ops) {
         if (p.kind != P2POp::Kind::kRecv) continue;
         const Descriptor& d = b->in[ri++];
         if (d.count != p.count || d.dtype != static_cast<int64_t>(p.dtype)) {
-          if (s.ok()) {
-            s = absl::InvalidArgumentError(absl::StrFormat(
+          if (b->status.ok()) {
+            b->status = absl::InvalidArgumentError(absl::StrFormat(
                 "message from rank %d to rank %d: ranks disagree: sent %d %s, receive expects %d %s", p.peer,
                 rank(), d.count, DataTypeName(static_cast<DataType>(d.dtype)), p.count, DataTypeName(p.dtype)));
           }
+          d.ready->Release();
           continue;
         }
-        TANDEM_CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(stream_, d.ready, 0));
+        TANDEM_RETURN_IF_ERROR(WaitAndRelease(d.ready));
         if (p.count > 0) {
           TANDEM_CUDA_RETURN_IF_ERROR(
               cudaMemcpyAsync(p.data, d.send, p.count * SizeOf(p.dtype), cudaMemcpyDeviceToDevice, stream_));
         }
       }
-      TANDEM_ASSIGN_OR_RETURN(cudaEvent_t copied, Record());
-      std::vector<Descriptor> acks_out(b->in.size(), Descriptor{nullptr, nullptr, copied, s.ok() ? 0 : 1, 0, 0, 0});
-      std::vector<Descriptor> acks_in(b->out.size());
-      std::vector<P2POp> host_ops;
-      size_t ai = 0, bi = 0;
+      TANDEM_ASSIGN_OR_RETURN(SharedEvent * copied, Record(/*holders=*/static_cast<int>(b->in.size())));
+      b->acks_out.reserve(b->in.size());
+      b->acks_in.resize(b->out.size());
+      std::vector<P2POp> acks;
+      size_t bi = 0;
       for (const P2POp& p : b->ops) {
         if (p.kind == P2POp::Kind::kRecv) {
-          host_ops.push_back(P2POp::Send(p.peer, &acks_out[ai++], sizeof(Descriptor), DataType::kBytes));
+          b->acks_out.push_back({nullptr, nullptr, copied, 0, static_cast<int64_t>(p.dtype), p.count, 0});
+          acks.push_back(P2POp::Send(p.peer, &b->acks_out.back(), sizeof(Descriptor), DataType::kBytes));
         } else {
-          host_ops.push_back(P2POp::Recv(p.peer, &acks_in[bi++], sizeof(Descriptor), DataType::kBytes));
+          acks.push_back(P2POp::Recv(p.peer, &b->acks_in[bi++], sizeof(Descriptor), DataType::kBytes));
         }
       }
-      TANDEM_RETURN_IF_ERROR(PostAndWait(control_->SendRecv(host_ops), deadline));
-      for (const Descriptor& a : acks_in) {
-        if (a.op != 0 && s.ok()) {
-          s = absl::InvalidArgumentError(
-              absl::StrFormat("send from rank %d: ranks disagree: the receiver expected another count or dtype", rank()));
+      return control_->SendRecv(acks);
+    };
+    op->end = [this, b]() -> absl::Status {
+      size_t bi = 0;
+      for (const P2POp& p : b->ops) {
+        if (p.kind != P2POp::Kind::kSend) continue;
+        const Descriptor& a = b->acks_in[bi++];
+        if ((a.count != p.count || a.dtype != static_cast<int64_t>(p.dtype)) && b->status.ok()) {
+          b->status = absl::InvalidArgumentError(absl::StrFormat(
+              "message from rank %d to rank %d: ranks disagree: sent %d %s, receive expects %d %s", rank(), p.peer,
+              p.count, DataTypeName(p.dtype), a.count, DataTypeName(static_cast<DataType>(a.dtype))));
         }
-        TANDEM_CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(stream_, a.ready, 0));
+        TANDEM_RETURN_IF_ERROR(WaitAndRelease(a.ready));
       }
-      return s;
+      return b->status;
     };
     return Enqueue(std::move(op));
   }
@@ -297,42 +367,91 @@ class CudaLocalCommunicator : public Communicator {
   absl::Status Progress(Op* target, Deadline deadline) {
     TANDEM_CUDA_RETURN_IF_ERROR(cudaSetDevice(device_));
     while (!target->done) {
-      std::shared_ptr<Op> op = pending_.front();
-      absl::Status s = op->exchange->Wait(deadline);
-      if (absl::IsDeadlineExceeded(s)) return s;  // still pending; names the missing ranks
-      if (s.ok()) s = op->finish(deadline);
-      if (absl::IsDeadlineExceeded(s)) return s;
-      absl::StatusOr<cudaEvent_t> end = Record();
-      if (s.ok() && !end.ok()) s = end.status();
-      if (s.ok()) s = AwaitEvent(*end, deadline, op->name);
-      if (absl::IsDeadlineExceeded(s)) return s;
-      op->status = s;
+      StartArrived();
+      Op* op = pending_.front().get();
+      const auto named = [&](const absl::Status& s) {
+        return absl::Status(s.code(), absl::StrFormat("%s on cuda_local rank %d: %s", op->name, rank(), s.message()));
+      };
+      const auto expired = [&](const absl::Status& s) {
+        return named(absl::DeadlineExceededError(
+            absl::StrFormat("deadline %s exceeded: %s", absl::FormatDuration(deadline.timeout()), s.message())));
+      };
+      // Short slices, so that operations whose descriptors arrive meanwhile
+      // start; the caller's deadline bounds the whole wait.
+      const Deadline slice = Deadline::In(std::min(absl::Milliseconds(1), deadline.Remaining()));
+      if (op->stage == Op::kExchange) {
+        const absl::Status s = op->exchange->Wait(slice);
+        if (s.ok() || (absl::IsDeadlineExceeded(s) && !deadline.expired())) continue;  // StartArrived() starts it
+        if (absl::IsDeadlineExceeded(s)) return expired(s);  // names the ranks that have not posted
+        op->status = named(s);  // the exchange failed: nothing was started
+        op->stage = Op::kGpu;
+      }
+      if (op->stage == Op::kControl) {
+        absl::Status s = op->control->Wait(slice);
+        if (absl::IsDeadlineExceeded(s)) {
+          if (deadline.expired()) return expired(s);
+          continue;
+        }
+        if (s.ok()) s = op->end();
+        op->status = s.ok() ? s : named(s);
+        op->stage = Op::kGpu;
+      }
+      if (op->status.ok()) {
+        TANDEM_ASSIGN_OR_RETURN(SharedEvent * gpu_done, Record(/*holders=*/1));
+        const absl::Status s = AwaitEvent(gpu_done->event, deadline);
+        gpu_done->Release();
+        if (absl::IsDeadlineExceeded(s)) return named(s);
+        op->status = s;
+      }
       op->done = true;
       pending_.pop_front();
-      Retire();
     }
     return target->status;
   }
 
  private:
-  // Creates an event and records it on this rank's stream; owned by events_.
-  absl::StatusOr<cudaEvent_t> Record() {
+  // Records a new event on this rank's stream for `holders` waiters
+  // (nullptr when there are none).
+  absl::StatusOr<SharedEvent*> Record(int holders) {
+    if (holders == 0) return nullptr;
     cudaEvent_t e;
     TANDEM_CUDA_RETURN_IF_ERROR(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
-    TANDEM_CUDA_RETURN_IF_ERROR(cudaEventRecord(e, stream_));
-    events_.push_back(e);
-    return e;
+    if (const cudaError_t err = cudaEventRecord(e, stream_); err != cudaSuccess) {
+      cudaEventDestroy(e);
+      return CudaStatus(err, "cudaEventRecord", __FILE__, __LINE__);
+    }
+    auto* shared = new SharedEvent;
+    shared->event = e;
+    shared->holders = holders;
+    return shared;
   }
 
-  // Peers enqueue waits on this rank's events within the operation that
-  // published them; every later operation completes only after all ranks
-  // finished that one, so events older than the last few operations are no
-  // longer referenced.
-  void Retire() {
-    constexpr size_t kKeep = 256;
-    while (events_.size() > kKeep) {
-      cudaEventDestroy(events_.front());
-      events_.pop_front();
+  // Makes this rank's stream wait for `e`, then releases this rank's hold.
+  absl::Status WaitAndRelease(SharedEvent* e) {
+    const cudaError_t err = cudaStreamWaitEvent(stream_, e->event, 0);
+    e->Release();
+    if (err != cudaSuccess) return CudaStatus(err, "cudaStreamWaitEvent", __FILE__, __LINE__);
+    return absl::OkStatus();
+  }
+
+  // Starts, in posting order, every pending operation whose descriptors
+  // have arrived (stops at the first that is still waiting for them).
+  void StartArrived() {
+    for (const std::shared_ptr<Op>& op : pending_) {
+      if (op->stage != Op::kExchange) continue;
+      if (!op->exchange->IsCompleted()) return;
+      absl::Status s = op->exchange->Wait(Deadline::In(absl::ZeroDuration()));
+      if (s.ok()) {
+        absl::StatusOr<std::unique_ptr<Work>> control = op->start();
+        if (control.ok()) {
+          op->control = *std::move(control);
+          op->stage = Op::kControl;
+          continue;
+        }
+        s = control.status();
+      }
+      op->status = absl::Status(s.code(), absl::StrFormat("%s on cuda_local rank %d: %s", op->name, rank(), s.message()));
+      op->stage = Op::kGpu;
     }
   }
 
@@ -343,20 +462,26 @@ class CudaLocalCommunicator : public Communicator {
   }
 
   // The protocol of every collective: post my descriptor (with the event
-  // after which my input is ready) in a host all-gather; in Wait, check
-  // agreement, wait for everyone's input, run my part on my stream, then
-  // all-gather completion events on the control communicator and wait for
-  // them, so nobody reuses buffers that others still read.
+  // after which my input is ready) in a host all-gather; once all arrived,
+  // check agreement, wait for everyone's input, run my part on my stream,
+  // then all-gather completion events on the control communicator and wait
+  // for them, so nobody reuses buffers that others still read.
   template <typename Fn>
   WorkOr Collective(Descriptor mine, absl::string_view name, Fn part, std::vector<int64_t> counts = {}) {
     TANDEM_CUDA_RETURN_IF_ERROR(cudaSetDevice(device_));
+    const int64_t elements = mine.count + std::accumulate(counts.begin(), counts.end(), int64_t{0});
+    TANDEM_RETURN_IF_ERROR(CheckDeviceMemory(name, mine.send, elements));
+    TANDEM_RETURN_IF_ERROR(CheckDeviceMemory(name, mine.recv, elements));
     const int n = size();
-    TANDEM_ASSIGN_OR_RETURN(mine.ready, Record());
+    TANDEM_ASSIGN_OR_RETURN(mine.ready, Record(/*holders=*/n));  // every rank waits for every input
     // One message per rank: my descriptor, then my counts (all_to_all_v).
     struct Buffers {
       std::vector<char> mine, all;
       std::vector<Descriptor> desc;
       std::vector<int64_t> all_counts;
+      SharedEvent* done = nullptr;
+      std::vector<SharedEvent*> dones;
+      absl::Status status;  // a disagreement found by start
     };
     auto b = std::make_shared<Buffers>();
     const int64_t bytes = sizeof(Descriptor) + 8 * static_cast<int64_t>(counts.size());
@@ -369,8 +494,7 @@ class CudaLocalCommunicator : public Communicator {
     TANDEM_ASSIGN_OR_RETURN(op->exchange, data_->AllGather(b->mine.data(), b->all.data(), bytes, DataType::kBytes));
     const int64_t ncounts = static_cast<int64_t>(counts.size());
     op->buffers = b;
-    op->finish = [this, b, part, n, bytes, ncounts](Deadline deadline) -> absl::Status {
-      absl::Status s;
+    op->start = [this, b, part, n, bytes, ncounts]() -> absl::StatusOr<std::unique_ptr<Work>> {
       b->desc.resize(n);
       b->all_counts.resize(ncounts * n);
       for (int r = 0; r < n; ++r) {
@@ -380,29 +504,36 @@ class CudaLocalCommunicator : public Communicator {
         }
       }
       const std::vector<Descriptor>& all = b->desc;
-      for (int r = 1; r < n && s.ok(); ++r) {
+      for (int r = 1; r < n && b->status.ok(); ++r) {
         if (all[r].op != all[0].op || all[r].dtype != all[0].dtype || all[r].count != all[0].count ||
             all[r].extra != all[0].extra) {
-          s = absl::InvalidArgumentError(absl::StrFormat(
-              "ranks disagree: rank 0 called op %d %s x%d, rank %d called op %d %s x%d", all[0].op,
-              DataTypeName(static_cast<DataType>(all[0].dtype)), all[0].count, r, all[r].op,
+          b->status = absl::InvalidArgumentError(absl::StrFormat(
+              "ranks disagree: rank 0 called %s %s x%d, rank %d called %s %s x%d", kOpNames[all[0].op],
+              DataTypeName(static_cast<DataType>(all[0].dtype)), all[0].count, r, kOpNames[all[r].op],
               DataTypeName(static_cast<DataType>(all[r].dtype)), all[r].count));
         }
       }
-      if (s.ok()) {
-        for (int r = 0; r < n; ++r) TANDEM_CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(stream_, all[r].ready, 0));
-        if constexpr (std::is_invocable_v<Fn, const std::vector<Descriptor>&, const std::vector<int64_t>&>) {
-          s = part(all, b->all_counts);
+      for (int r = 0; r < n; ++r) {
+        if (b->status.ok()) {
+          TANDEM_RETURN_IF_ERROR(WaitAndRelease(all[r].ready));
         } else {
-          s = part(all);
+          all[r].ready->Release();
         }
       }
-      TANDEM_ASSIGN_OR_RETURN(cudaEvent_t done, Record());
-      std::vector<cudaEvent_t> dones(n);
-      TANDEM_RETURN_IF_ERROR(PostAndWait(
-          control_->AllGather(&done, dones.data(), sizeof(cudaEvent_t), DataType::kBytes), deadline));
-      for (int r = 0; r < n; ++r) TANDEM_CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(stream_, dones[r], 0));
-      return s;
+      if (b->status.ok()) {
+        if constexpr (std::is_invocable_v<Fn, const std::vector<Descriptor>&, const std::vector<int64_t>&>) {
+          b->status = part(all, b->all_counts);
+        } else {
+          b->status = part(all);
+        }
+      }
+      TANDEM_ASSIGN_OR_RETURN(b->done, Record(/*holders=*/n));
+      b->dones.resize(n);
+      return control_->AllGather(&b->done, b->dones.data(), sizeof(SharedEvent*), DataType::kBytes);
+    };
+    op->end = [this, b]() -> absl::Status {
+      for (SharedEvent* e : b->dones) TANDEM_RETURN_IF_ERROR(WaitAndRelease(e));
+      return b->status;
     };
     return Enqueue(std::move(op));
   }
@@ -414,7 +545,6 @@ class CudaLocalCommunicator : public Communicator {
   cudaStream_t stream_;
   int64_t next_seq_ = 0;
   std::deque<std::shared_ptr<Op>> pending_;
-  std::deque<cudaEvent_t> events_;
 };
 
 }  // namespace

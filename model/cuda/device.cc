@@ -1,5 +1,6 @@
 #include "model/cuda/device.h"
 
+#include <algorithm>
 #include <cstring>
 #include <utility>
 
@@ -9,14 +10,62 @@
 
 namespace tandem::model::cuda {
 
+namespace {
+
+// Bytes of a tensor of `shape`; the checks of Tensor::Create without its
+// host allocation.
+absl::StatusOr<size_t> Bytes(const std::vector<int64_t>& shape, DType dtype) {
+  int64_t n = 1;
+  for (int64_t d : shape) {
+    if (d < 0 || (d > 0 && n > (int64_t{1} << 40) / d)) {
+      return absl::InvalidArgumentError(absl::StrCat("device tensor: bad shape ", ShapeString(shape)));
+    }
+    n *= d;
+  }
+  return static_cast<size_t>(n) * SizeOf(dtype);
+}
+
+}  // namespace
+
 absl::StatusOr<Tensor> DeviceZeros(std::vector<int64_t> shape, DType dtype) {
-  TANDEM_ASSIGN_OR_RETURN(Tensor probe, Tensor::Create(shape, DType::kF32));
-  const size_t bytes = static_cast<size_t>(probe.numel()) * SizeOf(dtype);
+  TANDEM_ASSIGN_OR_RETURN(const size_t bytes, Bytes(shape, dtype));
   void* p = nullptr;
   TANDEM_CUDA_RETURN_IF_ERROR(cudaMalloc(&p, bytes == 0 ? 1 : bytes));
   TANDEM_CUDA_RETURN_IF_ERROR(cudaMemset(p, 0, bytes == 0 ? 1 : bytes));
   return Tensor::FromStorage(std::move(shape), dtype, Device::kCuda,
                              std::shared_ptr<void>(p, [](void* q) { cudaFree(q); }));
+}
+
+std::shared_ptr<DevicePool> DevicePool::Create(cudaStream_t stream) {
+  return std::shared_ptr<DevicePool>(new DevicePool(stream));
+}
+
+DevicePool::~DevicePool() {
+  for (auto& [bytes, p] : free_) cudaFree(p);
+}
+
+void DevicePool::Release(void* p, size_t bytes) {
+  absl::MutexLock lock(&mu_);
+  free_.emplace(bytes, p);
+}
+
+absl::StatusOr<Tensor> DevicePool::Zeros(std::vector<int64_t> shape, DType dtype) {
+  TANDEM_ASSIGN_OR_RETURN(size_t bytes, Bytes(shape, dtype));
+  bytes = std::max<size_t>(bytes, 1);
+  void* p = nullptr;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = free_.find(bytes);
+    if (it != free_.end()) {
+      p = it->second;
+      free_.erase(it);
+    }
+  }
+  if (p == nullptr) TANDEM_CUDA_RETURN_IF_ERROR(cudaMalloc(&p, bytes));
+  TANDEM_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(p, 0, bytes, stream_));
+  std::shared_ptr<DevicePool> self = shared_from_this();
+  return Tensor::FromStorage(std::move(shape), dtype, Device::kCuda,
+                             std::shared_ptr<void>(p, [self, bytes](void* q) { self->Release(q, bytes); }));
 }
 
 absl::StatusOr<Tensor> ToDevice(const Tensor& host, DType dtype) {

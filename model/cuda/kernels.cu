@@ -266,9 +266,11 @@ cudaError_t EnqueueRmsNormForward(const float* x, const float* g, float* y, floa
 cudaError_t EnqueueRmsNormBackward(const float* x, const float* g, const float* r, const float* dy, float* dx,
                                    float* dg, int64_t tokens, int64_t hidden, cudaStream_t stream) {
   if (tokens == 0) return cudaSuccess;
-  RmsNormBackwardKernel<<<static_cast<unsigned>(tokens), kThreads, 0, stream>>>(x, g, r, dy, dx, hidden);
-  if (cudaError_t e = cudaGetLastError(); e != cudaSuccess) return e;
-  RmsNormWeightGradKernel<<<Blocks(hidden), kThreads, 0, stream>>>(x, r, dy, dg, tokens, hidden);
+  if (dx != nullptr) {
+    RmsNormBackwardKernel<<<static_cast<unsigned>(tokens), kThreads, 0, stream>>>(x, g, r, dy, dx, hidden);
+    if (cudaError_t e = cudaGetLastError(); e != cudaSuccess) return e;
+  }
+  if (dg != nullptr) RmsNormWeightGradKernel<<<Blocks(hidden), kThreads, 0, stream>>>(x, r, dy, dg, tokens, hidden);
   return cudaGetLastError();
 }
 

@@ -23,7 +23,8 @@ cudaError_t EnqueueBf16ToF32(const uint16_t* x, float* y, int64_t n, cudaStream_
 // Enqueues RMSNorm: y = x * r * g, r[t] = 1 / sqrt(mean(x[t]^2) + eps).
 cudaError_t EnqueueRmsNormForward(const float* x, const float* g, float* y, float* r, int64_t tokens,
                                   int64_t hidden, float eps, cudaStream_t stream);
-// Enqueues dx = r g dy - x r^3 mean(g dy x) and dg += sum_t dy x r.
+// Enqueues dx = r g dy - x r^3 mean(g dy x) and dg += sum_t dy x r; either
+// output may be null (the I / W split computes them at different times).
 cudaError_t EnqueueRmsNormBackward(const float* x, const float* g, const float* r, const float* dy, float* dx,
                                    float* dg, int64_t tokens, int64_t hidden, cudaStream_t stream);
 

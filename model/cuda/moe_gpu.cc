@@ -12,16 +12,6 @@
 namespace tandem::model::cuda {
 namespace {
 
-// Scratch slots: forward values kept for backward, then backward temps.
-enum Slot : int {
-  kLogits, kScores, kIdx, kWeights, kRows, kEntries, kPos, kXp, kAp, kBp, kHp, kOp,
-  kSa, kSb, kSh, kSout,
-  kXLow, kXpLow, kHpLow, kShLow,                                    // bf16 operands (forward)
-  kDyLow, kDSh, kDSa, kDSb, kDSaLow, kDSbLow, kDxs, kDOp, kDOpLow,  // backward
-  kDw, kDHp, kDAp, kDBp, kDApLow, kDBpLow, kDXp, kDLogits,
-  kNumSlots
-};
-
 // The `which` projection (0 = w1, 1 = w2, 2 = w3) of every expert, stacked
 // [E, rows, cols] on the host.
 Tensor Stack(const std::vector<Parameter*>& params, int which, int experts) {
@@ -46,32 +36,30 @@ RouterParams MakeRouterParams(const ModelConfig& c) {
 
 }  // namespace
 
-GpuMoeLayer::~GpuMoeLayer() {
-  for (auto& [p, n] : scratch_) cudaFree(p);
-}
+// Forward values Backward() needs, for one call.
+struct GpuMoeLayer::Saved {
+  int64_t tokens = 0;
+  std::vector<int32_t> idx_host;   // [T, top_k]
+  std::vector<int64_t> offsets;    // per expert, E + 1
+  Tensor x, x_op;                  // input and its GEMM operand
+  Tensor scores, idx, weights;     // router [T, E], [T, k] (idx int32)
+  Tensor rows, entries, pos;       // permutation (int32)
+  Tensor xperm_op, ap, bp, hp_op, op;
+  Tensor sa, sb, sh_op;            // shared expert
+};
 
-absl::StatusOr<void*> GpuMoeLayer::Scratch(int slot, size_t bytes) {
-  auto& [p, n] = scratch_[slot];
-  if (n < bytes) {
-    if (p != nullptr) TANDEM_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
-    cudaFree(p);
-    p = nullptr;
-    n = 0;
-    TANDEM_CUDA_RETURN_IF_ERROR(cudaMalloc(&p, bytes == 0 ? 1 : bytes));
-    n = bytes;
-  }
-  return p;
-}
+const std::vector<int32_t>& GpuMoeLayer::Selection(const Saved& saved) { return saved.idx_host; }
 
-absl::StatusOr<const void*> GpuMoeLayer::Operand(const float* f32, int64_t n, int slot) {
-  if (options_.gemm_dtype == DType::kF32) return static_cast<const void*>(f32);
-  TANDEM_ASSIGN_OR_RETURN(void* low, Scratch(slot, n * 2));
-  TANDEM_CUDA_RETURN_IF_ERROR(EnqueueF32ToBf16(f32, static_cast<uint16_t*>(low), n, stream_));
-  return static_cast<const void*>(low);
+absl::StatusOr<Tensor> GpuMoeLayer::Operand(const Tensor& f32, int64_t n) {
+  if (options_.gemm_dtype == DType::kF32) return f32;
+  TANDEM_ASSIGN_OR_RETURN(Tensor low, pool_->Zeros({n}, DType::kBF16));
+  TANDEM_CUDA_RETURN_IF_ERROR(EnqueueF32ToBf16(f32.data<float>(), low.data<uint16_t>(), n, stream_));
+  return low;
 }
 
 absl::StatusOr<std::unique_ptr<GpuMoeLayer>> GpuMoeLayer::Create(MoeLayer& cpu, const ModelConfig& config,
-                                                                 GpuMoeOptions options, cudaStream_t stream) {
+                                                                 GpuMoeOptions options, cudaStream_t stream,
+                                                                 std::shared_ptr<DevicePool> pool) {
   TANDEM_RETURN_IF_ERROR(ValidateConfig(config));
   if (config.num_experts > 1024 || config.top_k > 16 || config.n_group > 64) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -85,7 +73,7 @@ absl::StatusOr<std::unique_ptr<GpuMoeLayer>> GpuMoeLayer::Create(MoeLayer& cpu, 
   g->config_ = config;
   g->options_ = options;
   g->stream_ = stream;
-  g->scratch_.assign(kNumSlots, {nullptr, 0});
+  g->pool_ = pool != nullptr ? std::move(pool) : DevicePool::Create(stream);
   TANDEM_ASSIGN_OR_RETURN(g->blas_, Blas::Create(stream));
   auto upload = [&](Weight& w, const Tensor& host) -> absl::Status {
     TANDEM_ASSIGN_OR_RETURN(w.value, ToDevice(host));
@@ -108,7 +96,7 @@ absl::StatusOr<std::unique_ptr<GpuMoeLayer>> GpuMoeLayer::Create(MoeLayer& cpu, 
   return g;
 }
 
-absl::StatusOr<Tensor> GpuMoeLayer::Forward(const Tensor& x) {
+absl::StatusOr<Tensor> GpuMoeLayer::Forward(const Tensor& x, std::shared_ptr<Saved>* saved) {
   const int64_t t = x.rank() == 2 ? x.dim(0) : -1;
   const int64_t h = config_.hidden, e_count = config_.num_experts, k = config_.top_k;
   const int64_t f = config_.moe_inter, fs = int64_t{config_.num_shared_experts} * config_.moe_inter;
@@ -116,202 +104,234 @@ absl::StatusOr<Tensor> GpuMoeLayer::Forward(const Tensor& x) {
     return absl::InvalidArgumentError(absl::StrCat("gpu moe: input: expected a device f32 [T, ", h, "], got ",
                                                    ShapeString(x.shape())));
   }
+  auto s = std::make_shared<Saved>();
+  s->tokens = t;
+  s->x = x;
   const DType gt = options_.gemm_dtype;
-  const float* xp = x.data<float>();
-  TANDEM_ASSIGN_OR_RETURN(void* logits, Scratch(kLogits, t * e_count * 4));
-  TANDEM_ASSIGN_OR_RETURN(void* scores, Scratch(kScores, t * e_count * 4));
-  TANDEM_ASSIGN_OR_RETURN(void* idx, Scratch(kIdx, t * k * 4));
-  TANDEM_ASSIGN_OR_RETURN(void* weights, Scratch(kWeights, t * k * 4));
-  TANDEM_RETURN_IF_ERROR(blas_->Gemm({false, true, t, e_count, h}, xp, DType::kF32, gate_.value.raw(),
-                                     static_cast<float*>(logits), 1.0f, 0.0f));
+  const int64_t es = SizeOf(gt);
+  TANDEM_ASSIGN_OR_RETURN(Tensor logits, Zeros({t, e_count}));
+  TANDEM_ASSIGN_OR_RETURN(s->scores, Zeros({t, e_count}));
+  TANDEM_ASSIGN_OR_RETURN(s->idx, Zeros({t, k}));
+  TANDEM_ASSIGN_OR_RETURN(s->weights, Zeros({t, k}));
+  TANDEM_RETURN_IF_ERROR(blas_->Gemm({false, true, t, e_count, h}, x.raw(), DType::kF32, gate_.value.raw(),
+                                     logits.data<float>(), 1.0f, 0.0f));
   const RouterParams rp = MakeRouterParams(config_);
-  TANDEM_CUDA_RETURN_IF_ERROR(EnqueueRouterForward(static_cast<float*>(logits), bias_.value.data<float>(), rp, t,
-                                                   static_cast<float*>(scores), static_cast<int32_t*>(idx),
-                                                   static_cast<float*>(weights), stream_));
+  TANDEM_CUDA_RETURN_IF_ERROR(EnqueueRouterForward(logits.data<float>(), bias_.value.data<float>(), rp, t,
+                                                   s->scores.data<float>(), s->idx.data<int32_t>(),
+                                                   s->weights.data<float>(), stream_));
   // Permutation: rows of expert e are entries (t, j) with idx == e, tokens
-  // ascending, at offsets_[e] .. offsets_[e + 1].
-  idx_host_.resize(t * k);
-  TANDEM_CUDA_RETURN_IF_ERROR(
-      cudaMemcpyAsync(idx_host_.data(), idx, t * k * 4, cudaMemcpyDeviceToHost, stream_));
-  TANDEM_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
-  offsets_.assign(e_count + 1, 0);
-  for (int32_t e : idx_host_) ++offsets_[e + 1];
-  for (int64_t e = 0; e < e_count; ++e) offsets_[e + 1] += offsets_[e];
+  // ascending, at offsets[e] .. offsets[e + 1].
   const int64_t n = t * k;
+  s->idx_host.resize(n);
+  TANDEM_CUDA_RETURN_IF_ERROR(
+      cudaMemcpyAsync(s->idx_host.data(), s->idx.raw(), n * 4, cudaMemcpyDeviceToHost, stream_));
+  TANDEM_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
+  std::vector<int64_t>& offsets = s->offsets;
+  offsets.assign(e_count + 1, 0);
+  for (int32_t e : s->idx_host) ++offsets[e + 1];
+  for (int64_t e = 0; e < e_count; ++e) offsets[e + 1] += offsets[e];
   std::vector<int32_t> rows(n), entries(n), pos(n);
-  std::vector<int64_t> fill(offsets_.begin(), offsets_.end() - 1);
+  std::vector<int64_t> fill(offsets.begin(), offsets.end() - 1);
   for (int64_t i = 0; i < n; ++i) {
-    const int64_t at = fill[idx_host_[i]]++;
+    const int64_t at = fill[s->idx_host[i]]++;
     rows[at] = static_cast<int32_t>(i / k);
     entries[at] = static_cast<int32_t>(i);
     pos[i] = static_cast<int32_t>(at);
   }
-  TANDEM_ASSIGN_OR_RETURN(void* rows_d, Scratch(kRows, n * 4));
-  TANDEM_ASSIGN_OR_RETURN(void* entries_d, Scratch(kEntries, n * 4));
-  TANDEM_ASSIGN_OR_RETURN(void* pos_d, Scratch(kPos, n * 4));
-  TANDEM_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(rows_d, rows.data(), n * 4, cudaMemcpyHostToDevice, stream_));
-  TANDEM_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(entries_d, entries.data(), n * 4, cudaMemcpyHostToDevice, stream_));
-  TANDEM_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(pos_d, pos.data(), n * 4, cudaMemcpyHostToDevice, stream_));
-  TANDEM_ASSIGN_OR_RETURN(void* xperm, Scratch(kXp, n * h * 4));
-  TANDEM_CUDA_RETURN_IF_ERROR(EnqueueGatherRows(xp, static_cast<int32_t*>(rows_d), nullptr, nullptr, n, h,
-                                                static_cast<float*>(xperm), stream_));
-  TANDEM_ASSIGN_OR_RETURN(const void* xperm_op, Operand(static_cast<float*>(xperm), n * h, kXpLow));
-  TANDEM_ASSIGN_OR_RETURN(void* ap, Scratch(kAp, n * f * 4));
-  TANDEM_ASSIGN_OR_RETURN(void* bp, Scratch(kBp, n * f * 4));
-  TANDEM_ASSIGN_OR_RETURN(void* hp, Scratch(kHp, n * f * 4));
-  TANDEM_ASSIGN_OR_RETURN(void* op, Scratch(kOp, n * h * 4));
-  const int64_t es = SizeOf(gt);
+  // Copies from pageable memory return once the source has been staged.
+  TANDEM_ASSIGN_OR_RETURN(s->rows, Zeros({n}));
+  TANDEM_ASSIGN_OR_RETURN(s->entries, Zeros({n}));
+  TANDEM_ASSIGN_OR_RETURN(s->pos, Zeros({n}));
+  TANDEM_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(s->rows.raw(), rows.data(), n * 4, cudaMemcpyHostToDevice, stream_));
+  TANDEM_CUDA_RETURN_IF_ERROR(
+      cudaMemcpyAsync(s->entries.raw(), entries.data(), n * 4, cudaMemcpyHostToDevice, stream_));
+  TANDEM_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(s->pos.raw(), pos.data(), n * 4, cudaMemcpyHostToDevice, stream_));
+  TANDEM_ASSIGN_OR_RETURN(Tensor xperm, Zeros({n, h}));
+  TANDEM_CUDA_RETURN_IF_ERROR(EnqueueGatherRows(x.data<float>(), s->rows.data<int32_t>(), nullptr, nullptr, n, h,
+                                                xperm.data<float>(), stream_));
+  TANDEM_ASSIGN_OR_RETURN(s->xperm_op, Operand(xperm, n * h));
+  TANDEM_ASSIGN_OR_RETURN(s->ap, Zeros({n, f}));
+  TANDEM_ASSIGN_OR_RETURN(s->bp, Zeros({n, f}));
+  TANDEM_ASSIGN_OR_RETURN(Tensor hp, Zeros({n, f}));
+  TANDEM_ASSIGN_OR_RETURN(s->op, Zeros({n, h}));
   auto expert_w = [&](int which, int64_t e) {
     return static_cast<const char*>(experts_[which].gemm()) + e * experts_[which].value.dim(1) *
                                                                   experts_[which].value.dim(2) * es;
   };
   std::vector<GemmGroup> g1, g3;
   for (int64_t e = 0; e < e_count; ++e) {
-    const int64_t o = offsets_[e], m = offsets_[e + 1] - offsets_[e];
-    const char* a = static_cast<const char*>(xperm_op) + o * h * es;
-    g1.push_back({{false, true, m, f, h}, a, expert_w(0, e), static_cast<float*>(ap) + o * f});
-    g3.push_back({{false, true, m, f, h}, a, expert_w(2, e), static_cast<float*>(bp) + o * f});
+    const int64_t o = offsets[e], m = offsets[e + 1] - offsets[e];
+    const char* a = static_cast<const char*>(s->xperm_op.raw()) + o * h * es;
+    g1.push_back({{false, true, m, f, h}, a, expert_w(0, e), s->ap.data<float>() + o * f});
+    g3.push_back({{false, true, m, f, h}, a, expert_w(2, e), s->bp.data<float>() + o * f});
   }
   TANDEM_RETURN_IF_ERROR(blas_->GroupedGemm(g1, gt, 1.0f, 0.0f));
   TANDEM_RETURN_IF_ERROR(blas_->GroupedGemm(g3, gt, 1.0f, 0.0f));
-  TANDEM_CUDA_RETURN_IF_ERROR(EnqueueSwiGluForward(static_cast<float*>(ap), static_cast<float*>(bp),
-                                                   static_cast<float*>(hp), n * f, stream_));
-  TANDEM_ASSIGN_OR_RETURN(const void* hp_op, Operand(static_cast<float*>(hp), n * f, kHpLow));
+  TANDEM_CUDA_RETURN_IF_ERROR(
+      EnqueueSwiGluForward(s->ap.data<float>(), s->bp.data<float>(), hp.data<float>(), n * f, stream_));
+  TANDEM_ASSIGN_OR_RETURN(s->hp_op, Operand(hp, n * f));
   std::vector<GemmGroup> g2;
   for (int64_t e = 0; e < e_count; ++e) {
-    const int64_t o = offsets_[e], m = offsets_[e + 1] - offsets_[e];
-    g2.push_back({{false, true, m, h, f}, static_cast<const char*>(hp_op) + o * f * es, expert_w(1, e),
-                  static_cast<float*>(op) + o * h});
+    const int64_t o = offsets[e], m = offsets[e + 1] - offsets[e];
+    g2.push_back({{false, true, m, h, f}, static_cast<const char*>(s->hp_op.raw()) + o * f * es, expert_w(1, e),
+                  s->op.data<float>() + o * h});
   }
   TANDEM_RETURN_IF_ERROR(blas_->GroupedGemm(g2, gt, 1.0f, 0.0f));
-  const float* base = nullptr;
+  Tensor so;
   if (fs > 0) {
-    TANDEM_ASSIGN_OR_RETURN(const void* x_op, Operand(xp, t * h, kXLow));
-    TANDEM_ASSIGN_OR_RETURN(void* sa, Scratch(kSa, t * fs * 4));
-    TANDEM_ASSIGN_OR_RETURN(void* sb, Scratch(kSb, t * fs * 4));
-    TANDEM_ASSIGN_OR_RETURN(void* sh, Scratch(kSh, t * fs * 4));
-    TANDEM_ASSIGN_OR_RETURN(void* so, Scratch(kSout, t * h * 4));
-    TANDEM_RETURN_IF_ERROR(blas_->Gemm({false, true, t, fs, h}, x_op, gt, shared_[0].gemm(), static_cast<float*>(sa), 1, 0));
-    TANDEM_RETURN_IF_ERROR(blas_->Gemm({false, true, t, fs, h}, x_op, gt, shared_[2].gemm(), static_cast<float*>(sb), 1, 0));
-    TANDEM_CUDA_RETURN_IF_ERROR(EnqueueSwiGluForward(static_cast<float*>(sa), static_cast<float*>(sb),
-                                                     static_cast<float*>(sh), t * fs, stream_));
-    TANDEM_ASSIGN_OR_RETURN(const void* sh_op, Operand(static_cast<float*>(sh), t * fs, kShLow));
-    TANDEM_RETURN_IF_ERROR(blas_->Gemm({false, true, t, h, fs}, sh_op, gt, shared_[1].gemm(), static_cast<float*>(so), 1, 0));
-    base = static_cast<float*>(so);
+    TANDEM_ASSIGN_OR_RETURN(s->x_op, Operand(x, t * h));
+    TANDEM_ASSIGN_OR_RETURN(s->sa, Zeros({t, fs}));
+    TANDEM_ASSIGN_OR_RETURN(s->sb, Zeros({t, fs}));
+    TANDEM_ASSIGN_OR_RETURN(Tensor sh, Zeros({t, fs}));
+    TANDEM_ASSIGN_OR_RETURN(so, Zeros({t, h}));
+    TANDEM_RETURN_IF_ERROR(
+        blas_->Gemm({false, true, t, fs, h}, s->x_op.raw(), gt, shared_[0].gemm(), s->sa.data<float>(), 1, 0));
+    TANDEM_RETURN_IF_ERROR(
+        blas_->Gemm({false, true, t, fs, h}, s->x_op.raw(), gt, shared_[2].gemm(), s->sb.data<float>(), 1, 0));
+    TANDEM_CUDA_RETURN_IF_ERROR(
+        EnqueueSwiGluForward(s->sa.data<float>(), s->sb.data<float>(), sh.data<float>(), t * fs, stream_));
+    TANDEM_ASSIGN_OR_RETURN(s->sh_op, Operand(sh, t * fs));
+    TANDEM_RETURN_IF_ERROR(
+        blas_->Gemm({false, true, t, h, fs}, s->sh_op.raw(), gt, shared_[1].gemm(), so.data<float>(), 1, 0));
   }
-  TANDEM_ASSIGN_OR_RETURN(Tensor y, DeviceZeros({t, h}, DType::kF32));
-  TANDEM_CUDA_RETURN_IF_ERROR(EnqueueCombine(static_cast<float*>(op), static_cast<int32_t*>(pos_d),
-                                             static_cast<float*>(weights), base, t, static_cast<int>(k), h,
+  TANDEM_ASSIGN_OR_RETURN(Tensor y, Zeros({t, h}));
+  TANDEM_CUDA_RETURN_IF_ERROR(EnqueueCombine(s->op.data<float>(), s->pos.data<int32_t>(), s->weights.data<float>(),
+                                             fs > 0 ? so.data<float>() : nullptr, t, static_cast<int>(k), h,
                                              y.data<float>(), stream_));
-  x_ = x;
-  tokens_ = t;
-  have_forward_ = true;
+  *saved = std::move(s);
   return y;
 }
 
-absl::StatusOr<Tensor> GpuMoeLayer::Backward(const Tensor& dy) {
-  if (!have_forward_) return absl::FailedPreconditionError("gpu moe: backward: no saved forward");
-  const int64_t t = tokens_;
+absl::StatusOr<Tensor> GpuMoeLayer::Backward(const Saved& s, const Tensor& dy, WeightGradStore* store) {
+  const int64_t t = s.tokens;
   const int64_t h = config_.hidden, e_count = config_.num_experts, k = config_.top_k;
   const int64_t f = config_.moe_inter, fs = int64_t{config_.num_shared_experts} * config_.moe_inter;
   if (dy.is_host() || dy.dtype() != DType::kF32 || dy.rank() != 2 || dy.dim(0) != t || dy.dim(1) != h) {
     return absl::InvalidArgumentError(absl::StrCat("gpu moe: output gradient: expected a device f32 [", t, ", ", h,
                                                    "], got ", ShapeString(dy.shape())));
   }
-  have_forward_ = false;
   const DType gt = options_.gemm_dtype;
   const int64_t es = SizeOf(gt);
   const int64_t n = t * k;
-  const float* dyp = dy.data<float>();
-  const float* xp = x_.data<float>();
-  auto slot = [&](int s) { return static_cast<float*>(scratch_[s].first); };
-  TANDEM_ASSIGN_OR_RETURN(const void* dy_op, Operand(dyp, t * h, kDyLow));
-  // Shared expert.
-  TANDEM_ASSIGN_OR_RETURN(void* dxs, Scratch(kDxs, t * h * 4));
+  TANDEM_ASSIGN_OR_RETURN(Tensor dy_op, Operand(dy, t * h));
+  // Shared expert: dxs = dsa W1 + dsb W3.
+  TANDEM_ASSIGN_OR_RETURN(Tensor dxs, Zeros({t, h}));
+  Tensor dsa_op, dsb_op;
   if (fs > 0) {
-    TANDEM_ASSIGN_OR_RETURN(void* dsh, Scratch(kDSh, t * fs * 4));
-    TANDEM_ASSIGN_OR_RETURN(void* dsa, Scratch(kDSa, t * fs * 4));
-    TANDEM_ASSIGN_OR_RETURN(void* dsb, Scratch(kDSb, t * fs * 4));
-    TANDEM_RETURN_IF_ERROR(blas_->Gemm({false, false, t, fs, h}, dy_op, gt, shared_[1].gemm(), static_cast<float*>(dsh), 1, 0));
-    const void* sh_op = gt == DType::kF32 ? static_cast<const void*>(slot(kSh)) : scratch_[kShLow].first;
-    TANDEM_RETURN_IF_ERROR(blas_->Gemm({true, false, h, fs, t}, dy_op, gt, sh_op, shared_[1].grad.data<float>(), 1, 1));
-    TANDEM_CUDA_RETURN_IF_ERROR(EnqueueSwiGluBackward(slot(kSa), slot(kSb), static_cast<float*>(dsh),
-                                                      static_cast<float*>(dsa), static_cast<float*>(dsb), t * fs, stream_));
-    TANDEM_ASSIGN_OR_RETURN(const void* dsa_op, Operand(static_cast<float*>(dsa), t * fs, kDSaLow));
-    TANDEM_ASSIGN_OR_RETURN(const void* dsb_op, Operand(static_cast<float*>(dsb), t * fs, kDSbLow));
-    TANDEM_RETURN_IF_ERROR(blas_->Gemm({false, false, t, h, fs}, dsa_op, gt, shared_[0].gemm(), static_cast<float*>(dxs), 1, 0));
-    TANDEM_RETURN_IF_ERROR(blas_->Gemm({false, false, t, h, fs}, dsb_op, gt, shared_[2].gemm(), static_cast<float*>(dxs), 1, 1));
-    const void* x_op = gt == DType::kF32 ? static_cast<const void*>(xp) : scratch_[kXLow].first;
-    TANDEM_RETURN_IF_ERROR(blas_->Gemm({true, false, fs, h, t}, dsa_op, gt, x_op, shared_[0].grad.data<float>(), 1, 1));
-    TANDEM_RETURN_IF_ERROR(blas_->Gemm({true, false, fs, h, t}, dsb_op, gt, x_op, shared_[2].grad.data<float>(), 1, 1));
+    TANDEM_ASSIGN_OR_RETURN(Tensor dsh, Zeros({t, fs}));
+    TANDEM_ASSIGN_OR_RETURN(Tensor dsa, Zeros({t, fs}));
+    TANDEM_ASSIGN_OR_RETURN(Tensor dsb, Zeros({t, fs}));
+    TANDEM_RETURN_IF_ERROR(
+        blas_->Gemm({false, false, t, fs, h}, dy_op.raw(), gt, shared_[1].gemm(), dsh.data<float>(), 1, 0));
+    TANDEM_CUDA_RETURN_IF_ERROR(EnqueueSwiGluBackward(s.sa.data<float>(), s.sb.data<float>(), dsh.data<float>(),
+                                                      dsa.data<float>(), dsb.data<float>(), t * fs, stream_));
+    TANDEM_ASSIGN_OR_RETURN(dsa_op, Operand(dsa, t * fs));
+    TANDEM_ASSIGN_OR_RETURN(dsb_op, Operand(dsb, t * fs));
+    TANDEM_RETURN_IF_ERROR(
+        blas_->Gemm({false, false, t, h, fs}, dsa_op.raw(), gt, shared_[0].gemm(), dxs.data<float>(), 1, 0));
+    TANDEM_RETURN_IF_ERROR(
+        blas_->Gemm({false, false, t, h, fs}, dsb_op.raw(), gt, shared_[2].gemm(), dxs.data<float>(), 1, 1));
   }
   // Routed experts.
-  TANDEM_ASSIGN_OR_RETURN(void* dop, Scratch(kDOp, n * h * 4));
-  TANDEM_CUDA_RETURN_IF_ERROR(EnqueueGatherRows(dyp, static_cast<int32_t*>(scratch_[kRows].first), slot(kWeights),
-                                                static_cast<int32_t*>(scratch_[kEntries].first), n, h,
-                                                static_cast<float*>(dop), stream_));
-  TANDEM_ASSIGN_OR_RETURN(void* dw, Scratch(kDw, n * 4));
-  TANDEM_CUDA_RETURN_IF_ERROR(EnqueueRowDots(dyp, slot(kOp), static_cast<int32_t*>(scratch_[kPos].first), t,
-                                             static_cast<int>(k), h, static_cast<float*>(dw), stream_));
-  TANDEM_ASSIGN_OR_RETURN(const void* dop_op, Operand(static_cast<float*>(dop), n * h, kDOpLow));
-  TANDEM_ASSIGN_OR_RETURN(void* dhp, Scratch(kDHp, n * f * 4));
-  TANDEM_ASSIGN_OR_RETURN(void* dap, Scratch(kDAp, n * f * 4));
-  TANDEM_ASSIGN_OR_RETURN(void* dbp, Scratch(kDBp, n * f * 4));
-  TANDEM_ASSIGN_OR_RETURN(void* dxp, Scratch(kDXp, n * h * 4));
-  const void* hp_op = gt == DType::kF32 ? static_cast<const void*>(slot(kHp)) : scratch_[kHpLow].first;
-  const void* xperm_op = gt == DType::kF32 ? static_cast<const void*>(slot(kXp)) : scratch_[kXpLow].first;
+  TANDEM_ASSIGN_OR_RETURN(Tensor dop, Zeros({n, h}));
+  TANDEM_CUDA_RETURN_IF_ERROR(EnqueueGatherRows(dy.data<float>(), s.rows.data<int32_t>(), s.weights.data<float>(),
+                                                s.entries.data<int32_t>(), n, h, dop.data<float>(), stream_));
+  TANDEM_ASSIGN_OR_RETURN(Tensor dw, Zeros({n}));
+  TANDEM_CUDA_RETURN_IF_ERROR(EnqueueRowDots(dy.data<float>(), s.op.data<float>(), s.pos.data<int32_t>(), t,
+                                             static_cast<int>(k), h, dw.data<float>(), stream_));
+  TANDEM_ASSIGN_OR_RETURN(Tensor dop_op, Operand(dop, n * h));
+  TANDEM_ASSIGN_OR_RETURN(Tensor dhp, Zeros({n, f}));
+  TANDEM_ASSIGN_OR_RETURN(Tensor dap, Zeros({n, f}));
+  TANDEM_ASSIGN_OR_RETURN(Tensor dbp, Zeros({n, f}));
+  TANDEM_ASSIGN_OR_RETURN(Tensor dxp, Zeros({n, h}));
   auto wmat = [&](int which, int64_t e) {
     return static_cast<const char*>(experts_[which].gemm()) +
            e * experts_[which].value.dim(1) * experts_[which].value.dim(2) * es;
   };
-  auto gmat = [&](int which, int64_t e) {
-    return experts_[which].grad.data<float>() + e * experts_[which].value.dim(1) * experts_[which].value.dim(2);
-  };
-  std::vector<GemmGroup> d_h, d_w2;
+  std::vector<GemmGroup> d_h;
   for (int64_t e = 0; e < e_count; ++e) {
-    const int64_t o = offsets_[e], m = offsets_[e + 1] - offsets_[e];
-    const char* dope = static_cast<const char*>(dop_op) + o * h * es;
-    d_h.push_back({{false, false, m, f, h}, dope, wmat(1, e), static_cast<float*>(dhp) + o * f});
-    d_w2.push_back({{true, false, h, f, m}, dope, static_cast<const char*>(hp_op) + o * f * es, gmat(1, e)});
+    const int64_t o = s.offsets[e], m = s.offsets[e + 1] - s.offsets[e];
+    d_h.push_back({{false, false, m, f, h}, static_cast<const char*>(dop_op.raw()) + o * h * es, wmat(1, e),
+                   dhp.data<float>() + o * f});
   }
   TANDEM_RETURN_IF_ERROR(blas_->GroupedGemm(d_h, gt, 1, 0));
-  TANDEM_RETURN_IF_ERROR(blas_->GroupedGemm(d_w2, gt, 1, 1));
-  TANDEM_CUDA_RETURN_IF_ERROR(EnqueueSwiGluBackward(slot(kAp), slot(kBp), static_cast<float*>(dhp),
-                                                    static_cast<float*>(dap), static_cast<float*>(dbp), n * f, stream_));
-  TANDEM_ASSIGN_OR_RETURN(const void* dap_op, Operand(static_cast<float*>(dap), n * f, kDApLow));
-  TANDEM_ASSIGN_OR_RETURN(const void* dbp_op, Operand(static_cast<float*>(dbp), n * f, kDBpLow));
-  std::vector<GemmGroup> dx1, dx3, dw1, dw3;
+  TANDEM_CUDA_RETURN_IF_ERROR(EnqueueSwiGluBackward(s.ap.data<float>(), s.bp.data<float>(), dhp.data<float>(),
+                                                    dap.data<float>(), dbp.data<float>(), n * f, stream_));
+  TANDEM_ASSIGN_OR_RETURN(Tensor dap_op, Operand(dap, n * f));
+  TANDEM_ASSIGN_OR_RETURN(Tensor dbp_op, Operand(dbp, n * f));
+  std::vector<GemmGroup> dx1, dx3;
   for (int64_t e = 0; e < e_count; ++e) {
-    const int64_t o = offsets_[e], m = offsets_[e + 1] - offsets_[e];
-    const char* da = static_cast<const char*>(dap_op) + o * f * es;
-    const char* db = static_cast<const char*>(dbp_op) + o * f * es;
-    const char* xe = static_cast<const char*>(xperm_op) + o * h * es;
-    dx1.push_back({{false, false, m, h, f}, da, wmat(0, e), static_cast<float*>(dxp) + o * h});
-    dx3.push_back({{false, false, m, h, f}, db, wmat(2, e), static_cast<float*>(dxp) + o * h});
-    dw1.push_back({{true, false, f, h, m}, da, xe, gmat(0, e)});
-    dw3.push_back({{true, false, f, h, m}, db, xe, gmat(2, e)});
+    const int64_t o = s.offsets[e], m = s.offsets[e + 1] - s.offsets[e];
+    dx1.push_back({{false, false, m, h, f}, static_cast<const char*>(dap_op.raw()) + o * f * es, wmat(0, e),
+                   dxp.data<float>() + o * h});
+    dx3.push_back({{false, false, m, h, f}, static_cast<const char*>(dbp_op.raw()) + o * f * es, wmat(2, e),
+                   dxp.data<float>() + o * h});
   }
   TANDEM_RETURN_IF_ERROR(blas_->GroupedGemm(dx1, gt, 1, 0));
   TANDEM_RETURN_IF_ERROR(blas_->GroupedGemm(dx3, gt, 1, 1));
-  TANDEM_RETURN_IF_ERROR(blas_->GroupedGemm(dw1, gt, 1, 1));
-  TANDEM_RETURN_IF_ERROR(blas_->GroupedGemm(dw3, gt, 1, 1));
-  TANDEM_ASSIGN_OR_RETURN(Tensor dx, DeviceZeros({t, h}, DType::kF32));
-  TANDEM_CUDA_RETURN_IF_ERROR(EnqueueCombine(static_cast<float*>(dxp), static_cast<int32_t*>(scratch_[kPos].first),
-                                             nullptr, fs > 0 ? static_cast<float*>(dxs) : nullptr, t,
-                                             static_cast<int>(k), h, dx.data<float>(), stream_));
+  TANDEM_ASSIGN_OR_RETURN(Tensor dx, Zeros({t, h}));
+  TANDEM_CUDA_RETURN_IF_ERROR(EnqueueCombine(dxp.data<float>(), s.pos.data<int32_t>(), nullptr,
+                                             fs > 0 ? dxs.data<float>() : nullptr, t, static_cast<int>(k), h,
+                                             dx.data<float>(), stream_));
   // Router.
   const RouterParams rp = MakeRouterParams(config_);
-  TANDEM_ASSIGN_OR_RETURN(void* dlogits, Scratch(kDLogits, t * e_count * 4));
-  TANDEM_CUDA_RETURN_IF_ERROR(EnqueueRouterBackward(slot(kScores), static_cast<int32_t*>(scratch_[kIdx].first),
-                                                    static_cast<float*>(dw), rp, t, static_cast<float*>(dlogits), stream_));
-  TANDEM_RETURN_IF_ERROR(blas_->Gemm({false, false, t, h, e_count}, dlogits, DType::kF32, gate_.value.raw(),
+  TANDEM_ASSIGN_OR_RETURN(Tensor dlogits, Zeros({t, e_count}));
+  TANDEM_CUDA_RETURN_IF_ERROR(EnqueueRouterBackward(s.scores.data<float>(), s.idx.data<int32_t>(), dw.data<float>(),
+                                                    rp, t, dlogits.data<float>(), stream_));
+  TANDEM_RETURN_IF_ERROR(blas_->Gemm({false, false, t, h, e_count}, dlogits.raw(), DType::kF32, gate_.value.raw(),
                                      dx.data<float>(), 1, 1));
-  TANDEM_RETURN_IF_ERROR(blas_->Gemm({true, false, e_count, h, t}, dlogits, DType::kF32, xp,
-                                     gate_.grad.data<float>(), 1, 1));
+  if (store == nullptr) {
+    TANDEM_RETURN_IF_ERROR(WeightGrads(s, dy_op, dsa_op, dsb_op, dop_op, dap_op, dbp_op, dlogits));
+  } else {
+    // The closure holds the tensors it reads (shared storage) and the saved
+    // forward, which the caller may drop meanwhile.
+    auto held = std::make_shared<Saved>(s);
+    std::shared_ptr<absl::Status> error = deferred_error_;
+    store->Put([this, held, dy_op, dsa_op, dsb_op, dop_op, dap_op, dbp_op, dlogits, error] {
+      const absl::Status st = WeightGrads(*held, dy_op, dsa_op, dsb_op, dop_op, dap_op, dbp_op, dlogits);
+      if (error->ok()) *error = st;
+    });
+  }
   return dx;
 }
 
+absl::Status GpuMoeLayer::WeightGrads(const Saved& s, const Tensor& dy_op, const Tensor& dsa_op,
+                                      const Tensor& dsb_op, const Tensor& dop_op, const Tensor& dap_op,
+                                      const Tensor& dbp_op, const Tensor& dlogits) {
+  const int64_t t = s.tokens;
+  const int64_t h = config_.hidden, e_count = config_.num_experts;
+  const int64_t f = config_.moe_inter, fs = int64_t{config_.num_shared_experts} * config_.moe_inter;
+  const DType gt = options_.gemm_dtype;
+  const int64_t es = SizeOf(gt);
+  if (fs > 0) {
+    TANDEM_RETURN_IF_ERROR(
+        blas_->Gemm({true, false, h, fs, t}, dy_op.raw(), gt, s.sh_op.raw(), shared_[1].grad.data<float>(), 1, 1));
+    TANDEM_RETURN_IF_ERROR(
+        blas_->Gemm({true, false, fs, h, t}, dsa_op.raw(), gt, s.x_op.raw(), shared_[0].grad.data<float>(), 1, 1));
+    TANDEM_RETURN_IF_ERROR(
+        blas_->Gemm({true, false, fs, h, t}, dsb_op.raw(), gt, s.x_op.raw(), shared_[2].grad.data<float>(), 1, 1));
+  }
+  auto gmat = [&](int which, int64_t e) {
+    return experts_[which].grad.data<float>() + e * experts_[which].value.dim(1) * experts_[which].value.dim(2);
+  };
+  std::vector<GemmGroup> dw1, dw2, dw3;
+  for (int64_t e = 0; e < e_count; ++e) {
+    const int64_t o = s.offsets[e], m = s.offsets[e + 1] - s.offsets[e];
+    const char* xe = static_cast<const char*>(s.xperm_op.raw()) + o * h * es;
+    dw1.push_back({{true, false, f, h, m}, static_cast<const char*>(dap_op.raw()) + o * f * es, xe, gmat(0, e)});
+    dw2.push_back({{true, false, h, f, m}, static_cast<const char*>(dop_op.raw()) + o * h * es,
+                   static_cast<const char*>(s.hp_op.raw()) + o * f * es, gmat(1, e)});
+    dw3.push_back({{true, false, f, h, m}, static_cast<const char*>(dbp_op.raw()) + o * f * es, xe, gmat(2, e)});
+  }
+  TANDEM_RETURN_IF_ERROR(blas_->GroupedGemm(dw2, gt, 1, 1));
+  TANDEM_RETURN_IF_ERROR(blas_->GroupedGemm(dw1, gt, 1, 1));
+  TANDEM_RETURN_IF_ERROR(blas_->GroupedGemm(dw3, gt, 1, 1));
+  return blas_->Gemm({true, false, e_count, h, t}, dlogits.raw(), DType::kF32, s.x.raw(),
+                     gate_.grad.data<float>(), 1, 1);
+}
+
 absl::StatusOr<std::vector<Tensor>> GpuMoeLayer::DownloadGrads() const {
+  TANDEM_RETURN_IF_ERROR(*deferred_error_);
   std::vector<Tensor> out;
   TANDEM_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
   TANDEM_ASSIGN_OR_RETURN(Tensor gate, ToHost(gate_.grad));

@@ -6,8 +6,11 @@
 // router kernel; tokens permuted into per-expert contiguous rows (one host
 // round trip for the counts, as any grouped-GEMM MoE needs); grouped expert
 // GEMMs (cuBLAS, f32 or bf16 operands with f32 accumulation) and the
-// shared expert; the weighted combine in top-k order. Backward gives dx and
-// accumulates every weight gradient on the device (no deferral).
+// shared expert; the weighted combine in top-k order. Forward returns what
+// its backward needs as a Saved (device tensors from the layer's pool), so
+// several micro-batches can be in flight; Backward gives dx and either
+// accumulates every weight gradient on the device now or defers those GEMMs
+// into a WeightGradStore (the I / W split). All work runs on one stream.
 //
 // Tolerances against the CPU layer (moe_gpu_test): f32 GEMMs 1e-4, bf16
 // GEMMs 3e-2, both relative to the largest magnitude of each tensor; the
@@ -15,8 +18,9 @@
 //
 // Example:
 //   TANDEM_ASSIGN_OR_RETURN(auto gpu, GpuMoeLayer::Create(cpu_layer, config, {DType::kBF16}, stream));
-//   TANDEM_ASSIGN_OR_RETURN(Tensor y, gpu->Forward(x_dev));
-//   TANDEM_ASSIGN_OR_RETURN(Tensor dx, gpu->Backward(dy_dev));
+//   std::shared_ptr<GpuMoeLayer::Saved> saved;
+//   TANDEM_ASSIGN_OR_RETURN(Tensor y, gpu->Forward(x_dev, &saved));
+//   TANDEM_ASSIGN_OR_RETURN(Tensor dx, gpu->Backward(*saved, dy_dev, /*store=*/nullptr));
 #ifndef TANDEM_MODEL_CUDA_MOE_GPU_H_
 #define TANDEM_MODEL_CUDA_MOE_GPU_H_
 
@@ -28,9 +32,11 @@
 
 #include "absl/status/statusor.h"
 #include "model/config.h"
+#include "model/cuda/device.h"
 #include "model/cuda/gemm.h"
 #include "model/moe_layer.h"
 #include "model/tensor.h"
+#include "model/weight_grad_store.h"
 
 namespace tandem::model::cuda {
 
@@ -45,34 +51,43 @@ class GpuMoeLayer {
   // Copies the weights and the balancing bias of `cpu` (which must hold all
   // experts: single rank) to the device. kInvalidArgument for configs the
   // router kernel does not take (experts > 1024, top_k > 16, groups > 64).
+  // Tensors come from `pool` (a new pool on `stream` when null).
   static absl::StatusOr<std::unique_ptr<GpuMoeLayer>> Create(MoeLayer& cpu, const ModelConfig& config,
-                                                             GpuMoeOptions options, cudaStream_t stream);
-  ~GpuMoeLayer();
+                                                             GpuMoeOptions options, cudaStream_t stream,
+                                                             std::shared_ptr<DevicePool> pool = nullptr);
+
+  // What Backward() needs from one Forward(); opaque.
+  struct Saved;
 
   // GpuMoeLayer::Forward()
   //
-  // x [T, hidden] f32 on the device -> y; saves what one Backward() needs.
-  absl::StatusOr<Tensor> Forward(const Tensor& x);
+  // x [T, hidden] f32 on the device -> y; `saved` receives what Backward()
+  // needs.
+  absl::StatusOr<Tensor> Forward(const Tensor& x, std::shared_ptr<Saved>* saved);
 
   // GpuMoeLayer::Backward()
   //
-  // dy [T, hidden] f32 -> dx; weight gradients accumulate on the device.
-  // kFailedPrecondition without a preceding Forward().
-  absl::StatusOr<Tensor> Backward(const Tensor& dy);
+  // dy [T, hidden] f32 -> dx. The weight-gradient GEMMs run now (store ==
+  // nullptr) or are Put() into `store`; a deferred GEMM that fails is
+  // reported by DownloadGrads().
+  absl::StatusOr<Tensor> Backward(const Saved& saved, const Tensor& dy, WeightGradStore* store);
 
   // The gradients as host tensors, in the order of
   // cpu.dense_parameters() then cpu.expert_parameters().
   absl::StatusOr<std::vector<Tensor>> DownloadGrads() const;
 
-  // Expert selection of the last Forward() [T, top_k] (host copy).
-  const std::vector<int32_t>& last_idx() const { return idx_host_; }
+  // Expert selection of `saved`'s forward [T, top_k] (host copy).
+  static const std::vector<int32_t>& Selection(const Saved& saved);
 
  private:
   GpuMoeLayer() = default;
-  // A reusable device buffer for slot `slot` of at least `bytes` bytes.
-  absl::StatusOr<void*> Scratch(int slot, size_t bytes);
-  // `f32` as a GEMM operand in gemm_dtype (converted into slot when bf16).
-  absl::StatusOr<const void*> Operand(const float* f32, int64_t n, int slot);
+  // `f32` (n floats) as a GEMM operand in gemm_dtype: itself, or a bf16
+  // copy from the pool.
+  absl::StatusOr<Tensor> Operand(const Tensor& f32, int64_t n);
+  absl::StatusOr<Tensor> Zeros(std::vector<int64_t> shape) { return pool_->Zeros(std::move(shape)); }
+  // The weight-gradient GEMMs of one backward.
+  absl::Status WeightGrads(const Saved& s, const Tensor& dy_op, const Tensor& dsa_op, const Tensor& dsb_op,
+                           const Tensor& dop_op, const Tensor& dap_op, const Tensor& dbp_op, const Tensor& dlogits);
 
   struct Weight {
     Tensor value;  // f32
@@ -83,17 +98,12 @@ class GpuMoeLayer {
   ModelConfig config_;
   GpuMoeOptions options_;
   cudaStream_t stream_ = nullptr;
+  std::shared_ptr<DevicePool> pool_;
   std::unique_ptr<Blas> blas_;
   Weight gate_, bias_;
   Weight shared_[3];   // w1, w2, w3 (absent when no shared expert)
   Weight experts_[3];  // stacked: w1 [E, F, H], w2 [E, H, F], w3 [E, F, H]
-  std::vector<std::pair<void*, size_t>> scratch_;
-  // Saved by Forward().
-  bool have_forward_ = false;
-  Tensor x_;
-  int64_t tokens_ = 0;
-  std::vector<int32_t> idx_host_;
-  std::vector<int64_t> offsets_;  // per expert, E + 1
+  std::shared_ptr<absl::Status> deferred_error_ = std::make_shared<absl::Status>();
 };
 
 }  // namespace tandem::model::cuda

@@ -85,7 +85,10 @@ void BM_MoeBlock(benchmark::State& state) {
   Tensor x = ToDevice(testing::RandomTensor({tokens, c.hidden}, 1)).value();
   Tensor dy = ToDevice(testing::RandomTensor({tokens, c.hidden}, 2, 1e-3f)).value();
   const double seconds =
-      TimeIterations(state, [&] { return gpu->Forward(x).ok() && gpu->Backward(dy).ok(); });
+      TimeIterations(state, [&] {
+        std::shared_ptr<GpuMoeLayer::Saved> saved;
+        return gpu->Forward(x, &saved).ok() && gpu->Backward(*saved, dy, nullptr).ok();
+      });
   // Forward 3 GEMMs per expert row and per shared row; backward twice that.
   const double per_token = 3.0 * 2.0 * c.hidden * c.moe_inter * (c.top_k + c.num_shared_experts) * 3.0;
   state.counters["tokens/s"] = tokens * state.iterations() / seconds;

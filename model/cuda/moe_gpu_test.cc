@@ -58,9 +58,10 @@ TEST_P(MoeGpuTest, MatchesCpuLayer) {
   ASSERT_OK_AND_ASSIGN(auto gpu, GpuMoeLayer::Create(cpu, config, {c.gemm}, nullptr));
   ASSERT_OK_AND_ASSIGN(Tensor xd, ToDevice(x));
   ASSERT_OK_AND_ASSIGN(Tensor dyd, ToDevice(dy));
-  ASSERT_OK_AND_ASSIGN(Tensor yd, gpu->Forward(xd));
-  EXPECT_EQ(gpu->last_idx(), saved.router.idx);
-  ASSERT_OK_AND_ASSIGN(Tensor dxd, gpu->Backward(dyd));
+  std::shared_ptr<GpuMoeLayer::Saved> sv;
+  ASSERT_OK_AND_ASSIGN(Tensor yd, gpu->Forward(xd, &sv));
+  EXPECT_EQ(GpuMoeLayer::Selection(*sv), saved.router.idx);
+  ASSERT_OK_AND_ASSIGN(Tensor dxd, gpu->Backward(*sv, dyd, nullptr));
   ASSERT_OK_AND_ASSIGN(Tensor y, ToHost(yd));
   ASSERT_OK_AND_ASSIGN(Tensor dx, ToHost(dxd));
   EXPECT_LE(MaxRelativeDifference(y, y_cpu), c.tol);
@@ -72,7 +73,48 @@ TEST_P(MoeGpuTest, MatchesCpuLayer) {
   for (size_t i = 0; i < params.size(); ++i) {
     EXPECT_LE(MaxRelativeDifference(grads[i], params[i]->grad), c.tol) << params[i]->name;
   }
-  EXPECT_FALSE(gpu->Backward(dyd).ok());  // one backward per forward
+  EXPECT_FALSE(gpu->Backward(*sv, Tensor::Zeros({128, 64}), nullptr).ok());  // dy on the host
+}
+
+// Deferred weight gradients (I now, W later) equal the immediate ones bit
+// for bit, and nothing accumulates before the store is popped; two forwards
+// in flight keep their own saved state.
+TEST(MoeGpuSplitTest, DeferredEqualsImmediateWithTwoMicroBatchesInFlight) {
+  if (VisibleGpuCount() == 0) GTEST_SKIP() << "no GPU visible";
+  const ModelConfig config = Config(ScoreFunc::kSigmoid);
+  MoeLayer cpu("moe", config, 0);
+  cpu.Init();
+  ASSERT_OK_AND_ASSIGN(auto now, GpuMoeLayer::Create(cpu, config, {}, nullptr));
+  ASSERT_OK_AND_ASSIGN(auto later, GpuMoeLayer::Create(cpu, config, {}, nullptr));
+  ASSERT_OK_AND_ASSIGN(Tensor x0, ToDevice(RandomTensor({96, 64}, 3, 2.0f)));
+  ASSERT_OK_AND_ASSIGN(Tensor x1, ToDevice(RandomTensor({96, 64}, 4, 2.0f)));
+  ASSERT_OK_AND_ASSIGN(Tensor dy0, ToDevice(RandomTensor({96, 64}, 5)));
+  ASSERT_OK_AND_ASSIGN(Tensor dy1, ToDevice(RandomTensor({96, 64}, 6)));
+  WeightGradStore store;
+  std::vector<Tensor> dx[2];
+  for (GpuMoeLayer* g : {now.get(), later.get()}) {
+    std::shared_ptr<GpuMoeLayer::Saved> s0, s1;
+    ASSERT_OK(g->Forward(x0, &s0).status());
+    ASSERT_OK(g->Forward(x1, &s1).status());
+    WeightGradStore* st = g == later.get() ? &store : nullptr;
+    for (auto [s, dy] : {std::make_pair(s1.get(), &dy1), std::make_pair(s0.get(), &dy0)}) {
+      ASSERT_OK_AND_ASSIGN(Tensor d, g->Backward(*s, *dy, st));
+      ASSERT_OK_AND_ASSIGN(Tensor host, ToHost(d));
+      dx[g == later.get()].push_back(host);
+      if (st != nullptr) st->Flush();
+    }
+  }
+  for (int i = 0; i < 2; ++i) EXPECT_EQ(MaxRelativeDifference(dx[0][i], dx[1][i]), 0.0) << "mb " << i;
+  ASSERT_OK_AND_ASSIGN(std::vector<Tensor> before, later->DownloadGrads());
+  for (const Tensor& g : before) {
+    for (float v : g.span()) ASSERT_EQ(v, 0.0f);
+  }
+  ASSERT_OK(store.Pop());
+  ASSERT_OK(store.Pop());
+  ASSERT_OK_AND_ASSIGN(std::vector<Tensor> a, now->DownloadGrads());
+  ASSERT_OK_AND_ASSIGN(std::vector<Tensor> b, later->DownloadGrads());
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_EQ(MaxRelativeDifference(a[i], b[i]), 0.0) << "gradient " << i;
 }
 
 INSTANTIATE_TEST_SUITE_P(Modes, MoeGpuTest,

@@ -177,7 +177,6 @@ class RankRunner {
   absl::Status PostBatch(int batch, int begin, int end) {
     Pending& p = pending_[batch];
     std::vector<comm::P2POp> ops;
-    // Buffers first (vectors must not move after their pointers are taken).
     for (int i = begin; i < end; ++i) {
       const Action& a = p_.actions[i];
       if (o_.forward_only && Gradient(a.op)) continue;
@@ -192,7 +191,9 @@ class RankRunner {
         const int boundary = a.op == Op::kRecvF ? a.stage : a.stage + 1;
         const int64_t n = work_.BoundaryElements({boundary, a.direction, a.mb});
         const Key k{a.op == Op::kRecvF ? Kind::kActIn : Kind::kGradIn, a.stage, a.direction, a.mb};
-        p.recvs.emplace_back(k, Buffer(n));
+        absl::StatusOr<Buffer> b = work_.NewBuffer(n);
+        if (!b.ok()) return Fail(i, b.status());
+        p.recvs.emplace_back(k, *std::move(b));
       }
     }
     size_t si = 0, ri = 0;
@@ -200,10 +201,10 @@ class RankRunner {
       const Action& a = p_.actions[i];
       if (IsSend(a.op)) {
         const Buffer& b = p.sends[si++];
-        ops.push_back(comm::P2POp::Send(a.peer, b.data(), static_cast<int64_t>(b.size()), comm::DataType::kF32));
+        ops.push_back(comm::P2POp::Send(a.peer, b.data(), b.size(), comm::DataType::kF32));
       } else {
-        Buffer& b = p.recvs[ri++].second;
-        ops.push_back(comm::P2POp::Recv(a.peer, b.data(), static_cast<int64_t>(b.size()), comm::DataType::kF32));
+        const Buffer& b = p.recvs[ri++].second;
+        ops.push_back(comm::P2POp::Recv(a.peer, b.data(), b.size(), comm::DataType::kF32));
       }
     }
     const double now = Us(Clock::now());

@@ -16,7 +16,8 @@ absl::StatusOr<std::unique_ptr<ModelStageWork>> ModelStageWork::Create(const Sch
                                                                         std::vector<int> bounds,
                                                                         const PipelineData* data,
                                                                         bool overlap_threads,
-                                                                        const std::function<absl::Status(model::Model&)>& prepare) {
+                                                                        const std::function<absl::Status(model::Model&)>& prepare,
+                                                                        const ModelPlacer& placer) {
   const int units = config.num_layers + 2;
   if (static_cast<int>(bounds.size()) != s.stages + 1 || bounds.front() != 0 || bounds.back() != units) {
     return absl::InvalidArgumentError(absl::StrFormat(
@@ -40,10 +41,14 @@ absl::StatusOr<std::unique_ptr<ModelStageWork>> ModelStageWork::Create(const Sch
       Copy c;
       TANDEM_ASSIGN_OR_RETURN(c.model, model::Model::Create(config));
       if (prepare) TANDEM_RETURN_IF_ERROR(prepare(*c.model));
+      if (placer) {
+        TANDEM_ASSIGN_OR_RETURN(c.placed, placer(*c.model));
+      }
       model::Stage::Options o;
       o.store = &w->store_;
       o.overlap_threads = overlap_threads;
-      TANDEM_ASSIGN_OR_RETURN(c.stage, model::Stage::Create(c.model.get(), w->bounds_[st], w->bounds_[st + 1], o));
+      model::UnitModel* runs = c.placed != nullptr ? c.placed.get() : c.model.get();
+      TANDEM_ASSIGN_OR_RETURN(c.stage, model::Stage::Create(runs, w->bounds_[st], w->bounds_[st + 1], o));
       w->copies_[{st, d}] = std::move(c);
     }
   }
@@ -63,18 +68,40 @@ int64_t ModelStageWork::BoundaryElements(const Slot& s) const {
   return data_->inputs[Global(s)].dim(0) * int64_t{copies_.begin()->second.model->config().hidden};
 }
 
+// Buffers and tensors share storage: nothing is copied.
 absl::StatusOr<model::Tensor> ModelStageWork::AsTensor(const Slot& s, Buffer b) const {
   if (b.empty()) return model::Tensor();
   const int64_t tokens = data_->inputs[Global(s)].dim(0);
-  return model::Tensor::FromVector({tokens, static_cast<int64_t>(b.size()) / std::max<int64_t>(tokens, 1)}, b);
+  const int64_t width = b.size() / std::max<int64_t>(tokens, 1);
+  if (tokens * width != b.size()) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("stage %d mb %d: buffer of %d floats is not %d tokens wide", s.stage, s.mb, b.size(), tokens));
+  }
+  const bool placed = copies_.begin()->second.placed != nullptr;
+  return model::Tensor::FromStorage({tokens, width}, model::DType::kF32,
+                                    placed ? model::Device::kCuda : model::Device::kHost, b.storage());
 }
 
 namespace {
 Buffer AsBuffer(const model::Tensor& t) {
   if (t.numel() == 0) return Buffer();
-  return Buffer(t.span().begin(), t.span().end());
+  return Buffer(t.storage(), t.numel());
 }
 }  // namespace
+
+absl::StatusOr<Buffer> ModelStageWork::NewBuffer(int64_t elements) {
+  const Copy& c = copies_.begin()->second;
+  if (c.placed == nullptr) return StageWork::NewBuffer(elements);
+  TANDEM_ASSIGN_OR_RETURN(model::Tensor t, c.placed->NewActivation({elements}));
+  return AsBuffer(t);
+}
+
+absl::Status ModelStageWork::SyncGradients() {
+  for (auto& [key, c] : copies_) {
+    if (c.placed != nullptr) TANDEM_RETURN_IF_ERROR(c.placed->SyncGradients());
+  }
+  return absl::OkStatus();
+}
 
 absl::StatusOr<Buffer> ModelStageWork::Forward(const Slot& s, Buffer input) {
   TANDEM_ASSIGN_OR_RETURN(Copy * c, At(s));
@@ -171,7 +198,7 @@ model::Model* ModelStageWork::model(int stage, int direction) const {
   return it == copies_.end() ? nullptr : it->second.model.get();
 }
 
-absl::StatusOr<std::vector<double>> Sequential(model::Model& m, const PipelineData& data) {
+absl::StatusOr<std::vector<double>> Sequential(model::UnitModel& m, const PipelineData& data) {
   TANDEM_ASSIGN_OR_RETURN(std::unique_ptr<model::Stage> stage, model::Stage::Create(&m, 0, m.num_units(), {}));
   std::vector<double> losses;
   for (size_t g = 0; g < data.inputs.size(); ++g) {

@@ -11,6 +11,9 @@
 //
 // Sequential() is the reference the executor is checked against: every
 // micro-batch through one whole model, forward then backward, in order.
+//
+// A ModelPlacer moves each copy elsewhere (model/cuda/gpu_model.h: onto a
+// GPU); the stages then run there and the buffers they exchange live there.
 
 #ifndef TANDEM_SCHEDULE_EXECUTOR_MODEL_STAGE_WORK_H_
 #define TANDEM_SCHEDULE_EXECUTOR_MODEL_STAGE_WORK_H_
@@ -30,6 +33,11 @@
 #include "schedule/executor/stage_work.h"
 
 namespace tandem::schedule {
+
+// Makes the model a stage copy runs on from the host model it was created
+// as (same parameters); the host model keeps receiving the gradients
+// through UnitModel::SyncGradients().
+using ModelPlacer = std::function<absl::StatusOr<std::unique_ptr<model::UnitModel>>(model::Model& host)>;
 
 struct PipelineData {
   std::vector<model::Tensor> inputs;   // per global micro-batch, [T, input_dim]
@@ -52,9 +60,10 @@ class ModelStageWork : public StageWork {
   static absl::StatusOr<std::unique_ptr<ModelStageWork>> Create(
       const Schedule& s, int rank, const model::ModelConfig& config, std::vector<int> bounds,
       const PipelineData* data, bool overlap_threads = true,
-      const std::function<absl::Status(model::Model&)>& prepare = nullptr);
+      const std::function<absl::Status(model::Model&)>& prepare = nullptr, const ModelPlacer& placer = nullptr);
 
   int64_t BoundaryElements(const Slot& s) const override;
+  absl::StatusOr<Buffer> NewBuffer(int64_t elements) override;
   absl::StatusOr<Buffer> Forward(const Slot& s, Buffer input) override;
   absl::StatusOr<Buffer> Backward(const Slot& s, Buffer output_grad) override;
   absl::StatusOr<Buffer> BackwardInput(const Slot& s, Buffer output_grad) override;
@@ -78,13 +87,17 @@ class ModelStageWork : public StageWork {
   // hold the full gradient and stay identical after the optimizer step.
   // No-op for one-direction schedules.
   absl::Status SumCopyGradients(comm::Communicator& pair, Deadline deadline);
+  // Makes the gradients of placed copies visible in their host models
+  // (model()); call after the step, before reading or summing them.
+  absl::Status SyncGradients();
   // Points every copy at new data (same micro-batch count) for the next step.
   void set_data(const PipelineData* data) { data_ = data; }
 
  private:
   struct Copy {
     std::unique_ptr<model::Model> model;
-    std::unique_ptr<model::Stage> stage;
+    std::unique_ptr<model::UnitModel> placed;  // with a ModelPlacer
+    std::unique_ptr<model::Stage> stage;       // over placed, else model
   };
   ModelStageWork(const Schedule& s, std::vector<int> bounds, const PipelineData* data)
       : s_(s), bounds_(std::move(bounds)), data_(data) {}
@@ -103,7 +116,7 @@ class ModelStageWork : public StageWork {
 //
 // The reference: one model, micro-batches 0..N-1 in order, each forward then
 // full backward. Returns the losses; the model keeps the gradients.
-absl::StatusOr<std::vector<double>> Sequential(model::Model& m, const PipelineData& data);
+absl::StatusOr<std::vector<double>> Sequential(model::UnitModel& m, const PipelineData& data);
 
 }  // namespace tandem::schedule
 

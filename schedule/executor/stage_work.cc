@@ -6,6 +6,13 @@
 
 namespace tandem::schedule {
 
+Buffer::Buffer(std::vector<float> values) : size_(static_cast<int64_t>(values.size())) {
+  auto held = std::make_shared<std::vector<float>>(std::move(values));
+  storage_ = std::shared_ptr<void>(held, held->data());
+}
+
+absl::StatusOr<Buffer> StageWork::NewBuffer(int64_t elements) { return Buffer(std::vector<float>(elements)); }
+
 absl::StatusOr<std::pair<Buffer, Buffer>> StageWork::ForwardBackward(const Slot& f, Buffer input, const Slot& b,
                                                                      Buffer output_grad) {
   absl::StatusOr<Buffer> out = Forward(f, std::move(input));

@@ -7,13 +7,15 @@
 // (stage, direction) and micro-batch (per direction) at a time. Activations
 // and gradients cross ranks as flat f32 buffers; the first stage reads its
 // own input and the last computes its own loss, so both get and return empty
-// buffers there. The model's pipeline stages implement it (see
+// buffers there. Buffers live in the stage's memory (host or GPU); the
+// executor only passes them to the communicator. The model's pipeline stages implement it (see
 // model_stage_work.h); EmulatedStageWork only waits for the cost model's time.
 
 #ifndef TANDEM_SCHEDULE_EXECUTOR_STAGE_WORK_H_
 #define TANDEM_SCHEDULE_EXECUTOR_STAGE_WORK_H_
 
 #include <cstdint>
+#include <memory>
 #include <utility>
 #include <vector>
 
@@ -23,7 +25,25 @@
 
 namespace tandem::schedule {
 
-using Buffer = std::vector<float>;
+// A flat f32 activation or gradient in host or device memory. Copies share
+// the storage, which is freed with the last copy.
+class Buffer {
+ public:
+  Buffer() = default;
+  // Host memory holding `values`.
+  explicit Buffer(std::vector<float> values);
+  // `size` floats at `storage` (host or device; the deleter frees it).
+  Buffer(std::shared_ptr<void> storage, int64_t size) : storage_(std::move(storage)), size_(size) {}
+
+  float* data() const { return static_cast<float*>(storage_.get()); }
+  int64_t size() const { return size_; }
+  bool empty() const { return size_ == 0; }
+  const std::shared_ptr<void>& storage() const { return storage_; }
+
+ private:
+  std::shared_ptr<void> storage_;
+  int64_t size_ = 0;
+};
 
 // Identifies a stage copy and micro-batch.
 struct Slot {
@@ -40,6 +60,9 @@ class StageWork {
   // this micro-batch; gradients have the same size. Receivers size their
   // buffers with it.
   virtual int64_t BoundaryElements(const Slot& s) const = 0;
+  // A buffer of `elements` floats where this rank's stages keep their
+  // tensors; receives land in it. The default is host memory.
+  virtual absl::StatusOr<Buffer> NewBuffer(int64_t elements);
 
   // F: `input` is the previous stage's output (empty for stage 0); returns
   // this stage's output (empty for the last stage).
@@ -75,7 +98,7 @@ class EmulatedStageWork : public StageWork {
 
  private:
   void Spend(const Action& a) const;
-  Buffer Out(bool empty) const { return empty ? Buffer() : Buffer(elements_, 0.0f); }
+  Buffer Out(bool empty) const { return empty ? Buffer() : Buffer(std::vector<float>(elements_)); }
 
   const Schedule& schedule_;
   const CostModel cost_;

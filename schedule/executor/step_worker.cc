@@ -7,7 +7,6 @@
 // with 1 - 2 sum(xy) / sum(x^2 + y^2) < 1e-10.
 #include <cstdio>
 #include <cstring>
-#include <random>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
@@ -17,6 +16,7 @@
 #include "comm/store/store_communicator.h"
 #include "schedule/executor/executor.h"
 #include "schedule/executor/model_stage_work.h"
+#include "schedule/executor/testing/step_check.h"
 #include "schedule/generators/generate.h"
 #include "schedule/lowering/lower.h"
 
@@ -25,14 +25,6 @@ ABSL_FLAG(int, microbatches, 8, "Micro-batches.");
 
 namespace tandem::schedule {
 namespace {
-
-model::Tensor Random(int64_t rows, int64_t cols, uint32_t seed, float scale) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> u(-scale, scale);
-  std::vector<float> v(rows * cols);
-  for (float& x : v) x = u(rng);
-  return *model::Tensor::FromVector({rows, cols}, v);
-}
 
 absl::Status Main() {
   const Deadline deadline = Deadline::In(absl::Minutes(2));
@@ -46,13 +38,7 @@ absl::Status Main() {
   model::ModelConfig c;
   c.num_layers = 2 * s.stages - 2;  // 2 units per stage
   c.seed = 11;
-  PipelineData data;
-  for (int g = 0; g < n; ++g) {
-    data.inputs.push_back(Random(4, c.input_dim, 100 + g, 2.0f));
-    model::Target t;
-    t.values = Random(4, c.output_dim, 900 + g, 1.0f);
-    data.targets.push_back(std::move(t));
-  }
+  const PipelineData data = testing::StepData(c, n);
   TANDEM_ASSIGN_OR_RETURN(auto work, ModelStageWork::Create(s, rank, c, EvenBounds(c.num_layers + 2, s.stages), &data,
                                                             /*overlap_threads=*/true));
   StoreAbortBoard board(boot.store.get(), "step/abort");
