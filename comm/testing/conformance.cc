@@ -22,8 +22,12 @@ Backend LocalBackend() {
   };
   b.alloc = [](int, int64_t bytes) -> void* { return ::operator new(std::max<int64_t>(bytes, 1)); };
   b.free = [](int, void* p) { ::operator delete(p); };
-  b.upload = [](int, void* dst, const void* host, int64_t bytes) { std::memcpy(dst, host, bytes); };
-  b.download = [](int, void* host, const void* src, int64_t bytes) { std::memcpy(host, src, bytes); };
+  b.upload = [](int, void* dst, const void* host, int64_t bytes) {
+    if (bytes > 0) std::memcpy(dst, host, bytes);
+  };
+  b.download = [](int, void* host, const void* src, int64_t bytes) {
+    if (bytes > 0) std::memcpy(host, src, bytes);
+  };
   b.unavailable = [] { return std::string(); };
   return b;
 }
