@@ -115,6 +115,26 @@ TEST(ValidatorTest, MismatchedReceiveOrderIsNamed) {
                                               "does not match send #0 there: expected RECV_F s1 mb0")));
 }
 
+// Communication errors come in program order, whichever the validator meets
+// first: rank 1's receive at position 2 is waited on after its consumer (at
+// position 5), which shows only there, past the early send at position 3.
+TEST(ValidatorTest, CommunicationErrorsComeInProgramOrder) {
+  Schedule s = Lowered(Gen(Kind::k1F1B, 2, 2));
+  auto& p = s.programs[1];  // RECV_F 0, F 0, RECV_F 1, B 0, SEND_B 0, F 1, B 1, SEND_B 1
+  ASSERT_EQ(p.actions.size(), 8);
+  ASSERT_EQ(p.actions[2].op, Op::kRecvF);
+  ASSERT_EQ(p.actions[3].op, Op::kBackward);
+  ASSERT_EQ(p.actions[5].op, Op::kForward);
+  std::swap(p.actions[3], p.actions[4]);  // the gradient is sent before B computes it
+  EXPECT_THAT(Validate(s), StatusIs(absl::StatusCode::kInvalidArgument,
+                                    HasSubstr("rank 1 position 3 (SEND_B s1 mb0 -> r0): send of a gradient before "
+                                              "its backward ran on this rank")));
+  p.batches[p.actions[2].batch].wait_before = 6;
+  EXPECT_THAT(Validate(s), StatusIs(absl::StatusCode::kInvalidArgument,
+                                    HasSubstr("rank 1 position 2 (RECV_F s1 mb1 <- r0): waited on at position 6, "
+                                              "after its consumer at position 5")));
+}
+
 TEST(ValidatorTest, RendezvousDeadlockIsReported) {
   Schedule s = Lowered(Gen(Kind::k1F1B, 2, 2));
   // Rank 0 posts and waits for the gradient of mb 0 before its first
