@@ -24,9 +24,15 @@ constexpr absl::string_view kKindNames[] = {
 
 }  // namespace
 
-absl::string_view TraceToken(Op op) { return kTraceTokens[static_cast<int>(op)]; }
-absl::string_view TorchToken(Op op) { return kTorchTokens[static_cast<int>(op)]; }
-absl::string_view KindName(Kind kind) { return kKindNames[static_cast<int>(kind)]; }
+// Out-of-range values (a corrupted in-memory schedule) name themselves "?".
+template <size_t N>
+absl::string_view Lookup(const absl::string_view (&names)[N], int i) {
+  return i >= 0 && i < static_cast<int>(N) ? names[i] : "?";
+}
+
+absl::string_view TraceToken(Op op) { return Lookup(kTraceTokens, static_cast<int>(op)); }
+absl::string_view TorchToken(Op op) { return Lookup(kTorchTokens, static_cast<int>(op)); }
+absl::string_view KindName(Kind kind) { return Lookup(kKindNames, static_cast<int>(kind)); }
 
 absl::StatusOr<Kind> ParseKind(absl::string_view name) {
   const std::string lower = absl::AsciiStrToLower(name);

@@ -51,6 +51,15 @@ TEST(ValidatorTest, BatchedLoweringOfInterleavedDeadlocks) {
                                     HasSubstr("deadlock: rank 0 position 15 (before F s0 mb3); waits for rank 1")));
 }
 
+// A corrupted in-memory op value is an error naming it, not a crash.
+TEST(ValidatorTest, UnknownOpIsAnError) {
+  Schedule s = Gen(Kind::k1F1B, 2, 4);
+  s.programs[1].actions[2].op = static_cast<Op>(200);
+  EXPECT_THAT(Validate(s), StatusIs(absl::StatusCode::kInvalidArgument,
+                                    HasSubstr("rank 1 position 2 (? s1 mb")));
+  EXPECT_THAT(Validate(s), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("unknown op")));
+}
+
 TEST(ValidatorTest, MissingBackwardIsNamed) {
   Schedule s = Gen(Kind::k1F1B, 4, 8);
   s.programs[2].actions.pop_back();  // the last B of rank 2
