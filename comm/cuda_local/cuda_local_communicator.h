@@ -15,6 +15,13 @@
 //
 // Wait() returns once the operation's device work has finished (polling
 // events until the deadline); the rank's stream is ordered after it too.
+// While a rank waits it also starts every later operation whose peers have
+// posted (enqueues its copies and acknowledges them), as NCCL enqueues a
+// batch when it is posted, so schedules that are deadlock-free under NCCL's
+// rendezvous semantics are deadlock-free here. Buffers must be device
+// memory (host pointers are rejected) and stay untouched until Wait().
+// Stream work of the rank that produces a send buffer must be enqueued on
+// the rank's stream (CudaLocalStream) before the send is posted.
 // Thread safety: as for the local backend, one thread per rank.
 
 #ifndef TANDEM_COMM_CUDA_LOCAL_CUDA_LOCAL_COMMUNICATOR_H_
