@@ -8,8 +8,9 @@
 // and gradients cross ranks as flat f32 buffers; the first stage reads its
 // own input and the last computes its own loss, so both get and return empty
 // buffers there. Buffers live in the stage's memory (host or GPU); the
-// executor only passes them to the communicator. The model's pipeline stages implement it (see
-// model_stage_work.h); EmulatedStageWork only waits for the cost model's time.
+// executor only passes them to the communicator. The model's pipeline
+// stages implement it (see model_stage_work.h); EmulatedStageWork only
+// waits for the cost model's time.
 
 #ifndef TANDEM_SCHEDULE_EXECUTOR_STAGE_WORK_H_
 #define TANDEM_SCHEDULE_EXECUTOR_STAGE_WORK_H_
