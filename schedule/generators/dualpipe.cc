@@ -112,9 +112,14 @@ class RankTracer {
   int prev_rank() const { return rank_ - 1; }
   int next_rank() const { return rank_ + 1; }
 
+  // Every compute op follows a CommitAndWait(), so what is queued until the
+  // next one lands right after the last compute op: it is appended at once,
+  // in the open batch.
   void Queue(Op op, int c, int mb, int peer) {
     if (!with_comm_) return;
-    queued_.push_back(Action::Comm(op, stage(c), mb, direction(c), peer, -1));
+    out_->actions.push_back(
+        Action::Comm(op, stage(c), mb, direction(c), peer, static_cast<int32_t>(out_->batches.size())));
+    queued_ = true;
   }
   void RecvForward(int phase) {
     const int c = chunk(phase);
@@ -139,14 +144,9 @@ class RankTracer {
 
   // One batch_isend_irecv of everything queued, waited on before the next op.
   void CommitAndWait() {
-    if (queued_.empty()) return;
-    const int batch = static_cast<int>(out_->batches.size());
-    for (Action& a : queued_) {
-      a.batch = batch;
-      out_->actions.push_back(a);
-    }
+    if (!queued_) return;
     out_->batches.push_back({static_cast<int32_t>(out_->actions.size())});
-    queued_.clear();
+    queued_ = false;
   }
 
   void EmitForward(int c) {
@@ -203,7 +203,7 @@ class RankTracer {
   int recv_f_[2] = {0, 0}, send_f_[2] = {0, 0};
   int recv_b_[2] = {0, 0}, send_b_[2] = {0, 0};
   std::deque<std::pair<int, int>> w_queue_;
-  std::vector<Action> queued_;
+  bool queued_ = false;  // the open batch has actions
 };
 
 }  // namespace
