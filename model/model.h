@@ -11,8 +11,10 @@
 //   unit L+1        head              o = RMSNorm(h) Wout^T (o [T, output_dim])
 // The loss (MSE or cross-entropy on o) is applied by the last stage
 // (stage.h). Every unit has an explicit forward and a backward whose weight
-// gradients can be deferred into a WeightGradStore. model/README.md gives
-// the equations, initialisation and parameter names.
+// gradients can be deferred into a WeightGradStore. UnitModel is that unit
+// interface, so the same stages run the model on the host (Model) or on a
+// GPU (model/cuda/gpu_model.h). model/README.md gives the equations,
+// initialisation and parameter names.
 //
 // Example:
 //   TANDEM_ASSIGN_OR_RETURN(std::unique_ptr<Model> m, Model::Create(config));
@@ -100,17 +102,9 @@ class Model : public UnitModel {
 
   const ModelConfig& config() const override { return config_; }
 
-  // Model::UnitForward()
-  //
-  // Runs unit `unit` on x; kInvalidArgument for a bad unit index or input
-  // shape. When `state` is non-null it receives what UnitBackward() needs.
+  // UnitModel's units on the host (host tensors).
   absl::StatusOr<Tensor> UnitForward(int unit, const Tensor& x,
                                      std::unique_ptr<UnitState>* state) override;
-
-  // Model::UnitBackward()
-  //
-  // The input gradient of unit `unit` from its output gradient; weight
-  // gradients go to `store` (deferred) or accumulate now (nullptr).
   absl::StatusOr<Tensor> UnitBackward(int unit, const UnitState& state,
                                       const Tensor& dy,
                                       WeightGradStore* store) override;
