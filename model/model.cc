@@ -31,16 +31,6 @@ struct HeadState : Model::UnitState {
   Linear::Saved head;
 };
 
-template <typename T>
-absl::StatusOr<const T*> StateAs(const Model::UnitState& state, int unit) {
-  const T* s = dynamic_cast<const T*>(&state);
-  if (s == nullptr) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "unit ", unit, ": backward: state was not made by this unit's forward"));
-  }
-  return s;
-}
-
 }  // namespace
 
 Model::Model(const ModelConfig& config)

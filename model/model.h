@@ -29,6 +29,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
 #include "model/config.h"
 #include "model/expert.h"
 #include "model/linear.h"
@@ -89,6 +90,19 @@ class UnitModel {
   // Makes the accumulated gradients visible in the host Parameters (a
   // device model downloads them); no-op on the host.
   virtual absl::Status SyncGradients() { return absl::OkStatus(); }
+
+ protected:
+  // `state` as the state type T of unit `unit`'s forward; kInvalidArgument
+  // when another unit (or model) made it.
+  template <typename T>
+  static absl::StatusOr<const T*> StateAs(const UnitState& state, int unit) {
+    const T* s = dynamic_cast<const T*>(&state);
+    if (s == nullptr) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("unit ", unit, ": backward: state was not made by this unit's forward"));
+    }
+    return s;
+  }
 };
 
 class Model : public UnitModel {

@@ -134,7 +134,7 @@ absl::StatusOr<Result> Measure(std::vector<Communicator*>& comms, const Memory& 
     const int64_t count = bytes / 4;  // f32 elements
     // Buffers sized for the largest use of this op.
     const bool moe = op == "dispatch" || op == "combine";
-    void* send = mem.Alloc(moe ? 1 : bytes * (op == "reducescatter" ? 1 : 1));
+    void* send = mem.Alloc(moe ? 1 : bytes);
     void* recv = mem.Alloc(moe ? 1 : (op == "allgather" ? bytes * world : bytes));
     std::unique_ptr<moe::Dispatched> dispatched;
 #ifdef TANDEM_WITH_CUDA

@@ -21,26 +21,20 @@ while (($#)); do
 done
 (($#)) || { echo "launch: no command (usage: launch.sh -n N -- COMMAND)" >&2; exit 2; }
 [[ "$n" =~ ^[0-9]+$ && "$n" -ge 1 ]] || { echo "launch: -n: expected a positive number, got '$n'" >&2; exit 2; }
-if [[ -z "$port" ]]; then
-  # A port nobody answers on.
+# A port nobody answers on, unless one was given. Another process can still
+# take it before rank 0 binds it; then (and only then) the launch is run
+# again on another port, at most 3 times.
+auto_port=0
+[[ -z "$port" ]] && auto_port=1
+pick_port() {
   for _ in $(seq 50); do
     port=$((20000 + RANDOM % 40000))
     (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || break
   done
-fi
+}
 
 set -m  # each rank in its own process group, so a kill takes its pipeline
-declare -A rank_of
 pids=()
-for ((r = 0; r < n; r++)); do
-  (
-    export RANK=$r WORLD_SIZE=$n LOCAL_RANK=$r LOCAL_WORLD_SIZE=$n MASTER_ADDR=127.0.0.1 MASTER_PORT=$port
-    "$@" 2>&1 | sed -u "s/^/[rank $r] /"
-  ) &
-  pids+=($!)
-  rank_of[$!]=$r
-done
-
 kill_all() {
   for p in "${pids[@]}"; do kill -TERM -- "-$p" 2>/dev/null; done
 }
@@ -48,19 +42,42 @@ if ((timeout > 0)); then
   (sleep "$timeout"; echo "launch: timeout after ${timeout}s; killing all ranks" >&2; kill -TERM $$) &
   watchdog=$!
 fi
-trap 'kill_all; exit 124' TERM
+log="$(mktemp)"
+trap 'kill_all; set +m; rm -f "$log"; exit 124' TERM
 
-status=0
-for ((i = 0; i < n; i++)); do
-  wait -n -p done_pid
-  rc=$?
-  if ((rc != 0)); then
-    echo "launch: rank ${rank_of[$done_pid]} exited with status $rc; killing the other ranks" >&2
-    kill_all
-    status=$rc
-    break
-  fi
+# Runs every rank once on $port; sets `status`.
+launch_once() {
+  declare -A rank_of
+  pids=()
+  : >"$log"
+  for ((r = 0; r < n; r++)); do
+    (
+      export RANK=$r WORLD_SIZE=$n LOCAL_RANK=$r LOCAL_WORLD_SIZE=$n MASTER_ADDR=127.0.0.1 MASTER_PORT=$port
+      "$@" 2>&1 | sed -u "s/^/[rank $r] /" | tee -a "$log"
+    ) &
+    pids+=($!)
+    rank_of[$!]=$r
+  done
+  status=0
+  for ((i = 0; i < n; i++)); do
+    wait -n -p done_pid
+    rc=$?
+    if ((rc != 0)); then
+      echo "launch: rank ${rank_of[$done_pid]} exited with status $rc; killing the other ranks" >&2
+      kill_all
+      status=$rc
+      break
+    fi
+  done
+  wait "${pids[@]}" 2>/dev/null
+}
+
+for attempt in 1 2 3; do
+  ((auto_port)) && pick_port
+  launch_once "$@"
+  ((status != 0 && auto_port && attempt < 3)) && grep -q "Address already in use" "$log" || break
+  echo "launch: port $port was taken before rank 0 bound it; launching again on another port" >&2
 done
 [[ -n "${watchdog:-}" ]] && kill -- "-$watchdog" 2>/dev/null
-wait "${pids[@]}" 2>/dev/null
+rm -f "$log"
 exit $status

@@ -99,7 +99,6 @@ class CudaLocalCommunicator;
 // all buffers the host exchanges read or write live in `buffers`.
 struct Op {
   enum Stage { kExchange, kControl, kGpu };
-  int64_t seq = 0;
   std::string name;
   Stage stage = kExchange;
   std::unique_ptr<Work> exchange, control;
@@ -456,7 +455,6 @@ class CudaLocalCommunicator : public Communicator {
   }
 
   WorkOr Enqueue(std::shared_ptr<Op> op) {
-    op->seq = next_seq_++;
     pending_.push_back(op);
     return std::unique_ptr<Work>(new CudaLocalWork(this, op));
   }
@@ -543,7 +541,6 @@ class CudaLocalCommunicator : public Communicator {
   std::unique_ptr<Communicator> data_, control_;
   const int device_;
   cudaStream_t stream_;
-  int64_t next_seq_ = 0;
   std::deque<std::shared_ptr<Op>> pending_;
 };
 

@@ -25,16 +25,6 @@ struct HeadState : UnitModel::UnitState {
   Tensor x, n, r;
 };
 
-template <typename T>
-absl::StatusOr<const T*> StateAs(const UnitModel::UnitState& state, int unit) {
-  const T* s = dynamic_cast<const T*>(&state);
-  if (s == nullptr) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("gpu unit ", unit, ": backward: state was not made by this unit's forward"));
-  }
-  return s;
-}
-
 absl::Status CheckInput(const Tensor& x, int64_t width, int unit) {
   if (x.is_host() || x.dtype() != DType::kF32 || x.rank() != 2 || x.dim(1) != width) {
     return absl::InvalidArgumentError(absl::StrCat("gpu unit ", unit, ": expected a device f32 [T, ", width,

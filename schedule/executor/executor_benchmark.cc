@@ -14,10 +14,9 @@
 
 #include "benchmark/benchmark.h"
 #include "comm/local/local_communicator.h"
-#include <random>
-
 #include "schedule/executor/executor.h"
 #include "schedule/executor/model_stage_work.h"
+#include "schedule/executor/testing/step_check.h"
 #include "schedule/generators/generate.h"
 #include "schedule/lowering/lower.h"
 #include "schedule/simulator/simulator.h"
@@ -70,18 +69,7 @@ void BM_ModelStep(benchmark::State& state, Kind kind) {
   c.num_experts = 8;
   c.moe_inter = 256;
   c.top_k = 2;
-  PipelineData data;
-  std::mt19937 rng(3);
-  std::uniform_real_distribution<float> u(-1, 1);
-  for (int g = 0; g < 8; ++g) {
-    std::vector<float> x(kTokens * c.input_dim), y(kTokens * c.output_dim);
-    for (float& v : x) v = u(rng);
-    for (float& v : y) v = u(rng);
-    data.inputs.push_back(*model::Tensor::FromVector({kTokens, c.input_dim}, x));
-    model::Target t;
-    t.values = *model::Tensor::FromVector({kTokens, c.output_dim}, y);
-    data.targets.push_back(std::move(t));
-  }
+  const PipelineData data = testing::StepData(c, 8, kTokens);
   std::vector<std::unique_ptr<ModelStageWork>> work;
   for (int r = 0; r < kRanks; ++r) {
     work.push_back(*ModelStageWork::Create(s, r, c, EvenBounds(c.num_layers + 2, s.stages), &data, false));

@@ -11,7 +11,7 @@
 //                       sequential_ms, overhead_pct (target < 2%)
 #include <cuda_runtime.h>
 
-#include <random>
+#include <algorithm>
 #include <thread>
 
 #include "benchmark/benchmark.h"
@@ -19,6 +19,7 @@
 #include "model/cuda/gpu_model.h"
 #include "schedule/executor/executor.h"
 #include "schedule/executor/model_stage_work.h"
+#include "schedule/executor/testing/step_check.h"
 #include "schedule/generators/generate.h"
 #include "schedule/lowering/lower.h"
 
@@ -37,22 +38,6 @@ model::ModelConfig Config(int stages) {
   c.moe_inter = 512;
   c.top_k = 4;
   return c;
-}
-
-PipelineData Data(const model::ModelConfig& c) {
-  PipelineData data;
-  std::mt19937 rng(3);
-  std::uniform_real_distribution<float> u(-1, 1);
-  for (int g = 0; g < kMicrobatches; ++g) {
-    std::vector<float> x(kTokens * c.input_dim), y(kTokens * c.output_dim);
-    for (float& v : x) v = u(rng);
-    for (float& v : y) v = u(rng);
-    data.inputs.push_back(*model::Tensor::FromVector({kTokens, c.input_dim}, x));
-    model::Target t;
-    t.values = *model::Tensor::FromVector({kTokens, c.output_dim}, y);
-    data.targets.push_back(std::move(t));
-  }
-  return data;
 }
 
 // Sequential compute of the step on one stream, in milliseconds (median of 5).
@@ -87,7 +72,7 @@ void BM_GpuStep(benchmark::State& state, Kind kind) {
   }
   const Schedule s = *Lower(*Generate({kind, kRanks, kMicrobatches}));
   const model::ModelConfig c = Config(s.stages);
-  const PipelineData data = Data(c);
+  const PipelineData data = testing::StepData(c, kMicrobatches, kTokens);
   auto comms = comm::CreateCudaLocalGroup(kRanks);
   if (!comms.ok()) {
     state.SkipWithError(std::string(comms.status().message()).c_str());

@@ -28,12 +28,12 @@ model::ModelConfig StepConfig() {
   return c;
 }
 
-PipelineData StepData(const model::ModelConfig& c, int n) {
+PipelineData StepData(const model::ModelConfig& c, int n, int tokens) {
   PipelineData d;
   for (int g = 0; g < n; ++g) {
-    d.inputs.push_back(Random(5, c.input_dim, 100 + g, 2.0f));
+    d.inputs.push_back(Random(tokens, c.input_dim, 100 + g, 2.0f));
     model::Target t;
-    t.values = Random(5, c.output_dim, 500 + g, 1.0f);
+    t.values = Random(tokens, c.output_dim, 500 + g, 1.0f);
     d.targets.push_back(std::move(t));
   }
   return d;

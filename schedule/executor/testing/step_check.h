@@ -5,7 +5,7 @@
 // What the training-step tests share: a small MoE model and its data, one
 // pipeline step of a lowered schedule over a group of communicators (one
 // thread per rank), and the comparison of the step's gradients with a
-// sequentially trained reference. Test-only.
+// sequentially trained reference. Test-only (tests and benchmarks).
 
 #ifndef TANDEM_SCHEDULE_EXECUTOR_TESTING_STEP_CHECK_H_
 #define TANDEM_SCHEDULE_EXECUTOR_TESTING_STEP_CHECK_H_
@@ -25,8 +25,8 @@ namespace tandem::schedule::testing {
 
 // 4 units: input projection, 2 MoE blocks, head.
 model::ModelConfig StepConfig();
-// n micro-batches of 5 tokens, MSE targets; fixed seeds.
-PipelineData StepData(const model::ModelConfig& c, int n);
+// n micro-batches of `tokens` tokens, MSE targets; fixed seeds.
+PipelineData StepData(const model::ModelConfig& c, int n, int tokens = 5);
 
 // 1 - 2 sum(xy) / sum(x^2 + y^2), in double (DualPipe's check).
 double CalDiff(absl::Span<const float> x, absl::Span<const float> y);
