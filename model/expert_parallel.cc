@@ -17,31 +17,13 @@ namespace {
 
 using comm::DataType;
 
-// One MoE layer's placement as this rank sees it.
-struct LayerPlacement {
-  int ranks = 0;
-  int rank = 0;
-  int slots = 0;
-  int per_rank = 0;
-  std::vector<int64_t> phy2log;                // [slots]
-  std::vector<std::vector<int64_t>> replicas;  // [experts] slots by replica rank
-
-  int64_t first_slot(int e) const { return replicas[e][0]; }
-  int owner(int e) const { return static_cast<int>(first_slot(e) / per_rank); }
-  int local_slot_of(int q, int e) const {  // first slot of e on rank q, or -1
-    for (int j = 0; j < per_rank; ++j) {
-      if (phy2log[q * per_rank + j] == e) return j;
-    }
-    return -1;
-  }
-};
-
-LayerPlacement MakeLayerPlacement(const balance::Placement& p, int layer, int ranks, int rank) {
-  LayerPlacement lp;
+EpLayout MakeLayout(const balance::Placement& p, int layer, int ranks, int rank, absl::Duration timeout) {
+  EpLayout lp;
   lp.ranks = ranks;
   lp.rank = rank;
-  lp.slots = p.num_replicas;
+  lp.num_slots = p.num_replicas;
   lp.per_rank = p.num_replicas / ranks;
+  lp.timeout = timeout;
   lp.phy2log.assign(p.phy2log.begin() + int64_t{layer} * p.num_replicas,
                     p.phy2log.begin() + int64_t{layer + 1} * p.num_replicas);
   lp.replicas.resize(p.num_experts);
@@ -56,31 +38,25 @@ LayerPlacement MakeLayerPlacement(const balance::Placement& p, int layer, int ra
 // TokenExchange over comm::moe with physical slots as dispatch "experts".
 class EpExchange : public TokenExchange {
  public:
-  EpExchange(comm::Communicator* comm, LayerPlacement placement, EpOptions options, int hidden)
-      : comm_(comm), placement_(std::move(placement)), options_(options), hidden_(hidden) {}
+  EpExchange(comm::Communicator* comm, EpLayout placement, int hidden)
+      : comm_(comm), placement_(std::move(placement)), hidden_(hidden) {}
 
-  const LayerPlacement& placement() const { return placement_; }
+  const EpLayout& placement() const { return placement_; }
 
   absl::StatusOr<Rows> Dispatch(const Tensor& x, absl::Span<const int32_t> idx,
                                 const Tensor& weights) override {
     const int64_t t = x.dim(0);
     const int k = static_cast<int>(weights.dim(1));
-    std::vector<int64_t> slots(idx.size());
-    for (int64_t i = 0; i < t; ++i) {
-      for (int j = 0; j < k; ++j) {
-        const std::vector<int64_t>& r = placement_.replicas[idx[i * k + j]];
-        slots[i * k + j] = r[i % static_cast<int64_t>(r.size())];
-      }
-    }
+    const std::vector<int64_t> slots = placement_.SlotsOf(idx, k);
     comm::moe::Routing routing;
     routing.num_tokens = static_cast<int>(t);
     routing.top_k = k;
-    routing.num_experts = placement_.slots;
+    routing.num_experts = placement_.num_slots;
     routing.topk_idx = slots;
     routing.topk_weights = absl::MakeConstSpan(weights.data<float>(), weights.numel());
     TANDEM_ASSIGN_OR_RETURN(comm::moe::Dispatched d,
                             comm::moe::Dispatch(*comm_, x.data<float>(), DataType::kF32, hidden_,
-                                                routing, {}, Deadline::In(options_.timeout)));
+                                                routing, {}, Deadline::In(placement_.timeout)));
     Rows rows;
     rows.x = Tensor::Zeros({d.num_rows, hidden_});
     if (!d.x.empty()) std::memcpy(rows.x.raw(), d.x.data(), d.x.size());
@@ -96,7 +72,7 @@ class EpExchange : public TokenExchange {
     h.hidden = static_cast<int>(values.dim(1));
     TANDEM_ASSIGN_OR_RETURN(std::vector<char> out,
                             comm::moe::Combine(*comm_, h, values.data<float>(), DataType::kF32,
-                                               Deadline::In(options_.timeout)));
+                                               Deadline::In(placement_.timeout)));
     Tensor y = Tensor::Zeros({h.num_tokens, values.dim(1)});
     if (!out.empty()) std::memcpy(y.raw(), out.data(), out.size());
     return y;
@@ -106,7 +82,7 @@ class EpExchange : public TokenExchange {
     const auto& h = *static_cast<const comm::moe::Handle*>(rows.handle.get());
     TANDEM_ASSIGN_OR_RETURN(std::vector<char> out,
                             comm::moe::DispatchCached(*comm_, h, values.data<float>(), DataType::kF32,
-                                                      Deadline::In(options_.timeout)));
+                                                      Deadline::In(placement_.timeout)));
     Tensor y = Tensor::Zeros({rows.x.dim(0), values.dim(1)});
     if (!out.empty()) std::memcpy(y.raw(), out.data(), out.size());
     return y;
@@ -115,13 +91,12 @@ class EpExchange : public TokenExchange {
   absl::Status SumCounts(absl::Span<int64_t> counts) override {
     return comm::PostAndWait(comm_->AllReduce(counts.data(), counts.data(), counts.size(),
                                               DataType::kI64, comm::ReduceOp::kSum),
-                             Deadline::In(options_.timeout));
+                             Deadline::In(placement_.timeout));
   }
 
  private:
   comm::Communicator* comm_;
-  LayerPlacement placement_;
-  EpOptions options_;
+  EpLayout placement_;
   int hidden_;
 };
 
@@ -176,9 +151,30 @@ absl::Status CheckPlacement(Model& model, comm::Communicator& comm, const balanc
   return balance::ValidatePlacement(p, comm.size());
 }
 
-EpExchange* ExchangeOf(MoeLayer& layer) { return dynamic_cast<EpExchange*>(layer.exchange()); }
+EpExchange* ExchangeOf(const MoeLayer& layer) { return dynamic_cast<EpExchange*>(layer.exchange()); }
 
 }  // namespace
+
+std::vector<int64_t> EpLayout::SlotsOf(absl::Span<const int32_t> idx, int top_k) const {
+  std::vector<int64_t> slots(idx.size());
+  for (size_t i = 0; i < idx.size(); ++i) {
+    const std::vector<int64_t>& r = replicas[idx[i]];
+    slots[i] = r[static_cast<int64_t>(i / top_k) % static_cast<int64_t>(r.size())];
+  }
+  return slots;
+}
+
+int EpLayout::local_slot_of(int q, int e) const {
+  for (int j = 0; j < per_rank; ++j) {
+    if (phy2log[q * per_rank + j] == e) return j;
+  }
+  return -1;
+}
+
+const EpLayout* EpLayoutOf(const MoeLayer& layer) {
+  const EpExchange* ex = ExchangeOf(layer);
+  return ex == nullptr ? nullptr : &ex->placement();
+}
 
 absl::Status DistributeExperts(Model& model, comm::Communicator& comm,
                                const balance::Placement& placement, const EpOptions& options) {
@@ -191,7 +187,7 @@ absl::Status DistributeExperts(Model& model, comm::Communicator& comm,
   }
   for (size_t l = 0; l < layers.size(); ++l) {
     MoeLayer& layer = *layers[l];
-    LayerPlacement lp = MakeLayerPlacement(placement, static_cast<int>(l), comm.size(), comm.rank());
+    EpLayout lp = MakeLayout(placement, static_cast<int>(l), comm.size(), comm.rank(), options.timeout);
     std::vector<int> slot_expert;
     std::vector<std::unique_ptr<SwiGlu>> experts;
     for (int j = 0; j < lp.per_rank; ++j) {
@@ -200,7 +196,7 @@ absl::Status DistributeExperts(Model& model, comm::Communicator& comm,
       experts.push_back(CloneExpert(layer, e, layer.expert(e)));
     }
     layer.SetExperts(std::move(slot_expert), std::move(experts),
-                     std::make_shared<EpExchange>(&comm, std::move(lp), options, model.config().hidden));
+                     std::make_shared<EpExchange>(&comm, std::move(lp), model.config().hidden));
   }
   return absl::OkStatus();
 }
@@ -217,8 +213,8 @@ absl::Status ApplyPlacement(Model& model, comm::Communicator& comm,
       return absl::FailedPreconditionError(
           absl::StrCat(layer.name(), ": experts not distributed (call DistributeExperts first)"));
     }
-    const LayerPlacement old = old_ex->placement();
-    LayerPlacement next = MakeLayerPlacement(placement, static_cast<int>(l), comm.size(), me);
+    const EpLayout old = old_ex->placement();
+    EpLayout next = MakeLayout(placement, static_cast<int>(l), comm.size(), me, options.timeout);
     const int64_t packed = PackedSize(layer.expert(0));
     std::vector<comm::P2POp> ops;
     // Receives, in order of my new slots.
@@ -266,7 +262,7 @@ absl::Status ApplyPlacement(Model& model, comm::Communicator& comm,
       }
     }
     layer.SetExperts(std::move(slot_expert), std::move(experts),
-                     std::make_shared<EpExchange>(&comm, std::move(next), options, model.config().hidden));
+                     std::make_shared<EpExchange>(&comm, std::move(next), model.config().hidden));
   }
   return absl::OkStatus();
 }
@@ -294,7 +290,7 @@ absl::Status SyncGradients(Model& model, comm::Communicator& comm, const EpOptio
   for (MoeLayer* layer : model.moe_layers()) {
     EpExchange* ex = ExchangeOf(*layer);
     if (ex == nullptr) continue;
-    const LayerPlacement& lp = ex->placement();
+    const EpLayout& lp = ex->placement();
     std::map<int, int64_t> block;  // logical expert -> block index
     for (size_t e = 0; e < lp.replicas.size(); ++e) {
       if (lp.replicas[e].size() > 1) block.emplace(static_cast<int>(e), static_cast<int64_t>(block.size()));
@@ -345,7 +341,7 @@ absl::Status SaveCheckpointEp(Model& model, const Optimizer* optimizer, comm::Co
     if (ex == nullptr) {
       return absl::FailedPreconditionError(absl::StrCat(layer.name(), ": experts not distributed"));
     }
-    const LayerPlacement& lp = ex->placement();
+    const EpLayout& lp = ex->placement();
     const int64_t packed = PackedSize(layer.expert(0));
     for (int e = 0; e < model.config().num_experts; ++e) {
       const int owner = lp.owner(e);

@@ -16,6 +16,8 @@
 //   ApplyPlacement()     move to a new placement: expert weights and their
 //                        optimizer state travel through the Communicator
 //   SaveCheckpointEp(), LoadCheckpointEp()  placement-independent files
+//   EpLayoutOf()         a distributed layer's placement, for device paths
+//                        (model/cuda) that move the tokens themselves
 //
 // With the loss normaliser set to the global token count (Target), outputs
 // equal the single-rank model's on the same tokens, and synced gradients its
@@ -28,10 +30,13 @@
 #ifndef TANDEM_MODEL_EXPERT_PARALLEL_H_
 #define TANDEM_MODEL_EXPERT_PARALLEL_H_
 
+#include <cstdint>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
+#include "absl/types/span.h"
 #include "balance/placement.h"
 #include "comm/communicator.h"
 #include "model/model.h"
@@ -75,6 +80,35 @@ absl::Status ApplyPlacement(Model& model, comm::Communicator& comm,
 // optimizer step.
 absl::Status SyncGradients(Model& model, comm::Communicator& comm,
                            const EpOptions& options = {});
+
+// EpLayout
+//
+// One distributed MoE layer's placement as rank `rank` of `ranks` sees it:
+// slot p (of num_slots) holds logical expert phy2log[p]; replicas[e] lists
+// expert e's slots in replica order. Rank q holds slots
+// [q * per_rank, (q + 1) * per_rank).
+struct EpLayout {
+  int ranks = 0;
+  int rank = 0;
+  int num_slots = 0;
+  int per_rank = 0;
+  std::vector<int64_t> phy2log;
+  std::vector<std::vector<int64_t>> replicas;
+  absl::Duration timeout;  // per collective (EpOptions)
+
+  // The slot each routed (token, k) of idx [T, top_k] goes to: replica
+  // t mod count of its expert (the rule of every dispatch here).
+  std::vector<int64_t> SlotsOf(absl::Span<const int32_t> idx, int top_k) const;
+  int owner(int e) const { return static_cast<int>(replicas[e][0] / per_rank); }
+  // The first of rank q's slots holding expert e (0-based on q), or -1.
+  int local_slot_of(int q, int e) const;
+};
+
+// EpLayoutOf()
+//
+// The layout of a layer distributed by DistributeExperts() or
+// ApplyPlacement(); nullptr when its experts are all local.
+const EpLayout* EpLayoutOf(const MoeLayer& layer);
 
 // SaveCheckpointEp(), LoadCheckpointEp()
 //

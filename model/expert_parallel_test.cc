@@ -328,6 +328,45 @@ TEST(ExpertParallelTest, MissingGradientSyncIsDetected) {
   EXPECT_GT(worst.grad, 1e-3);
 }
 
+// EpLayoutOf(): what device paths read. Expected values come straight from
+// the placement's phy2log rows: replicas of e are its slots in ascending
+// order, and (token t, k) goes to replica t mod count; after a move the
+// layout is the new placement's.
+TEST(ExpertParallelTest, LayoutOfADistributedLayer) {
+  RunRanks(2, [&](int r, comm::Communicator& comm) -> absl::Status {
+    TANDEM_ASSIGN_OR_RETURN(auto model, Model::Create(Config()));
+    EXPECT_EQ(EpLayoutOf(*model->moe_layers()[0]), nullptr);
+    TANDEM_RETURN_IF_ERROR(DistributeExperts(*model, comm, Replicated()));
+    const balance::Placement placements[] = {Replicated(), Other()};
+    for (int move = 0; move < 2; ++move) {
+      const balance::Placement& p = placements[move];
+      if (move == 1) TANDEM_RETURN_IF_ERROR(ApplyPlacement(*model, comm, p));
+      for (int l = 0; l < 2; ++l) {
+        const EpLayout* lay = EpLayoutOf(*model->moe_layers()[l]);
+        if (lay == nullptr) return absl::InternalError("no layout");
+        EXPECT_EQ(lay->ranks, 2);
+        EXPECT_EQ(lay->rank, r);
+        EXPECT_EQ(lay->num_slots, 12);
+        EXPECT_EQ(lay->per_rank, 6);
+        const std::vector<int64_t> row(p.phy2log.begin() + l * 12, p.phy2log.begin() + (l + 1) * 12);
+        EXPECT_EQ(lay->phy2log, row);
+        const int k = 3, tokens = 7;
+        std::vector<int32_t> idx;
+        for (int i = 0; i < tokens * k; ++i) idx.push_back((5 * i + l) % 8);
+        const std::vector<int64_t> slots = lay->SlotsOf(idx, k);
+        for (int i = 0; i < tokens * k; ++i) {
+          std::vector<int64_t> mine;
+          for (int64_t q = 0; q < 12; ++q) {
+            if (row[q] == idx[i]) mine.push_back(q);
+          }
+          EXPECT_EQ(slots[i], mine[(i / k) % mine.size()]) << "layer " << l << " entry " << i;
+        }
+      }
+    }
+    return absl::OkStatus();
+  });
+}
+
 TEST(ExpertParallelTest, BadPlacementRejected) {
   RunRanks(2, [&](int r, comm::Communicator& comm) -> absl::Status {
     TANDEM_ASSIGN_OR_RETURN(auto model, Model::Create(Config()));

@@ -91,6 +91,13 @@ class UnitModel {
   // device model downloads them); no-op on the host.
   virtual absl::Status SyncGradients() { return absl::OkStatus(); }
 
+  // UnitModel::ReloadParameters()
+  //
+  // After the host Parameters changed (an optimizer step, experts moved by
+  // ApplyPlacement): a device model copies them in and zeroes its own
+  // gradients; no-op on the host. No backward may be pending.
+  virtual absl::Status ReloadParameters() { return absl::OkStatus(); }
+
  protected:
   // `state` as the state type T of unit `unit`'s forward; kInvalidArgument
   // when another unit (or model) made it.

@@ -81,6 +81,17 @@ std::vector<Parameter*> MoeLayer::expert_parameters() {
   return out;
 }
 
+absl::Status MoeLayer::CountRouted(absl::Span<const int32_t> idx) {
+  uint64_t fp = 0xcbf29ce484222325ULL;
+  for (int32_t e : idx) {
+    ++counts_[e];
+    fp = (fp ^ static_cast<uint32_t>(e)) * 0x100000001b3ULL;
+  }
+  routing_fingerprint_ = fp;
+  if (recorder_ != nullptr) return recorder_->RecordRouted(moe_index_, idx);
+  return absl::OkStatus();
+}
+
 absl::StatusOr<Tensor> MoeLayer::Forward(const Tensor& x, Saved* saved) {
   if (x.rank() != 2 || x.dim(1) != config_.hidden) {
     return absl::InvalidArgumentError(
@@ -92,15 +103,7 @@ absl::StatusOr<Tensor> MoeLayer::Forward(const Tensor& x, Saved* saved) {
   const int k = config_.top_k;
   const int64_t h = config_.hidden;
   TANDEM_ASSIGN_OR_RETURN(Router::Output route, router_.Forward(x, &s.router));
-  uint64_t fp = 0xcbf29ce484222325ULL;
-  for (int32_t e : route.idx) {
-    ++counts_[e];
-    fp = (fp ^ static_cast<uint32_t>(e)) * 0x100000001b3ULL;
-  }
-  routing_fingerprint_ = fp;
-  if (recorder_ != nullptr) {
-    TANDEM_RETURN_IF_ERROR(recorder_->RecordRouted(moe_index_, route.idx));
-  }
+  TANDEM_RETURN_IF_ERROR(CountRouted(route.idx));
   s.weights = route.weights;
   Tensor shared_out;
   if (shared_ != nullptr) {

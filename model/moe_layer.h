@@ -119,6 +119,14 @@ class MoeLayer {
   // Token counts per logical expert since the last UpdateBias() (this rank).
   const std::vector<int64_t>& counts() const { return counts_; }
 
+  // MoeLayer::CountRouted()
+  //
+  // What Forward() does with a selection idx [T, top_k] (logical ids): adds
+  // it to the counts, the fingerprint and the recorder. A device layer that
+  // routes by itself (model/cuda) calls it, so that UpdateBias() and load
+  // recording work the same. Errors are the recorder's.
+  absl::Status CountRouted(absl::Span<const int32_t> idx);
+
   void SetRecorder(balance::LoadRecorder* recorder) { recorder_ = recorder; }
 
   // FNV-1a hash of the selection (idx) of the latest Forward(): lets tests

@@ -60,6 +60,10 @@ for b in BENCHES; do
   echo "== $b"
   "$here/bin/$b" --benchmark_min_time=${BENCH_MIN_TIME:-0.1} || status=1
 done
+if [[ -x "$here/bin/demo_gpu" ]]; then
+  echo "== demo_gpu --backend=cuda_local (the main job on one GPU: 4 PP x 2 EP virtual ranks)"
+  "$here/bin/demo_gpu" --backend=cuda_local --out="${TMPDIR:-/tmp}/tandem_demo_gpu" || status=1
+fi
 if [[ -x "$here/bin/comm_bench_gpu" ]]; then
   echo "== comm_bench_gpu: cuda_local (targets: >= 70% of D2D memcpy at >= 64 MiB per rank)"
   for n in 2 4 8; do

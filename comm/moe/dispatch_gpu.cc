@@ -10,9 +10,14 @@
 namespace tandem::comm::moe {
 namespace {
 
-absl::StatusOr<DeviceBuffer> Upload(const void* host, int64_t bytes) {
+// Copies on `stream` and waits: a plain cudaMemcpy from pageable memory may
+// return before the data lands, and other streams are not ordered after it.
+absl::StatusOr<DeviceBuffer> Upload(const void* host, int64_t bytes, cudaStream_t stream) {
   TANDEM_ASSIGN_OR_RETURN(DeviceBuffer b, AllocDevice(bytes));
-  if (bytes > 0) TANDEM_CUDA_RETURN_IF_ERROR(cudaMemcpy(b.get(), host, bytes, cudaMemcpyHostToDevice));
+  if (bytes > 0) {
+    TANDEM_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(b.get(), host, bytes, cudaMemcpyHostToDevice, stream));
+    TANDEM_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream));
+  }
   return b;
 }
 
@@ -38,6 +43,25 @@ std::vector<int64_t> Scaled(const std::vector<int64_t>& counts, int64_t factor) 
   return out;
 }
 
+// The rows of x to send, in the handle's send order, gathered on `stream`
+// (synchronized: the row ids' buffer is freed on return).
+absl::StatusOr<DeviceBuffer> GatherSends(const Handle& h, const void* x, int64_t row_bytes, cudaStream_t stream) {
+  const int64_t sends = static_cast<int64_t>(h.send_tokens.size());
+  TANDEM_ASSIGN_OR_RETURN(DeviceBuffer tokens_dev, Upload(h.send_tokens.data(), 4 * sends, stream));
+  TANDEM_ASSIGN_OR_RETURN(DeviceBuffer gathered, AllocDevice(sends * row_bytes));
+  TANDEM_CUDA_RETURN_IF_ERROR(EnqueueGatherRows(x, static_cast<const int32_t*>(tokens_dev.get()), sends, row_bytes,
+                                                gathered.get(), stream));
+  TANDEM_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream));
+  return gathered;
+}
+
+absl::Status CheckDtype(DataType dtype) {
+  if (dtype != DataType::kF32 && dtype != DataType::kBF16) {
+    return absl::InvalidArgumentError(absl::StrFormat("dtype: expected f32 or bf16, got %s", DataTypeName(dtype)));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::StatusOr<DeviceBuffer> AllocDevice(int64_t bytes) {
@@ -49,9 +73,7 @@ absl::StatusOr<DeviceBuffer> AllocDevice(int64_t bytes) {
 absl::StatusOr<DispatchedGpu> DispatchGpu(Communicator& comm, const void* x, DataType dtype, int hidden,
                                           const Routing& routing, const DispatchOptions& options,
                                           cudaStream_t stream, Deadline deadline) {
-  if (dtype != DataType::kF32 && dtype != DataType::kBF16) {
-    return absl::InvalidArgumentError(absl::StrFormat("dtype: expected f32 or bf16, got %s", DataTypeName(dtype)));
-  }
+  TANDEM_RETURN_IF_ERROR(CheckDtype(dtype));
   if (hidden < 1 || options.expert_alignment < 1) {
     return absl::InvalidArgumentError(absl::StrFormat("hidden and expert_alignment: expected >= 1, got %d and %d",
                                                       hidden, options.expert_alignment));
@@ -63,7 +85,7 @@ absl::StatusOr<DispatchedGpu> DispatchGpu(Communicator& comm, const void* x, Dat
   out.handle = PlanSends(layout, ranks, routing.num_tokens, hidden);
   Handle& h = out.handle;
   // Counts (device buffers: the communicator moves device memory).
-  TANDEM_ASSIGN_OR_RETURN(DeviceBuffer counts_out, Upload(h.send_counts.data(), 8 * ranks));
+  TANDEM_ASSIGN_OR_RETURN(DeviceBuffer counts_out, Upload(h.send_counts.data(), 8 * ranks, stream));
   TANDEM_ASSIGN_OR_RETURN(DeviceBuffer counts_in, AllocDevice(8 * ranks));
   TANDEM_RETURN_IF_ERROR(
       PostAndWait(comm.AllToAll(counts_out.get(), counts_in.get(), 1, DataType::kI64), deadline));
@@ -80,7 +102,7 @@ absl::StatusOr<DispatchedGpu> DispatchGpu(Communicator& comm, const void* x, Dat
       RowMetadata(routing, ranks, me, r, h.send_tokens[row], meta_send.data() + row * meta);
     }
   }
-  TANDEM_ASSIGN_OR_RETURN(DeviceBuffer meta_dev, Upload(meta_send.data(), meta_send.size()));
+  TANDEM_ASSIGN_OR_RETURN(DeviceBuffer meta_dev, Upload(meta_send.data(), meta_send.size(), stream));
   TANDEM_ASSIGN_OR_RETURN(DeviceBuffer meta_in,
                           Exchange(comm, meta_dev, Scaled(h.send_counts, meta), Scaled(h.recv_counts, meta), deadline));
   std::vector<char> meta_recv(out.num_rows * meta);
@@ -99,12 +121,8 @@ absl::StatusOr<DispatchedGpu> DispatchGpu(Communicator& comm, const void* x, Dat
   // Rows: gather on the device, optionally as FP8, and exchange.
   const int64_t es = SizeOf(dtype), row_bytes = int64_t{hidden} * es;
   const int64_t sends = static_cast<int64_t>(h.send_tokens.size());
-  TANDEM_ASSIGN_OR_RETURN(DeviceBuffer tokens_dev, Upload(h.send_tokens.data(), 4 * sends));
-  TANDEM_ASSIGN_OR_RETURN(DeviceBuffer gathered, AllocDevice(sends * row_bytes));
-  TANDEM_CUDA_RETURN_IF_ERROR(EnqueueGatherRows(x, static_cast<const int32_t*>(tokens_dev.get()), sends, row_bytes,
-                                                gathered.get(), stream));
+  TANDEM_ASSIGN_OR_RETURN(DeviceBuffer gathered, GatherSends(h, x, row_bytes, stream));
   if (!options.fp8) {
-    TANDEM_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream));
     TANDEM_ASSIGN_OR_RETURN(out.x, Exchange(comm, gathered, Scaled(h.send_counts, row_bytes),
                                             Scaled(h.recv_counts, row_bytes), deadline));
     return out;
@@ -128,11 +146,18 @@ absl::StatusOr<DispatchedGpu> DispatchGpu(Communicator& comm, const void* x, Dat
   return out;
 }
 
+absl::StatusOr<DeviceBuffer> DispatchCachedGpu(Communicator& comm, const Handle& h, const void* x, DataType dtype,
+                                               cudaStream_t stream, Deadline deadline) {
+  TANDEM_RETURN_IF_ERROR(CheckDtype(dtype));
+  const int64_t row_bytes = int64_t{h.hidden} * SizeOf(dtype);
+  TANDEM_ASSIGN_OR_RETURN(DeviceBuffer gathered, GatherSends(h, x, row_bytes, stream));
+  return Exchange(comm, gathered, Scaled(h.send_counts, row_bytes), Scaled(h.recv_counts, row_bytes), deadline);
+}
+
 absl::StatusOr<DeviceBuffer> CombineGpu(Communicator& comm, const Handle& h, const void* rows, DataType dtype,
                                         cudaStream_t stream, Deadline deadline) {
-  if (dtype != DataType::kF32 && dtype != DataType::kBF16) {
-    return absl::InvalidArgumentError(absl::StrFormat("dtype: expected f32 or bf16, got %s", DataTypeName(dtype)));
-  }
+  TANDEM_RETURN_IF_ERROR(CheckDtype(dtype));
+  TANDEM_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream));  // `rows` may come from `stream`
   const int64_t row_bytes = int64_t{h.hidden} * SizeOf(dtype);
   int64_t my_rows = 0;
   for (int64_t c : h.recv_counts) my_rows += c;
@@ -146,8 +171,8 @@ absl::StatusOr<DeviceBuffer> CombineGpu(Communicator& comm, const Handle& h, con
   for (int t = 0; t < h.num_tokens; ++t) offsets[t + 1] += offsets[t];
   std::vector<int32_t> fill(offsets.begin(), offsets.end() - 1);
   for (size_t i = 0; i < h.send_tokens.size(); ++i) order[fill[h.send_tokens[i]]++] = static_cast<int32_t>(i);
-  TANDEM_ASSIGN_OR_RETURN(DeviceBuffer order_dev, Upload(order.data(), 4 * order.size()));
-  TANDEM_ASSIGN_OR_RETURN(DeviceBuffer offsets_dev, Upload(offsets.data(), 4 * offsets.size()));
+  TANDEM_ASSIGN_OR_RETURN(DeviceBuffer order_dev, Upload(order.data(), 4 * order.size(), stream));
+  TANDEM_ASSIGN_OR_RETURN(DeviceBuffer offsets_dev, Upload(offsets.data(), 4 * offsets.size(), stream));
   TANDEM_ASSIGN_OR_RETURN(DeviceBuffer out, AllocDevice(int64_t{h.num_tokens} * row_bytes));
   TANDEM_CUDA_RETURN_IF_ERROR(EnqueueSumRows(back.get(), static_cast<const int32_t*>(order_dev.get()),
                                              static_cast<const int32_t*>(offsets_dev.get()), h.num_tokens, h.hidden,

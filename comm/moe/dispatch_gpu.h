@@ -47,15 +47,24 @@ struct DispatchedGpu {
 // DispatchGpu()
 //
 // As Dispatch(), with `x` [tokens x hidden] in device memory; kernels run on
-// `stream`, which the communicator's own stream is ordered after (the caller
-// synchronizes `stream` before the call returns data to it).
+// `stream`, which may be another stream than the communicator's: the call
+// synchronizes `stream` before the exchange, and returns once the data has
+// arrived.
 absl::StatusOr<DispatchedGpu> DispatchGpu(Communicator& comm, const void* x, DataType dtype, int hidden,
                                           const Routing& routing, const DispatchOptions& options,
                                           cudaStream_t stream, Deadline deadline);
 
+// DispatchCachedGpu()
+//
+// As DispatchCached(), with `x` and the rows in device memory (the backward
+// of CombineGpu()).
+absl::StatusOr<DeviceBuffer> DispatchCachedGpu(Communicator& comm, const Handle& handle, const void* x,
+                                               DataType dtype, cudaStream_t stream, Deadline deadline);
+
 // CombineGpu()
 //
-// As Combine(), with `rows` and the result in device memory.
+// As Combine(), with `rows` and the result in device memory. `rows` may be
+// written by work on `stream`: the call waits for it first.
 absl::StatusOr<DeviceBuffer> CombineGpu(Communicator& comm, const Handle& handle, const void* rows, DataType dtype,
                                         cudaStream_t stream, Deadline deadline);
 

@@ -1,5 +1,6 @@
-// GPU dispatch and combine on cuda_local equal the host versions on local,
-// bit for bit (rows, metadata, combined output), for f32, bf16 and FP8.
+// GPU dispatch, cached dispatch and combine on cuda_local equal the host
+// versions on local, bit for bit (rows, metadata, combined output), for f32,
+// bf16 and FP8.
 #include "comm/moe/dispatch_gpu.h"
 
 #include <cstring>
@@ -48,6 +49,7 @@ TEST(DispatchGpuTest, EqualsTheHostVersionBitForBit) {
       auto host = CreateLocalGroup(ranks);
       ASSERT_OK_AND_ASSIGN(auto gpu, CreateCudaLocalGroup(ranks));
       std::vector<std::vector<char>> host_rows(ranks), host_out(ranks), gpu_rows(ranks), gpu_out(ranks);
+      std::vector<std::vector<char>> host_again(ranks), gpu_again(ranks);
       std::vector<absl::Status> st(ranks);
       std::vector<std::thread> threads;
       for (int r = 0; r < ranks; ++r) {
@@ -61,6 +63,9 @@ TEST(DispatchGpuTest, EqualsTheHostVersionBitForBit) {
           absl::StatusOr<std::vector<char>> hc = Combine(*host[r], hd->handle, hd->x.data(), t, d);
           if (!hc.ok()) return void(st[r] = hc.status());
           host_out[r] = *hc;
+          absl::StatusOr<std::vector<char>> ha = DispatchCached(*host[r], hd->handle, x[r].data(), t, d);
+          if (!ha.ok()) return void(st[r] = ha.status());
+          host_again[r] = *ha;
           absl::StatusOr<DeviceBuffer> xd = AllocDevice(x[r].size());
           if (!xd.ok()) return void(st[r] = xd.status());
           cudaMemcpy(xd->get(), x[r].data(), x[r].size(), cudaMemcpyHostToDevice);
@@ -77,6 +82,10 @@ TEST(DispatchGpuTest, EqualsTheHostVersionBitForBit) {
           if (!gc.ok()) return void(st[r] = gc.status());
           gpu_out[r].resize(gc->bytes);
           cudaMemcpy(gpu_out[r].data(), gc->get(), gc->bytes, cudaMemcpyDeviceToHost);
+          absl::StatusOr<DeviceBuffer> ga = DispatchCachedGpu(*gpu[r], gd->handle, xd->get(), t, s, d);
+          if (!ga.ok()) return void(st[r] = ga.status());
+          gpu_again[r].resize(ga->bytes);
+          cudaMemcpy(gpu_again[r].data(), ga->get(), ga->bytes, cudaMemcpyDeviceToHost);
         });
       }
       for (auto& th : threads) th.join();
@@ -84,6 +93,7 @@ TEST(DispatchGpuTest, EqualsTheHostVersionBitForBit) {
         ASSERT_OK(st[r]);
         EXPECT_EQ(gpu_rows[r], host_rows[r]) << "rows on rank " << r << " fp8=" << fp8;
         EXPECT_EQ(gpu_out[r], host_out[r]) << "combine on rank " << r << " fp8=" << fp8;
+        EXPECT_EQ(gpu_again[r], host_again[r]) << "cached dispatch on rank " << r << " fp8=" << fp8;
       }
     }
   }

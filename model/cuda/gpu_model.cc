@@ -222,6 +222,30 @@ absl::StatusOr<LossResult> GpuModel::Loss(const Tensor& out, const Target& targe
   return r;
 }
 
+absl::Status GpuModel::Reload(Weight& w) {
+  TANDEM_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(w.grad.raw(), 0, w.grad.bytes(), stream_));
+  // From pageable memory: returns once the host value has been staged.
+  TANDEM_CUDA_RETURN_IF_ERROR(
+      cudaMemcpyAsync(w.value.raw(), w.host->value.raw(), w.value.bytes(), cudaMemcpyHostToDevice, stream_));
+  return absl::OkStatus();
+}
+
+absl::Status GpuModel::ReloadParameters() {
+  TANDEM_RETURN_IF_ERROR(*deferred_error_);
+  TANDEM_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
+  for (Weight* w : {&input_proj_, &final_norm_, &head_}) TANDEM_RETURN_IF_ERROR(Reload(*w));
+  for (Block& b : blocks_) {
+    TANDEM_RETURN_IF_ERROR(Reload(b.norm));
+    if (b.moe != nullptr) {
+      TANDEM_RETURN_IF_ERROR(b.moe->Reload());
+      continue;
+    }
+    for (Weight& w : b.ffn) TANDEM_RETURN_IF_ERROR(Reload(w));
+  }
+  TANDEM_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
+  return absl::OkStatus();
+}
+
 absl::Status GpuModel::SyncGradients() {
   TANDEM_RETURN_IF_ERROR(*deferred_error_);
   TANDEM_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));

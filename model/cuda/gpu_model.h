@@ -16,7 +16,10 @@
 //
 // Gradients accumulate on the device; SyncGradients() writes them into the
 // host model's Parameters (the host model is the one Create() copied, and
-// must outlive this one).
+// must outlive this one). Training steps the host optimizer, then
+// ReloadParameters() copies the new values in and zeroes the gradients.
+// MoE layers whose experts expert_parallel.h distributed move their tokens
+// through GpuMoeOptions::expert_comm (moe_gpu.h).
 //
 // Example:
 //   TANDEM_ASSIGN_OR_RETURN(std::unique_ptr<Model> host, Model::Create(config));
@@ -42,8 +45,8 @@ class GpuModel : public UnitModel {
  public:
   // GpuModel::Create()
   //
-  // Copies every parameter of `host` to the device (f32); the MoE layers
-  // must hold all their experts (no expert parallelism).
+  // Copies every parameter of `host` to the device (f32). Distributed MoE
+  // layers need options.expert_comm (GpuMoeLayer::Create()).
   static absl::StatusOr<std::unique_ptr<GpuModel>> Create(Model& host, cudaStream_t stream,
                                                           GpuMoeOptions options = {});
 
@@ -55,6 +58,7 @@ class GpuModel : public UnitModel {
   absl::StatusOr<LossResult> Loss(const Tensor& out, const Target& target) override;
   absl::StatusOr<Tensor> NewActivation(std::vector<int64_t> shape) override { return pool_->Zeros(std::move(shape)); }
   absl::Status SyncGradients() override;
+  absl::Status ReloadParameters() override;
 
  private:
   // A parameter on the device: value, gradient, and the host Parameter.
@@ -69,6 +73,8 @@ class GpuModel : public UnitModel {
   };
   explicit GpuModel(Model& host) : host_(host) {}
   absl::StatusOr<Weight> Upload(Parameter* p);
+  // Copies w.host's value in on the stream and zeroes the gradient.
+  absl::Status Reload(Weight& w);
   // Runs `fn` now, or Put()s it into `store`; a deferred failure is kept
   // for SyncGradients().
   absl::Status Defer(WeightGradStore* store, std::function<absl::Status()> fn);

@@ -217,7 +217,9 @@ __global__ void CombineKernel(const float* src, const int32_t* pos, const float*
     const int64_t t = i / h, c = i % h;
     float acc = 0.0f;
     for (int j = 0; j < k; ++j) {
-      const float v = src[int64_t{pos[t * k + j]} * h + c];
+      const int32_t p = pos[t * k + j];
+      if (p < 0) continue;
+      const float v = src[int64_t{p} * h + c];
       acc += w != nullptr ? w[t * k + j] * v : v;
     }
     y[i] = base != nullptr ? acc + base[i] : acc;
@@ -230,6 +232,10 @@ __global__ void RowDotsKernel(const float* a, const float* b, const int32_t* pos
   const int64_t warp = (blockIdx.x * int64_t{blockDim.x} + threadIdx.x) / 32;
   const int lane = threadIdx.x % 32;
   if (warp >= pairs) return;
+  if (pos[warp] < 0) {  // the whole warp takes this branch
+    if (lane == 0) out[warp] = 0.0f;
+    return;
+  }
   const float* at = a + (warp / k) * h;
   const float* bt = b + int64_t{pos[warp]} * h;
   float s = 0.0f;

@@ -57,11 +57,13 @@ cudaError_t EnqueueGatherRows(const float* src, const int32_t* rows, const float
                               int64_t n, int64_t h, float* dst, cudaStream_t stream);
 
 // Enqueues y[t] = (0 + sum_k w[t, k] * src[pos[t, k]]) + base[t], k in
-// order; w == nullptr means weights of 1, base == nullptr adds nothing.
+// order, skipping pos < 0 (an expert of another rank); w == nullptr means
+// weights of 1, base == nullptr adds nothing.
 cudaError_t EnqueueCombine(const float* src, const int32_t* pos, const float* w, const float* base, int64_t tokens,
                            int top_k, int64_t h, float* y, cudaStream_t stream);
 
-// Enqueues out[t, k] = <a[t], b[pos[t, k]]> (rows of width h).
+// Enqueues out[t, k] = <a[t], b[pos[t, k]]> (rows of width h); 0 where
+// pos[t, k] < 0.
 cudaError_t EnqueueRowDots(const float* a, const float* b, const int32_t* pos, int64_t tokens, int top_k,
                            int64_t h, float* out, cudaStream_t stream);
 

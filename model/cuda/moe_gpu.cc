@@ -5,9 +5,11 @@
 
 #include "absl/strings/str_cat.h"
 #include "base/cuda_check.h"
+#include "base/deadline.h"
 #include "base/status_macros.h"
 #include "model/cuda/device.h"
 #include "model/cuda/kernels.h"
+#include "comm/moe/dispatch_gpu.h"
 
 namespace tandem::model::cuda {
 namespace {
@@ -40,10 +42,15 @@ RouterParams MakeRouterParams(const ModelConfig& c) {
 struct GpuMoeLayer::Saved {
   int64_t tokens = 0;
   std::vector<int32_t> idx_host;   // [T, top_k]
-  std::vector<int64_t> offsets;    // per expert, E + 1
+  std::vector<int64_t> offsets;    // per local slot, S + 1
   Tensor x, x_op;                  // input and its GEMM operand
   Tensor scores, idx, weights;     // router [T, E], [T, k] (idx int32)
-  Tensor rows, entries, pos;       // permutation (int32)
+  // What the local experts see: rows [R, H] (the tokens themselves, or the
+  // dispatched rows) and per (row, k) the weight (0 elsewhere).
+  int64_t num_rows = 0;
+  Tensor rows_x, row_weights;
+  comm::moe::Handle handle;        // with expert parallelism
+  Tensor rows, entries, pos;       // permutation (int32): entry -> row, entry, (row, k) -> entry or -1
   Tensor xperm_op, ap, bp, hp_op, op;
   Tensor sa, sb, sh_op;            // shared expert
 };
@@ -66,34 +73,75 @@ absl::StatusOr<std::unique_ptr<GpuMoeLayer>> GpuMoeLayer::Create(MoeLayer& cpu, 
         "gpu moe: expected num_experts <= 1024, top_k <= 16, n_group <= 64, got ", config.num_experts, ", ",
         config.top_k, ", ", config.n_group));
   }
-  if (static_cast<int>(cpu.slot_expert().size()) != config.num_experts || cpu.exchange() != nullptr) {
-    return absl::InvalidArgumentError("gpu moe: expected a single-rank layer holding every expert");
-  }
   std::unique_ptr<GpuMoeLayer> g(new GpuMoeLayer());
+  g->cpu_ = &cpu;
   g->config_ = config;
   g->options_ = options;
   g->stream_ = stream;
   g->pool_ = pool != nullptr ? std::move(pool) : DevicePool::Create(stream);
   TANDEM_ASSIGN_OR_RETURN(g->blas_, Blas::Create(stream));
-  auto upload = [&](Weight& w, const Tensor& host) -> absl::Status {
-    TANDEM_ASSIGN_OR_RETURN(w.value, ToDevice(host));
-    TANDEM_ASSIGN_OR_RETURN(w.grad, DeviceZeros(host.shape(), DType::kF32));
-    if (options.gemm_dtype == DType::kBF16) {
-      TANDEM_ASSIGN_OR_RETURN(w.low, ToDevice(host, DType::kBF16));
+  TANDEM_RETURN_IF_ERROR(g->Load());
+  TANDEM_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream));
+  return g;
+}
+
+absl::Status GpuMoeLayer::Assign(Weight& w, const Tensor& host) {
+  if (w.value.shape() != host.shape()) {
+    TANDEM_ASSIGN_OR_RETURN(w.value, pool_->Zeros(host.shape()));
+    TANDEM_ASSIGN_OR_RETURN(w.grad, pool_->Zeros(host.shape()));
+    if (options_.gemm_dtype == DType::kBF16) {
+      TANDEM_ASSIGN_OR_RETURN(w.low, pool_->Zeros(host.shape(), DType::kBF16));
     }
-    return absl::OkStatus();
-  };
-  TANDEM_RETURN_IF_ERROR(upload(g->gate_, cpu.router().weight().value));
-  TANDEM_ASSIGN_OR_RETURN(g->bias_.value, ToDevice(cpu.router().bias()));
+  } else {
+    TANDEM_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(w.grad.raw(), 0, w.grad.bytes(), stream_));
+  }
+  // From pageable memory: returns once `host` has been staged.
+  TANDEM_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(w.value.raw(), host.raw(), host.bytes(), cudaMemcpyHostToDevice, stream_));
+  if (w.low.numel() > 0) {
+    TANDEM_CUDA_RETURN_IF_ERROR(EnqueueF32ToBf16(w.value.data<float>(), w.low.data<uint16_t>(), host.numel(), stream_));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status GpuMoeLayer::Load() {
+  MoeLayer& cpu = *cpu_;
+  const EpLayout* layout = EpLayoutOf(cpu);
+  comm::Communicator* c = options_.expert_comm;
+  if (layout == nullptr) {
+    if (static_cast<int>(cpu.slot_expert().size()) != config_.num_experts || cpu.exchange() != nullptr) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          cpu.name(), ": gpu moe: expected every expert local or distributed by DistributeExperts, got ",
+          cpu.slot_expert().size(), " local slots of ", config_.num_experts, " experts"));
+    }
+    comm_ = nullptr;
+  } else {
+    if (c == nullptr || c->size() != layout->ranks || c->rank() != layout->rank) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          cpu.name(), ": gpu moe: the experts are distributed over ", layout->ranks,
+          " ranks (this is rank ", layout->rank, "): expected an expert_comm of that size and rank, got ",
+          c == nullptr ? "none" : absl::StrCat("size ", c->size(), " rank ", c->rank())));
+    }
+    layout_ = *layout;
+    comm_ = c;
+  }
+  slots_ = static_cast<int>(cpu.slot_expert().size());
+  TANDEM_RETURN_IF_ERROR(Assign(gate_, cpu.router().weight().value));
+  TANDEM_RETURN_IF_ERROR(Assign(bias_, cpu.router().bias()));
   if (cpu.shared() != nullptr) {
-    std::vector<Parameter*> s = cpu.shared()->parameters();
-    for (int i = 0; i < 3; ++i) TANDEM_RETURN_IF_ERROR(upload(g->shared_[i], s[i]->value));
+    std::vector<Parameter*> sh = cpu.shared()->parameters();
+    for (int i = 0; i < 3; ++i) TANDEM_RETURN_IF_ERROR(Assign(shared_[i], sh[i]->value));
   }
   std::vector<Parameter*> ex = cpu.expert_parameters();
-  for (int i = 0; i < 3; ++i) {
-    TANDEM_RETURN_IF_ERROR(upload(g->experts_[i], Stack(ex, i, config.num_experts)));
-  }
-  return g;
+  for (int i = 0; i < 3; ++i) TANDEM_RETURN_IF_ERROR(Assign(experts_[i], Stack(ex, i, slots_)));
+  return absl::OkStatus();
+}
+
+absl::Status GpuMoeLayer::Reload() {
+  TANDEM_RETURN_IF_ERROR(*deferred_error_);
+  TANDEM_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
+  TANDEM_RETURN_IF_ERROR(Load());
+  TANDEM_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));  // the staged host copies are done
+  return absl::OkStatus();
 }
 
 absl::StatusOr<Tensor> GpuMoeLayer::Forward(const Tensor& x, std::shared_ptr<Saved>* saved) {
@@ -119,21 +167,56 @@ absl::StatusOr<Tensor> GpuMoeLayer::Forward(const Tensor& x, std::shared_ptr<Sav
   TANDEM_CUDA_RETURN_IF_ERROR(EnqueueRouterForward(logits.data<float>(), bias_.value.data<float>(), rp, t,
                                                    s->scores.data<float>(), s->idx.data<int32_t>(),
                                                    s->weights.data<float>(), stream_));
-  // Permutation: rows of expert e are entries (t, j) with idx == e, tokens
-  // ascending, at offsets[e] .. offsets[e + 1].
-  const int64_t n = t * k;
-  s->idx_host.resize(n);
+  // Expert selection and weights to the host (one round trip, as any
+  // grouped-GEMM MoE needs for the counts).
+  const int64_t n_all = t * k;
+  s->idx_host.resize(n_all);
+  std::vector<float> w_host(comm_ != nullptr ? n_all : 0);
   TANDEM_CUDA_RETURN_IF_ERROR(
-      cudaMemcpyAsync(s->idx_host.data(), s->idx.raw(), n * 4, cudaMemcpyDeviceToHost, stream_));
+      cudaMemcpyAsync(s->idx_host.data(), s->idx.raw(), n_all * 4, cudaMemcpyDeviceToHost, stream_));
+  if (comm_ != nullptr) {
+    TANDEM_CUDA_RETURN_IF_ERROR(
+        cudaMemcpyAsync(w_host.data(), s->weights.raw(), n_all * 4, cudaMemcpyDeviceToHost, stream_));
+  }
   TANDEM_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
+  TANDEM_RETURN_IF_ERROR(cpu_->CountRouted(s->idx_host));  // bias-update counts and loads, on the host layer
+  // The rows the local experts see, and per (row, k) the local slot.
+  std::vector<int32_t> local;
+  if (comm_ == nullptr) {
+    s->num_rows = t;
+    s->rows_x = x;
+    s->row_weights = s->weights;
+    local = s->idx_host;
+  } else {
+    const std::vector<int64_t> slots = layout_.SlotsOf(s->idx_host, static_cast<int>(k));
+    const comm::moe::Routing routing{static_cast<int>(t), static_cast<int>(k), layout_.num_slots, slots, w_host};
+    TANDEM_ASSIGN_OR_RETURN(comm::moe::DispatchedGpu d,
+                            comm::moe::DispatchGpu(*comm_, x.raw(), comm::DataType::kF32, static_cast<int>(h),
+                                                   routing, {}, stream_, Deadline::In(layout_.timeout)));
+    s->num_rows = d.num_rows;
+    s->rows_x = Tensor::FromStorage({d.num_rows, h}, DType::kF32, Device::kCuda, d.x.ptr);
+    TANDEM_ASSIGN_OR_RETURN(s->row_weights, Zeros({d.num_rows, k}));
+    TANDEM_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(s->row_weights.raw(), d.weights.data(), d.weights.size() * 4,
+                                                cudaMemcpyHostToDevice, stream_));
+    local = std::move(d.local_expert);
+    s->handle = std::move(d.handle);
+  }
+  // Permutation: entries (row, j) served by local slot e, rows ascending, at
+  // offsets[e] .. offsets[e + 1]; pos[(row, j)] is -1 for other ranks' slots.
+  const int64_t r_count = s->num_rows;
   std::vector<int64_t>& offsets = s->offsets;
-  offsets.assign(e_count + 1, 0);
-  for (int32_t e : s->idx_host) ++offsets[e + 1];
-  for (int64_t e = 0; e < e_count; ++e) offsets[e + 1] += offsets[e];
-  std::vector<int32_t> rows(n), entries(n), pos(n);
+  offsets.assign(slots_ + 1, 0);
+  for (int32_t e : local) {
+    if (e >= slots_) return absl::InternalError(absl::StrCat("gpu moe: local slot ", e, " of ", slots_));
+    if (e >= 0) ++offsets[e + 1];
+  }
+  for (int64_t e = 0; e < slots_; ++e) offsets[e + 1] += offsets[e];
+  const int64_t n = offsets[slots_];
+  std::vector<int32_t> rows(n), entries(n), pos(r_count * k, -1);
   std::vector<int64_t> fill(offsets.begin(), offsets.end() - 1);
-  for (int64_t i = 0; i < n; ++i) {
-    const int64_t at = fill[s->idx_host[i]]++;
+  for (int64_t i = 0; i < r_count * k; ++i) {
+    if (local[i] < 0) continue;
+    const int64_t at = fill[local[i]]++;
     rows[at] = static_cast<int32_t>(i / k);
     entries[at] = static_cast<int32_t>(i);
     pos[i] = static_cast<int32_t>(at);
@@ -141,14 +224,15 @@ absl::StatusOr<Tensor> GpuMoeLayer::Forward(const Tensor& x, std::shared_ptr<Sav
   // Copies from pageable memory return once the source has been staged.
   TANDEM_ASSIGN_OR_RETURN(s->rows, Zeros({n}));
   TANDEM_ASSIGN_OR_RETURN(s->entries, Zeros({n}));
-  TANDEM_ASSIGN_OR_RETURN(s->pos, Zeros({n}));
+  TANDEM_ASSIGN_OR_RETURN(s->pos, Zeros({r_count * k}));
   TANDEM_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(s->rows.raw(), rows.data(), n * 4, cudaMemcpyHostToDevice, stream_));
   TANDEM_CUDA_RETURN_IF_ERROR(
       cudaMemcpyAsync(s->entries.raw(), entries.data(), n * 4, cudaMemcpyHostToDevice, stream_));
-  TANDEM_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(s->pos.raw(), pos.data(), n * 4, cudaMemcpyHostToDevice, stream_));
+  TANDEM_CUDA_RETURN_IF_ERROR(
+      cudaMemcpyAsync(s->pos.raw(), pos.data(), r_count * k * 4, cudaMemcpyHostToDevice, stream_));
   TANDEM_ASSIGN_OR_RETURN(Tensor xperm, Zeros({n, h}));
-  TANDEM_CUDA_RETURN_IF_ERROR(EnqueueGatherRows(x.data<float>(), s->rows.data<int32_t>(), nullptr, nullptr, n, h,
-                                                xperm.data<float>(), stream_));
+  TANDEM_CUDA_RETURN_IF_ERROR(EnqueueGatherRows(s->rows_x.data<float>(), s->rows.data<int32_t>(), nullptr, nullptr, n,
+                                                h, xperm.data<float>(), stream_));
   TANDEM_ASSIGN_OR_RETURN(s->xperm_op, Operand(xperm, n * h));
   TANDEM_ASSIGN_OR_RETURN(s->ap, Zeros({n, f}));
   TANDEM_ASSIGN_OR_RETURN(s->bp, Zeros({n, f}));
@@ -159,7 +243,7 @@ absl::StatusOr<Tensor> GpuMoeLayer::Forward(const Tensor& x, std::shared_ptr<Sav
                                                                   experts_[which].value.dim(2) * es;
   };
   std::vector<GemmGroup> g1, g3;
-  for (int64_t e = 0; e < e_count; ++e) {
+  for (int64_t e = 0; e < slots_; ++e) {
     const int64_t o = offsets[e], m = offsets[e + 1] - offsets[e];
     const char* a = static_cast<const char*>(s->xperm_op.raw()) + o * h * es;
     g1.push_back({{false, true, m, f, h}, a, expert_w(0, e), s->ap.data<float>() + o * f});
@@ -171,7 +255,7 @@ absl::StatusOr<Tensor> GpuMoeLayer::Forward(const Tensor& x, std::shared_ptr<Sav
       EnqueueSwiGluForward(s->ap.data<float>(), s->bp.data<float>(), hp.data<float>(), n * f, stream_));
   TANDEM_ASSIGN_OR_RETURN(s->hp_op, Operand(hp, n * f));
   std::vector<GemmGroup> g2;
-  for (int64_t e = 0; e < e_count; ++e) {
+  for (int64_t e = 0; e < slots_; ++e) {
     const int64_t o = offsets[e], m = offsets[e + 1] - offsets[e];
     g2.push_back({{false, true, m, h, f}, static_cast<const char*>(s->hp_op.raw()) + o * f * es, expert_w(1, e),
                   s->op.data<float>() + o * h});
@@ -194,12 +278,31 @@ absl::StatusOr<Tensor> GpuMoeLayer::Forward(const Tensor& x, std::shared_ptr<Sav
     TANDEM_RETURN_IF_ERROR(
         blas_->Gemm({false, true, t, h, fs}, s->sh_op.raw(), gt, shared_[1].gemm(), so.data<float>(), 1, 0));
   }
-  TANDEM_ASSIGN_OR_RETURN(Tensor y, Zeros({t, h}));
-  TANDEM_CUDA_RETURN_IF_ERROR(EnqueueCombine(s->op.data<float>(), s->pos.data<int32_t>(), s->weights.data<float>(),
-                                             fs > 0 ? so.data<float>() : nullptr, t, static_cast<int>(k), h,
-                                             y.data<float>(), stream_));
+  // Per row, the weighted outputs of its local experts in top-k order; with
+  // expert parallelism the rows go back to their tokens (summed in rank
+  // order), then the shared expert's output is added, as in the host layer.
+  TANDEM_ASSIGN_OR_RETURN(Tensor y_rows, Zeros({r_count, h}));
+  TANDEM_CUDA_RETURN_IF_ERROR(EnqueueCombine(s->op.data<float>(), s->pos.data<int32_t>(),
+                                             s->row_weights.data<float>(),
+                                             fs > 0 && comm_ == nullptr ? so.data<float>() : nullptr, r_count,
+                                             static_cast<int>(k), h, y_rows.data<float>(), stream_));
+  if (comm_ == nullptr) {
+    *saved = std::move(s);
+    return y_rows;
+  }
+  TANDEM_ASSIGN_OR_RETURN(Tensor y, CombineRows(s->handle, y_rows, h));
+  if (fs > 0) TANDEM_CUDA_RETURN_IF_ERROR(EnqueueAdd(so.data<float>(), y.data<float>(), t * h, stream_));
   *saved = std::move(s);
   return y;
+}
+
+absl::StatusOr<Tensor> GpuMoeLayer::CombineRows(const comm::moe::Handle& handle, const Tensor& rows, int64_t width) {
+  comm::moe::Handle h = handle;
+  h.hidden = static_cast<int>(width);  // combine sums rows of any width
+  TANDEM_ASSIGN_OR_RETURN(comm::moe::DeviceBuffer out,
+                          comm::moe::CombineGpu(*comm_, h, rows.raw(), comm::DataType::kF32, stream_,
+                                                Deadline::In(layout_.timeout)));
+  return Tensor::FromStorage({h.num_tokens, width}, DType::kF32, Device::kCuda, out.ptr);
 }
 
 absl::StatusOr<Tensor> GpuMoeLayer::Backward(const Saved& s, const Tensor& dy, WeightGradStore* store) {
@@ -212,7 +315,7 @@ absl::StatusOr<Tensor> GpuMoeLayer::Backward(const Saved& s, const Tensor& dy, W
   }
   const DType gt = options_.gemm_dtype;
   const int64_t es = SizeOf(gt);
-  const int64_t n = t * k;
+  const int64_t r_count = s.num_rows, n = s.offsets[slots_];
   TANDEM_ASSIGN_OR_RETURN(Tensor dy_op, Operand(dy, t * h));
   // Shared expert: dxs = dsa W1 + dsb W3.
   TANDEM_ASSIGN_OR_RETURN(Tensor dxs, Zeros({t, h}));
@@ -232,12 +335,22 @@ absl::StatusOr<Tensor> GpuMoeLayer::Backward(const Saved& s, const Tensor& dy, W
     TANDEM_RETURN_IF_ERROR(
         blas_->Gemm({false, false, t, h, fs}, dsb_op.raw(), gt, shared_[2].gemm(), dxs.data<float>(), 1, 1));
   }
-  // Routed experts.
+  // Routed experts: dy to the rows (sent out again with expert
+  // parallelism), per entry w * dy_row, and per (row, k) the weight's
+  // gradient <dy_row, expert output>.
+  Tensor drows = dy;
+  if (comm_ != nullptr) {
+    TANDEM_ASSIGN_OR_RETURN(comm::moe::DeviceBuffer d,
+                            comm::moe::DispatchCachedGpu(*comm_, s.handle, dy.raw(), comm::DataType::kF32, stream_,
+                                                         Deadline::In(layout_.timeout)));
+    drows = Tensor::FromStorage({r_count, h}, DType::kF32, Device::kCuda, d.ptr);
+  }
   TANDEM_ASSIGN_OR_RETURN(Tensor dop, Zeros({n, h}));
-  TANDEM_CUDA_RETURN_IF_ERROR(EnqueueGatherRows(dy.data<float>(), s.rows.data<int32_t>(), s.weights.data<float>(),
-                                                s.entries.data<int32_t>(), n, h, dop.data<float>(), stream_));
-  TANDEM_ASSIGN_OR_RETURN(Tensor dw, Zeros({n}));
-  TANDEM_CUDA_RETURN_IF_ERROR(EnqueueRowDots(dy.data<float>(), s.op.data<float>(), s.pos.data<int32_t>(), t,
+  TANDEM_CUDA_RETURN_IF_ERROR(EnqueueGatherRows(drows.data<float>(), s.rows.data<int32_t>(),
+                                                s.row_weights.data<float>(), s.entries.data<int32_t>(), n, h,
+                                                dop.data<float>(), stream_));
+  TANDEM_ASSIGN_OR_RETURN(Tensor dw, Zeros({r_count, k}));
+  TANDEM_CUDA_RETURN_IF_ERROR(EnqueueRowDots(drows.data<float>(), s.op.data<float>(), s.pos.data<int32_t>(), r_count,
                                              static_cast<int>(k), h, dw.data<float>(), stream_));
   TANDEM_ASSIGN_OR_RETURN(Tensor dop_op, Operand(dop, n * h));
   TANDEM_ASSIGN_OR_RETURN(Tensor dhp, Zeros({n, f}));
@@ -249,7 +362,7 @@ absl::StatusOr<Tensor> GpuMoeLayer::Backward(const Saved& s, const Tensor& dy, W
            e * experts_[which].value.dim(1) * experts_[which].value.dim(2) * es;
   };
   std::vector<GemmGroup> d_h;
-  for (int64_t e = 0; e < e_count; ++e) {
+  for (int64_t e = 0; e < slots_; ++e) {
     const int64_t o = s.offsets[e], m = s.offsets[e + 1] - s.offsets[e];
     d_h.push_back({{false, false, m, f, h}, static_cast<const char*>(dop_op.raw()) + o * h * es, wmat(1, e),
                    dhp.data<float>() + o * f});
@@ -260,7 +373,7 @@ absl::StatusOr<Tensor> GpuMoeLayer::Backward(const Saved& s, const Tensor& dy, W
   TANDEM_ASSIGN_OR_RETURN(Tensor dap_op, Operand(dap, n * f));
   TANDEM_ASSIGN_OR_RETURN(Tensor dbp_op, Operand(dbp, n * f));
   std::vector<GemmGroup> dx1, dx3;
-  for (int64_t e = 0; e < e_count; ++e) {
+  for (int64_t e = 0; e < slots_; ++e) {
     const int64_t o = s.offsets[e], m = s.offsets[e + 1] - s.offsets[e];
     dx1.push_back({{false, false, m, h, f}, static_cast<const char*>(dap_op.raw()) + o * f * es, wmat(0, e),
                    dxp.data<float>() + o * h});
@@ -269,10 +382,18 @@ absl::StatusOr<Tensor> GpuMoeLayer::Backward(const Saved& s, const Tensor& dy, W
   }
   TANDEM_RETURN_IF_ERROR(blas_->GroupedGemm(dx1, gt, 1, 0));
   TANDEM_RETURN_IF_ERROR(blas_->GroupedGemm(dx3, gt, 1, 1));
-  TANDEM_ASSIGN_OR_RETURN(Tensor dx, Zeros({t, h}));
+  // Per row, the input gradients of its local experts in top-k order; with
+  // expert parallelism these and the weight gradients go back to their
+  // tokens, then the shared expert's dx is added, as in the host layer.
+  TANDEM_ASSIGN_OR_RETURN(Tensor dx, Zeros({r_count, h}));
   TANDEM_CUDA_RETURN_IF_ERROR(EnqueueCombine(dxp.data<float>(), s.pos.data<int32_t>(), nullptr,
-                                             fs > 0 ? dxs.data<float>() : nullptr, t, static_cast<int>(k), h,
-                                             dx.data<float>(), stream_));
+                                             fs > 0 && comm_ == nullptr ? dxs.data<float>() : nullptr, r_count,
+                                             static_cast<int>(k), h, dx.data<float>(), stream_));
+  if (comm_ != nullptr) {
+    TANDEM_ASSIGN_OR_RETURN(dx, CombineRows(s.handle, dx, h));
+    TANDEM_ASSIGN_OR_RETURN(dw, CombineRows(s.handle, dw, k));
+    if (fs > 0) TANDEM_CUDA_RETURN_IF_ERROR(EnqueueAdd(dxs.data<float>(), dx.data<float>(), t * h, stream_));
+  }
   // Router.
   const RouterParams rp = MakeRouterParams(config_);
   TANDEM_ASSIGN_OR_RETURN(Tensor dlogits, Zeros({t, e_count}));
@@ -315,7 +436,7 @@ absl::Status GpuMoeLayer::WeightGrads(const Saved& s, const Tensor& dy_op, const
     return experts_[which].grad.data<float>() + e * experts_[which].value.dim(1) * experts_[which].value.dim(2);
   };
   std::vector<GemmGroup> dw1, dw2, dw3;
-  for (int64_t e = 0; e < e_count; ++e) {
+  for (int64_t e = 0; e < slots_; ++e) {
     const int64_t o = s.offsets[e], m = s.offsets[e + 1] - s.offsets[e];
     const char* xe = static_cast<const char*>(s.xperm_op.raw()) + o * h * es;
     dw1.push_back({{true, false, f, h, m}, static_cast<const char*>(dap_op.raw()) + o * f * es, xe, gmat(0, e)});
@@ -346,7 +467,7 @@ absl::StatusOr<std::vector<Tensor>> GpuMoeLayer::DownloadGrads() const {
   for (int i = 0; i < 3; ++i) {
     TANDEM_ASSIGN_OR_RETURN(stacked[i], ToHost(experts_[i].grad));
   }
-  for (int64_t e = 0; e < config_.num_experts; ++e) {
+  for (int64_t e = 0; e < slots_; ++e) {
     for (int i = 0; i < 3; ++i) {
       Tensor one = Tensor::Zeros({stacked[i].dim(1), stacked[i].dim(2)});
       std::memcpy(one.raw(), stacked[i].data<float>() + e * one.numel(), one.bytes());

@@ -12,6 +12,16 @@
 // accumulates every weight gradient on the device now or defers those GEMMs
 // into a WeightGradStore (the I / W split). All work runs on one stream.
 //
+// Expert parallelism: when model/expert_parallel.h spread the host layer's
+// experts, this layer holds the same local slots and moves tokens as the
+// host layer does (same replica rule, same per-row top-k sums, same rank-
+// order combine), with DispatchGpu / CombineGpu on a device communicator
+// of the same EP group; the backward sends dy out again (DispatchCachedGpu)
+// and combines dx and the router's weight gradients back.
+//
+// Not thread-safe: one call at a time (a Stage over it needs
+// overlap_threads = false).
+//
 // Tolerances against the CPU layer (moe_gpu_test): f32 GEMMs 1e-4, bf16
 // GEMMs 3e-2, both relative to the largest magnitude of each tensor; the
 // expert selection must be identical.
@@ -31,9 +41,12 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "comm/communicator.h"
+#include "comm/moe/dispatch.h"
 #include "model/config.h"
 #include "model/cuda/device.h"
 #include "model/cuda/gemm.h"
+#include "model/expert_parallel.h"
 #include "model/moe_layer.h"
 #include "model/tensor.h"
 #include "model/weight_grad_store.h"
@@ -42,16 +55,23 @@ namespace tandem::model::cuda {
 
 struct GpuMoeOptions {
   DType gemm_dtype = DType::kF32;  // expert and shared-expert GEMM operands
+  // For layers whose experts are distributed: a device communicator (e.g.
+  // cuda_local) over the host layer's EP group, with the same size and rank.
+  comm::Communicator* expert_comm = nullptr;
 };
 
 class GpuMoeLayer {
  public:
   // GpuMoeLayer::Create()
   //
-  // Copies the weights and the balancing bias of `cpu` (which must hold all
-  // experts: single rank) to the device. kInvalidArgument for configs the
-  // router kernel does not take (experts > 1024, top_k > 16, groups > 64).
-  // Tensors come from `pool` (a new pool on `stream` when null).
+  // Copies the weights and the balancing bias of `cpu` to the device: all
+  // experts, or the local slots of a distributed layer (then
+  // options.expert_comm is required). `cpu` must outlive this layer; each
+  // Forward() counts its routing there (MoeLayer::CountRouted: the bias
+  // update and the load recorder), and Reload() takes its new values. kInvalidArgument
+  // for configs the router kernel does not take (experts > 1024, top_k > 16,
+  // groups > 64) or a missing or mismatched expert_comm. Tensors come from
+  // `pool` (a new pool on `stream` when null).
   static absl::StatusOr<std::unique_ptr<GpuMoeLayer>> Create(MoeLayer& cpu, const ModelConfig& config,
                                                              GpuMoeOptions options, cudaStream_t stream,
                                                              std::shared_ptr<DevicePool> pool = nullptr);
@@ -62,7 +82,8 @@ class GpuMoeLayer {
   // GpuMoeLayer::Forward()
   //
   // x [T, hidden] f32 on the device -> y; `saved` receives what Backward()
-  // needs.
+  // needs. With distributed experts, Forward() and Backward() are
+  // collective over expert_comm: every EP rank calls them in one order.
   absl::StatusOr<Tensor> Forward(const Tensor& x, std::shared_ptr<Saved>* saved);
 
   // GpuMoeLayer::Backward()
@@ -73,14 +94,35 @@ class GpuMoeLayer {
   absl::StatusOr<Tensor> Backward(const Saved& saved, const Tensor& dy, WeightGradStore* store);
 
   // The gradients as host tensors, in the order of
-  // cpu.dense_parameters() then cpu.expert_parameters().
+  // cpu.dense_parameters() then cpu.expert_parameters() (local slots).
   absl::StatusOr<std::vector<Tensor>> DownloadGrads() const;
+
+  // GpuMoeLayer::Reload()
+  //
+  // Takes the host layer's current values (after an optimizer step) and
+  // local experts and placement (after ApplyPlacement), and zeroes the
+  // gradients. No backward or deferred gradient may be pending.
+  absl::Status Reload();
 
   // Expert selection of `saved`'s forward [T, top_k] (host copy).
   static const std::vector<int32_t>& Selection(const Saved& saved);
 
  private:
+  struct Weight {
+    Tensor value;  // f32
+    Tensor grad;   // f32
+    Tensor low;    // bf16 copy when gemm_dtype is bf16
+    const void* gemm() const { return low.numel() > 0 && !low.is_host() ? low.raw() : value.raw(); }
+  };
   GpuMoeLayer() = default;
+  // Copies (or on shape changes allocates) `w` from `host` on the stream
+  // and zeroes its gradient.
+  absl::Status Assign(Weight& w, const Tensor& host);
+  // Reads the host layer: weights, bias, local experts and placement.
+  absl::Status Load();
+  // Rows [R, width] back to their tokens through comm_, summed in rank
+  // order: [T, width].
+  absl::StatusOr<Tensor> CombineRows(const comm::moe::Handle& handle, const Tensor& rows, int64_t width);
   // `f32` (n floats) as a GEMM operand in gemm_dtype: itself, or a bf16
   // copy from the pool.
   absl::StatusOr<Tensor> Operand(const Tensor& f32, int64_t n);
@@ -89,20 +131,18 @@ class GpuMoeLayer {
   absl::Status WeightGrads(const Saved& s, const Tensor& dy_op, const Tensor& dsa_op, const Tensor& dsb_op,
                            const Tensor& dop_op, const Tensor& dap_op, const Tensor& dbp_op, const Tensor& dlogits);
 
-  struct Weight {
-    Tensor value;  // f32
-    Tensor grad;   // f32
-    Tensor low;    // bf16 copy when gemm_dtype is bf16
-    const void* gemm() const { return low.numel() > 0 && !low.is_host() ? low.raw() : value.raw(); }
-  };
+  MoeLayer* cpu_ = nullptr;
   ModelConfig config_;
   GpuMoeOptions options_;
+  int slots_ = 0;                       // local experts
+  comm::Communicator* comm_ = nullptr;  // set when the experts are distributed
+  EpLayout layout_;
   cudaStream_t stream_ = nullptr;
   std::shared_ptr<DevicePool> pool_;
   std::unique_ptr<Blas> blas_;
   Weight gate_, bias_;
   Weight shared_[3];   // w1, w2, w3 (absent when no shared expert)
-  Weight experts_[3];  // stacked: w1 [E, F, H], w2 [E, H, F], w3 [E, F, H]
+  Weight experts_[3];  // local slots stacked: w1 [S, F, H], w2 [S, H, F], w3 [S, F, H]
   std::shared_ptr<absl::Status> deferred_error_ = std::make_shared<absl::Status>();
 };
 

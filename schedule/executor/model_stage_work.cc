@@ -103,6 +103,13 @@ absl::Status ModelStageWork::SyncGradients() {
   return absl::OkStatus();
 }
 
+absl::Status ModelStageWork::ReloadParameters() {
+  for (auto& [key, c] : copies_) {
+    if (c.placed != nullptr) TANDEM_RETURN_IF_ERROR(c.placed->ReloadParameters());
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<Buffer> ModelStageWork::Forward(const Slot& s, Buffer input) {
   TANDEM_ASSIGN_OR_RETURN(Copy * c, At(s));
   const int g = Global(s);

@@ -90,6 +90,9 @@ class ModelStageWork : public StageWork {
   // Makes the gradients of placed copies visible in their host models
   // (model()); call after the step, before reading or summing them.
   absl::Status SyncGradients();
+  // After the host models' parameters changed (an optimizer step, expert
+  // moves): placed copies take the new values and zero their gradients.
+  absl::Status ReloadParameters();
   // Points every copy at new data (same micro-batch count) for the next step.
   void set_data(const PipelineData* data) { data_ = data; }
 
