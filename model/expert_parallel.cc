@@ -38,25 +38,25 @@ EpLayout MakeLayout(const balance::Placement& p, int layer, int ranks, int rank,
 // TokenExchange over comm::moe with physical slots as dispatch "experts".
 class EpExchange : public TokenExchange {
  public:
-  EpExchange(comm::Communicator* comm, EpLayout placement, int hidden)
-      : comm_(comm), placement_(std::move(placement)), hidden_(hidden) {}
+  EpExchange(comm::Communicator* comm, EpLayout layout, int hidden)
+      : comm_(comm), layout_(std::move(layout)), hidden_(hidden) {}
 
-  const EpLayout& placement() const { return placement_; }
+  const EpLayout& layout() const { return layout_; }
 
   absl::StatusOr<Rows> Dispatch(const Tensor& x, absl::Span<const int32_t> idx,
                                 const Tensor& weights) override {
     const int64_t t = x.dim(0);
     const int k = static_cast<int>(weights.dim(1));
-    const std::vector<int64_t> slots = placement_.SlotsOf(idx, k);
+    const std::vector<int64_t> slots = layout_.SlotsOf(idx, k);
     comm::moe::Routing routing;
     routing.num_tokens = static_cast<int>(t);
     routing.top_k = k;
-    routing.num_experts = placement_.num_slots;
+    routing.num_experts = layout_.num_slots;
     routing.topk_idx = slots;
     routing.topk_weights = absl::MakeConstSpan(weights.data<float>(), weights.numel());
     TANDEM_ASSIGN_OR_RETURN(comm::moe::Dispatched d,
                             comm::moe::Dispatch(*comm_, x.data<float>(), DataType::kF32, hidden_,
-                                                routing, {}, Deadline::In(placement_.timeout)));
+                                                routing, {}, Deadline::In(layout_.timeout)));
     Rows rows;
     rows.x = Tensor::Zeros({d.num_rows, hidden_});
     if (!d.x.empty()) std::memcpy(rows.x.raw(), d.x.data(), d.x.size());
@@ -72,7 +72,7 @@ class EpExchange : public TokenExchange {
     h.hidden = static_cast<int>(values.dim(1));
     TANDEM_ASSIGN_OR_RETURN(std::vector<char> out,
                             comm::moe::Combine(*comm_, h, values.data<float>(), DataType::kF32,
-                                               Deadline::In(placement_.timeout)));
+                                               Deadline::In(layout_.timeout)));
     Tensor y = Tensor::Zeros({h.num_tokens, values.dim(1)});
     if (!out.empty()) std::memcpy(y.raw(), out.data(), out.size());
     return y;
@@ -82,7 +82,7 @@ class EpExchange : public TokenExchange {
     const auto& h = *static_cast<const comm::moe::Handle*>(rows.handle.get());
     TANDEM_ASSIGN_OR_RETURN(std::vector<char> out,
                             comm::moe::DispatchCached(*comm_, h, values.data<float>(), DataType::kF32,
-                                                      Deadline::In(placement_.timeout)));
+                                                      Deadline::In(layout_.timeout)));
     Tensor y = Tensor::Zeros({rows.x.dim(0), values.dim(1)});
     if (!out.empty()) std::memcpy(y.raw(), out.data(), out.size());
     return y;
@@ -91,12 +91,12 @@ class EpExchange : public TokenExchange {
   absl::Status SumCounts(absl::Span<int64_t> counts) override {
     return comm::PostAndWait(comm_->AllReduce(counts.data(), counts.data(), counts.size(),
                                               DataType::kI64, comm::ReduceOp::kSum),
-                             Deadline::In(placement_.timeout));
+                             Deadline::In(layout_.timeout));
   }
 
  private:
   comm::Communicator* comm_;
-  EpLayout placement_;
+  EpLayout layout_;
   int hidden_;
 };
 
@@ -173,7 +173,7 @@ int EpLayout::local_slot_of(int q, int e) const {
 
 const EpLayout* EpLayoutOf(const MoeLayer& layer) {
   const EpExchange* ex = ExchangeOf(layer);
-  return ex == nullptr ? nullptr : &ex->placement();
+  return ex == nullptr ? nullptr : &ex->layout();
 }
 
 absl::Status DistributeExperts(Model& model, comm::Communicator& comm,
@@ -213,7 +213,7 @@ absl::Status ApplyPlacement(Model& model, comm::Communicator& comm,
       return absl::FailedPreconditionError(
           absl::StrCat(layer.name(), ": experts not distributed (call DistributeExperts first)"));
     }
-    const EpLayout old = old_ex->placement();
+    const EpLayout old = old_ex->layout();
     EpLayout next = MakeLayout(placement, static_cast<int>(l), comm.size(), me, options.timeout);
     const int64_t packed = PackedSize(layer.expert(0));
     std::vector<comm::P2POp> ops;
@@ -290,7 +290,7 @@ absl::Status SyncGradients(Model& model, comm::Communicator& comm, const EpOptio
   for (MoeLayer* layer : model.moe_layers()) {
     EpExchange* ex = ExchangeOf(*layer);
     if (ex == nullptr) continue;
-    const EpLayout& lp = ex->placement();
+    const EpLayout& lp = ex->layout();
     std::map<int, int64_t> block;  // logical expert -> block index
     for (size_t e = 0; e < lp.replicas.size(); ++e) {
       if (lp.replicas[e].size() > 1) block.emplace(static_cast<int>(e), static_cast<int64_t>(block.size()));
@@ -341,7 +341,7 @@ absl::Status SaveCheckpointEp(Model& model, const Optimizer* optimizer, comm::Co
     if (ex == nullptr) {
       return absl::FailedPreconditionError(absl::StrCat(layer.name(), ": experts not distributed"));
     }
-    const EpLayout& lp = ex->placement();
+    const EpLayout& lp = ex->layout();
     const int64_t packed = PackedSize(layer.expert(0));
     for (int e = 0; e < model.config().num_experts; ++e) {
       const int owner = lp.owner(e);

@@ -68,10 +68,11 @@ class GpuMoeLayer {
   // experts, or the local slots of a distributed layer (then
   // options.expert_comm is required). `cpu` must outlive this layer; each
   // Forward() counts its routing there (MoeLayer::CountRouted: the bias
-  // update and the load recorder), and Reload() takes its new values. kInvalidArgument
-  // for configs the router kernel does not take (experts > 1024, top_k > 16,
-  // groups > 64) or a missing or mismatched expert_comm. Tensors come from
-  // `pool` (a new pool on `stream` when null).
+  // update and the load recorder), and Reload() takes its new values.
+  // kInvalidArgument for configs the router kernel does not take
+  // (experts > 1024, top_k > 16, groups > 64) or a missing or mismatched
+  // expert_comm. Tensors come from `pool` (a new pool on `stream` when
+  // null).
   static absl::StatusOr<std::unique_ptr<GpuMoeLayer>> Create(MoeLayer& cpu, const ModelConfig& config,
                                                              GpuMoeOptions options, cudaStream_t stream,
                                                              std::shared_ptr<DevicePool> pool = nullptr);
