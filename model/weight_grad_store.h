@@ -24,10 +24,12 @@
 #include <cstddef>
 #include <deque>
 #include <functional>
+#include <memory>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
+#include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 
 namespace tandem::model {
@@ -86,6 +88,35 @@ inline void DeferOrRun(WeightGradStore* store, WeightGradStore::Closure fn) {
     fn();
   }
 }
+
+// DeferredWork
+//
+// Weight-gradient work that can fail (device GEMMs, kernel launches): Run()
+// runs it now and returns its status, or Put()s it into the store. A
+// deferred closure's failure is kept (the first one) for error(); pending()
+// counts the closures a store still holds (not yet run, nor dropped by
+// DropPending() / Clear()), so that code replacing the weights the closures
+// write can refuse while any are left (CheckIdle()). Thread-safe.
+class DeferredWork {
+ public:
+  absl::Status Run(WeightGradStore* store, std::function<absl::Status()> fn);
+
+  // The first failure of a deferred closure, else OK.
+  absl::Status error() const;
+  int pending() const;
+
+  // error(), else kFailedPrecondition "<who>: N deferred weight-gradient
+  // closures not run yet" while pending() > 0, else OK.
+  absl::Status CheckIdle(absl::string_view who) const;
+
+ private:
+  struct State {
+    mutable absl::Mutex mu;
+    absl::Status error ABSL_GUARDED_BY(mu);
+    int pending ABSL_GUARDED_BY(mu) = 0;
+  };
+  std::shared_ptr<State> state_ = std::make_shared<State>();
+};
 
 }  // namespace tandem::model
 

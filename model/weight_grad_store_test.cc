@@ -63,5 +63,45 @@ TEST(WeightGradStoreTest, ClearAndDropPending) {
   EXPECT_EQ(runs, 1);
 }
 
+// DeferredWork: without a store the work runs now and its status comes
+// back; deferred, the first failure is kept and pending() counts what the
+// store still holds, run or dropped.
+TEST(DeferredWorkTest, RunsNowOrCountsWhatIsDeferred) {
+  DeferredWork work;
+  int runs = 0;
+  EXPECT_OK(work.Run(nullptr, [&] { ++runs; return absl::OkStatus(); }));
+  EXPECT_THAT(work.Run(nullptr, [] { return absl::InternalError("now"); }),
+              StatusIs(absl::StatusCode::kInternal, HasSubstr("now")));
+  EXPECT_EQ(runs, 1);
+  EXPECT_OK(work.CheckIdle("layer"));  // a failure that was returned is not kept
+
+  WeightGradStore store;
+  EXPECT_OK(work.Run(&store, [&] { ++runs; return absl::OkStatus(); }));
+  EXPECT_OK(work.Run(&store, [] { return absl::InternalError("first"); }));
+  EXPECT_OK(work.Run(&store, [] { return absl::InternalError("second"); }));
+  EXPECT_EQ(work.pending(), 3);
+  EXPECT_THAT(work.CheckIdle("layer"), StatusIs(absl::StatusCode::kFailedPrecondition,
+                                                HasSubstr("layer: 3 deferred weight-gradient closures not run yet")));
+  EXPECT_OK(work.error());
+  store.Flush();
+  ASSERT_OK(store.Pop());
+  EXPECT_EQ(runs, 2);
+  EXPECT_EQ(work.pending(), 0);
+  EXPECT_THAT(work.error(), StatusIs(absl::StatusCode::kInternal, HasSubstr("first")));
+  EXPECT_THAT(work.CheckIdle("layer"), StatusIs(absl::StatusCode::kInternal, HasSubstr("first")));
+
+  DeferredWork dropped;
+  EXPECT_OK(dropped.Run(&store, [] { return absl::OkStatus(); }));
+  EXPECT_OK(dropped.Run(&store, [] { return absl::OkStatus(); }));
+  store.Flush();
+  EXPECT_OK(dropped.Run(&store, [] { return absl::OkStatus(); }));
+  EXPECT_EQ(dropped.pending(), 3);
+  store.DropPending();
+  EXPECT_EQ(dropped.pending(), 2);
+  store.Clear();
+  EXPECT_EQ(dropped.pending(), 0);
+  EXPECT_OK(dropped.CheckIdle("layer"));
+}
+
 }  // namespace
 }  // namespace tandem::model

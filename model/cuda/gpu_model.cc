@@ -74,15 +74,6 @@ absl::StatusOr<std::unique_ptr<GpuModel>> GpuModel::Create(Model& host, cudaStre
   return g;
 }
 
-absl::Status GpuModel::Defer(WeightGradStore* store, std::function<absl::Status()> fn) {
-  if (store == nullptr) return fn();
-  store->Put([fn = std::move(fn), error = deferred_error_] {
-    const absl::Status st = fn();
-    if (error->ok()) *error = st;
-  });
-  return absl::OkStatus();
-}
-
 absl::StatusOr<Tensor> GpuModel::Linear(const Weight& w, const Tensor& x) {
   const int64_t t = x.dim(0), out = w.value.dim(0), in = w.value.dim(1);
   TANDEM_ASSIGN_OR_RETURN(Tensor y, pool_->Zeros({t, out}));
@@ -97,7 +88,7 @@ absl::StatusOr<Tensor> GpuModel::LinearBackward(const Weight& w, const Tensor& x
   TANDEM_ASSIGN_OR_RETURN(Tensor dx, pool_->Zeros({t, in}));
   TANDEM_RETURN_IF_ERROR(blas_->Gemm({false, false, t, in, out}, dy.raw(), DType::kF32, w.value.raw(),
                                      dx.data<float>(), 1, 0));
-  TANDEM_RETURN_IF_ERROR(Defer(store, [this, w, x, dy, t, out, in] {
+  TANDEM_RETURN_IF_ERROR(deferred_.Run(store, [this, w, x, dy, t, out, in] {
     return blas_->Gemm({true, false, out, in, t}, dy.raw(), DType::kF32, x.raw(), w.grad.data<float>(), 1, 1);
   }));
   return dx;
@@ -118,7 +109,7 @@ absl::StatusOr<Tensor> GpuModel::NormBackward(const Weight& g, const Tensor& x, 
   TANDEM_ASSIGN_OR_RETURN(Tensor dx, pool_->Zeros({t, h}));
   TANDEM_CUDA_RETURN_IF_ERROR(EnqueueRmsNormBackward(x.data<float>(), g.value.data<float>(), r.data<float>(),
                                                      dy.data<float>(), dx.data<float>(), nullptr, t, h, stream_));
-  TANDEM_RETURN_IF_ERROR(Defer(store, [this, g, x, r, dy, t, h]() -> absl::Status {
+  TANDEM_RETURN_IF_ERROR(deferred_.Run(store, [this, g, x, r, dy, t, h]() -> absl::Status {
     TANDEM_CUDA_RETURN_IF_ERROR(EnqueueRmsNormBackward(x.data<float>(), g.value.data<float>(), r.data<float>(),
                                                        dy.data<float>(), nullptr, g.grad.data<float>(), t, h,
                                                        stream_));
@@ -231,7 +222,7 @@ absl::Status GpuModel::Reload(Weight& w) {
 }
 
 absl::Status GpuModel::ReloadParameters() {
-  TANDEM_RETURN_IF_ERROR(*deferred_error_);
+  TANDEM_RETURN_IF_ERROR(deferred_.CheckIdle("gpu model: reload"));
   TANDEM_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
   for (Weight* w : {&input_proj_, &final_norm_, &head_}) TANDEM_RETURN_IF_ERROR(Reload(*w));
   for (Block& b : blocks_) {
@@ -247,7 +238,7 @@ absl::Status GpuModel::ReloadParameters() {
 }
 
 absl::Status GpuModel::SyncGradients() {
-  TANDEM_RETURN_IF_ERROR(*deferred_error_);
+  TANDEM_RETURN_IF_ERROR(deferred_.error());
   TANDEM_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
   auto download = [](const Weight& w) -> absl::Status {
     TANDEM_CUDA_RETURN_IF_ERROR(cudaMemcpy(w.host->grad.raw(), w.grad.raw(), w.grad.bytes(), cudaMemcpyDeviceToHost));

@@ -75,9 +75,6 @@ class GpuModel : public UnitModel {
   absl::StatusOr<Weight> Upload(Parameter* p);
   // Copies w.host's value in on the stream and zeroes the gradient.
   absl::Status Reload(Weight& w);
-  // Runs `fn` now, or Put()s it into `store`; a deferred failure is kept
-  // for SyncGradients().
-  absl::Status Defer(WeightGradStore* store, std::function<absl::Status()> fn);
 
   // y = x W^T, dx = dy W, dW += dy^T x for x [T, in], W [out, in].
   absl::StatusOr<Tensor> Linear(const Weight& w, const Tensor& x);
@@ -93,7 +90,7 @@ class GpuModel : public UnitModel {
   std::unique_ptr<Blas> blas_;
   Weight input_proj_, final_norm_, head_;
   std::vector<Block> blocks_;
-  std::shared_ptr<absl::Status> deferred_error_ = std::make_shared<absl::Status>();
+  DeferredWork deferred_;  // dense weight gradients; a failure surfaces in SyncGradients()
 };
 
 }  // namespace tandem::model::cuda

@@ -61,7 +61,8 @@ TEST(GpuModelTest, MatchesCpuModelThroughAStage) {
 }
 
 // I then W (deferred through the stage's store) gives the same gradients,
-// bit for bit, as B; before W runs, no weight gradient has moved.
+// bit for bit, as B; before W runs, no weight gradient has moved and a
+// reload is refused.
 TEST(GpuModelTest, DeferredWeightGradientsEqualImmediate) {
   if (VisibleGpuCount() == 0) GTEST_SKIP() << "no GPU visible";
   const ModelConfig c = Config();
@@ -82,12 +83,20 @@ TEST(GpuModelTest, DeferredWeightGradientsEqualImmediate) {
   for (Parameter* p : host_iw->Parameters()) {
     for (float v : p->grad.span()) ASSERT_EQ(v, 0.0f) << p->name;
   }
+  EXPECT_THAT(iw->ReloadParameters(),
+              StatusIs(absl::StatusCode::kFailedPrecondition, ::testing::HasSubstr("not run yet")));
   ASSERT_OK(siw->BackwardWeight());
   ASSERT_OK(b->SyncGradients());
   ASSERT_OK(iw->SyncGradients());
   std::vector<Parameter*> want = host_b->Parameters(), got = host_iw->Parameters();
   for (size_t i = 0; i < want.size(); ++i) {
     EXPECT_EQ(MaxRelativeDifference(got[i]->grad, want[i]->grad), 0.0) << want[i]->name;
+  }
+  // Once W ran, a reload is allowed and zeroes the device gradients.
+  ASSERT_OK(iw->ReloadParameters());
+  ASSERT_OK(iw->SyncGradients());
+  for (Parameter* p : host_iw->Parameters()) {
+    for (float v : p->grad.span()) ASSERT_EQ(v, 0.0f) << p->name;
   }
 }
 

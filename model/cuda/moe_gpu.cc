@@ -137,7 +137,7 @@ absl::Status GpuMoeLayer::Load() {
 }
 
 absl::Status GpuMoeLayer::Reload() {
-  TANDEM_RETURN_IF_ERROR(*deferred_error_);
+  TANDEM_RETURN_IF_ERROR(deferred_.CheckIdle(absl::StrCat(cpu_->name(), ": reload")));
   TANDEM_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
   TANDEM_RETURN_IF_ERROR(Load());
   TANDEM_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));  // the staged host copies are done
@@ -401,18 +401,12 @@ absl::StatusOr<Tensor> GpuMoeLayer::Backward(const Saved& s, const Tensor& dy, W
                                                     rp, t, dlogits.data<float>(), stream_));
   TANDEM_RETURN_IF_ERROR(blas_->Gemm({false, false, t, h, e_count}, dlogits.raw(), DType::kF32, gate_.value.raw(),
                                      dx.data<float>(), 1, 1));
-  if (store == nullptr) {
-    TANDEM_RETURN_IF_ERROR(WeightGrads(s, dy_op, dsa_op, dsb_op, dop_op, dap_op, dbp_op, dlogits));
-  } else {
-    // The closure holds the tensors it reads (shared storage) and the saved
-    // forward, which the caller may drop meanwhile.
-    auto held = std::make_shared<Saved>(s);
-    std::shared_ptr<absl::Status> error = deferred_error_;
-    store->Put([this, held, dy_op, dsa_op, dsb_op, dop_op, dap_op, dbp_op, dlogits, error] {
-      const absl::Status st = WeightGrads(*held, dy_op, dsa_op, dsb_op, dop_op, dap_op, dbp_op, dlogits);
-      if (error->ok()) *error = st;
-    });
-  }
+  // A deferred closure holds the tensors it reads (shared storage) and the
+  // saved forward, which the caller may drop meanwhile.
+  auto held = std::make_shared<Saved>(s);
+  TANDEM_RETURN_IF_ERROR(deferred_.Run(store, [this, held, dy_op, dsa_op, dsb_op, dop_op, dap_op, dbp_op, dlogits] {
+    return WeightGrads(*held, dy_op, dsa_op, dsb_op, dop_op, dap_op, dbp_op, dlogits);
+  }));
   return dx;
 }
 
@@ -452,7 +446,7 @@ absl::Status GpuMoeLayer::WeightGrads(const Saved& s, const Tensor& dy_op, const
 }
 
 absl::StatusOr<std::vector<Tensor>> GpuMoeLayer::DownloadGrads() const {
-  TANDEM_RETURN_IF_ERROR(*deferred_error_);
+  TANDEM_RETURN_IF_ERROR(deferred_.error());
   std::vector<Tensor> out;
   TANDEM_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
   TANDEM_ASSIGN_OR_RETURN(Tensor gate, ToHost(gate_.grad));

@@ -91,7 +91,7 @@ class GpuMoeLayer {
   //
   // dy [T, hidden] f32 -> dx. The weight-gradient GEMMs run now (store ==
   // nullptr) or are Put() into `store`; a deferred GEMM that fails is
-  // reported by DownloadGrads().
+  // reported by DownloadGrads(), and Reload() refuses while any is left.
   absl::StatusOr<Tensor> Backward(const Saved& saved, const Tensor& dy, WeightGradStore* store);
 
   // The gradients as host tensors, in the order of
@@ -144,7 +144,7 @@ class GpuMoeLayer {
   Weight gate_, bias_;
   Weight shared_[3];   // w1, w2, w3 (absent when no shared expert)
   Weight experts_[3];  // local slots stacked: w1 [S, F, H], w2 [S, H, F], w3 [S, F, H]
-  std::shared_ptr<absl::Status> deferred_error_ = std::make_shared<absl::Status>();
+  DeferredWork deferred_;  // weight gradients; a failure surfaces in DownloadGrads()
 };
 
 }  // namespace tandem::model::cuda
