@@ -49,23 +49,36 @@ void DevicePool::Release(void* p, size_t bytes) {
   free_.emplace(bytes, p);
 }
 
-absl::StatusOr<Tensor> DevicePool::Zeros(std::vector<int64_t> shape, DType dtype) {
-  TANDEM_ASSIGN_OR_RETURN(size_t bytes, Bytes(shape, dtype));
-  bytes = std::max<size_t>(bytes, 1);
+absl::StatusOr<Tensor> DevicePool::Take(std::vector<int64_t> shape, DType dtype, size_t* bytes) {
+  TANDEM_ASSIGN_OR_RETURN(*bytes, Bytes(shape, dtype));
+  const size_t size = std::max<size_t>(*bytes, 1);
   void* p = nullptr;
   {
     absl::MutexLock lock(&mu_);
-    auto it = free_.find(bytes);
+    auto it = free_.find(size);
     if (it != free_.end()) {
       p = it->second;
       free_.erase(it);
     }
   }
-  if (p == nullptr) TANDEM_CUDA_RETURN_IF_ERROR(cudaMalloc(&p, bytes));
-  TANDEM_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(p, 0, bytes, stream_));
+  if (p == nullptr) TANDEM_CUDA_RETURN_IF_ERROR(cudaMalloc(&p, size));
   std::shared_ptr<DevicePool> self = shared_from_this();
   return Tensor::FromStorage(std::move(shape), dtype, Device::kCuda,
-                             std::shared_ptr<void>(p, [self, bytes](void* q) { self->Release(q, bytes); }));
+                             std::shared_ptr<void>(p, [self, size](void* q) { self->Release(q, size); }));
+}
+
+absl::StatusOr<Tensor> DevicePool::Zeros(std::vector<int64_t> shape, DType dtype) {
+  size_t bytes = 0;
+  TANDEM_ASSIGN_OR_RETURN(Tensor t, Take(std::move(shape), dtype, &bytes));
+  TANDEM_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(t.raw(), 0, std::max<size_t>(bytes, 1), stream_));
+  return t;
+}
+
+absl::StatusOr<Tensor> DevicePool::Copy(std::vector<int64_t> shape, const void* host, DType dtype) {
+  size_t bytes = 0;
+  TANDEM_ASSIGN_OR_RETURN(Tensor t, Take(std::move(shape), dtype, &bytes));
+  if (bytes > 0) TANDEM_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(t.raw(), host, bytes, cudaMemcpyHostToDevice, stream_));
+  return t;
 }
 
 absl::StatusOr<Tensor> ToDevice(const Tensor& host, DType dtype) {

@@ -49,10 +49,17 @@ class DevicePool : public std::enable_shared_from_this<DevicePool> {
 
   // A zero-filled device tensor (cudaMemsetAsync on the stream).
   absl::StatusOr<Tensor> Zeros(std::vector<int64_t> shape, DType dtype = DType::kF32);
+  // A device tensor holding a copy of the host bytes at `host` (as many as
+  // the shape and dtype take), copied on the stream; from pageable memory
+  // the call returns once the bytes have been staged.
+  absl::StatusOr<Tensor> Copy(std::vector<int64_t> shape, const void* host, DType dtype = DType::kF32);
   cudaStream_t stream() const { return stream_; }
 
  private:
   explicit DevicePool(cudaStream_t stream) : stream_(stream) {}
+  // Uninitialised storage for the tensor (a freed block of the same size,
+  // else cudaMalloc); `bytes` receives its size.
+  absl::StatusOr<Tensor> Take(std::vector<int64_t> shape, DType dtype, size_t* bytes);
   void Release(void* p, size_t bytes);
 
   const cudaStream_t stream_;

@@ -126,9 +126,7 @@ absl::StatusOr<Tensor> GpuModel::UnitForward(int unit, const Tensor& input, std:
   if (unit == 0) {
     Tensor x = input;
     if (x.is_host()) {
-      TANDEM_ASSIGN_OR_RETURN(x, pool_->Zeros(input.shape()));
-      TANDEM_CUDA_RETURN_IF_ERROR(
-          cudaMemcpyAsync(x.raw(), input.raw(), input.bytes(), cudaMemcpyHostToDevice, stream_));
+      TANDEM_ASSIGN_OR_RETURN(x, pool_->Copy(input.shape(), input.raw()));
     }
     TANDEM_RETURN_IF_ERROR(CheckInput(x, c.input_dim, unit));
     auto s = std::make_unique<LinearState>();
@@ -207,9 +205,7 @@ absl::StatusOr<LossResult> GpuModel::Loss(const Tensor& out, const Target& targe
   TANDEM_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
   TANDEM_ASSIGN_OR_RETURN(Tensor host_out, ToHost(out));
   TANDEM_ASSIGN_OR_RETURN(LossResult r, UnitModel::Loss(host_out, target));
-  TANDEM_ASSIGN_OR_RETURN(Tensor grad, pool_->Zeros(r.grad.shape()));
-  TANDEM_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(grad.raw(), r.grad.raw(), r.grad.bytes(), cudaMemcpyHostToDevice, stream_));
-  r.grad = grad;
+  TANDEM_ASSIGN_OR_RETURN(r.grad, pool_->Copy(r.grad.shape(), r.grad.raw()));
   return r;
 }
 

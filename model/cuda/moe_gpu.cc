@@ -126,7 +126,7 @@ absl::Status GpuMoeLayer::Load() {
   }
   slots_ = static_cast<int>(cpu.slot_expert().size());
   TANDEM_RETURN_IF_ERROR(Assign(gate_, cpu.router().weight().value));
-  TANDEM_RETURN_IF_ERROR(Assign(bias_, cpu.router().bias()));
+  TANDEM_ASSIGN_OR_RETURN(bias_, pool_->Copy(cpu.router().bias().shape(), cpu.router().bias().raw()));
   if (cpu.shared() != nullptr) {
     std::vector<Parameter*> sh = cpu.shared()->parameters();
     for (int i = 0; i < 3; ++i) TANDEM_RETURN_IF_ERROR(Assign(shared_[i], sh[i]->value));
@@ -164,7 +164,7 @@ absl::StatusOr<Tensor> GpuMoeLayer::Forward(const Tensor& x, std::shared_ptr<Sav
   TANDEM_RETURN_IF_ERROR(blas_->Gemm({false, true, t, e_count, h}, x.raw(), DType::kF32, gate_.value.raw(),
                                      logits.data<float>(), 1.0f, 0.0f));
   const RouterParams rp = MakeRouterParams(config_);
-  TANDEM_CUDA_RETURN_IF_ERROR(EnqueueRouterForward(logits.data<float>(), bias_.value.data<float>(), rp, t,
+  TANDEM_CUDA_RETURN_IF_ERROR(EnqueueRouterForward(logits.data<float>(), bias_.data<float>(), rp, t,
                                                    s->scores.data<float>(), s->idx.data<int32_t>(),
                                                    s->weights.data<float>(), stream_));
   // Expert selection and weights to the host (one round trip, as any
@@ -195,9 +195,7 @@ absl::StatusOr<Tensor> GpuMoeLayer::Forward(const Tensor& x, std::shared_ptr<Sav
                                                    routing, {}, stream_, Deadline::In(layout_.timeout)));
     s->num_rows = d.num_rows;
     s->rows_x = Tensor::FromStorage({d.num_rows, h}, DType::kF32, Device::kCuda, d.x.ptr);
-    TANDEM_ASSIGN_OR_RETURN(s->row_weights, Zeros({d.num_rows, k}));
-    TANDEM_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(s->row_weights.raw(), d.weights.data(), d.weights.size() * 4,
-                                                cudaMemcpyHostToDevice, stream_));
+    TANDEM_ASSIGN_OR_RETURN(s->row_weights, pool_->Copy({d.num_rows, k}, d.weights.data()));
     local = std::move(d.local_expert);
     s->handle = std::move(d.handle);
   }
@@ -221,15 +219,10 @@ absl::StatusOr<Tensor> GpuMoeLayer::Forward(const Tensor& x, std::shared_ptr<Sav
     entries[at] = static_cast<int32_t>(i);
     pos[i] = static_cast<int32_t>(at);
   }
-  // Copies from pageable memory return once the source has been staged.
-  TANDEM_ASSIGN_OR_RETURN(s->rows, Zeros({n}));
-  TANDEM_ASSIGN_OR_RETURN(s->entries, Zeros({n}));
-  TANDEM_ASSIGN_OR_RETURN(s->pos, Zeros({r_count * k}));
-  TANDEM_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(s->rows.raw(), rows.data(), n * 4, cudaMemcpyHostToDevice, stream_));
-  TANDEM_CUDA_RETURN_IF_ERROR(
-      cudaMemcpyAsync(s->entries.raw(), entries.data(), n * 4, cudaMemcpyHostToDevice, stream_));
-  TANDEM_CUDA_RETURN_IF_ERROR(
-      cudaMemcpyAsync(s->pos.raw(), pos.data(), r_count * k * 4, cudaMemcpyHostToDevice, stream_));
+  // int32 in f32-sized tensors; the host vectors may go once staged.
+  TANDEM_ASSIGN_OR_RETURN(s->rows, pool_->Copy({n}, rows.data()));
+  TANDEM_ASSIGN_OR_RETURN(s->entries, pool_->Copy({n}, entries.data()));
+  TANDEM_ASSIGN_OR_RETURN(s->pos, pool_->Copy({r_count * k}, pos.data()));
   TANDEM_ASSIGN_OR_RETURN(Tensor xperm, Zeros({n, h}));
   TANDEM_CUDA_RETURN_IF_ERROR(EnqueueGatherRows(s->rows_x.data<float>(), s->rows.data<int32_t>(), nullptr, nullptr, n,
                                                 h, xperm.data<float>(), stream_));
