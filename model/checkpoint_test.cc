@@ -6,7 +6,9 @@
 #include "base/testing/status_matchers.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "base/testing/runfiles.h"
 #include "model/stage.h"
+#include "model/testdata/golden.h"
 #include "model/testing/grad_check.h"
 
 namespace tandem::model {
@@ -16,16 +18,7 @@ using ::tandem::model::testing::RandomTensor;
 using ::tandem::testing::StatusIs;
 using ::testing::HasSubstr;
 
-ModelConfig Config() {
-  ModelConfig c;
-  c.num_layers = 2;
-  c.num_dense_layers = 1;
-  c.num_experts = 4;
-  c.top_k = 2;
-  c.seed = 3;
-  c.bias_update_speed = 0.01f;
-  return c;
-}
+ModelConfig Config() { return testing::GoldenConfig(); }
 
 // One training step: forward, backward, AdamW, bias update.
 void TrainStep(Model& m, Optimizer& opt, int step) {
@@ -85,6 +78,26 @@ TEST(CheckpointTest, ResumeIsExact) {
     EXPECT_NE(f.Find(name), nullptr) << name;
   }
   EXPECT_EQ(f.metadata.at("tandem.optimizer"), "adamw");
+}
+
+// A file written before the JSON library changed (testdata/golden.h says
+// how) still loads, into exactly the state that wrote it.
+TEST(CheckpointTest, GoldenCheckpointLoads) {
+  ASSERT_OK_AND_ASSIGN(testing::Golden want, testing::MakeGolden());
+  ASSERT_OK_AND_ASSIGN(auto got, Model::Create(Config()));
+  AdamW opt({});
+  ASSERT_OK(LoadCheckpoint(*got, &opt, ::tandem::testing::RunfilePath("model/testdata/golden_checkpoint.safetensors")));
+  EXPECT_EQ(opt.steps(), 2);
+  ExpectSameParameters(*want.model, *got);
+  std::vector<Parameter*> pw = want.model->Parameters(), pg = got->Parameters();
+  for (size_t i = 0; i < pw.size(); ++i) {
+    for (int s = 0; s < 2; ++s) EXPECT_EQ(pw[i]->state[s], pg[i]->state[s]) << pw[i]->name << " slot " << s;
+  }
+  // Must-fail twin: the freshly initialised model is not that state.
+  ASSERT_OK_AND_ASSIGN(auto fresh, Model::Create(Config()));
+  EXPECT_NE(std::memcmp(fresh->Parameters()[0]->value.raw(), got->Parameters()[0]->value.raw(),
+                        got->Parameters()[0]->value.bytes()),
+            0);
 }
 
 TEST(CheckpointTest, BadFilesRejected) {

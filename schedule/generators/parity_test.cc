@@ -18,7 +18,7 @@
 #include "schedule/formats/trace.h"
 #include "schedule/generators/generate.h"
 #include "schedule/lowering/lower.h"
-#include "schedule/testing/testdata.h"
+#include "base/testing/runfiles.h"
 
 namespace tandem::schedule {
 namespace {
@@ -37,7 +37,7 @@ struct TraceCase {
 
 std::vector<TraceCase> LoadTraceCases() {
   absl::StatusOr<std::string> text =
-      testing::ReadTestData("schedule/testdata/dualpipe_traces.txt");
+      ::tandem::testing::ReadRunfile("schedule/testdata/dualpipe_traces.txt");
   EXPECT_OK(text);
   std::vector<TraceCase> cases;
   for (absl::string_view line : absl::StrSplit(*text, '\n')) {
@@ -109,7 +109,7 @@ struct TorchCase {
 
 std::vector<TorchCase> LoadTorchCases() {
   absl::StatusOr<std::string> text =
-      testing::ReadTestData("schedule/testdata/torch_pipelining_orders.json");
+      ::tandem::testing::ReadRunfile("schedule/testdata/torch_pipelining_orders.json");
   EXPECT_OK(text);
   google::protobuf::Struct root;
   EXPECT_TRUE(google::protobuf::util::JsonStringToMessage(*text, &root).ok());
