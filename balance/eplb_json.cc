@@ -17,42 +17,46 @@ namespace tandem::balance {
 namespace {
 
 absl::Status Bad(absl::string_view where, absl::string_view expected,
-                 const json::Value& got) {
-  std::string text = json::Serialize(got);
-  if (text.size() > 40) text = text.substr(0, 37) + "...";
-  return absl::InvalidArgumentError(
-      absl::StrCat(where, ": expected ", expected, ", got ", text));
+                 const json::Json& got) {
+  return absl::InvalidArgumentError(absl::StrCat(
+      where, ": expected ", expected, ", got ", json::Excerpt(got.dump(), 40)));
 }
 
-absl::StatusOr<int> IntField(const json::Value& v, const char* name) {
-  const json::Value* f = v.Find(name);
-  if (f == nullptr) {
+// An integer literal that fits int64.
+bool IsInt64(const json::Json& v) {
+  return v.is_number_integer() &&
+         (!v.is_number_unsigned() ||
+          v.get<uint64_t>() <= uint64_t{std::numeric_limits<int64_t>::max()});
+}
+
+absl::StatusOr<int> IntField(const json::Json& v, const char* name) {
+  if (!v.contains(name)) {
     return absl::InvalidArgumentError(
         absl::StrCat(name, ": expected a field in the input, got none"));
   }
-  if (!f->is_int64() || f->as_int64() < std::numeric_limits<int>::min() ||
-      f->as_int64() > std::numeric_limits<int>::max()) {
-    return Bad(name, "an integer", *f);
+  const json::Json& f = v[name];
+  if (!IsInt64(f) || f.get<int64_t>() < std::numeric_limits<int>::min() ||
+      f.get<int64_t>() > std::numeric_limits<int>::max()) {
+    return Bad(name, "an integer", f);
   }
-  return static_cast<int>(f->as_int64());
+  return static_cast<int>(f.get<int64_t>());
 }
 
 // Checks that `v` is a non-empty array of equal-length arrays.
-absl::Status CheckMatrix(const json::Value& v, absl::string_view where,
+absl::Status CheckMatrix(const json::Json& v, absl::string_view where,
                          int* rows, int* cols) {
-  if (!v.is_array() || v.as_array().empty()) {
+  if (!v.is_array() || v.empty()) {
     return Bad(where, "a non-empty array of rows", v);
   }
-  const json::Array& a = v.as_array();
-  for (size_t r = 0; r < a.size(); ++r) {
-    if (!a[r].is_array() || a[r].as_array().size() != a[0].as_array().size()) {
+  const size_t width = v[0].is_array() ? v[0].size() : 0;
+  for (size_t r = 0; r < v.size(); ++r) {
+    if (!v[r].is_array() || v[r].size() != width) {
       return Bad(absl::StrCat(where, "[", r, "]"),
-                 absl::StrCat("a row of ", a[0].as_array().size(), " values"),
-                 a[r]);
+                 absl::StrCat("a row of ", width, " values"), v[r]);
     }
   }
-  *rows = static_cast<int>(a.size());
-  *cols = static_cast<int>(a[0].as_array().size());
+  *rows = static_cast<int>(v.size());
+  *cols = static_cast<int>(width);
   return absl::OkStatus();
 }
 
@@ -64,48 +68,47 @@ Weights Problem::weights() const {
              : Weights::Float32(float32_loads, num_layers, num_experts);
 }
 
-absl::StatusOr<std::vector<int64_t>> IntMatrixFromJson(const json::Value& v,
+absl::StatusOr<std::vector<int64_t>> IntMatrixFromJson(const json::Json& v,
                                                        absl::string_view where,
                                                        int* rows, int* cols) {
   TANDEM_RETURN_IF_ERROR(CheckMatrix(v, where, rows, cols));
   std::vector<int64_t> out;
   out.reserve(static_cast<size_t>(*rows) * *cols);
   for (int r = 0; r < *rows; ++r) {
-    const json::Array& row = v.as_array()[r].as_array();
+    const json::Json& row = v[r];
     for (int c = 0; c < *cols; ++c) {
-      if (!row[c].is_int64()) {
+      if (!IsInt64(row[c])) {
         return Bad(absl::StrCat(where, "[", r, "][", c, "]"), "an integer",
                    row[c]);
       }
-      out.push_back(row[c].as_int64());
+      out.push_back(row[c].get<int64_t>());
     }
   }
   return out;
 }
 
-absl::StatusOr<Problem> ProblemFromJson(const json::Value& v) {
+absl::StatusOr<Problem> ProblemFromJson(const json::Json& v) {
   if (!v.is_object()) return Bad("input", "an object", v);
   Problem p;
-  const json::Value* weight = v.Find("weight");
-  if (weight == nullptr) {
+  if (!v.contains("weight")) {
     return absl::InvalidArgumentError(
         "weight: expected a field in the input, got none");
   }
+  const json::Json* weight = &v["weight"];
   TANDEM_RETURN_IF_ERROR(
       CheckMatrix(*weight, "weight", &p.num_layers, &p.num_experts));
   bool all_integers = true;
-  for (const json::Value& row : weight->as_array()) {
-    for (const json::Value& x : row.as_array()) {
-      all_integers = all_integers && x.is_int64();
-    }
+  for (const json::Json& row : *weight) {
+    for (const json::Json& x : row) all_integers = all_integers && IsInt64(x);
   }
-  if (const json::Value* dtype = v.Find("weight_dtype"); dtype != nullptr) {
-    if (dtype->as_string() == "int64") {
+  if (v.contains("weight_dtype")) {
+    const json::Json& dtype = v["weight_dtype"];
+    if (dtype == "int64") {
       p.type = Weights::Type::kInt64;
-    } else if (dtype->as_string() == "float32") {
+    } else if (dtype == "float32") {
       p.type = Weights::Type::kFloat32;
     } else {
-      return Bad("weight_dtype", "\"int64\" or \"float32\"", *dtype);
+      return Bad("weight_dtype", "\"int64\" or \"float32\"", dtype);
     }
   } else {
     p.type = all_integers ? Weights::Type::kInt64 : Weights::Type::kFloat32;
@@ -116,13 +119,13 @@ absl::StatusOr<Problem> ProblemFromJson(const json::Value& v) {
                             IntMatrixFromJson(*weight, "weight", &rows, &cols));
   } else {
     for (int r = 0; r < p.num_layers; ++r) {
-      const json::Array& row = weight->as_array()[r].as_array();
+      const json::Json& row = (*weight)[r];
       for (int c = 0; c < p.num_experts; ++c) {
         if (!row[c].is_number()) {
           return Bad(absl::StrCat("weight[", r, "][", c, "]"), "a number",
                      row[c]);
         }
-        p.float32_loads.push_back(static_cast<float>(row[c].as_double()));
+        p.float32_loads.push_back(static_cast<float>(row[c].get<double>()));
       }
     }
   }
@@ -191,18 +194,17 @@ absl::Status LoadsFromCsv(absl::string_view text, Problem* problem) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::vector<int64_t>> Phy2LogFromJson(const json::Value& plan,
+absl::StatusOr<std::vector<int64_t>> Phy2LogFromJson(const json::Json& plan,
                                                      int num_layers,
                                                      int* num_replicas) {
-  const json::Value* phy2log = plan.Find("phy2log");
-  if (phy2log == nullptr) {
+  if (!plan.is_object() || !plan.contains("phy2log")) {
     return absl::InvalidArgumentError(
         "phy2log: expected a field in the previous plan, got none");
   }
   int rows = 0;
   TANDEM_ASSIGN_OR_RETURN(
       std::vector<int64_t> flat,
-      IntMatrixFromJson(*phy2log, "phy2log", &rows, num_replicas));
+      IntMatrixFromJson(plan["phy2log"], "phy2log", &rows, num_replicas));
   if (rows != num_layers) {
     return absl::InvalidArgumentError(
         absl::StrCat("phy2log: expected ", num_layers,
@@ -211,35 +213,34 @@ absl::StatusOr<std::vector<int64_t>> Phy2LogFromJson(const json::Value& plan,
   return flat;
 }
 
-json::Value PlacementToJson(const Placement& p) {
-  json::Array phy2log, log2phy, logcnt;
+json::Json PlacementToJson(const Placement& p) {
+  json::Json phy2log = json::Json::array(), log2phy = json::Json::array(),
+             logcnt = json::Json::array();
   for (int l = 0; l < p.num_layers; ++l) {
-    json::Array slots, experts, counts;
+    json::Json slots = json::Json::array(), experts = json::Json::array(),
+               counts = json::Json::array();
     for (int s = 0; s < p.num_replicas; ++s) slots.push_back(p.expert_of(l, s));
     for (int e = 0; e < p.num_experts; ++e) {
       const int64_t base = (int64_t{l} * p.num_experts + e) * p.max_count;
-      experts.push_back(json::Array(p.log2phy.begin() + base,
-                                    p.log2phy.begin() + base + p.max_count));
+      experts.push_back(std::vector<int64_t>(
+          p.log2phy.begin() + base, p.log2phy.begin() + base + p.max_count));
       counts.push_back(p.count_of(l, e));
     }
     phy2log.push_back(std::move(slots));
     log2phy.push_back(std::move(experts));
     logcnt.push_back(std::move(counts));
   }
-  return json::Object{{"phy2log", std::move(phy2log)},
-                      {"log2phy", std::move(log2phy)},
-                      {"logcnt", std::move(logcnt)}};
+  return json::Json{{"phy2log", std::move(phy2log)},
+                    {"log2phy", std::move(log2phy)},
+                    {"logcnt", std::move(logcnt)}};
 }
 
-json::Value MetricsToJson(const PlacementMetrics& m) {
-  auto array = [](const std::vector<double>& v) {
-    return json::Array(v.begin(), v.end());
-  };
-  return json::Object{
-      {"balancedness_per_layer", array(m.balancedness)},
+json::Json MetricsToJson(const PlacementMetrics& m) {
+  return json::Json{
+      {"balancedness_per_layer", m.balancedness},
       {"balancedness_aggregate", m.balancedness_aggregate},
-      {"max_gpu_load_per_layer", array(m.max_gpu_load)},
-      {"lower_bound_per_layer", array(m.lower_bound)},
+      {"max_gpu_load_per_layer", m.max_gpu_load},
+      {"lower_bound_per_layer", m.lower_bound},
       {"imbalance_ratio_aggregate", m.imbalance_ratio_aggregate},
       {"gpus_holding_duplicate_replicas", m.gpus_holding_duplicate_replicas}};
 }

@@ -19,7 +19,7 @@
 #include "absl/strings/string_view.h"
 #include "balance/metrics.h"
 #include "balance/placement.h"
-#include "base/json.h"
+#include "base/strict_json.h"
 
 namespace tandem::balance {
 
@@ -44,7 +44,7 @@ struct Problem {
 // Reads a rectangular array of arrays of integers into a flat row-major
 // vector, setting `rows` and `cols`. kInvalidArgument naming the first bad
 // element as `<where>[i][j]: expected ..., got ...`.
-absl::StatusOr<std::vector<int64_t>> IntMatrixFromJson(const json::Value& v,
+absl::StatusOr<std::vector<int64_t>> IntMatrixFromJson(const json::Json& v,
                                                        absl::string_view where,
                                                        int* rows, int* cols);
 
@@ -54,7 +54,7 @@ absl::StatusOr<std::vector<int64_t>> IntMatrixFromJson(const json::Value& v,
 // the loads are int64 if every one is an integer literal, else float32.
 // Counts are read but not checked against each other (RebalanceExperts does
 // that). kInvalidArgument naming the missing or malformed field.
-absl::StatusOr<Problem> ProblemFromJson(const json::Value& v);
+absl::StatusOr<Problem> ProblemFromJson(const json::Json& v);
 
 // LoadsFromCsv()
 //
@@ -69,21 +69,21 @@ absl::Status LoadsFromCsv(absl::string_view text, Problem* problem);
 // Reads the "phy2log" member of a plan object (as PlacementToJson writes it)
 // into a flat vector, checking that it has `num_layers` rows of equal length
 // and setting `num_replicas`.
-absl::StatusOr<std::vector<int64_t>> Phy2LogFromJson(const json::Value& plan,
+absl::StatusOr<std::vector<int64_t>> Phy2LogFromJson(const json::Json& plan,
                                                      int num_layers,
                                                      int* num_replicas);
 
 // PlacementToJson()
 //
 // {"phy2log": [[..]], "log2phy": [[[..]]], "logcnt": [[..]]}.
-json::Value PlacementToJson(const Placement& p);
+json::Json PlacementToJson(const Placement& p);
 
 // MetricsToJson()
 //
 // {"balancedness_per_layer", "balancedness_aggregate",
 //  "max_gpu_load_per_layer", "lower_bound_per_layer",
 //  "imbalance_ratio_aggregate", "gpus_holding_duplicate_replicas"}.
-json::Value MetricsToJson(const PlacementMetrics& m);
+json::Json MetricsToJson(const PlacementMetrics& m);
 
 }  // namespace tandem::balance
 

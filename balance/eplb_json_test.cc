@@ -5,7 +5,7 @@
 
 #include "balance/metrics.h"
 #include "balance/placement.h"
-#include "base/json.h"
+#include "base/strict_json.h"
 #include "base/testing/status_matchers.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -20,7 +20,7 @@ using ::testing::HasSubstr;
 constexpr absl::StatusCode kInvalid = absl::StatusCode::kInvalidArgument;
 
 absl::StatusOr<Problem> FromText(const char* text) {
-  absl::StatusOr<json::Value> v = json::Parse(text);
+  absl::StatusOr<json::Json> v = json::Parse(text);
   if (!v.ok()) return v.status();
   return ProblemFromJson(*v);
 }
@@ -101,8 +101,8 @@ TEST(EplbJsonTest, PlacementRoundTrip) {
   ASSERT_OK_AND_ASSIGN(Placement p,
                        MakePlacement(2, 3, 4, {0, 1, 2, 1, 2, 2, 1, 0},
                                      {0, 1, 0, 0, 0, 1, 0, 0}));
-  const json::Value v = PlacementToJson(p);
-  EXPECT_EQ(json::Serialize(v),
+  const json::Json v = PlacementToJson(p);
+  EXPECT_EQ(json::Dump(v).value(),
             R"({"phy2log":[[0,1,2,1],[2,2,1,0]],)"
             R"("log2phy":[[[0,-1],[3,1],[2,-1]],[[3,-1],[2,-1],[0,1]]],)"
             R"("logcnt":[[1,2,1],[1,1,2]]})");
@@ -113,7 +113,7 @@ TEST(EplbJsonTest, PlacementRoundTrip) {
   EXPECT_EQ(phy2log, p.phy2log);
   EXPECT_THAT(Phy2LogFromJson(v, 3, &replicas),
               StatusIs(kInvalid, HasSubstr("phy2log: expected 3 layers")));
-  EXPECT_THAT(Phy2LogFromJson(json::Object{}, 2, &replicas),
+  EXPECT_THAT(Phy2LogFromJson(json::Json::object(), 2, &replicas),
               StatusIs(kInvalid, HasSubstr("phy2log: expected a field")));
 }
 
@@ -124,10 +124,10 @@ TEST(EplbJsonTest, MetricsFields) {
   m.lower_bound = {2};
   m.balancedness_aggregate = 0.5;
   m.imbalance_ratio_aggregate = 1;
-  EXPECT_EQ(json::Serialize(MetricsToJson(m)),
+  EXPECT_EQ(json::Dump(MetricsToJson(m)).value(),
             R"({"balancedness_per_layer":[0.5],"balancedness_aggregate":0.5,)"
-            R"("max_gpu_load_per_layer":[4],"lower_bound_per_layer":[2],)"
-            R"("imbalance_ratio_aggregate":1,)"
+            R"("max_gpu_load_per_layer":[4.0],"lower_bound_per_layer":[2.0],)"
+            R"("imbalance_ratio_aggregate":1.0,)"
             R"("gpus_holding_duplicate_replicas":0})");
 }
 

@@ -15,7 +15,7 @@
 #include "balance/metrics.h"
 #include "balance/placement.h"
 #include "balance/testing/eplb_vectors.h"
-#include "base/json.h"
+#include "base/strict_json.h"
 #include "base/testing/status_matchers.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -239,21 +239,20 @@ TEST(EplbTest, MetricsOfReferenceOutputsMatchVectors) {
     ASSERT_OK_AND_ASSIGN(
         PlacementMetrics m,
         ComputeMetrics(c.problem.weights(), p, c.problem.num_gpus));
-    const json::Array& b = c.metrics.Find("balancedness_per_layer")->as_array();
-    const json::Array& mx =
-        c.metrics.Find("max_gpu_load_per_layer")->as_array();
+    const json::Json& b = c.metrics.at("balancedness_per_layer");
+    const json::Json& mx = c.metrics.at("max_gpu_load_per_layer");
     ASSERT_EQ(b.size(), m.balancedness.size()) << c.name;
     for (size_t l = 0; l < b.size(); ++l) {
-      EXPECT_NEAR(m.balancedness[l], b[l].as_double(), 5e-7) << c.name;
-      EXPECT_NEAR(m.max_gpu_load[l], mx[l].as_double(),
-                  5e-5 + 1e-12 * mx[l].as_double())
+      EXPECT_NEAR(m.balancedness[l], b[l].get<double>(), 5e-7) << c.name;
+      EXPECT_NEAR(m.max_gpu_load[l], mx[l].get<double>(),
+                  5e-5 + 1e-12 * mx[l].get<double>())
           << c.name;
     }
     EXPECT_NEAR(m.balancedness_aggregate,
-                c.metrics.Find("balancedness_aggregate")->as_double(), 5e-7)
+                c.metrics.at("balancedness_aggregate").get<double>(), 5e-7)
         << c.name;
     EXPECT_EQ(m.gpus_holding_duplicate_replicas,
-              c.metrics.Find("gpus_holding_duplicate_replicas")->as_int64())
+              c.metrics.at("gpus_holding_duplicate_replicas").get<int64_t>())
         << c.name;
   }
 }

@@ -72,11 +72,16 @@ std::map<std::string, std::string> CheckpointMetadata(const Model& model,
 
 absl::Status ApplyState(const SafetensorsFile& file, Model& model, Optimizer* optimizer) {
   auto it = file.metadata.find("tandem.config");
-  const std::string want = ConfigToJson(model.config());
-  if (it == file.metadata.end() || it->second != want) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "checkpoint: tandem.config: expected ", want, ", got ",
-        it == file.metadata.end() ? std::string("none") : it->second));
+  if (it == file.metadata.end()) {
+    return absl::InvalidArgumentError("checkpoint: tandem.config: expected the model's config, got none");
+  }
+  absl::StatusOr<ModelConfig> config = ConfigFromJson(it->second);
+  if (!config.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("checkpoint: tandem.config: ", config.status().message()));
+  }
+  if (std::string diff = ConfigDifference(model.config(), *config); !diff.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("checkpoint: tandem.config: written for another model (", diff, ")"));
   }
   for (Parameter* p : model.Parameters()) TANDEM_RETURN_IF_ERROR(CopyInto(file, p->name, p->value));
   for (MoeLayer* m : model.moe_layers()) {

@@ -16,6 +16,8 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 
 namespace tandem::model {
 
@@ -55,15 +57,29 @@ struct ModelConfig {
 // "n_group: expected a divisor of num_experts = 8, got 3".
 absl::Status ValidateConfig(const ModelConfig& c);
 
+// Units of the model (model.h): the input projection, num_layers blocks and
+// the head. Pipeline stages split these.
+inline int NumUnits(const ModelConfig& c) { return c.num_layers + 2; }
+
 // Number of MoE blocks (num_layers - num_dense_layers).
 inline int NumMoeLayers(const ModelConfig& c) {
   return c.num_layers - c.num_dense_layers;
 }
 
-// ConfigToJson()
+// ConfigToJson(), ConfigFromJson()
 //
-// The config as a compact JSON object (stored in checkpoint metadata).
+// The config as a compact JSON object (stored in checkpoint metadata; keys
+// and enum strings in model/README.md), and back. ConfigFromJson refuses,
+// naming the key, malformed JSON, a repeated, missing or unknown key and a
+// value of the wrong type; it does not validate (ValidateConfig does).
 std::string ConfigToJson(const ModelConfig& c);
+absl::StatusOr<ModelConfig> ConfigFromJson(absl::string_view text);
+
+// ConfigDifference()
+//
+// "" when the configs are equal, else the first differing field as
+// "<field>: expected <want>, got <got>".
+std::string ConfigDifference(const ModelConfig& want, const ModelConfig& got);
 
 }  // namespace tandem::model
 

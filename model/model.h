@@ -63,7 +63,7 @@ class UnitModel {
   virtual ~UnitModel() = default;
 
   virtual const ModelConfig& config() const = 0;
-  int num_units() const { return config().num_layers + 2; }
+  int num_units() const { return NumUnits(config()); }
 
   // Runs unit `unit` on x; kInvalidArgument for a bad unit index or input
   // shape. When `state` is non-null it receives what UnitBackward() needs.

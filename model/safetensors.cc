@@ -10,7 +10,7 @@
 #include <unistd.h>
 
 #include "absl/strings/str_cat.h"
-#include "base/json.h"
+#include "base/strict_json.h"
 
 namespace tandem::model {
 namespace {
@@ -47,11 +47,11 @@ absl::StatusOr<std::string> SerializeSafetensors(
     const std::vector<std::pair<std::string, Tensor>>& tensors,
     const std::map<std::string, std::string>& metadata) {
   if (!LittleEndianHost()) return absl::UnimplementedError("safetensors: big-endian host");
-  json::Value header = json::Object{};
+  json::Json header = json::Json::object();
   if (!metadata.empty()) {
-    json::Value meta = json::Object{};
-    for (const auto& [k, v] : metadata) meta.Set(k, v);
-    header.Set("__metadata__", std::move(meta));
+    json::Json meta = json::Json::object();
+    for (const auto& [k, v] : metadata) meta[k] = v;
+    header["__metadata__"] = std::move(meta);
   }
   uint64_t offset = 0;
   std::vector<std::string> seen;
@@ -59,21 +59,20 @@ absl::StatusOr<std::string> SerializeSafetensors(
     if (name.empty() || name == "__metadata__") {
       return absl::InvalidArgumentError(absl::StrCat("safetensors: tensor name: expected a non-reserved name, got '", name, "'"));
     }
-    if (header.Find(name) != nullptr) {
+    if (header.contains(name)) {
       return absl::InvalidArgumentError(absl::StrCat("safetensors: tensor '", name, "': duplicate name"));
     }
     if (!t.is_host()) {
       return absl::InvalidArgumentError(absl::StrCat("safetensors: tensor '", name, "': expected host memory"));
     }
-    json::Value shape = json::Array{};
-    for (int64_t d : t.shape()) shape.Append(d);
-    header.Set(name, json::Object{{"dtype", t.dtype() == DType::kF32 ? "F32" : "BF16"},
-                                  {"shape", std::move(shape)},
-                                  {"data_offsets", json::Array{static_cast<int64_t>(offset),
-                                                               static_cast<int64_t>(offset + t.bytes())}}});
+    header[name] = {{"dtype", t.dtype() == DType::kF32 ? "F32" : "BF16"},
+                    {"shape", t.shape()},
+                    {"data_offsets", {offset, offset + t.bytes()}}};
     offset += t.bytes();
   }
-  std::string text = json::Serialize(header);
+  absl::StatusOr<std::string> dumped = json::Dump(header);
+  if (!dumped.ok()) return dumped.status();
+  std::string text = *std::move(dumped);
   text.append((8 - text.size() % 8) % 8, ' ');
   std::string out(8, '\0');
   const uint64_t n = text.size();
@@ -98,7 +97,7 @@ absl::StatusOr<SafetensorsFile> ParseSafetensors(absl::string_view bytes) {
   }
   json::ParseOptions po;
   po.max_depth = 8;
-  absl::StatusOr<json::Value> header = json::Parse(bytes.substr(8, n), po);
+  absl::StatusOr<json::Json> header = json::Parse(bytes.substr(8, n), po);
   if (!header.ok()) return Corrupt(absl::StrCat("header: ", header.status().message()));
   if (!header->is_object()) return Corrupt("header: expected a JSON object");
   const absl::string_view data = bytes.substr(8 + n);
@@ -108,48 +107,46 @@ absl::StatusOr<SafetensorsFile> ParseSafetensors(absl::string_view bytes) {
     size_t index;
   };
   std::vector<Span> spans;
-  for (const json::Member& m : header->as_object()) {
-    if (m.key == "__metadata__") {
-      if (!m.value.is_object()) return Corrupt("__metadata__: expected an object of strings");
-      for (const json::Member& kv : m.value.as_object()) {
-        if (!kv.value.is_string()) {
-          return Corrupt(absl::StrCat("__metadata__ '", kv.key, "': expected a string value"));
+  for (const auto& [key, value] : header->items()) {
+    if (key == "__metadata__") {
+      if (!value.is_object()) return Corrupt("__metadata__: expected an object of strings");
+      for (const auto& [k, v] : value.items()) {
+        if (!v.is_string()) {
+          return Corrupt(absl::StrCat("__metadata__ '", json::Excerpt(k), "': expected a string value"));
         }
-        file.metadata[kv.key] = kv.value.as_string();
+        file.metadata[k] = v.get<std::string>();
       }
       continue;
     }
-    const std::string where = absl::StrCat("tensor '", m.key, "'");
-    if (file.Find(m.key) != nullptr) return Corrupt(absl::StrCat(where, ": duplicate name"));
-    const json::Value* dtype = m.value.Find("dtype");
-    const json::Value* shape = m.value.Find("shape");
-    const json::Value* offsets = m.value.Find("data_offsets");
-    if (dtype == nullptr || !dtype->is_string() || shape == nullptr || !shape->is_array() ||
-        offsets == nullptr || !offsets->is_array()) {
+    const std::string where = absl::StrCat("tensor '", json::Excerpt(key), "'");
+    if (!value.is_object() || !value.contains("dtype") || !value["dtype"].is_string() || !value.contains("shape") ||
+        !value["shape"].is_array() || !value.contains("data_offsets") || !value["data_offsets"].is_array()) {
       return Corrupt(absl::StrCat(where, ": expected dtype (string), shape and data_offsets (arrays)"));
     }
-    absl::StatusOr<DType> t = ParseDType(m.key, dtype->as_string());
+    absl::StatusOr<DType> t = ParseDType(key, value["dtype"].get<std::string>());
     if (!t.ok()) return t.status();
     std::vector<int64_t> dims;
     uint64_t numel = 1;
-    for (const json::Value& d : shape->as_array()) {
-      if (!d.is_int64() || d.as_int64() < 0) {
+    for (const json::Json& d : value["shape"]) {
+      if (!d.is_number_unsigned()) {  // nlohmann: non-negative integer literals
         return Corrupt(absl::StrCat(where, ": shape: expected integers >= 0"));
       }
-      const uint64_t v = static_cast<uint64_t>(d.as_int64());
+      const uint64_t v = d.get<uint64_t>();
       if (v != 0 && numel > (uint64_t{1} << 40) / v) {
         return Corrupt(absl::StrCat(where, ": shape: expected at most 2^40 elements"));
       }
       numel *= v;
-      dims.push_back(d.as_int64());
+      dims.push_back(static_cast<int64_t>(v));
     }
     if (dims.size() > 8) return Corrupt(absl::StrCat(where, ": shape: expected at most 8 dimensions"));
-    const json::Array& off = offsets->as_array();
-    if (off.size() != 2 || !off[0].is_int64() || !off[1].is_int64() || off[0].as_int64() < 0 ||
-        off[1].as_int64() < off[0].as_int64()) {
+    const json::Json& off = value["data_offsets"];
+    auto offset_ok = [](const json::Json& o) {
+      return o.is_number_unsigned() && o.get<uint64_t>() <= (uint64_t{1} << 62);
+    };
+    if (off.size() != 2 || !offset_ok(off[0]) || !offset_ok(off[1]) || off[1].get<uint64_t>() < off[0].get<uint64_t>()) {
       return Corrupt(absl::StrCat(where, ": data_offsets: expected [begin, end] with 0 <= begin <= end"));
     }
-    const uint64_t begin = off[0].as_int64(), end = off[1].as_int64();
+    const uint64_t begin = off[0].get<uint64_t>(), end = off[1].get<uint64_t>();
     const uint64_t want = numel * SizeOf(*t);
     if (end - begin != want) {
       return Corrupt(absl::StrCat(where, ": data_offsets: expected ", want, " bytes for shape ",
@@ -162,7 +159,7 @@ absl::StatusOr<SafetensorsFile> ParseSafetensors(absl::string_view bytes) {
     Tensor tensor = Tensor::Zeros(dims, *t);
     if (want > 0) std::memcpy(tensor.raw(), data.data() + begin, want);
     spans.push_back({begin, end, file.tensors.size()});
-    file.tensors.emplace_back(m.key, std::move(tensor));
+    file.tensors.emplace_back(key, std::move(tensor));
   }
   std::sort(spans.begin(), spans.end(), [](const Span& a, const Span& b) {
     return a.begin != b.begin ? a.begin < b.begin : a.end < b.end;

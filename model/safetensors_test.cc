@@ -85,6 +85,11 @@ TEST(SafetensorsTest, CorruptFilesRejected) {
               StatusIs(kDataLoss, HasSubstr("shape: expected integers >= 0")));
   EXPECT_THAT(ParseSafetensors(Header(R"([1, 2])", "")).status(), StatusIs(kDataLoss, HasSubstr("expected a JSON object")));
   EXPECT_THAT(ParseSafetensors(Header(R"({"x":)", "")).status(), StatusIs(kDataLoss, HasSubstr("header: line 1")));
+  // A tensor named twice is refused, not resolved to either.
+  EXPECT_THAT(
+      ParseSafetensors(Header(R"({"x":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"x":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})", d8))
+          .status(),
+      StatusIs(kDataLoss, HasSubstr("duplicate key 'x'")));
   std::string huge = ok;
   huge[7] = '\x7f';
   EXPECT_THAT(ParseSafetensors(huge).status(), StatusIs(kDataLoss, HasSubstr("header length")));

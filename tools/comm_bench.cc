@@ -14,7 +14,7 @@
 // cuda_local all virtual ranks share one GPU's memory, so its ratio compares
 // device_GBps (the bytes all ranks move per second together: ranks x S / t)
 // with one device-to-device copy; other backends compare algbw.
-// `nccl` runs one process per GPU: start it with tools/launch.sh.
+// `nccl` runs one process per GPU: start it with bazel-bin/tools/launch.
 #include <malloc.h>
 
 #include <algorithm>
@@ -34,9 +34,10 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "base/status_macros.h"
+#include "base/strict_json.h"
 #include "comm/local/local_communicator.h"
 #include "comm/moe/dispatch.h"
-#include "comm/store/store_communicator.h"
+#include "comm/store_backend/store_communicator.h"
 #ifdef TANDEM_WITH_CUDA
 #include <cuda_runtime.h>
 
@@ -297,14 +298,20 @@ absl::Status Main() {
     const double memcpy_gbps = MemcpyGBps(mem, std::max<int64_t>(static_cast<int64_t>(size), 4));
     const bool shared_device = backend == "cuda_local";
     const double device_gbps = (moe ? r.total_logical_bytes : static_cast<double>(bytes) * world) / avg / 1e9;
-    absl::PrintF(
-        "{\"backend\":\"%s\",\"op\":\"%s\",\"ranks\":%d,\"bytes\":%d,\"dtype\":\"f32\",\"time_us\":{\"avg\":%.3f,"
-        "\"p50\":%.3f,\"max\":%.3f},\"algbw_GBps\":%.3f,\"busbw_GBps\":%.3f%s%s,\"memcpy_GBps\":%.3f,"
-        "\"ratio_to_memcpy\":%.3f}\n",
-        backend, op, world, bytes, avg * 1e6, p50 * 1e6, worst * 1e6, algbw, busbw,
-        moe ? absl::StrFormat(",\"logical_bytes\":%.0f", r.logical_bytes) : std::string(),
-        shared_device ? absl::StrFormat(",\"device_GBps\":%.3f", device_gbps) : std::string(), memcpy_gbps,
-        (shared_device ? device_gbps : algbw) / memcpy_gbps);
+    json::Json row = {{"backend", backend},
+                      {"op", op},
+                      {"ranks", world},
+                      {"bytes", bytes},
+                      {"dtype", "f32"},
+                      {"time_us", {{"avg", avg * 1e6}, {"p50", p50 * 1e6}, {"max", worst * 1e6}}},
+                      {"algbw_GBps", algbw},
+                      {"busbw_GBps", busbw}};
+    if (moe) row["logical_bytes"] = r.logical_bytes;
+    if (shared_device) row["device_GBps"] = device_gbps;
+    row["memcpy_GBps"] = memcpy_gbps;
+    row["ratio_to_memcpy"] = (shared_device ? device_gbps : algbw) / memcpy_gbps;
+    TANDEM_ASSIGN_OR_RETURN(std::string text, json::Dump(row));
+    absl::PrintF("%s\n", text);
     std::fflush(stdout);
     if (moe) break;
   }

@@ -35,7 +35,7 @@
 #include "balance/metrics.h"
 #include "balance/migration.h"
 #include "balance/placement.h"
-#include "base/json.h"
+#include "base/strict_json.h"
 #include "base/status_macros.h"
 #include "tools/eplb_heatmap.h"
 
@@ -96,10 +96,10 @@ absl::Status WithPrefix(const std::string& prefix, const absl::Status& s) {
   return absl::Status(s.code(), absl::StrCat(prefix, ": ", s.message()));
 }
 
-absl::StatusOr<json::Value> ReadJson(const std::string& flag,
-                                     const std::string& path) {
+absl::StatusOr<json::Json> ReadJson(const std::string& flag,
+                                    const std::string& path) {
   TANDEM_ASSIGN_OR_RETURN(std::string text, ReadFile(flag, path));
-  absl::StatusOr<json::Value> doc = json::Parse(text);
+  absl::StatusOr<json::Json> doc = json::Parse(text);
   if (!doc.ok()) return WithPrefix(path, doc.status());
   return doc;
 }
@@ -116,10 +116,10 @@ absl::StatusOr<Problem> ReadProblem() {
     TANDEM_RETURN_IF_ERROR(
         WithPrefix(path, balance::LoadsFromCsv(text, &problem)));
   } else {
-    TANDEM_ASSIGN_OR_RETURN(json::Value doc, ReadJson("input", path));
-    const json::Value* inputs = doc.Find("inputs");
+    TANDEM_ASSIGN_OR_RETURN(json::Json doc, ReadJson("input", path));
+    const bool vector_case = doc.is_object() && doc.contains("inputs");
     absl::StatusOr<Problem> p =
-        balance::ProblemFromJson(inputs != nullptr ? *inputs : doc);
+        balance::ProblemFromJson(vector_case ? doc["inputs"] : doc);
     if (!p.ok()) return WithPrefix(path, p.status());
     problem = *std::move(p);
   }
@@ -193,7 +193,7 @@ absl::Status Run() {
   std::vector<int64_t> previous;
   const std::string previous_path = absl::GetFlag(FLAGS_previous);
   if (!previous_path.empty()) {
-    TANDEM_ASSIGN_OR_RETURN(json::Value plan,
+    TANDEM_ASSIGN_OR_RETURN(json::Json plan,
                             ReadJson("previous", previous_path));
     int replicas = 0;
     absl::StatusOr<std::vector<int64_t>> p2l =
@@ -236,29 +236,26 @@ absl::Status Run() {
   TANDEM_ASSIGN_OR_RETURN(const PlacementMetrics metrics,
                           balance::ComputeMetrics(weights, placement, gpus));
 
-  json::Value out = balance::PlacementToJson(placement);
-  out.Set("policy",
-          balance::UsesHierarchicalPolicy(problem.num_groups, problem.num_nodes)
-              ? "hierarchical"
-              : "global");
-  out.Set("mode", absl::GetFlag(FLAGS_mode));
-  out.Set("metrics", balance::MetricsToJson(metrics));
+  json::Json out = balance::PlacementToJson(placement);
+  out["policy"] =
+      balance::UsesHierarchicalPolicy(problem.num_groups, problem.num_nodes)
+          ? "hierarchical"
+          : "global";
+  out["mode"] = absl::GetFlag(FLAGS_mode);
+  out["metrics"] = balance::MetricsToJson(metrics);
   if (!previous.empty()) {
-    out.Set("migration",
-            json::Object{{"moved_replicas", migration.moved_replicas},
-                         {"moved_bytes", migration.moved_bytes},
-                         {"moved_per_layer",
-                          json::Array(migration.moved_per_layer.begin(),
-                                      migration.moved_per_layer.end())},
-                         {"tolerance", options.tolerance},
-                         {"fresh_metrics",
-                          balance::MetricsToJson(migration.fresh_metrics)}});
+    out["migration"] = {
+        {"moved_replicas", migration.moved_replicas},
+        {"moved_bytes", migration.moved_bytes},
+        {"moved_per_layer", migration.moved_per_layer},
+        {"tolerance", options.tolerance},
+        {"fresh_metrics", balance::MetricsToJson(migration.fresh_metrics)}};
   }
   if (repeat > 0) {
     std::sort(ms.begin(), ms.end());
     const size_t n = ms.size();
-    out.Set("solve_ms_median",
-            n % 2 == 1 ? ms[n / 2] : (ms[n / 2 - 1] + ms[n / 2]) / 2);
+    out["solve_ms_median"] =
+        n % 2 == 1 ? ms[n / 2] : (ms[n / 2 - 1] + ms[n / 2]) / 2;
   }
 
   const std::string svg_path = absl::GetFlag(FLAGS_svg);
@@ -286,7 +283,8 @@ absl::Status Run() {
                                    problem.num_layers, gpus)));
   }
 
-  const std::string text = json::Serialize(out, 2) + "\n";
+  TANDEM_ASSIGN_OR_RETURN(std::string text, json::Dump(out));
+  text += "\n";
   const std::string output = absl::GetFlag(FLAGS_output);
   if (!output.empty()) return WriteFile("output", output, text);
   std::fwrite(text.data(), 1, text.size(), stdout);

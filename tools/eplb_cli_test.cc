@@ -14,7 +14,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "balance/testing/eplb_vectors.h"
-#include "base/json.h"
+#include "base/strict_json.h"
+#include "base/testing/runfiles.h"
 #include "base/testing/status_matchers.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -25,7 +26,7 @@ namespace {
 using ::tandem::balance::testing::ExpectedOutputs;
 using ::tandem::balance::testing::ExpectedOutputsFromJson;
 using ::tandem::balance::testing::LoadVectorCases;
-using ::tandem::balance::testing::RunfilePath;
+using ::tandem::testing::RunfilePath;
 using ::tandem::balance::testing::VectorCase;
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
@@ -68,7 +69,7 @@ Result RunEplb(const std::string& args) {
 void ExpectOutputs(const Result& r, const ExpectedOutputs& expected,
                    const std::string& name) {
   ASSERT_EQ(r.exit_code, 0) << name << ": " << r.err;
-  ASSERT_OK_AND_ASSIGN(json::Value doc, json::Parse(r.out));
+  ASSERT_OK_AND_ASSIGN(json::Json doc, json::Parse(r.out));
   ASSERT_OK_AND_ASSIGN(ExpectedOutputs got, ExpectedOutputsFromJson(doc));
   EXPECT_EQ(got.phy2log, expected.phy2log) << name;
   EXPECT_EQ(got.log2phy, expected.log2phy) << name;
@@ -91,7 +92,7 @@ TEST(EplbCliTest, EveryVectorCaseInReferenceMode) {
   int matched = 0;
   for (const VectorCase& c : cases) {
     const std::string input = TempPath(c.name + ".json");
-    WriteFile(input, json::Serialize(c.inputs));
+    WriteFile(input, c.inputs.dump());
     ExpectOutputs(RunEplb("--input=" + input + " --mode=reference"),
                   c.reference, c.name);
     matched += !::testing::Test::HasFailure();
@@ -105,21 +106,18 @@ TEST(EplbCliTest, DefaultIsStableModeAndReportsMetrics) {
   for (const VectorCase& c : cases) {
     if (c.name != "e60_hier_ints" && c.name != "readme_example") continue;
     const std::string input = TempPath(c.name + ".json");
-    WriteFile(input, json::Serialize(c.inputs));
+    WriteFile(input, c.inputs.dump());
     const Result r = RunEplb("--input=" + input);
     ExpectOutputs(r, c.stable, c.name);
-    ASSERT_OK_AND_ASSIGN(json::Value doc, json::Parse(r.out));
-    const json::Value* metrics = doc.Find("metrics");
-    ASSERT_NE(metrics, nullptr);
-    const json::Array& expected =
-        c.metrics.Find("balancedness_per_layer")->as_array();
-    const json::Array& got =
-        metrics->Find("balancedness_per_layer")->as_array();
+    ASSERT_OK_AND_ASSIGN(json::Json doc, json::Parse(r.out));
+    ASSERT_TRUE(doc.contains("metrics"));
+    const json::Json& expected = c.metrics.at("balancedness_per_layer");
+    const json::Json& got = doc["metrics"].at("balancedness_per_layer");
     ASSERT_EQ(got.size(), expected.size());
     for (size_t l = 0; l < got.size(); ++l) {
-      EXPECT_NEAR(got[l].as_double(), expected[l].as_double(), 5e-7);
+      EXPECT_NEAR(got[l].get<double>(), expected[l].get<double>(), 5e-7);
     }
-    EXPECT_EQ(doc.Find("mode")->as_string(), "stable");
+    EXPECT_EQ(doc.at("mode"), "stable");
   }
 }
 
@@ -134,22 +132,21 @@ TEST(EplbCliTest, CsvInputSvgRepeatAndPrevious) {
   Result r = RunEplb("--input=" + csv + flags + " --mode=refined --repeat=3" +
                      " --svg=" + svg + " --output=" + plan);
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  ASSERT_OK_AND_ASSIGN(json::Value doc, json::Parse(ReadFile(plan)));
-  EXPECT_GT(doc.Find("solve_ms_median")->as_double(), 0.0);
-  EXPECT_EQ(doc.Find("policy")->as_string(), "hierarchical");
+  ASSERT_OK_AND_ASSIGN(json::Json doc, json::Parse(ReadFile(plan)));
+  EXPECT_GT(doc.at("solve_ms_median").get<double>(), 0.0);
+  EXPECT_EQ(doc.at("policy"), "hierarchical");
   const std::string picture = ReadFile(svg);
   EXPECT_THAT(picture, StartsWith("<svg"));
   EXPECT_THAT(picture, HasSubstr("lower bound"));
-  EXPECT_EQ(std::count(picture.begin(), picture.end(), '\n') > 32, true);
+  EXPECT_GT(std::count(picture.begin(), picture.end(), '\n'), 32);
   // The same loads against the plan just written: nothing moves.
   r = RunEplb("--input=" + csv + flags + " --mode=refined --previous=" + plan +
               " --expert_bytes=1000 --svg=" + svg);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   ASSERT_OK_AND_ASSIGN(doc, json::Parse(r.out));
-  const json::Value* migration = doc.Find("migration");
-  ASSERT_NE(migration, nullptr);
-  EXPECT_EQ(migration->Find("moved_replicas")->as_int64(), 0);
-  EXPECT_EQ(migration->Find("moved_bytes")->as_int64(), 0);
+  ASSERT_TRUE(doc.contains("migration"));
+  EXPECT_EQ(doc["migration"].at("moved_replicas"), 0);
+  EXPECT_EQ(doc["migration"].at("moved_bytes"), 0);
   EXPECT_THAT(ReadFile(svg), HasSubstr("previous plan"));
 }
 
@@ -160,7 +157,7 @@ TEST(EplbCliTest, BadInputExitsWithOneLine) {
   const std::string broken = TempPath("broken.json");
   WriteFile(broken, "{\"weight\": [[1, 2] [3]]}\n");
   ExpectFailure("--input=" + broken,
-                "broken.json: line 1 column 20: unexpected character '['");
+                "broken.json: line 1 column 20: syntax error while parsing array - unexpected '['");
   const std::string ragged = TempPath("ragged.json");
   WriteFile(ragged, "{\"weight\": [[1, 2], [3]], \"num_replicas\": 2}");
   ExpectFailure("--input=" + ragged,

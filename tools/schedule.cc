@@ -4,14 +4,18 @@
 //                     [--with_comm] --format=trace|torch_csv|textproto|json|binary [--out=FILE]
 //   schedule validate FILE
 //   schedule simulate FILE --cost=F=1,B=2,I=1,W=1,FB=3[,p2p_latency=..] [--semantics=..]
+//                     [--format=summary|json] [--critical_path]
 //   schedule render FILE --format=svg|ascii|chrome [--cost=..] [--out=FILE]
 //   schedule convert FILE --format=... [--with_comm] [--out=FILE]
 //   schedule compare --ranks=R --microbatches=N --cost=... [--chunks=V] --format=json|table
 //
-// Input formats follow the file name: .trace/.txt, .csv, .json, .textproto/
-// .txtpb/.pbtxt, .pb/.binpb (or --input_format). A trace needs --kind,
-// --ranks and --microbatches unless it starts with "# kind=K ranks=R
-// microbatches=N". Errors: exit status 2 and one line on stderr.
+// A binary protobuf is recognised by its content, whatever the file's name;
+// other input formats follow the file name: .trace/.txt, .csv, .json,
+// .textproto/.txtpb/.pbtxt, .pb/.binpb (or --input_format). A trace needs
+// --kind, --ranks and --microbatches unless it starts with "# kind=K ranks=R
+// microbatches=N". simulate prints a summary (makespan, bubble, per-rank
+// busy and idle) or, with --format=json, every figure. Errors: exit status
+// 2 and one line on stderr.
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -29,6 +33,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "base/status_macros.h"
+#include "base/strict_json.h"
 #include "schedule/formats/proto_io.h"
 #include "schedule/formats/torch_csv.h"
 #include "schedule/formats/trace.h"
@@ -49,6 +54,7 @@ ABSL_FLAG(std::string, input_format, "", "Input format; default from the file na
 ABSL_FLAG(std::string, out, "", "Output file (default: stdout).");
 ABSL_FLAG(std::string, cost, "F=1,B=2,I=1,W=1,FB=3", "Cost model, e.g. F=1,B=2,I=1,W=1,FB=3,p2p_latency=0.");
 ABSL_FLAG(std::string, semantics, "rendezvous", "Communication semantics: rendezvous or buffered.");
+ABSL_FLAG(bool, critical_path, false, "simulate: also list the critical path (compute actions deciding the makespan).");
 
 namespace tandem::schedule {
 namespace {
@@ -73,9 +79,10 @@ absl::Status Write(const std::string& data) {
   return absl::OkStatus();
 }
 
-std::string FormatOf(const std::string& path) {
+std::string FormatOf(const std::string& path, absl::string_view data) {
   const std::string given = absl::GetFlag(FLAGS_input_format);
   if (!given.empty()) return given;
+  if (LooksBinary(data)) return "binary";
   for (const auto& [suffix, format] : std::vector<std::pair<std::string, std::string>>{
            {".csv", "torch_csv"}, {".json", "json"}, {".textproto", "textproto"}, {".txtpb", "textproto"},
            {".pbtxt", "textproto"}, {".pb", "binary"}, {".binpb", "binary"}, {".trace", "trace"},
@@ -87,7 +94,7 @@ std::string FormatOf(const std::string& path) {
 
 absl::StatusOr<Schedule> Load(const std::string& path) {
   TANDEM_ASSIGN_OR_RETURN(std::string data, ReadFile(path));
-  const std::string format = FormatOf(path);
+  const std::string format = FormatOf(path, data);
   absl::StatusOr<Schedule> s;
   if (format == "trace") {
     TraceHeader h;
@@ -139,8 +146,6 @@ absl::StatusOr<SimOptions> Options() {
   return o;
 }
 
-std::string Num(double x) { return absl::StrFormat("%.10g", x); }
-
 absl::Status Generate() {
   GenerateOptions o;
   TANDEM_ASSIGN_OR_RETURN(o.kind, ParseKind(absl::GetFlag(FLAGS_kind)));
@@ -164,33 +169,65 @@ absl::StatusOr<Schedule> LoweredFrom(const std::string& path) {
   return s;
 }
 
-std::string Report(const Schedule& s, const SimResult& r) {
-  std::vector<std::string> ranks, path;
-  for (int k = 0; k < s.ranks; ++k) {
-    const RankStats& st = r.ranks[k];
-    ranks.push_back(absl::StrFormat(
-        "{\"rank\":%d,\"busy\":%s,\"idle\":%s,\"finish\":%s,\"peak_activations\":%d,"
-        "\"peak_activation_bytes\":%s,\"params_fraction\":%s}",
-        k, Num(st.busy), Num(st.idle), Num(st.finish), st.peak_activations, Num(st.peak_activation_bytes),
-        Num(st.params_fraction)));
-  }
-  for (const auto& [rank, i] : r.critical_path) {
-    path.push_back(absl::StrFormat("\"r%d.%d %s\"", rank, i, DescribeAction(s, s.programs[rank].actions[i])));
-  }
+absl::StatusOr<std::string> Report(const Schedule& s, const SimResult& r, const std::string& format) {
   int peak = 0;
   for (const RankStats& st : r.ranks) peak = std::max(peak, st.peak_activations);
-  return absl::StrFormat(
-      "{\"kind\":\"%s\",\"ranks\":%d,\"stages\":%d,\"microbatches\":%d,\"makespan\":%s,\"bubble\":%s,"
-      "\"bubble_ratio\":%s,\"peak_activations\":%d,\"per_rank\":[%s],\"critical_path\":[%s]}\n",
-      KindName(s.kind), s.ranks, s.stages, s.microbatches, Num(r.makespan), Num(r.bubble), Num(r.bubble_ratio),
-      peak, absl::StrJoin(ranks, ","), absl::StrJoin(path, ","));
+  const bool critical_path = absl::GetFlag(FLAGS_critical_path);
+  if (format == "summary") {
+    std::string out = absl::StrFormat(
+        "%s: %d ranks, %d stages, %d micro-batches\nmakespan %.6g, bubble %.6g (%.2f%% of the makespan, worst "
+        "rank), peak activations %d\n%-6s %12s %12s %12s %6s\n",
+        KindName(s.kind), s.ranks, s.stages, s.microbatches, r.makespan, r.bubble, 100 * r.bubble_ratio, peak,
+        "rank", "busy", "idle", "finish", "peak");
+    for (int k = 0; k < s.ranks; ++k) {
+      const RankStats& st = r.ranks[k];
+      absl::StrAppendFormat(&out, "%-6d %12.6g %12.6g %12.6g %6d\n", k, st.busy, st.idle, st.finish,
+                            st.peak_activations);
+    }
+    if (critical_path) {
+      out += "critical path:\n";
+      for (const auto& [rank, i] : r.critical_path) {
+        absl::StrAppendFormat(&out, "  r%d.%d %s\n", rank, i, DescribeAction(s, s.programs[rank].actions[i]));
+      }
+    }
+    return out;
+  }
+  if (format != "json") {
+    return absl::InvalidArgumentError(absl::StrCat("format: expected summary or json, got '", format, "'"));
+  }
+  json::Json ranks = json::Json::array();
+  for (int k = 0; k < s.ranks; ++k) {
+    const RankStats& st = r.ranks[k];
+    ranks.push_back({{"rank", k},
+                     {"busy", st.busy},
+                     {"idle", st.idle},
+                     {"finish", st.finish},
+                     {"peak_activations", st.peak_activations},
+                     {"peak_activation_bytes", st.peak_activation_bytes},
+                     {"params_fraction", st.params_fraction}});
+  }
+  json::Json out = {{"kind", KindName(s.kind)}, {"ranks", s.ranks},       {"stages", s.stages},
+                    {"microbatches", s.microbatches}, {"makespan", r.makespan}, {"bubble", r.bubble},
+                    {"bubble_ratio", r.bubble_ratio}, {"peak_activations", peak}, {"per_rank", std::move(ranks)}};
+  if (critical_path) {
+    json::Json path = json::Json::array();
+    for (const auto& [rank, i] : r.critical_path) {
+      path.push_back(absl::StrFormat("r%d.%d %s", rank, i, DescribeAction(s, s.programs[rank].actions[i])));
+    }
+    out["critical_path"] = std::move(path);
+  }
+  TANDEM_ASSIGN_OR_RETURN(std::string text, json::Dump(out));
+  return text + "\n";
 }
 
 absl::Status Simulate(const std::string& path) {
   TANDEM_ASSIGN_OR_RETURN(Schedule s, LoweredFrom(path));
   TANDEM_ASSIGN_OR_RETURN(SimOptions o, Options());
+  o.timeline = absl::GetFlag(FLAGS_critical_path);
   TANDEM_ASSIGN_OR_RETURN(SimResult r, schedule::Simulate(s, o));
-  return Write(Report(s, r));
+  const std::string format = absl::GetFlag(FLAGS_format).empty() ? "summary" : absl::GetFlag(FLAGS_format);
+  TANDEM_ASSIGN_OR_RETURN(std::string text, Report(s, r, format));
+  return Write(text);
 }
 
 absl::Status Render(const std::string& path) {
@@ -200,7 +237,10 @@ absl::Status Render(const std::string& path) {
   const std::string format = absl::GetFlag(FLAGS_format).empty() ? "svg" : absl::GetFlag(FLAGS_format);
   if (format == "svg") return Write(RenderSvg(s, r));
   if (format == "ascii") return Write(RenderAscii(s, r));
-  if (format == "chrome") return Write(RenderChromeTrace(s, r));
+  if (format == "chrome") {
+    TANDEM_ASSIGN_OR_RETURN(std::string trace, RenderChromeTrace(s, r));
+    return Write(trace);
+  }
   return absl::InvalidArgumentError(absl::StrCat("format: expected svg, ascii or chrome, got '", format, "'"));
 }
 
@@ -262,25 +302,26 @@ absl::Status Compare() {
   const std::string format = absl::GetFlag(FLAGS_format).empty() ? "table" : absl::GetFlag(FLAGS_format);
   std::string out;
   if (format == "json") {
-    std::vector<std::string> items;
+    json::Json items = json::Json::array();
     for (const Row& r : rows) {
       if (!r.error.empty()) {
-        std::string escaped;
-        for (char c : r.error) {
-          if (c == '"' || c == '\\') escaped += '\\';
-          escaped += c;
-        }
-        items.push_back(absl::StrFormat("{\"kind\":\"%s\",\"error\":\"%s\"}", r.kind, escaped));
+        items.push_back({{"kind", r.kind}, {"error", r.error}});
       } else {
-        items.push_back(absl::StrFormat(
-            "{\"kind\":\"%s\",\"stages\":%d,\"chunks\":%d,\"bubble\":%s,\"bubble_ratio\":%s,\"makespan\":%s,"
-            "\"peak_activations\":%d,\"params_per_rank\":%s}",
-            r.kind, r.stages, r.chunks, Num(r.bubble), Num(r.ratio), Num(r.makespan), r.peak,
-            Num(r.params)));
+        items.push_back({{"kind", r.kind},
+                         {"stages", r.stages},
+                         {"chunks", r.chunks},
+                         {"bubble", r.bubble},
+                         {"bubble_ratio", r.ratio},
+                         {"makespan", r.makespan},
+                         {"peak_activations", r.peak},
+                         {"params_per_rank", r.params}});
       }
     }
-    out = absl::StrCat("{\"ranks\":", ranks, ",\"microbatches\":", n, ",\"cost\":\"", FormatCost(base.cost),
-                       "\",\"kinds\":[", absl::StrJoin(items, ","), "]}\n");
+    TANDEM_ASSIGN_OR_RETURN(out, json::Dump(json::Json{{"ranks", ranks},
+                                                       {"microbatches", n},
+                                                       {"cost", FormatCost(base.cost)},
+                                                       {"kinds", std::move(items)}}));
+    out += "\n";
   } else if (format == "table") {
     out = absl::StrFormat("# %d ranks, %d micro-batches, cost per rank-sized stage %s\n", ranks, n,
                           FormatCost(base.cost));

@@ -6,6 +6,8 @@
 set -euo pipefail
 bin="$1"
 traces="$2"
+json_check="$3"
+check() { python3 "$json_check" "$@"; }
 tmp="${TEST_TMPDIR:-$(mktemp -d)}"
 cases=0
 while IFS= read -r header; do
@@ -41,19 +43,37 @@ done
 mv "$tmp/dp.trace" "$tmp/dp.txt"
 "$bin" validate "$tmp/dp.textproto" | grep -q "lowered, deadlock-free"
 "$bin" validate --kind=dualpipe --ranks=8 --microbatches=20 "$tmp/dp.txt" | grep -q "lowered, deadlock-free"
-"$bin" simulate "$tmp/dp.json" --cost=F=1,B=2,I=1,W=1,FB=3 | grep -q '"bubble":6,'
+"$bin" simulate "$tmp/dp.json" --cost=F=1,B=2,I=1,W=1,FB=3 --format=json | check - 'd["bubble"] == 6' \
+  'len(d["per_rank"]) == 8' '"critical_path" not in d'
+"$bin" simulate "$tmp/dp.json" --format=json --critical_path | check - 'len(d["critical_path"]) > 0'
+# The default is a short summary for people: makespan, bubble, a row per rank.
+"$bin" simulate "$tmp/dp.json" >"$tmp/summary"
+grep -q "^makespan .*, bubble 6 " "$tmp/summary"
+[[ $(grep -cE '^[0-9]+ ' "$tmp/summary") -eq 8 ]] || { echo "FAIL: summary rows"; cat "$tmp/summary"; exit 1; }
+# A binary schedule is read as binary whatever its name (it used to be read
+# as trace text under an unknown extension).
+"$bin" generate --kind=dualpipe --ranks=4 --microbatches=8 --format=binary --out="$tmp/x.binary"
+"$bin" validate "$tmp/x.binary" | grep -q "valid dualpipe schedule, 4 ranks"
+cp "$tmp/x.binary" "$tmp/x.txt"
+"$bin" simulate "$tmp/x.txt" --format=json | check - 'd["kind"] == "dualpipe"'
 "$bin" render "$tmp/dp.json" --format=svg --out="$tmp/dp.svg"
 grep -q "<svg" "$tmp/dp.svg"
+"$bin" render "$tmp/dp.json" --format=chrome | check - 'len([e for e in d["traceEvents"] if e["ph"] == "X"]) > 0'
 "$bin" generate --kind=zbv --ranks=4 --microbatches=8 --format=torch_csv --out="$tmp/zbv.csv"
-"$bin" simulate "$tmp/zbv.csv" --kind=zbv | grep -q '"kind":"zbv"'
+"$bin" simulate "$tmp/zbv.csv" --kind=zbv --format=json | check - 'd["kind"] == "zbv"'
 "$bin" convert "$tmp/dp.pb" --format=torch_csv 2>"$tmp/err" && { echo "FAIL: dualpipe CSV export"; exit 1; }
 grep -q "PyTorch's CSV cannot express" "$tmp/err"
 printf '0F0,0B0\n1F0,1Q0\n' >"$tmp/bad.csv"
 "$bin" validate "$tmp/bad.csv" 2>"$tmp/err" && { echo "FAIL: bad CSV accepted"; exit 1; }
 grep -q "line 2 column 5" "$tmp/err"
 "$bin" compare --ranks=8 --microbatches=20 --format=json >"$tmp/cmp.json"
-grep -q '{"kind":"dualpipe","stages":8,"chunks":2,"bubble":6,' "$tmp/cmp.json"
-grep -q '{"kind":"1f1b","stages":8,"chunks":1,"bubble":21,' "$tmp/cmp.json"
-grep -q '{"kind":"zb1p","stages":8,"chunks":1,"bubble":7,' "$tmp/cmp.json"
-"$bin" compare --ranks=3 --microbatches=5 --format=json | grep -q '{"kind":"dualpipe","error":"ranks: expected an even number'
+check "$tmp/cmp.json" 'd["ranks"] == 8' \
+  '{k["kind"]: (k["stages"], k["chunks"], k["bubble"]) for k in d["kinds"]}["dualpipe"] == (8, 2, 6)' \
+  '{k["kind"]: (k["stages"], k["chunks"], k["bubble"]) for k in d["kinds"]}["1f1b"] == (8, 1, 21)' \
+  '{k["kind"]: (k["stages"], k["chunks"], k["bubble"]) for k in d["kinds"]}["zb1p"] == (8, 1, 7)'
+"$bin" compare --ranks=3 --microbatches=5 --format=json | \
+  check - '[k for k in d["kinds"] if k["kind"] == "dualpipe"][0]["error"].startswith("ranks: expected an even number")'
+# Must-fail twin of the strict parse: NaN and repeated keys are refused.
+echo '{"a": NaN}' | check - && { echo "FAIL: NaN accepted"; exit 1; }
+echo '{"a": 1, "a": 2}' | check - && { echo "FAIL: repeated key accepted"; exit 1; }
 echo "schedule_cli_test: $cases parity cases byte for byte; CLI checks passed"

@@ -12,6 +12,7 @@ packages=(
   libgtest-dev libgmock-dev
   libbenchmark-dev  # Google Benchmark 1.7.1
   libprotobuf-dev protobuf-compiler
+  nlohmann-json3-dev  # JSON (header-only)
   zlib1g-dev        # needed by the static protobuf runtime
   python3           # .ci/run's benchmark table
 )

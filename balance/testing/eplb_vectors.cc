@@ -10,46 +10,42 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
+#include "base/testing/runfiles.h"
 
 namespace tandem::balance::testing {
 namespace {
 
-absl::StatusOr<json::Value> LoadVectorsFile() {
-  const std::string path = RunfilePath("balance/testdata/eplb_vectors.json");
-  std::ifstream in(path);
-  if (!in) {
-    return absl::NotFoundError(absl::StrCat(path, ": cannot open"));
-  }
-  std::stringstream text;
-  text << in.rdbuf();
-  return json::Parse(text.str());
+absl::StatusOr<json::Json> LoadVectorsFile() {
+  TANDEM_ASSIGN_OR_RETURN(
+      std::string text,
+      ::tandem::testing::ReadRunfile("balance/testdata/eplb_vectors.json"));
+  return json::Parse(text);
 }
 
 // The member `key` of object `v`, or kInvalidArgument naming it.
-absl::StatusOr<const json::Value*> Get(const json::Value& v, const char* key) {
-  const json::Value* member = v.Find(key);
-  if (member == nullptr) {
+absl::StatusOr<const json::Json*> Get(const json::Json& v, const char* key) {
+  if (!v.is_object() || !v.contains(key)) {
     return absl::InvalidArgumentError(
         absl::StrCat("eplb_vectors.json: expected a member \"", key, "\""));
   }
-  return member;
+  return &v[key];
 }
 
 // Reads a [layers][experts][width] array of integers.
-absl::Status ReadLog2Phy(const json::Value& v, ExpectedOutputs* out) {
+absl::Status ReadLog2Phy(const json::Json& v, ExpectedOutputs* out) {
   out->width = -1;
-  for (const json::Value& layer : v.as_array()) {
-    for (const json::Value& expert : layer.as_array()) {
-      const int width = static_cast<int>(expert.as_array().size());
+  for (const json::Json& layer : v) {
+    for (const json::Json& expert : layer) {
+      const int width = static_cast<int>(expert.size());
       if (out->width >= 0 && width != out->width) {
         return absl::InvalidArgumentError("log2phy: ragged last dimension");
       }
       out->width = width;
-      for (const json::Value& slot : expert.as_array()) {
-        if (!slot.is_int64()) {
+      for (const json::Json& slot : expert) {
+        if (!slot.is_number_integer()) {
           return absl::InvalidArgumentError("log2phy: expected integers");
         }
-        out->log2phy.push_back(slot.as_int64());
+        out->log2phy.push_back(slot.get<int64_t>());
       }
     }
   }
@@ -87,76 +83,66 @@ void Compare(const char* name, const std::vector<int64_t>& actual,
 
 }  // namespace
 
-std::string RunfilePath(const std::string& path) {
-  const char* srcdir = std::getenv("TEST_SRCDIR");
-  const char* workspace = std::getenv("TEST_WORKSPACE");
-  return absl::StrCat(srcdir == nullptr ? "." : srcdir, "/",
-                      workspace == nullptr ? "tandem" : workspace, "/", path);
-}
-
-absl::StatusOr<ExpectedOutputs> ExpectedOutputsFromJson(const json::Value& v) {
+absl::StatusOr<ExpectedOutputs> ExpectedOutputsFromJson(const json::Json& v) {
   ExpectedOutputs out;
   int rows, cols;
-  const json::Value* phy2log = v.Find("phy2log");
-  const json::Value* log2phy = v.Find("log2phy");
-  const json::Value* logcnt = v.Find("logcnt");
-  if (phy2log == nullptr || log2phy == nullptr || logcnt == nullptr) {
+  if (!v.contains("phy2log") || !v.contains("log2phy") || !v.contains("logcnt")) {
     return absl::InvalidArgumentError(
         "outputs: expected phy2log, log2phy "
         "and logcnt");
   }
   TANDEM_ASSIGN_OR_RETURN(out.phy2log,
-                          IntMatrixFromJson(*phy2log, "phy2log", &rows, &cols));
+                          IntMatrixFromJson(v["phy2log"], "phy2log", &rows, &cols));
   TANDEM_ASSIGN_OR_RETURN(out.logcnt,
-                          IntMatrixFromJson(*logcnt, "logcnt", &rows, &cols));
-  TANDEM_RETURN_IF_ERROR(ReadLog2Phy(*log2phy, &out));
+                          IntMatrixFromJson(v["logcnt"], "logcnt", &rows, &cols));
+  TANDEM_RETURN_IF_ERROR(ReadLog2Phy(v["log2phy"], &out));
   return out;
 }
 
 absl::StatusOr<std::vector<VectorCase>> LoadVectorCases() {
-  TANDEM_ASSIGN_OR_RETURN(json::Value doc, LoadVectorsFile());
-  TANDEM_ASSIGN_OR_RETURN(const json::Value* list, Get(doc, "cases"));
+  TANDEM_ASSIGN_OR_RETURN(json::Json doc, LoadVectorsFile());
+  TANDEM_ASSIGN_OR_RETURN(const json::Json* list, Get(doc, "cases"));
   std::vector<VectorCase> cases;
-  for (const json::Value& c : list->as_array()) {
+  for (const json::Json& c : *list) {
     VectorCase vc;
-    const json::Value *name, *policy, *inputs, *outputs, *stable, *differs;
+    const json::Json *name, *policy, *inputs, *outputs, *stable, *differs;
     TANDEM_ASSIGN_OR_RETURN(name, Get(c, "name"));
     TANDEM_ASSIGN_OR_RETURN(policy, Get(c, "policy"));
     TANDEM_ASSIGN_OR_RETURN(inputs, Get(c, "inputs"));
     TANDEM_ASSIGN_OR_RETURN(outputs, Get(c, "outputs"));
     TANDEM_ASSIGN_OR_RETURN(stable, Get(c, "stable_sort_variant"));
     TANDEM_ASSIGN_OR_RETURN(differs, Get(*stable, "differs"));
-    vc.name = name->as_string();
-    vc.policy = policy->as_string();
+    vc.name = name->get<std::string>();
+    vc.policy = policy->get<std::string>();
     vc.inputs = *inputs;
     TANDEM_ASSIGN_OR_RETURN(vc.problem, ProblemFromJson(vc.inputs));
     TANDEM_ASSIGN_OR_RETURN(vc.reference, ExpectedOutputsFromJson(*outputs));
-    vc.stable_differs = differs->as_bool();
+    vc.stable_differs = differs->get<bool>();
     vc.stable = vc.reference;
     if (vc.stable_differs) {
-      TANDEM_ASSIGN_OR_RETURN(const json::Value* variant,
+      TANDEM_ASSIGN_OR_RETURN(const json::Json* variant,
                               Get(*stable, "outputs"));
       TANDEM_ASSIGN_OR_RETURN(vc.stable, ExpectedOutputsFromJson(*variant));
     }
-    if (const json::Value* metrics = c.Find("metrics")) vc.metrics = *metrics;
+    if (c.contains("metrics")) vc.metrics = c["metrics"];
     cases.push_back(std::move(vc));
   }
   return cases;
 }
 
 absl::StatusOr<std::vector<InvalidCase>> LoadInvalidCases() {
-  TANDEM_ASSIGN_OR_RETURN(json::Value doc, LoadVectorsFile());
-  TANDEM_ASSIGN_OR_RETURN(const json::Value* list, Get(doc, "invalid_cases"));
+  TANDEM_ASSIGN_OR_RETURN(json::Json doc, LoadVectorsFile());
+  TANDEM_ASSIGN_OR_RETURN(const json::Json* list, Get(doc, "invalid_cases"));
   std::vector<InvalidCase> cases;
-  for (const json::Value& c : list->as_array()) {
+  for (const json::Json& c : *list) {
     InvalidCase ic;
-    const json::Value *name, *inputs, *result;
+    const json::Json *name, *inputs, *result;
     TANDEM_ASSIGN_OR_RETURN(name, Get(c, "name"));
     TANDEM_ASSIGN_OR_RETURN(inputs, Get(c, "inputs"));
     TANDEM_ASSIGN_OR_RETURN(result, Get(c, "reference_result"));
-    ic.name = name->as_string();
+    ic.name = name->get<std::string>();
     TANDEM_ASSIGN_OR_RETURN(ic.problem, ProblemFromJson(*inputs));
-    ic.reference_accepts = result->as_string() == "no error";
+    ic.reference_accepts = *result == "no error";
     cases.push_back(std::move(ic));
   }
   return cases;

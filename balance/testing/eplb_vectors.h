@@ -16,7 +16,7 @@
 #include "absl/status/statusor.h"
 #include "balance/eplb_json.h"
 #include "balance/placement.h"
-#include "base/json.h"
+#include "base/strict_json.h"
 
 namespace tandem::balance::testing {
 
@@ -31,12 +31,12 @@ struct ExpectedOutputs {
 struct VectorCase {
   std::string name;
   std::string policy;  // "hierarchical" or "global"
-  json::Value inputs;  // the case's "inputs" object, as in the file
+  json::Json inputs;  // the case's "inputs" object, as in the file
   Problem problem;
   ExpectedOutputs reference;  // the reference's outputs
   ExpectedOutputs stable;     // with stable sorts (= reference if !differs)
   bool stable_differs = false;
-  json::Value metrics;  // the case's "metrics" object
+  json::Json metrics;  // the case's "metrics" object
 };
 
 struct InvalidCase {
@@ -44,11 +44,6 @@ struct InvalidCase {
   Problem problem;
   bool reference_accepts = false;  // reference_result == "no error"
 };
-
-// RunfilePath()
-//
-// $TEST_SRCDIR/$TEST_WORKSPACE/<path>, for a path relative to the workspace.
-std::string RunfilePath(const std::string& path);
 
 // LoadVectorCases(), LoadInvalidCases()
 //
@@ -59,7 +54,7 @@ absl::StatusOr<std::vector<InvalidCase>> LoadInvalidCases();
 // ExpectedOutputsFromJson()
 //
 // Reads an {"phy2log", "log2phy", "logcnt"} object as nested arrays.
-absl::StatusOr<ExpectedOutputs> ExpectedOutputsFromJson(const json::Value& v);
+absl::StatusOr<ExpectedOutputs> ExpectedOutputsFromJson(const json::Json& v);
 
 // CompareOutputs()
 //

@@ -10,7 +10,7 @@
 #include "absl/strings/str_format.h"
 #include "base/testing/status_matchers.h"
 #include "comm/local/local_communicator.h"
-#include "comm/store/store_communicator.h"
+#include "comm/store_backend/store_communicator.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 

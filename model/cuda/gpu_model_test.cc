@@ -70,8 +70,8 @@ TEST(GpuModelTest, DeferredWeightGradientsEqualImmediate) {
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<Model> host_iw, Model::Create(c));
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<GpuModel> b, GpuModel::Create(*host_b, nullptr));
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<GpuModel> iw, GpuModel::Create(*host_iw, nullptr));
-  ASSERT_OK_AND_ASSIGN(auto sb, Stage::Create(b.get(), 0, c.num_layers + 2, {}));
-  ASSERT_OK_AND_ASSIGN(auto siw, Stage::Create(iw.get(), 0, c.num_layers + 2, {}));
+  ASSERT_OK_AND_ASSIGN(auto sb, Stage::Create(b.get(), 0, NumUnits(c), {}));
+  ASSERT_OK_AND_ASSIGN(auto siw, Stage::Create(iw.get(), 0, NumUnits(c), {}));
   Tensor x = RandomTensor({16, c.input_dim}, 3, 2.0f);
   Target t;
   t.values = RandomTensor({16, c.output_dim}, 4);

@@ -279,7 +279,7 @@ absl::StatusOr<RankRun> RunRank(const Schedule& s, int rank, StageWork& work, co
   return RankRunner(s, rank, work, comm, options).Run();
 }
 
-std::string ExecutorChromeTrace(const Schedule& s, const std::vector<RankRun>& runs) {
+absl::StatusOr<std::string> ExecutorChromeTrace(const Schedule& s, const std::vector<RankRun>& runs) {
   SimResult as_sim;
   as_sim.timeline.resize(s.ranks);
   for (const RankRun& r : runs) {

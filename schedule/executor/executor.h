@@ -91,7 +91,7 @@ absl::StatusOr<RankRun> RunRank(const Schedule& s, int rank, StageWork& work, co
 
 // Chrome/Perfetto trace JSON of the ranks' runs, with the action ids
 // "r<rank>.<index>" that RenderChromeTrace gives the simulator's timeline.
-std::string ExecutorChromeTrace(const Schedule& s, const std::vector<RankRun>& runs);
+absl::StatusOr<std::string> ExecutorChromeTrace(const Schedule& s, const std::vector<RankRun>& runs);
 
 }  // namespace tandem::schedule
 

@@ -5,18 +5,13 @@
 //   BM_EmulatedStep/<kind>   counters: measured_ms, simulated_ms,
 //                            deviation_pct (target: |deviation| < 5%),
 //                            wait_pct (time ranks spent blocked)
-//   BM_ModelStep/<kind>      one training step of the reference model (2
-//                            ranks = this machine's cores, 8 micro-batches of
-//                            128 tokens, hidden 256): overhead_pct = time
-//                            outside stage compute and communication waits
-//                            (target < 2%)
+// The executor's overhead with the reference model is
+// //train:training_step_benchmark.
 #include <thread>
 
 #include "benchmark/benchmark.h"
 #include "comm/local/local_communicator.h"
 #include "schedule/executor/executor.h"
-#include "schedule/executor/model_stage_work.h"
-#include "schedule/executor/testing/step_check.h"
 #include "schedule/generators/generate.h"
 #include "schedule/lowering/lower.h"
 #include "schedule/simulator/simulator.h"
@@ -57,55 +52,6 @@ void BM_EmulatedStep(benchmark::State& state, Kind kind) {
   state.counters["deviation_pct"] = 100.0 * (measured_ms - simulated_ms) / simulated_ms;
   state.counters["wait_pct"] = 100.0 * wait / total;
 }
-
-void BM_ModelStep(benchmark::State& state, Kind kind) {
-  constexpr int kRanks = 2, kTokens = 128;
-  const Schedule s = *Lower(*Generate({kind, kRanks, 8}));
-  model::ModelConfig c;
-  c.hidden = 256;
-  c.input_dim = 32;
-  c.output_dim = 32;
-  c.num_layers = 2 * s.stages - 2;
-  c.num_experts = 8;
-  c.moe_inter = 256;
-  c.top_k = 2;
-  const PipelineData data = testing::StepData(c, 8, kTokens);
-  std::vector<std::unique_ptr<ModelStageWork>> work;
-  for (int r = 0; r < kRanks; ++r) {
-    work.push_back(*ModelStageWork::Create(s, r, c, EvenBounds(c.num_layers + 2, s.stages), &data, false));
-  }
-  double overhead = 0, step_total = 0, step_ms = 0;
-  for (auto _ : state) {
-    std::vector<std::unique_ptr<comm::Communicator>> comms = comm::CreateLocalGroup(kRanks);
-    for (auto& w : work) {
-      for (auto [st, d] : w->copies()) w->model(st, d)->ZeroGrad();
-    }
-    std::vector<absl::StatusOr<RankRun>> runs(kRanks, absl::UnknownError(""));
-    std::vector<std::thread> threads;
-    for (int r = 0; r < kRanks; ++r) {
-      threads.emplace_back([&, r] { runs[r] = RunRank(s, r, *work[r], *comms[r], {}); });
-    }
-    for (auto& t : threads) t.join();
-    double step = 0;
-    for (const auto& r : runs) {
-      if (!r.ok()) {
-        state.SkipWithError(std::string(r.status().message()).c_str());
-        return;
-      }
-      overhead += r->step_us - r->compute_us - r->wait_us;
-      step_total += r->step_us;
-      step = std::max(step, r->step_us);
-    }
-    step_ms = step / 1000;
-    state.SetIterationTime(step / 1e6);
-  }
-  state.counters["step_ms"] = step_ms;
-  state.counters["overhead_pct"] = 100.0 * overhead / step_total;
-}
-
-BENCHMARK_CAPTURE(BM_ModelStep, 1f1b, Kind::k1F1B)->UseManualTime()->Unit(benchmark::kMillisecond);
-BENCHMARK_CAPTURE(BM_ModelStep, zb1p, Kind::kZB1P)->UseManualTime()->Unit(benchmark::kMillisecond);
-BENCHMARK_CAPTURE(BM_ModelStep, dualpipe, Kind::kDualPipe)->UseManualTime()->Unit(benchmark::kMillisecond);
 
 BENCHMARK_CAPTURE(BM_EmulatedStep, dualpipe, Kind::kDualPipe)->UseManualTime()->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(BM_EmulatedStep, 1f1b, Kind::k1F1B)->UseManualTime()->Unit(benchmark::kMillisecond);

@@ -1,11 +1,14 @@
 #include "schedule/executor/executor.h"
 
+#include <set>
+#include <string>
 #include <thread>
 
 #include "absl/strings/match.h"
+#include "base/strict_json.h"
 #include "base/testing/status_matchers.h"
 #include "comm/local/local_communicator.h"
-#include "comm/store/store_communicator.h"
+#include "comm/store_backend/store_communicator.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "schedule/generators/generate.h"
@@ -54,42 +57,59 @@ std::vector<std::unique_ptr<StageWork>> Emulated(const Schedule& s, const CostMo
   return w;
 }
 
-// Each action waits its cost-model time; the measured step tracks the
-// simulated makespan (a hidden serialisation of ranks would multiply it).
-// The precise figure (target: within 5%) is executor_benchmark's; this test
-// allows 20% so that a loaded machine cannot fail it.
-TEST(ExecutorTest, EmulatedCostTracksTheSimulator) {
+// Each action waits its cost-model time, so no action can start before the
+// simulator says it may: a measured start earlier than the simulated one
+// would mean the executor skipped a dependency. Load on the machine only
+// delays actions, so this one-sided check cannot fail from a busy machine;
+// how closely the step tracks the prediction (target 5%) is
+// executor_benchmark's figure.
+TEST(ExecutorTest, NoActionStartsBeforeTheSimulatorAllows) {
   CostModel cost;
   cost.fb = {3};
-  const absl::Duration unit = absl::Milliseconds(5);
+  const absl::Duration unit = absl::Milliseconds(2);
+  const double unit_us = absl::ToDoubleMicroseconds(unit);
   for (Kind kind : {Kind::kDualPipe, Kind::k1F1B, Kind::kZB1P}) {
-    const Schedule s = Lowered(kind, 8, 20);
+    const Schedule s = Lowered(kind, 4, 8);
     ASSERT_OK_AND_ASSIGN(SimResult sim, Simulate(s, {cost}));
-    const double predicted_ms = sim.makespan * absl::ToDoubleMilliseconds(unit);
     auto work = Emulated(s, cost, unit);
-    auto comms = comm::CreateLocalGroup(8);
+    auto comms = comm::CreateLocalGroup(4);
     MemoryAbortBoard board;
     ExecutorOptions o;
     o.abort = &board;
     const Outcome out = RunAll(s, work, comms, o);
-    for (const auto& r : out.runs) ASSERT_OK(r);
-    EXPECT_NEAR(out.makespan_ms, predicted_ms, 0.2 * predicted_ms) << KindName(kind);
-    std::printf("%s: measured %.1f ms, simulated %.1f ms\n", std::string(KindName(kind)).c_str(), out.makespan_ms,
-                predicted_ms);
+    int checked = 0;
+    for (int r = 0; r < s.ranks; ++r) {
+      ASSERT_OK(out.runs[r]);
+      const std::vector<Action>& p = s.programs[r].actions;
+      for (size_t i = 0; i < p.size(); ++i) {
+        if (!IsCompute(p[i].op)) continue;
+        // 0.5 ms of slack for the first action's start-up skew between ranks.
+        EXPECT_GE(out.runs[r]->timeline[i].start, sim.timeline[r][i].start * unit_us - 500)
+            << KindName(kind) << " rank " << r << " action " << i;
+        ++checked;
+      }
+    }
+    EXPECT_GT(checked, 0);
   }
 }
 
-// Must-fail twin: actions twice as long as the model says are outside the
-// band.
-TEST(ExecutorTest, FidelityCheckNoticesAMismatch) {
+// Must-fail twin: actions half as long as the model says start before the
+// simulated times, and the check above notices.
+TEST(ExecutorTest, StartCheckNoticesFasterActions) {
   CostModel cost;
   const Schedule s = Lowered(Kind::k1F1B, 4, 8);
   ASSERT_OK_AND_ASSIGN(SimResult sim, Simulate(s, {cost}));
-  auto work = Emulated(s, cost.Scaled(2.0), absl::Milliseconds(2));
+  const absl::Duration unit = absl::Milliseconds(2);
+  auto work = Emulated(s, cost.Scaled(0.5), unit);
   auto comms = comm::CreateLocalGroup(4);
   const Outcome out = RunAll(s, work, comms, {});
-  const double predicted_ms = sim.makespan * 2.0;
-  EXPECT_GT(std::abs(out.makespan_ms - predicted_ms), 0.2 * predicted_ms);
+  int early = 0;
+  for (int r = 0; r < s.ranks; ++r) {
+    ASSERT_OK(out.runs[r]);
+    const int last = static_cast<int>(s.programs[r].actions.size()) - 1;
+    early += out.runs[r]->timeline[last].start < sim.timeline[r][last].start * absl::ToDoubleMicroseconds(unit) - 500;
+  }
+  EXPECT_EQ(early, s.ranks);
 }
 
 // A stage that fails on one rank stops every rank promptly, each naming the
@@ -138,31 +158,94 @@ TEST(ExecutorTest, AMissingRankTimesOutNamingIt) {
               StatusIs(absl::StatusCode::kDeadlineExceeded, HasSubstr("waiting for rank 2 to receive")));
 }
 
-// Forward-only runs the same schedules without backward work or gradients,
-// on the store backend too; the trace carries the simulator's action ids.
+// Counts the stage work the executor asks for.
+class CountingWork : public EmulatedStageWork {
+ public:
+  using EmulatedStageWork::EmulatedStageWork;
+  absl::StatusOr<Buffer> Forward(const Slot& s, Buffer in) override {
+    ++forward;
+    return EmulatedStageWork::Forward(s, std::move(in));
+  }
+  absl::StatusOr<Buffer> Backward(const Slot& s, Buffer g) override {
+    ++backward;
+    return EmulatedStageWork::Backward(s, std::move(g));
+  }
+  absl::StatusOr<Buffer> BackwardInput(const Slot& s, Buffer g) override {
+    ++backward;
+    return EmulatedStageWork::BackwardInput(s, std::move(g));
+  }
+  absl::Status BackwardWeight(const Slot& s) override {
+    ++backward;
+    return EmulatedStageWork::BackwardWeight(s);
+  }
+  absl::StatusOr<std::pair<Buffer, Buffer>> ForwardBackward(const Slot& f, Buffer in, const Slot& b,
+                                                            Buffer g) override {
+    ++forward;
+    ++backward;
+    return EmulatedStageWork::ForwardBackward(f, std::move(in), b, std::move(g));
+  }
+  int forward = 0;
+  int backward = 0;
+};
+
+// Forward-only runs the same schedules with every forward and no backward
+// work (a training run of the same schedule does backward work: the twin),
+// on the store backend too. The trace is JSON with one event per action,
+// carrying the simulator's action ids and the measured times.
 TEST(ExecutorTest, ForwardOnlyOnEveryKindAndTrace) {
   for (Kind kind : GeneratedKinds()) {
     const Schedule s = Lowered(kind, 2, 4);
     for (bool store : {false, true}) {
-      auto work = Emulated(s, CostModel(), absl::Microseconds(10));
-      comm::MemoryStore memory;
-      std::vector<std::unique_ptr<comm::Communicator>> comms;
-      if (store) {
-        for (int r = 0; r < 2; ++r) comms.push_back(comm::MakeStoreCommunicator(&memory, r, 2));
-      } else {
-        comms = comm::CreateLocalGroup(2);
-      }
       for (bool forward_only : {false, true}) {
+        SCOPED_TRACE(absl::StrCat(KindName(kind), store ? " store" : " local", forward_only ? " inference" : ""));
+        std::vector<std::unique_ptr<StageWork>> work;
+        std::vector<CountingWork*> counts;
+        for (int r = 0; r < s.ranks; ++r) {
+          auto w = std::make_unique<CountingWork>(s, CostModel(), absl::Microseconds(10), 16);
+          counts.push_back(w.get());
+          work.push_back(std::move(w));
+        }
+        comm::MemoryStore memory;
+        std::vector<std::unique_ptr<comm::Communicator>> comms;
+        if (store) {
+          for (int r = 0; r < 2; ++r) comms.push_back(comm::MakeStoreCommunicator(&memory, r, 2));
+        } else {
+          comms = comm::CreateLocalGroup(2);
+        }
         ExecutorOptions o;
         o.forward_only = forward_only;
         const Outcome out = RunAll(s, work, comms, o);
         std::vector<RankRun> runs;
         for (const auto& r : out.runs) {
-          ASSERT_OK(r) << KindName(kind);
+          ASSERT_OK(r);
           runs.push_back(*r);
         }
-        const std::string trace = ExecutorChromeTrace(s, runs);
-        EXPECT_TRUE(absl::StrContains(trace, "\"id\":\"r1.0\""));
+        int forward = 0, backward = 0;
+        for (const CountingWork* c : counts) forward += c->forward, backward += c->backward;
+        EXPECT_EQ(forward, s.microbatches * s.stages);  // every micro-batch through every stage
+        if (forward_only) {
+          EXPECT_EQ(backward, 0);
+        } else {
+          EXPECT_GT(backward, 0);
+        }
+        ASSERT_OK_AND_ASSIGN(std::string text, ExecutorChromeTrace(s, runs));
+        ASSERT_OK_AND_ASSIGN(json::Json trace, json::Parse(text));
+        std::set<std::string> ids;
+        int events = 0;
+        for (const json::Json& e : trace.at("traceEvents")) {
+          if (e.at("ph") != "X") continue;
+          ++events;
+          const std::string id = e.at("args").at("id").get<std::string>();
+          EXPECT_TRUE(ids.insert(id).second) << id;
+          const int rank = e.at("pid").get<int>();
+          const int index = std::stoi(id.substr(id.find('.') + 1));
+          EXPECT_EQ(id, absl::StrCat("r", rank, ".", index));
+          const double start = runs[rank].timeline[index].start;
+          EXPECT_NEAR(e.at("ts").get<double>(), start, 1e-9 * std::max(1.0, start));
+        }
+        int actions = 0;
+        for (const RankRun& r : runs) actions += static_cast<int>(r.timeline.size());
+        EXPECT_EQ(events, actions);
       }
     }
   }

@@ -50,6 +50,32 @@ TEST(ProtoIoTest, RoundTripsEveryKind) {
   }
 }
 
+// The binary encoding is told from every text format by content alone, for
+// every kind and size (file names do not matter to the CLI).
+TEST(ProtoIoTest, BinaryIsRecognisedByContent) {
+  int binaries = 0;
+  for (Kind kind : GeneratedKinds()) {
+    for (int ranks : {2, 4, 8}) {
+      absl::StatusOr<Schedule> s = Generate({kind, ranks, 2 * ranks});
+      if (!s.ok()) continue;
+      ASSERT_OK_AND_ASSIGN(Schedule lowered, Lower(*s));
+      for (const Schedule& x : {*s, lowered}) {
+        SCOPED_TRACE(KindName(kind));
+        EXPECT_TRUE(LooksBinary(FormatBinaryProto(x)));
+        ++binaries;
+        EXPECT_FALSE(LooksBinary(FormatTextProto(x)));
+        EXPECT_FALSE(LooksBinary(FormatJson(x)));
+        EXPECT_FALSE(LooksBinary(FormatTrace(x)));
+        absl::StatusOr<std::string> csv = FormatTorchCsv(x);
+        if (csv.ok()) {
+          EXPECT_FALSE(LooksBinary(*csv));
+        }
+      }
+    }
+  }
+  EXPECT_GT(binaries, 30);
+}
+
 // Must-fail twin of Same(): one changed micro-batch is noticed.
 TEST(ProtoIoTest, SameNoticesOneChangedValue) {
   ASSERT_OK_AND_ASSIGN(Schedule s, Generate({Kind::k1F1B, 2, 2}));

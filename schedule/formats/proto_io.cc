@@ -169,6 +169,14 @@ std::string FormatJson(const Schedule& s) {
   return out + "\n";
 }
 
+bool LooksBinary(absl::string_view data) {
+  for (char c : data) {
+    const unsigned char u = static_cast<unsigned char>(c);
+    if (u < 0x09 || (u > 0x0d && u < 0x20) || u == 0x7f) return true;
+  }
+  return false;
+}
+
 absl::StatusOr<Schedule> ParseBinaryProto(absl::string_view bytes) {
   proto::Schedule p;
   google::protobuf::io::CodedInputStream in(reinterpret_cast<const uint8_t*>(bytes.data()),

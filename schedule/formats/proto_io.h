@@ -37,6 +37,15 @@ std::string FormatTextProto(const Schedule& s);
 std::string FormatJson(const Schedule& s);
 
 absl::StatusOr<Schedule> ParseBinaryProto(absl::string_view bytes);
+
+// LooksBinary()
+//
+// True when `data` cannot be one of the text formats (trace, CSV, text
+// proto, JSON) because it holds a NUL or a control byte other than tab,
+// newline, vertical tab, form feed and carriage return: a binary schedule.
+// Protobuf encodes small counts and field tags as such bytes, so every
+// binary schedule is recognised whatever its file is called.
+bool LooksBinary(absl::string_view data);
 absl::StatusOr<Schedule> ParseTextProto(absl::string_view text);
 absl::StatusOr<Schedule> ParseJson(absl::string_view text);
 

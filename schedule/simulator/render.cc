@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "base/strict_json.h"
 
 namespace tandem::schedule {
 namespace {
@@ -118,29 +119,27 @@ std::string RenderAscii(const Schedule& s, const SimResult& res) {
   return out;
 }
 
-std::string RenderChromeTrace(const Schedule& s, const SimResult& res, double unit_us) {
-  std::string out = "{\"traceEvents\":[\n";
-  bool first = true;
-  auto event = [&](const std::string& e) {
-    absl::StrAppend(&out, first ? "" : ",\n", e);
-    first = false;
-  };
+absl::StatusOr<std::string> RenderChromeTrace(const Schedule& s, const SimResult& res, double unit_us) {
+  json::Json events = json::Json::array();
   for (int r = 0; r < s.ranks; ++r) {
-    event(absl::StrFormat("{\"ph\":\"M\",\"name\":\"process_name\",\"pid\":%d,\"args\":{\"name\":\"rank %d\"}}", r, r));
-    event(absl::StrFormat("{\"ph\":\"M\",\"name\":\"thread_name\",\"pid\":%d,\"tid\":0,\"args\":{\"name\":\"compute\"}}", r));
-    event(absl::StrFormat("{\"ph\":\"M\",\"name\":\"thread_name\",\"pid\":%d,\"tid\":1,\"args\":{\"name\":\"comm\"}}", r));
+    events.push_back({{"ph", "M"}, {"name", "process_name"}, {"pid", r}, {"args", {{"name", absl::StrCat("rank ", r)}}}});
+    events.push_back({{"ph", "M"}, {"name", "thread_name"}, {"pid", r}, {"tid", 0}, {"args", {{"name", "compute"}}}});
+    events.push_back({{"ph", "M"}, {"name", "thread_name"}, {"pid", r}, {"tid", 1}, {"args", {{"name", "comm"}}}});
     const std::vector<Action>& p = s.programs[r].actions;
     for (size_t i = 0; i < p.size() && i < res.timeline[r].size(); ++i) {
       const Interval& t = res.timeline[r][i];
-      event(absl::StrFormat(
-          "{\"ph\":\"X\",\"name\":\"%s\",\"cat\":\"%s\",\"pid\":%d,\"tid\":%d,\"ts\":%.3f,\"dur\":%.3f,"
-          "\"args\":{\"id\":\"r%d.%d\"}}",
-          DescribeAction(s, p[i]), IsComm(p[i].op) ? "comm" : "compute", r, IsComm(p[i].op) ? 1 : 0,
-          t.start * unit_us, (t.end - t.start) * unit_us, r, i));
+      const bool comm = IsComm(p[i].op);
+      events.push_back({{"ph", "X"},
+                        {"name", DescribeAction(s, p[i])},
+                        {"cat", comm ? "comm" : "compute"},
+                        {"pid", r},
+                        {"tid", comm ? 1 : 0},
+                        {"ts", t.start * unit_us},
+                        {"dur", (t.end - t.start) * unit_us},
+                        {"args", {{"id", absl::StrCat("r", r, ".", i)}}}});
     }
   }
-  out += "\n]}\n";
-  return out;
+  return json::Dump(json::Json{{"traceEvents", std::move(events)}});
 }
 
 }  // namespace tandem::schedule

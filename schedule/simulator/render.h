@@ -14,6 +14,7 @@
 
 #include <string>
 
+#include "absl/status/statusor.h"
 #include "schedule/ir/schedule.h"
 #include "schedule/simulator/simulator.h"
 
@@ -24,7 +25,8 @@ namespace tandem::schedule {
 std::string RenderSvg(const Schedule& s, const SimResult& result);
 std::string RenderAscii(const Schedule& s, const SimResult& result);
 // Times are written in microseconds: one cost unit = `unit_us`.
-std::string RenderChromeTrace(const Schedule& s, const SimResult& result, double unit_us = 1000.0);
+// kInvalidArgument when a time is not finite.
+absl::StatusOr<std::string> RenderChromeTrace(const Schedule& s, const SimResult& result, double unit_us = 1000.0);
 
 }  // namespace tandem::schedule
 

@@ -1,7 +1,13 @@
 #include "schedule/simulator/render.h"
 
+#include <limits>
+#include <set>
+#include <string>
+
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "base/strict_json.h"
 #include "base/testing/status_matchers.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -10,6 +16,9 @@
 
 namespace tandem::schedule {
 namespace {
+
+using ::tandem::testing::StatusIs;
+using ::testing::HasSubstr;
 
 // The unit-time picture of DualPipe PP=4, N=8 from the DualPipe notes
 // (F=I=W=1, B=2, F&B=3): makespan 26 = 24 work + 2 bubble.
@@ -33,9 +42,39 @@ TEST(RenderTest, SvgAndChromeTraceNameEveryAction) {
   const std::string svg = RenderSvg(s, r);
   EXPECT_TRUE(absl::StartsWith(svg, "<svg"));
   EXPECT_TRUE(absl::StrContains(svg, "<title>B s1 mb2 ["));
-  const std::string trace = RenderChromeTrace(s, r);
-  EXPECT_TRUE(absl::StrContains(trace, "\"id\":\"r1.0\""));
-  EXPECT_TRUE(absl::StrContains(trace, "\"name\":\"rank 1\""));
+}
+
+// The Chrome/Perfetto trace is JSON: per rank a named process with a compute
+// and a comm track, and one event per action with its id, track and the
+// simulated times in microseconds.
+TEST(RenderTest, ChromeTraceHasOneEventPerAction) {
+  ASSERT_OK_AND_ASSIGN(Schedule s, Lower(*Generate({Kind::k1F1B, 2, 3})));
+  ASSERT_OK_AND_ASSIGN(SimResult r, Simulate(s, {CostModel()}));
+  ASSERT_OK_AND_ASSIGN(std::string text, RenderChromeTrace(s, r, /*unit_us=*/250.0));
+  ASSERT_OK_AND_ASSIGN(json::Json trace, json::Parse(text));
+  std::set<std::string> processes, seen;
+  for (const json::Json& e : trace.at("traceEvents")) {
+    if (e.at("ph") == "M") {
+      if (e.at("name") == "process_name") processes.insert(e.at("args").at("name").get<std::string>());
+      continue;
+    }
+    ASSERT_EQ(e.at("ph"), "X");
+    const int rank = e.at("pid").get<int>();
+    const std::string id = e.at("args").at("id").get<std::string>();
+    const int i = std::stoi(id.substr(id.find('.') + 1));
+    ASSERT_EQ(id, absl::StrCat("r", rank, ".", i));
+    EXPECT_TRUE(seen.insert(id).second) << id;
+    const Action& a = s.programs[rank].actions[i];
+    EXPECT_EQ(e.at("name"), DescribeAction(s, a));
+    EXPECT_EQ(e.at("tid"), IsComm(a.op) ? 1 : 0);
+    EXPECT_EQ(e.at("ts").get<double>(), r.timeline[rank][i].start * 250.0);
+    EXPECT_EQ(e.at("dur").get<double>(), (r.timeline[rank][i].end - r.timeline[rank][i].start) * 250.0);
+  }
+  EXPECT_EQ(processes, (std::set<std::string>{"rank 0", "rank 1"}));
+  EXPECT_EQ(seen.size(), s.programs[0].actions.size() + s.programs[1].actions.size());
+  // A time that is not finite cannot be written.
+  r.timeline[0][0].end = std::numeric_limits<double>::infinity();
+  EXPECT_THAT(RenderChromeTrace(s, r), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("dur")));
 }
 
 }  // namespace

@@ -18,13 +18,18 @@
 #include "comm/cuda_local/cuda_local_communicator.h"
 #include "model/cuda/gpu_model.h"
 #include "schedule/executor/executor.h"
-#include "schedule/executor/model_stage_work.h"
-#include "schedule/executor/testing/step_check.h"
 #include "schedule/generators/generate.h"
 #include "schedule/lowering/lower.h"
+#include "train/model_stage_work.h"
+#include "train/testing/step_check.h"
 
-namespace tandem::schedule {
+namespace tandem::train {
 namespace {
+
+using schedule::Generate;
+using schedule::Kind;
+using schedule::Lower;
+using schedule::RankRun;
 
 constexpr int kRanks = 4, kMicrobatches = 8, kTokens = 1024;
 
@@ -86,9 +91,13 @@ void BM_GpuStep(benchmark::State& state, Kind kind) {
       if (!g.ok()) return g.status();
       return std::unique_ptr<model::UnitModel>(*std::move(g));
     };
-    auto w = ModelStageWork::Create(s, r, c, EvenBounds(c.num_layers + 2, s.stages), &data, false, nullptr, placer);
-    if (!w.ok()) {
-      state.SkipWithError(std::string(w.status().message()).c_str());
+    ModelStageWork::Options wo;
+    wo.overlap_threads = false;
+    wo.placer = placer;
+    auto w = ModelStageWork::Create(s, r, c, EvenBounds(model::NumUnits(c), s.stages), wo);
+    const absl::Status st = w.ok() ? (*w)->SetData(&data) : w.status();
+    if (!st.ok()) {
+      state.SkipWithError(std::string(st.message()).c_str());
       return;
     }
     work.push_back(*std::move(w));
@@ -100,7 +109,7 @@ void BM_GpuStep(benchmark::State& state, Kind kind) {
     const absl::Time start = absl::Now();
     for (int r = 0; r < kRanks; ++r) {
       threads.emplace_back([&, r] {
-        runs[r] = RunRank(s, r, *work[r], *(*comms)[r], {});
+        runs[r] = schedule::RunRank(s, r, *work[r], *(*comms)[r], {});
         cudaStreamSynchronize(comm::CudaLocalStream(*(*comms)[r]));
       });
     }
@@ -126,4 +135,4 @@ BENCHMARK_CAPTURE(BM_GpuStep, dualpipe, Kind::kDualPipe)->UseManualTime()->Unit(
 BENCHMARK_CAPTURE(BM_GpuStep, dualpipev, Kind::kDualPipeV)->UseManualTime()->Unit(benchmark::kMillisecond);
 
 }  // namespace
-}  // namespace tandem::schedule
+}  // namespace tandem::train

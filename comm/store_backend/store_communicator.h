@@ -16,8 +16,8 @@
 //   TANDEM_ASSIGN_OR_RETURN(Bootstrap b, BootstrapFromEnv(deadline));
 //   StoreCommunicator comm(b.store.get(), b.info.rank, b.info.world_size);
 
-#ifndef TANDEM_COMM_STORE_STORE_COMMUNICATOR_H_
-#define TANDEM_COMM_STORE_STORE_COMMUNICATOR_H_
+#ifndef TANDEM_COMM_STORE_BACKEND_STORE_COMMUNICATOR_H_
+#define TANDEM_COMM_STORE_BACKEND_STORE_COMMUNICATOR_H_
 
 #include <memory>
 #include <string>
@@ -36,4 +36,4 @@ std::unique_ptr<Communicator> MakeStoreCommunicator(Store* store, int rank, int 
 
 }  // namespace tandem::comm
 
-#endif  // TANDEM_COMM_STORE_STORE_COMMUNICATOR_H_
+#endif  // TANDEM_COMM_STORE_BACKEND_STORE_COMMUNICATOR_H_

@@ -15,8 +15,8 @@
 // A ModelPlacer moves each copy elsewhere (model/cuda/gpu_model.h: onto a
 // GPU); the stages then run there and the buffers they exchange live there.
 
-#ifndef TANDEM_SCHEDULE_EXECUTOR_MODEL_STAGE_WORK_H_
-#define TANDEM_SCHEDULE_EXECUTOR_MODEL_STAGE_WORK_H_
+#ifndef TANDEM_TRAIN_MODEL_STAGE_WORK_H_
+#define TANDEM_TRAIN_MODEL_STAGE_WORK_H_
 
 #include <functional>
 #include <map>
@@ -31,36 +31,48 @@
 #include "model/stage.h"
 #include "model/weight_grad_store.h"
 #include "schedule/executor/stage_work.h"
+#include "train/data.h"
 
-namespace tandem::schedule {
+namespace tandem::train {
+
+using schedule::Buffer;
+using schedule::Schedule;
+using schedule::Slot;
 
 // Makes the model a stage copy runs on from the host model it was created
 // as (same parameters); the host model keeps receiving the gradients
 // through UnitModel::SyncGradients().
 using ModelPlacer = std::function<absl::StatusOr<std::unique_ptr<model::UnitModel>>(model::Model& host)>;
 
-struct PipelineData {
-  std::vector<model::Tensor> inputs;   // per global micro-batch, [T, input_dim]
-  std::vector<model::Target> targets;  // per global micro-batch
-};
-
 // Unit boundaries of `stages` stages over `units` units, as even as possible:
 // stage s holds units [bounds[s], bounds[s + 1]).
 std::vector<int> EvenBounds(int units, int stages);
 
-class ModelStageWork : public StageWork {
+class ModelStageWork : public schedule::StageWork {
  public:
+  struct Options {
+    // ForwardBackward() runs F and B on two threads (model::Stage); off
+    // with expert parallelism, whose collectives need one order.
+    bool overlap_threads = true;
+    // Runs on each new model copy, in (direction, stage) order (for example
+    // to distribute its experts; collectives then keep one order).
+    std::function<absl::Status(model::Model&)> prepare;
+    ModelPlacer placer;  // nullptr: the copies run on the host
+  };
+
   // Create()
   //
   // kInvalidArgument when `bounds` does not split the model's units into
-  // the schedule's stages, or `data` has fewer micro-batches than it needs.
-  // `prepare` runs on each new model copy, in (direction, stage) order (for
-  // example to distribute its experts; collectives then keep one order).
-  // With expert parallelism pass overlap_threads = false.
-  static absl::StatusOr<std::unique_ptr<ModelStageWork>> Create(
-      const Schedule& s, int rank, const model::ModelConfig& config, std::vector<int> bounds,
-      const PipelineData* data, bool overlap_threads = true,
-      const std::function<absl::Status(model::Model&)>& prepare = nullptr, const ModelPlacer& placer = nullptr);
+  // the schedule's stages.
+  static absl::StatusOr<std::unique_ptr<ModelStageWork>> Create(const Schedule& s, int rank,
+                                                                const model::ModelConfig& config,
+                                                                std::vector<int> bounds, Options options);
+
+  // SetData()
+  //
+  // The data the next step reads (not owned; must outlive the step).
+  // kInvalidArgument when it has fewer micro-batches than the schedule.
+  absl::Status SetData(const PipelineData* data);
 
   int64_t BoundaryElements(const Slot& s) const override;
   absl::StatusOr<Buffer> NewBuffer(int64_t elements) override;
@@ -93,8 +105,6 @@ class ModelStageWork : public StageWork {
   // After the host models' parameters changed (an optimizer step, expert
   // moves): placed copies take the new values and zero their gradients.
   absl::Status ReloadParameters();
-  // Points every copy at new data (same micro-batch count) for the next step.
-  void set_data(const PipelineData* data) { data_ = data; }
 
  private:
   struct Copy {
@@ -102,15 +112,14 @@ class ModelStageWork : public StageWork {
     std::unique_ptr<model::UnitModel> placed;  // with a ModelPlacer
     std::unique_ptr<model::Stage> stage;       // over placed, else model
   };
-  ModelStageWork(const Schedule& s, std::vector<int> bounds, const PipelineData* data)
-      : s_(s), bounds_(std::move(bounds)), data_(data) {}
+  ModelStageWork(const Schedule& s, std::vector<int> bounds) : s_(s), bounds_(std::move(bounds)) {}
   absl::StatusOr<Copy*> At(const Slot& s);
   int Global(const Slot& s) const { return s.direction * s_.microbatches_per_direction() + s.mb; }
   absl::StatusOr<model::Tensor> AsTensor(const Slot& s, Buffer b) const;
 
   const Schedule& s_;
   const std::vector<int> bounds_;
-  const PipelineData* data_;
+  const PipelineData* data_ = nullptr;
   model::WeightGradStore store_;
   std::map<std::pair<int, int>, Copy> copies_;  // (stage, direction)
 };
@@ -121,6 +130,6 @@ class ModelStageWork : public StageWork {
 // full backward. Returns the losses; the model keeps the gradients.
 absl::StatusOr<std::vector<double>> Sequential(model::UnitModel& m, const PipelineData& data);
 
-}  // namespace tandem::schedule
+}  // namespace tandem::train
 
-#endif  // TANDEM_SCHEDULE_EXECUTOR_MODEL_STAGE_WORK_H_
+#endif  // TANDEM_TRAIN_MODEL_STAGE_WORK_H_

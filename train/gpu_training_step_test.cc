@@ -18,13 +18,18 @@
 #include "comm/cuda_local/cuda_local_communicator.h"
 #include "gtest/gtest.h"
 #include "model/cuda/gpu_model.h"
-#include "schedule/executor/model_stage_work.h"
-#include "schedule/executor/testing/step_check.h"
 #include "schedule/generators/generate.h"
 #include "schedule/lowering/lower.h"
+#include "train/model_stage_work.h"
+#include "train/testing/step_check.h"
 
-namespace tandem::schedule {
+namespace tandem::train {
 namespace {
+
+using schedule::Generate;
+using schedule::Kind;
+using schedule::KindName;
+using schedule::Lower;
 
 TEST(GpuTrainingStepTest, EveryKindOnCudaLocalEqualsSequentialGpuTraining) {
   if (VisibleGpuCount() == 0) GTEST_SKIP() << "no GPU visible";
@@ -62,4 +67,4 @@ TEST(GpuTrainingStepTest, EveryKindOnCudaLocalEqualsSequentialGpuTraining) {
 }
 
 }  // namespace
-}  // namespace tandem::schedule
+}  // namespace tandem::train

@@ -13,39 +13,41 @@
 #include "absl/strings/str_format.h"
 #include "base/status_macros.h"
 #include "comm/store/rendezvous.h"
-#include "comm/store/store_communicator.h"
+#include "comm/store_backend/store_communicator.h"
 #include "schedule/executor/executor.h"
-#include "schedule/executor/model_stage_work.h"
-#include "schedule/executor/testing/step_check.h"
 #include "schedule/generators/generate.h"
 #include "schedule/lowering/lower.h"
+#include "train/model_stage_work.h"
+#include "train/testing/step_check.h"
 
 ABSL_FLAG(std::string, kind, "1f1b", "Schedule kind.");
 ABSL_FLAG(int, microbatches, 8, "Micro-batches.");
 
-namespace tandem::schedule {
+namespace tandem::train {
 namespace {
+
+using schedule::Kind;
 
 absl::Status Main() {
   const Deadline deadline = Deadline::In(absl::Minutes(2));
   TANDEM_ASSIGN_OR_RETURN(comm::Bootstrap boot, comm::BootstrapFromEnv(deadline));
   const int rank = boot.info.rank, ranks = boot.info.world_size;
   std::unique_ptr<comm::Communicator> comm = comm::MakeStoreCommunicator(boot.store.get(), rank, ranks, "step/");
-  TANDEM_ASSIGN_OR_RETURN(Kind kind, ParseKind(absl::GetFlag(FLAGS_kind)));
+  TANDEM_ASSIGN_OR_RETURN(Kind kind, schedule::ParseKind(absl::GetFlag(FLAGS_kind)));
   const int n = absl::GetFlag(FLAGS_microbatches);
-  TANDEM_ASSIGN_OR_RETURN(Schedule compute, Generate({kind, ranks, n}));
-  TANDEM_ASSIGN_OR_RETURN(Schedule s, Lower(compute));
+  TANDEM_ASSIGN_OR_RETURN(Schedule compute, schedule::Generate({kind, ranks, n}));
+  TANDEM_ASSIGN_OR_RETURN(Schedule s, schedule::Lower(compute));
   model::ModelConfig c;
   c.num_layers = 2 * s.stages - 2;  // 2 units per stage
   c.seed = 11;
   const PipelineData data = testing::StepData(c, n);
-  TANDEM_ASSIGN_OR_RETURN(auto work, ModelStageWork::Create(s, rank, c, EvenBounds(c.num_layers + 2, s.stages), &data,
-                                                            /*overlap_threads=*/true));
-  StoreAbortBoard board(boot.store.get(), "step/abort");
-  ExecutorOptions o;
+  TANDEM_ASSIGN_OR_RETURN(auto work, ModelStageWork::Create(s, rank, c, EvenBounds(model::NumUnits(c), s.stages), {}));
+  TANDEM_RETURN_IF_ERROR(work->SetData(&data));
+  schedule::StoreAbortBoard board(boot.store.get(), "step/abort");
+  schedule::ExecutorOptions o;
   o.abort = &board;
   o.timeout = absl::Minutes(1);
-  TANDEM_ASSIGN_OR_RETURN(RankRun run, RunRank(s, rank, *work, *comm, o));
+  TANDEM_ASSIGN_OR_RETURN(schedule::RankRun run, schedule::RunRank(s, rank, *work, *comm, o));
 
   TANDEM_ASSIGN_OR_RETURN(auto reference, model::Model::Create(c));
   TANDEM_ASSIGN_OR_RETURN(std::vector<double> ref_losses, Sequential(*reference, data));
@@ -86,16 +88,16 @@ absl::Status Main() {
     }
   }
   std::printf("ok: rank %d of %d (%s): %d losses and %d parameter gradients equal sequential training; step %.1f ms\n",
-              rank, ranks, std::string(KindName(kind)).c_str(), losses, params, run.step_us / 1000);
+              rank, ranks, std::string(schedule::KindName(kind)).c_str(), losses, params, run.step_us / 1000);
   return boot.Finish(deadline);
 }
 
 }  // namespace
-}  // namespace tandem::schedule
+}  // namespace tandem::train
 
 int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
-  const absl::Status s = tandem::schedule::Main();
+  const absl::Status s = tandem::train::Main();
   if (!s.ok()) {
     std::fprintf(stderr, "error: %s\n", std::string(s.message()).c_str());
     return 1;

@@ -9,15 +9,20 @@
 #include "absl/strings/str_format.h"
 #include "base/testing/status_matchers.h"
 #include "comm/local/local_communicator.h"
-#include "comm/store/store_communicator.h"
+#include "comm/store_backend/store_communicator.h"
 #include "gtest/gtest.h"
-#include "schedule/executor/model_stage_work.h"
-#include "schedule/executor/testing/step_check.h"
 #include "schedule/generators/generate.h"
 #include "schedule/lowering/lower.h"
+#include "train/model_stage_work.h"
+#include "train/testing/step_check.h"
 
-namespace tandem::schedule {
+namespace tandem::train {
 namespace {
+
+using schedule::Generate;
+using schedule::Kind;
+using schedule::KindName;
+using schedule::Lower;
 
 using testing::CalDiff;
 using testing::ExpectGradientsMatch;
@@ -68,4 +73,4 @@ TEST(TrainingStepTest, ComparisonsNoticeOneChangedValue) {
 }
 
 }  // namespace
-}  // namespace tandem::schedule
+}  // namespace tandem::train

@@ -5,7 +5,7 @@
 # are killed at once and the launcher exits with that status; --timeout kills
 # everything after S seconds (exit 124).
 #
-# Usage: tools/launch.sh -n N [--port P] [--timeout S] -- COMMAND [ARGS...]
+# Usage: launch -n N [--port P] [--timeout S] -- COMMAND [ARGS...]
 set -uo pipefail
 n=1
 port="${MASTER_PORT:-}"
@@ -16,10 +16,10 @@ while (($#)); do
     --port) port="$2"; shift 2 ;;
     --timeout) timeout="$2"; shift 2 ;;
     --) shift; break ;;
-    *) echo "launch: unknown option '$1' (usage: launch.sh -n N [--port P] [--timeout S] -- COMMAND)" >&2; exit 2 ;;
+    *) echo "launch: unknown option '$1' (usage: launch -n N [--port P] [--timeout S] -- COMMAND)" >&2; exit 2 ;;
   esac
 done
-(($#)) || { echo "launch: no command (usage: launch.sh -n N -- COMMAND)" >&2; exit 2; }
+(($#)) || { echo "launch: no command (usage: launch -n N -- COMMAND)" >&2; exit 2; }
 [[ "$n" =~ ^[0-9]+$ && "$n" -ge 1 ]] || { echo "launch: -n: expected a positive number, got '$n'" >&2; exit 2; }
 # A port nobody answers on, unless one was given. Another process can still
 # take it before rank 0 binds it; then (and only then) the launch is run

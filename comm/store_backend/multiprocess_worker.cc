@@ -11,7 +11,7 @@
 #include "absl/strings/str_format.h"
 #include "base/status_macros.h"
 #include "comm/store/rendezvous.h"
-#include "comm/store/store_communicator.h"
+#include "comm/store_backend/store_communicator.h"
 
 ABSL_FLAG(int, fail_rank, -1, "This rank exits with status 3 after the first collective.");
 

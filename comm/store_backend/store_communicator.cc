@@ -1,4 +1,4 @@
-#include "comm/store/store_communicator.h"
+#include "comm/store_backend/store_communicator.h"
 
 #include <algorithm>
 #include <cstring>

@@ -1,9 +1,9 @@
-#include "schedule/executor/model_stage_work.h"
+#include "train/model_stage_work.h"
 
 #include "absl/strings/str_format.h"
 #include "base/status_macros.h"
 
-namespace tandem::schedule {
+namespace tandem::train {
 
 std::vector<int> EvenBounds(int units, int stages) {
   std::vector<int> b(stages + 1);
@@ -13,12 +13,8 @@ std::vector<int> EvenBounds(int units, int stages) {
 
 absl::StatusOr<std::unique_ptr<ModelStageWork>> ModelStageWork::Create(const Schedule& s, int rank,
                                                                         const model::ModelConfig& config,
-                                                                        std::vector<int> bounds,
-                                                                        const PipelineData* data,
-                                                                        bool overlap_threads,
-                                                                        const std::function<absl::Status(model::Model&)>& prepare,
-                                                                        const ModelPlacer& placer) {
-  const int units = config.num_layers + 2;
+                                                                        std::vector<int> bounds, Options options) {
+  const int units = model::NumUnits(config);
   if (static_cast<int>(bounds.size()) != s.stages + 1 || bounds.front() != 0 || bounds.back() != units) {
     return absl::InvalidArgumentError(absl::StrFormat(
         "bounds: expected %d entries from 0 to %d (units), got %d", s.stages + 1, units, bounds.size()));
@@ -29,24 +25,19 @@ absl::StatusOr<std::unique_ptr<ModelStageWork>> ModelStageWork::Create(const Sch
                                                         bounds[i + 1]));
     }
   }
-  if (data == nullptr || static_cast<int>(data->inputs.size()) < s.microbatches ||
-      static_cast<int>(data->targets.size()) < s.microbatches) {
-    return absl::InvalidArgumentError(absl::StrFormat("data: expected inputs and targets for %d micro-batches",
-                                                      s.microbatches));
-  }
-  std::unique_ptr<ModelStageWork> w(new ModelStageWork(s, std::move(bounds), data));
+  std::unique_ptr<ModelStageWork> w(new ModelStageWork(s, std::move(bounds)));
   for (int d = 0; d < s.directions; ++d) {
     for (int st = 0; st < s.stages; ++st) {
       if (s.RankOf(d, st) != rank) continue;
       Copy c;
       TANDEM_ASSIGN_OR_RETURN(c.model, model::Model::Create(config));
-      if (prepare) TANDEM_RETURN_IF_ERROR(prepare(*c.model));
-      if (placer) {
-        TANDEM_ASSIGN_OR_RETURN(c.placed, placer(*c.model));
+      if (options.prepare) TANDEM_RETURN_IF_ERROR(options.prepare(*c.model));
+      if (options.placer) {
+        TANDEM_ASSIGN_OR_RETURN(c.placed, options.placer(*c.model));
       }
       model::Stage::Options o;
       o.store = &w->store_;
-      o.overlap_threads = overlap_threads;
+      o.overlap_threads = options.overlap_threads;
       model::UnitModel* runs = c.placed != nullptr ? c.placed.get() : c.model.get();
       TANDEM_ASSIGN_OR_RETURN(c.stage, model::Stage::Create(runs, w->bounds_[st], w->bounds_[st + 1], o));
       w->copies_[{st, d}] = std::move(c);
@@ -55,7 +46,18 @@ absl::StatusOr<std::unique_ptr<ModelStageWork>> ModelStageWork::Create(const Sch
   return w;
 }
 
+absl::Status ModelStageWork::SetData(const PipelineData* data) {
+  if (data == nullptr || static_cast<int>(data->inputs.size()) < s_.microbatches ||
+      static_cast<int>(data->targets.size()) < s_.microbatches) {
+    return absl::InvalidArgumentError(absl::StrFormat("data: expected inputs and targets for %d micro-batches, got %d",
+                                                      s_.microbatches, data == nullptr ? 0 : data->inputs.size()));
+  }
+  data_ = data;
+  return absl::OkStatus();
+}
+
 absl::StatusOr<ModelStageWork::Copy*> ModelStageWork::At(const Slot& s) {
+  if (data_ == nullptr) return absl::FailedPreconditionError("no data for this step (call SetData first)");
   auto it = copies_.find({s.stage, s.direction});
   if (it == copies_.end()) {
     return absl::InvalidArgumentError(absl::StrFormat("stage %d direction %d is not on this rank", s.stage,
@@ -65,6 +67,7 @@ absl::StatusOr<ModelStageWork::Copy*> ModelStageWork::At(const Slot& s) {
 }
 
 int64_t ModelStageWork::BoundaryElements(const Slot& s) const {
+  if (data_ == nullptr) return 0;  // Forward() and Backward() then say why
   return data_->inputs[Global(s)].dim(0) * int64_t{copies_.begin()->second.model->config().hidden};
 }
 
@@ -91,7 +94,7 @@ Buffer AsBuffer(const model::Tensor& t) {
 
 absl::StatusOr<Buffer> ModelStageWork::NewBuffer(int64_t elements) {
   const Copy& c = copies_.begin()->second;
-  if (c.placed == nullptr) return StageWork::NewBuffer(elements);
+  if (c.placed == nullptr) return schedule::StageWork::NewBuffer(elements);
   TANDEM_ASSIGN_OR_RETURN(model::Tensor t, c.placed->NewActivation({elements}));
   return AsBuffer(t);
 }
@@ -150,7 +153,7 @@ absl::StatusOr<std::pair<Buffer, Buffer>> ModelStageWork::ForwardBackward(const 
   TANDEM_ASSIGN_OR_RETURN(Copy * cb, At(b));
   if (cf != cb) {
     // Different stage objects: the F and B run one after the other.
-    return StageWork::ForwardBackward(f, std::move(input), b, std::move(output_grad));
+    return schedule::StageWork::ForwardBackward(f, std::move(input), b, std::move(output_grad));
   }
   const int gf = Global(f);
   model::Tensor x;
@@ -217,4 +220,4 @@ absl::StatusOr<std::vector<double>> Sequential(model::UnitModel& m, const Pipeli
   return losses;
 }
 
-}  // namespace tandem::schedule
+}  // namespace tandem::train

@@ -1,4 +1,4 @@
-#include "schedule/executor/testing/step_check.h"
+#include "train/testing/step_check.h"
 
 #include <cstring>
 #include <random>
@@ -8,7 +8,7 @@
 #include "gtest/gtest.h"
 #include "schedule/executor/executor.h"
 
-namespace tandem::schedule::testing {
+namespace tandem::train::testing {
 namespace {
 
 model::Tensor Random(int64_t rows, int64_t cols, uint32_t seed, float scale) {
@@ -52,24 +52,28 @@ StepResult RunStep(const Schedule& s, const model::ModelConfig& c, const Pipelin
                    std::vector<std::unique_ptr<comm::Communicator>>& comms, bool forward_only,
                    const std::function<ModelPlacer(int rank)>& placer) {
   StepResult r;
-  const std::vector<int> bounds = EvenBounds(c.num_layers + 2, s.stages);
+  const std::vector<int> bounds = EvenBounds(model::NumUnits(c), s.stages);
   for (int rank = 0; rank < s.ranks; ++rank) {
-    auto w = placer ? ModelStageWork::Create(s, rank, c, bounds, &data, /*overlap_threads=*/false, nullptr,
-                                             placer(rank))
-                    : ModelStageWork::Create(s, rank, c, bounds, &data);
+    ModelStageWork::Options wo;
+    if (placer) {
+      wo.overlap_threads = false;
+      wo.placer = placer(rank);
+    }
+    auto w = ModelStageWork::Create(s, rank, c, bounds, wo);
     EXPECT_OK(w);
     if (!w.ok()) return r;
+    EXPECT_OK((*w)->SetData(&data));
     r.work.push_back(*std::move(w));
   }
-  MemoryAbortBoard board;
-  ExecutorOptions o;
+  schedule::MemoryAbortBoard board;
+  schedule::ExecutorOptions o;
   o.abort = &board;
   o.forward_only = forward_only;
   std::vector<absl::Status> status(s.ranks);
   std::vector<std::thread> threads;
   for (int rank = 0; rank < s.ranks; ++rank) {
     threads.emplace_back([&, rank] {
-      status[rank] = RunRank(s, rank, *r.work[rank], *comms[rank], o).status();
+      status[rank] = schedule::RunRank(s, rank, *r.work[rank], *comms[rank], o).status();
       if (status[rank].ok()) status[rank] = r.work[rank]->SyncGradients();
     });
   }
@@ -112,4 +116,4 @@ void ExpectGradientsMatch(const Schedule& s, const StepResult& step, model::Mode
   }
 }
 
-}  // namespace tandem::schedule::testing
+}  // namespace tandem::train::testing

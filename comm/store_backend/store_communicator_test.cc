@@ -1,6 +1,6 @@
 // The conformance suite on the `store` backend: threads sharing an in-memory
 // store, and threads each with its own TCP client of one loopback server.
-#include "comm/store/store_communicator.h"
+#include "comm/store_backend/store_communicator.h"
 
 #include "absl/strings/str_cat.h"
 #include "comm/store/tcp_store.h"

@@ -7,8 +7,8 @@
 // thread per rank), and the comparison of the step's gradients with a
 // sequentially trained reference. Test-only (tests and benchmarks).
 
-#ifndef TANDEM_SCHEDULE_EXECUTOR_TESTING_STEP_CHECK_H_
-#define TANDEM_SCHEDULE_EXECUTOR_TESTING_STEP_CHECK_H_
+#ifndef TANDEM_TRAIN_TESTING_STEP_CHECK_H_
+#define TANDEM_TRAIN_TESTING_STEP_CHECK_H_
 
 #include <functional>
 #include <map>
@@ -18,10 +18,10 @@
 #include "absl/types/span.h"
 #include "comm/communicator.h"
 #include "model/model.h"
-#include "schedule/executor/model_stage_work.h"
 #include "schedule/ir/schedule.h"
+#include "train/model_stage_work.h"
 
-namespace tandem::schedule::testing {
+namespace tandem::train::testing {
 
 // 4 units: input projection, 2 MoE blocks, head.
 model::ModelConfig StepConfig();
@@ -53,6 +53,6 @@ StepResult RunStep(const Schedule& s, const model::ModelConfig& c, const Pipelin
 // direction), else CalDiff < bound.
 void ExpectGradientsMatch(const Schedule& s, const StepResult& step, model::Model& reference, double bound);
 
-}  // namespace tandem::schedule::testing
+}  // namespace tandem::train::testing
 
-#endif  // TANDEM_SCHEDULE_EXECUTOR_TESTING_STEP_CHECK_H_
+#endif  // TANDEM_TRAIN_TESTING_STEP_CHECK_H_

@@ -1,0 +1,158 @@
+// -----------------------------------------------------------------------------
+// File: trainer.h
+// -----------------------------------------------------------------------------
+//
+// The training loop as a library. A Trainer is one rank of a pipeline x
+// expert-parallel mesh (mesh.h) training the reference MoE model (//model)
+// with a pipeline schedule (//schedule) and AdamW. Step() runs one step:
+// zero the gradients, run the rank's program of the lowered schedule,
+// record expert loads, sum gradients over DualPipe's two stage copies and
+// over the expert-parallel replicas (dense parameters and every replica of
+// each logical expert), and take the optimizer step. Rebalance() is EPLB
+// between steps: global loads, a new placement, expert weights and their
+// optimizer state moved. Run() is the loop of both.
+//
+// Every rank of the world calls the same methods in the same order (they
+// are collective); a failing rank makes the others fail with its reason
+// (options.abort) or a deadline naming it, never hang.
+//
+// Example (one thread per rank of comm::CreateLocalGroup(pp * ep)):
+//   TANDEM_ASSIGN_OR_RETURN(auto t, Trainer::Create(options, *world[r]));
+//   TANDEM_ASSIGN_OR_RETURN(StepStats s, t->Step(data));
+#ifndef TANDEM_TRAIN_TRAINER_H_
+#define TANDEM_TRAIN_TRAINER_H_
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "balance/load_recorder.h"
+#include "balance/placement.h"
+#include "comm/communicator.h"
+#include "model/config.h"
+#include "model/model.h"
+#include "model/optimizer.h"
+#include "schedule/executor/executor.h"
+#include "schedule/ir/schedule.h"
+#include "train/data.h"
+#include "train/mesh.h"
+#include "train/model_stage_work.h"
+
+namespace tandem::train {
+
+struct TrainerOptions {
+  schedule::Kind kind = schedule::Kind::kDualPipe;
+  int pp = 1;            // pipeline ranks
+  int ep = 1;            // expert-parallel ranks per pipeline rank
+  int microbatches = 2;  // per step
+  model::ModelConfig model;
+  // Unit boundaries per stage (model::NumUnits units); empty: as even as
+  // possible.
+  std::vector<int> bounds;
+  // Redundant expert slots per MoE layer (EPLB replicas); the total
+  // num_experts + extra_slots must divide by ep.
+  int extra_slots = 0;
+  // Run(): EPLB after every rebalance_every-th step but the last (0: never);
+  // the load recorder's window is as many steps.
+  int rebalance_every = 0;
+  model::AdamWOptions adamw;
+  absl::Duration timeout = absl::Minutes(1);  // every wait of a step
+  schedule::AbortBoard* abort = nullptr;      // shared by the ranks, optional
+  // Places each stage copy's model elsewhere (a GPU), given the device
+  // pipeline and EP communicators of the mesh; nullptr: on the host.
+  std::function<ModelPlacer(comm::Communicator& device_pipe, comm::Communicator* device_experts)> placer;
+};
+
+struct StepStats {
+  int step = 0;                  // 0-based index of the step just taken
+  double loss = 0;               // mean over micro-batches of the global loss (every rank)
+  std::map<int, double> losses;  // this rank's last-stage partial losses, by micro-batch
+  schedule::RankRun run;         // this pipeline rank's program
+};
+
+struct RebalanceStats {
+  double balancedness_before = 0;  // mean / max EP-rank load, all layers (balance/metrics.h)
+  double balancedness_after = 0;
+  int layers = 0;
+};
+
+class Trainer {
+ public:
+  // Trainer::Create()
+  //
+  // Collective over `world` (and `device_world`, with cuda_local). Builds
+  // the mesh, the lowered and validated schedule, this rank's stage copies
+  // (same seed everywhere, experts spread over the EP group by an even
+  // EPLB placement with extra_slots replicas) and one AdamW per stage copy.
+  // kInvalidArgument naming the bad option (mesh, kind preconditions,
+  // bounds, model config, slots).
+  static absl::StatusOr<std::unique_ptr<Trainer>> Create(const TrainerOptions& options, comm::Communicator& world,
+                                                         comm::Communicator* device_world = nullptr);
+
+  // Trainer::Step()
+  //
+  // One training step on `data` (this rank's EP replica: options.microbatches
+  // micro-batches; normalise targets by the global token count).
+  absl::StatusOr<StepStats> Step(const PipelineData& data);
+
+  // Trainer::Rebalance()
+  //
+  // EPLB on the loads recorded since the last rebalance (summed over the
+  // world), applied to every stage copy: experts and their optimizer state
+  // move between the EP ranks.
+  absl::StatusOr<RebalanceStats> Rebalance();
+
+  // Trainer::Run()
+  //
+  // `steps` more steps on data(step), with Rebalance() after every
+  // options.rebalance_every-th step except the last. `on_step` and
+  // `on_rebalance` (optional) see each result on this rank.
+  absl::Status Run(int steps, const std::function<PipelineData(int step)>& data,
+                   const std::function<void(const StepStats&)>& on_step = nullptr,
+                   const std::function<void(int step, const RebalanceStats&)>& on_rebalance = nullptr);
+
+  const schedule::Schedule& schedule() const { return schedule_; }
+  const Mesh& mesh() const { return mesh_; }
+  const balance::Placement& placement() const { return placement_; }
+  ModelStageWork& work() { return *work_; }
+  int steps_done() const { return steps_; }
+
+ private:
+  struct Copy {
+    model::Model* model;
+    int begin, end;  // units
+    std::unique_ptr<model::AdamW> opt;
+  };
+  Trainer(const TrainerOptions& options, Mesh mesh, schedule::Schedule s)
+      : options_(options), mesh_(std::move(mesh)), schedule_(std::move(s)) {}
+  absl::Status Init();
+
+  const TrainerOptions options_;
+  Mesh mesh_;
+  const schedule::Schedule schedule_;
+  balance::Placement placement_;
+  std::unique_ptr<balance::LoadRecorder> recorder_;
+  std::unique_ptr<ModelStageWork> work_;
+  std::vector<Copy> copies_;
+  int steps_ = 0;
+};
+
+// EvenPlacement()
+//
+// The placement a Trainer starts from: EPLB on equal loads, num_experts +
+// extra_slots slots per MoE layer over `ep` ranks.
+absl::StatusOr<balance::Placement> EvenPlacement(const model::ModelConfig& c, int extra_slots, int ep);
+
+// RunOnThreads()
+//
+// Runs fn(rank) for rank 0..ranks-1 on one thread each and returns the
+// first failure as "rank R: why" (OK when all succeed).
+absl::Status RunOnThreads(int ranks, const std::function<absl::Status(int rank)>& fn);
+
+}  // namespace tandem::train
+
+#endif  // TANDEM_TRAIN_TRAINER_H_

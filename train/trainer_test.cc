@@ -1,0 +1,183 @@
+#include "train/trainer.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <mutex>
+
+#include "absl/strings/str_format.h"
+#include "base/status_macros.h"
+#include "base/testing/status_matchers.h"
+#include "comm/local/local_communicator.h"
+#include "comm/store_backend/store_communicator.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "model/model.h"
+#include "model/stage.h"
+#include "train/data.h"
+
+namespace tandem::train {
+namespace {
+
+using ::tandem::testing::StatusIs;
+using ::testing::HasSubstr;
+
+constexpr int kTokens = 6;
+
+TrainerOptions Options(schedule::Kind kind, int pp, int ep) {
+  TrainerOptions o;
+  o.kind = kind;
+  o.pp = pp;
+  o.ep = ep;
+  o.microbatches = 4;
+  o.model.num_layers = 2;  // 4 units: two per stage on 2 stages
+  o.model.num_experts = 4;
+  o.model.seed = 5;
+  o.model.bias_update_speed = 0.0f;
+  o.extra_slots = 2;
+  return o;
+}
+
+PipelineData Data(const TrainerOptions& o, int replica, int step) {
+  return TeacherData(o.model, o.microbatches, kTokens, replica, step, kTokens * o.ep);
+}
+
+// The largest |a - b| relative to the largest |b| of a tensor.
+double RelativeDiff(absl::Span<const float> a, absl::Span<const float> b) {
+  double diff = 0, scale = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    diff = std::max(diff, std::fabs(double{a[i]} - b[i]));
+    scale = std::max(scale, std::fabs(double{b[i]}));
+  }
+  return scale == 0 ? diff : diff / scale;
+}
+
+struct Result {
+  std::vector<double> loss;  // per step, from rank 0
+  // After the last step: the host model of each (pp_rank, stage, direction)
+  // copy's units as values, by parameter name (first local replica).
+  std::map<std::string, std::vector<float>> params;
+};
+
+// Trains `steps` steps on a group of pp * ep ranks (threads).
+Result Train(const TrainerOptions& o, int steps, bool store_backend) {
+  const int world_size = o.pp * o.ep;
+  comm::MemoryStore memory;
+  std::vector<std::unique_ptr<comm::Communicator>> world;
+  if (store_backend) {
+    for (int r = 0; r < world_size; ++r) world.push_back(comm::MakeStoreCommunicator(&memory, r, world_size));
+  } else {
+    world = comm::CreateLocalGroup(world_size);
+  }
+  Result out;
+  std::mutex mu;
+  absl::Status s = RunOnThreads(world_size, [&](int r) -> absl::Status {
+    TANDEM_ASSIGN_OR_RETURN(auto t, Trainer::Create(o, *world[r]));
+    const int replica = t->mesh().ep_rank;
+    TANDEM_RETURN_IF_ERROR(t->Run(
+        steps, [&](int step) { return Data(o, replica, step); },
+        [&](const StepStats& st) {
+          if (r == 0) out.loss.push_back(st.loss);
+        }));
+    std::lock_guard<std::mutex> lock(mu);
+    for (auto [st, d] : t->work().copies()) {
+      model::Model* m = t->work().model(st, d);
+      for (int u = t->work().bounds()[st]; u < t->work().bounds()[st + 1]; ++u) {
+        for (model::Parameter* p : m->UnitParameters(u)) {
+          if (!out.params.count(p->name)) out.params[p->name].assign(p->value.span().begin(), p->value.span().end());
+        }
+      }
+    }
+    return absl::OkStatus();
+  });
+  EXPECT_OK(s);
+  return out;
+}
+
+// Sequential training of the same model on all replicas' tokens: losses per
+// step and the parameters after `steps` AdamW steps.
+Result Sequential(const TrainerOptions& o, int steps) {
+  Result out;
+  auto m = model::Model::Create(o.model).value();
+  model::AdamW opt(o.adamw);
+  for (int step = 0; step < steps; ++step) {
+    std::vector<PipelineData> parts;
+    for (int e = 0; e < o.ep; ++e) parts.push_back(Data(o, e, step));
+    PipelineData all = ConcatTokens(parts).value();
+    m->ZeroGrad();
+    std::vector<double> losses = train::Sequential(*m, all).value();
+    double sum = 0;
+    for (double l : losses) sum += static_cast<float>(l);
+    out.loss.push_back(sum / o.microbatches);
+    EXPECT_OK(opt.Step(m->Parameters()));
+  }
+  for (model::Parameter* p : m->Parameters()) out.params[p->name].assign(p->value.span().begin(), p->value.span().end());
+  return out;
+}
+
+// Two steps of the trainer (pipeline x expert parallelism, AdamW, expert
+// replicas) against sequential training on the same tokens: losses and
+// every parameter within the expert-parallel bound of model/README.md.
+TEST(TrainerTest, TrainingMatchesSequentialTraining) {
+  for (schedule::Kind kind : {schedule::Kind::k1F1B, schedule::Kind::kDualPipe, schedule::Kind::kZBV}) {
+    SCOPED_TRACE(schedule::KindName(kind));
+    const TrainerOptions o = Options(kind, 2, 2);
+    const Result got = Train(o, 2, /*store_backend=*/false);
+    const Result want = Sequential(o, 2);
+    ASSERT_EQ(got.loss.size(), 2u);
+    for (int step = 0; step < 2; ++step) EXPECT_NEAR(got.loss[step], want.loss[step], 1e-5 * want.loss[step]);
+    // Every parameter the trainer holds (experts by logical name).
+    ASSERT_FALSE(got.params.empty());
+    for (const auto& [name, values] : got.params) {
+      ASSERT_TRUE(want.params.count(name)) << name;
+      EXPECT_LT(RelativeDiff(values, want.params.at(name)), 1e-5) << name;
+    }
+    // Must-fail twin: one more sequential step moves the parameters well
+    // beyond the bound.
+    const Result further = Sequential(o, 3);
+    double worst = 0;
+    for (const auto& [name, values] : got.params) worst = std::max(worst, RelativeDiff(values, further.params.at(name)));
+    EXPECT_GT(worst, 1e-3);
+  }
+}
+
+// The store backend gives the same bits as threads.
+TEST(TrainerTest, StoreBackendGivesTheSameBits) {
+  const TrainerOptions o = Options(schedule::Kind::kDualPipe, 2, 2);
+  const Result local = Train(o, 2, false);
+  const Result store = Train(o, 2, true);
+  EXPECT_EQ(local.loss, store.loss);
+  EXPECT_EQ(local.params, store.params);
+}
+
+// Rebalancing moves experts between steps and training goes on: the loss
+// after it stays within the bound of a run that never rebalanced.
+TEST(TrainerTest, RebalanceBetweenStepsKeepsTraining) {
+  TrainerOptions o = Options(schedule::Kind::kDualPipe, 2, 2);
+  const Result plain = Train(o, 3, false);
+  o.rebalance_every = 1;
+  const Result rebalanced = Train(o, 3, false);
+  ASSERT_EQ(rebalanced.loss.size(), 3u);
+  for (int step = 0; step < 3; ++step) EXPECT_NEAR(rebalanced.loss[step], plain.loss[step], 1e-5 * plain.loss[step]);
+}
+
+TEST(TrainerTest, BadOptionsAreRefusedNamingThem) {
+  auto world = comm::CreateLocalGroup(1);
+  TrainerOptions o = Options(schedule::Kind::k1F1B, 2, 2);
+  EXPECT_THAT(Trainer::Create(o, *world[0]).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("pp 2 x ep 2")));
+  o = Options(schedule::Kind::k1F1B, 1, 1);
+  o.model.top_k = 9;
+  EXPECT_THAT(Trainer::Create(o, *world[0]).status(), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("top_k")));
+  o = Options(schedule::Kind::kDualPipe, 1, 1);
+  EXPECT_THAT(Trainer::Create(o, *world[0]).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("even")));
+  o = Options(schedule::Kind::k1F1B, 1, 1);
+  o.bounds = {0, 4};
+  o.model.num_layers = 4;
+  EXPECT_THAT(Trainer::Create(o, *world[0]).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("bounds")));
+}
+
+}  // namespace
+}  // namespace tandem::train
