@@ -37,21 +37,6 @@ absl::string_view ReduceOpName(ReduceOp op) {
   return "?";
 }
 
-float BF16ToFloat(uint16_t h) {
-  const uint32_t bits = uint32_t{h} << 16;
-  float f;
-  std::memcpy(&f, &bits, 4);
-  return f;
-}
-
-uint16_t FloatToBF16(float f) {
-  uint32_t bits;
-  std::memcpy(&bits, &f, 4);
-  if (std::isnan(f)) return static_cast<uint16_t>((bits >> 16) | 0x40);
-  bits += 0x7fff + ((bits >> 16) & 1);  // round to nearest even
-  return static_cast<uint16_t>(bits >> 16);
-}
-
 float F16ToFloat(uint16_t h) {
   const uint32_t sign = uint32_t(h & 0x8000) << 16;
   uint32_t exp = (h >> 10) & 0x1f, man = h & 0x3ff;
@@ -135,7 +120,7 @@ void ReduceInto(DataType t, ReduceOp op, void* acc, const void* x, int64_t n) {
     case DataType::kI64:
       return Reduce(op, static_cast<int64_t*>(acc), static_cast<const int64_t*>(x), n);
     case DataType::kBF16:
-      return Reduce16<BF16ToFloat, FloatToBF16>(op, static_cast<uint16_t*>(acc), static_cast<const uint16_t*>(x), n);
+      return Reduce16<Bf16ToFloat, FloatToBf16>(op, static_cast<uint16_t*>(acc), static_cast<const uint16_t*>(x), n);
     case DataType::kF16:
       return Reduce16<F16ToFloat, FloatToF16>(op, static_cast<uint16_t*>(acc), static_cast<const uint16_t*>(x), n);
     case DataType::kBytes:
@@ -157,7 +142,7 @@ void FinishAverage(DataType t, void* acc, int64_t n, int ranks) {
     case DataType::kBF16:
       for (int64_t i = 0; i < n; ++i) {
         uint16_t& v = static_cast<uint16_t*>(acc)[i];
-        v = FloatToBF16(BF16ToFloat(v) / ranks);
+        v = FloatToBf16(Bf16ToFloat(v) / ranks);
       }
       return;
     case DataType::kF16:

@@ -13,6 +13,7 @@
 #include <cstring>
 
 #include "absl/strings/string_view.h"
+#include "base/bf16.h"
 
 namespace tandem::comm {
 
@@ -38,9 +39,8 @@ inline int64_t SizeOf(DataType t) {
 absl::string_view DataTypeName(DataType t);
 absl::string_view ReduceOpName(ReduceOp op);
 
-// Float conversions for the 16-bit types (round to nearest even; NaN kept).
-float BF16ToFloat(uint16_t h);
-uint16_t FloatToBF16(float f);
+// Float conversions for f16 (round to nearest even; NaN kept); bf16's are
+// base/bf16.h's.
 float F16ToFloat(uint16_t h);
 uint16_t FloatToF16(float f);
 

@@ -11,10 +11,10 @@ namespace {
 // Integers up to 256 round-trip exactly through bf16 and up to 2048 through
 // f16; halfway cases round to even.
 TEST(TypesTest, SixteenBitConversions) {
-  for (int i = -256; i <= 256; ++i) EXPECT_EQ(BF16ToFloat(FloatToBF16(i)), i);
+  for (int i = -256; i <= 256; ++i) EXPECT_EQ(Bf16ToFloat(FloatToBf16(i)), i);
   for (int i = -2048; i <= 2048; ++i) EXPECT_EQ(F16ToFloat(FloatToF16(i)), i);
-  EXPECT_EQ(BF16ToFloat(FloatToBF16(257.0f)), 256.0f);  // tie to even
-  EXPECT_EQ(BF16ToFloat(FloatToBF16(259.0f)), 260.0f);
+  EXPECT_EQ(Bf16ToFloat(FloatToBf16(257.0f)), 256.0f);  // tie to even
+  EXPECT_EQ(Bf16ToFloat(FloatToBf16(259.0f)), 260.0f);
   EXPECT_EQ(F16ToFloat(FloatToF16(2049.0f)), 2048.0f);
   EXPECT_EQ(F16ToFloat(FloatToF16(1e6f)), INFINITY);
   EXPECT_TRUE(std::isnan(F16ToFloat(FloatToF16(NAN))));

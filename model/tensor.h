@@ -25,6 +25,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
+#include "base/bf16.h"
 
 namespace tandem::model {
 
@@ -34,11 +35,6 @@ enum class Device : uint8_t { kHost, kCuda };
 size_t SizeOf(DType t);
 absl::string_view DTypeName(DType t);  // "f32", "bf16"
 
-// FloatToBf16(), Bf16ToFloat()
-//
-// bfloat16 conversion with round-to-nearest-even; NaN stays NaN.
-uint16_t FloatToBf16(float f);
-float Bf16ToFloat(uint16_t b);
 
 // ShapeString()
 //

@@ -14,7 +14,7 @@
 #include "absl/strings/str_format.h"
 #include "base/cuda_check.h"
 #include "base/status_macros.h"
-#include "comm/cuda_local/kernels.h"
+#include "comm/cuda_local/reduce_kernel.h"
 #include "comm/in_order.h"
 #include "comm/local/local_communicator.h"
 

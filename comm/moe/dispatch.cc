@@ -54,14 +54,14 @@ float Load(DataType t, const char* p) {
   }
   uint16_t h;
   std::memcpy(&h, p, 2);
-  return BF16ToFloat(h);
+  return Bf16ToFloat(h);
 }
 
 void Store(DataType t, float f, char* p) {
   if (t == DataType::kF32) {
     std::memcpy(p, &f, 4);
   } else {
-    const uint16_t h = FloatToBF16(f);
+    const uint16_t h = FloatToBf16(f);
     std::memcpy(p, &h, 2);
   }
 }

@@ -5,7 +5,7 @@
 #include "absl/strings/str_format.h"
 #include "base/cuda_check.h"
 #include "base/status_macros.h"
-#include "comm/moe/kernels.h"
+#include "comm/moe/row_kernels.h"
 
 namespace tandem::comm::moe {
 namespace {

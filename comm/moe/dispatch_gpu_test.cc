@@ -39,7 +39,7 @@ TEST(DispatchGpuTest, EqualsTheHostVersionBitForBit) {
           if (t == DataType::kF32) {
             std::memcpy(x[r].data() + 4 * i, &v, 4);
           } else {
-            const uint16_t h = FloatToBF16(v);
+            const uint16_t h = FloatToBf16(v);
             std::memcpy(x[r].data() + 2 * i, &h, 2);
           }
         }

@@ -286,7 +286,7 @@ TEST(DispatchTest, Bf16AndFp8Payloads) {
   auto comms = CreateLocalGroup(ranks);
   std::vector<std::vector<uint16_t>> bf16(ranks);
   for (int r = 0; r < ranks; ++r) {
-    for (float v : batches[r].x) bf16[r].push_back(FloatToBF16(std::fmod(v, 200.0f)));
+    for (float v : batches[r].x) bf16[r].push_back(FloatToBf16(std::fmod(v, 200.0f)));
   }
   std::vector<absl::StatusOr<Dispatched>> got(ranks), fp8(ranks);
   OnRanks(comms, [&](int r, Communicator& c) {

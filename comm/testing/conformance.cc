@@ -60,7 +60,7 @@ std::vector<char> Encode(DataType t, const std::vector<double>& values) {
       case DataType::kF32: { const float f = static_cast<float>(v); std::memcpy(p, &f, 4); break; }
       case DataType::kI32: { const int32_t x = static_cast<int32_t>(v); std::memcpy(p, &x, 4); break; }
       case DataType::kI64: { const int64_t x = static_cast<int64_t>(v); std::memcpy(p, &x, 8); break; }
-      case DataType::kBF16: { const uint16_t h = FloatToBF16(static_cast<float>(v)); std::memcpy(p, &h, 2); break; }
+      case DataType::kBF16: { const uint16_t h = FloatToBf16(static_cast<float>(v)); std::memcpy(p, &h, 2); break; }
       case DataType::kF16: { const uint16_t h = FloatToF16(static_cast<float>(v)); std::memcpy(p, &h, 2); break; }
       case DataType::kBytes: { p[0] = static_cast<char>(static_cast<int>(v)); break; }
     }

@@ -8,7 +8,7 @@
 #include "base/testing/status_matchers.h"
 #include "gtest/gtest.h"
 #include "model/cuda/device.h"
-#include "model/cuda/kernels.h"
+#include "model/cuda/layer_kernels.h"
 #include "model/init.h"
 #include "model/linear.h"
 #include "model/rmsnorm.h"
@@ -60,7 +60,8 @@ TEST(GemmTest, LinearGemmsMatchCpu) {
   ASSERT_OK(blas->Gemm({false, false, t, out, in}, xd.raw(), DType::kF32, wd.raw(), yd.data<float>(), 1, 0));
   ASSERT_OK_AND_ASSIGN(Tensor wrong, ToHost(yd));
   EXPECT_GT(MaxRelativeDifference(wrong, y_cpu), 0.1);
-  EXPECT_FALSE(blas->Gemm({false, false, -1, 1, 1}, nullptr, DType::kF32, nullptr, nullptr, 1, 0).ok());
+  EXPECT_THAT(blas->Gemm({false, false, -1, 1, 1}, nullptr, DType::kF32, nullptr, nullptr, 1, 0),
+              ::tandem::testing::StatusIs(absl::StatusCode::kInvalidArgument, ::testing::HasSubstr("m=-1")));
 }
 
 // RMSNorm forward and backward kernels against the CPU layer (1e-5).

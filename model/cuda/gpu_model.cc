@@ -6,7 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "base/cuda_check.h"
 #include "base/status_macros.h"
-#include "model/cuda/kernels.h"
+#include "model/cuda/layer_kernels.h"
 
 namespace tandem::model::cuda {
 namespace {

@@ -4,7 +4,7 @@
 //
 // The reference model (model.h) on one GPU, behind the same UnitModel
 // interface, so a pipeline Stage runs it unchanged: input projection, blocks
-// (RMSNorm, dense SwiGLU or the MoE layer of moe_gpu.h, residual) and head,
+// (RMSNorm, dense SwiGLU or the MoE layer of gpu_moe_layer.h, residual) and head,
 // with f32 activations in device memory. A backward with a WeightGradStore
 // defers every weight-gradient GEMM (and the RMSNorm weight gradients) into
 // it as closures that enqueue the work when popped: the I / W split of the
@@ -19,7 +19,7 @@
 // must outlive this one). Training steps the host optimizer, then
 // ReloadParameters() copies the new values in and zeroes the gradients.
 // MoE layers whose experts expert_parallel.h distributed move their tokens
-// through GpuMoeOptions::expert_comm (moe_gpu.h).
+// through GpuMoeOptions::expert_comm (gpu_moe_layer.h).
 //
 // Example:
 //   TANDEM_ASSIGN_OR_RETURN(std::unique_ptr<Model> host, Model::Create(config));
@@ -36,7 +36,7 @@
 #include "absl/status/statusor.h"
 #include "model/cuda/device.h"
 #include "model/cuda/gemm.h"
-#include "model/cuda/moe_gpu.h"
+#include "model/cuda/gpu_moe_layer.h"
 #include "model/model.h"
 
 namespace tandem::model::cuda {

@@ -49,6 +49,7 @@ class RankRunner {
 
   absl::StatusOr<RankRun> Run() {
     start_ = Clock::now();
+    run_.start = start_;
     run_.rank = rank_;
     run_.timeline.assign(p_.actions.size(), {});
     pending_.resize(p_.batches.size());
@@ -282,10 +283,14 @@ absl::StatusOr<RankRun> RunRank(const Schedule& s, int rank, StageWork& work, co
 absl::StatusOr<std::string> ExecutorChromeTrace(const Schedule& s, const std::vector<RankRun>& runs) {
   SimResult as_sim;
   as_sim.timeline.resize(s.ranks);
+  auto first = std::chrono::steady_clock::time_point::max();
+  for (const RankRun& r : runs) first = std::min(first, r.start);
   for (const RankRun& r : runs) {
+    const double offset = std::chrono::duration<double, std::micro>(r.start - first).count();
     std::vector<Interval>& t = as_sim.timeline[r.rank];
     t = r.timeline;
-    for (Interval& i : t) i = {i.start / 1000.0, i.end / 1000.0};  // to ms: RenderChromeTrace's unit
+    // To ms from the first start: RenderChromeTrace's unit.
+    for (Interval& i : t) i = {(i.start + offset) / 1000.0, (i.end + offset) / 1000.0};
   }
   return RenderChromeTrace(s, as_sim, /*unit_us=*/1000.0);
 }

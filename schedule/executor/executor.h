@@ -23,6 +23,7 @@
 #ifndef TANDEM_SCHEDULE_EXECUTOR_EXECUTOR_H_
 #define TANDEM_SCHEDULE_EXECUTOR_EXECUTOR_H_
 
+#include <chrono>
 #include <optional>
 #include <string>
 #include <vector>
@@ -75,6 +76,9 @@ struct ExecutorOptions {
 
 struct RankRun {
   int rank = 0;
+  // When the program started, to align the ranks' timelines (the threads or
+  // processes of one host share the steady clock).
+  std::chrono::steady_clock::time_point start;
   double step_us = 0;     // wall time of the whole program
   double compute_us = 0;  // inside StageWork
   double wait_us = 0;     // blocked on communication
@@ -90,7 +94,8 @@ absl::StatusOr<RankRun> RunRank(const Schedule& s, int rank, StageWork& work, co
                                 const ExecutorOptions& options);
 
 // Chrome/Perfetto trace JSON of the ranks' runs, with the action ids
-// "r<rank>.<index>" that RenderChromeTrace gives the simulator's timeline.
+// "r<rank>.<index>" that RenderChromeTrace gives the simulator's timeline;
+// times are from the earliest rank's start.
 absl::StatusOr<std::string> ExecutorChromeTrace(const Schedule& s, const std::vector<RankRun>& runs);
 
 }  // namespace tandem::schedule

@@ -2,11 +2,12 @@
 // File: simulator.h
 // -----------------------------------------------------------------------------
 //
-// A discrete-event model of a lowered schedule. Each rank runs its program in
-// order: compute takes the cost model's time; a batch of sends and receives
-// is posted (instantly) where its first operation stands and the rank waits
-// for it before the action at its wait_before. Communication is not busy
-// time. Two semantics:
+// A discrete-event model of a lowered schedule, on the validator's rendezvous
+// engine (validator/rendezvous.h). Each rank runs its program in order:
+// compute takes the cost model's time; a batch of sends and receives is
+// posted (instantly) where its first operation stands and the rank waits for
+// it before the action at its wait_before. Communication is not busy time.
+// Two semantics:
 //   kBuffered    a send completes when posted; a receive completes when it
 //                and the matching send are posted, plus the transfer time.
 //   kRendezvous  both sides complete when both are posted, plus the transfer
@@ -24,7 +25,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "schedule/ir/messages.h"
+#include "schedule/ir/matching.h"
 #include "schedule/ir/schedule.h"
 #include "schedule/simulator/cost_model.h"
 
@@ -70,13 +71,6 @@ struct SimResult {
 // the wrong length, unmatched sends or receives) and for a deadlock, naming
 // every blocked rank, its position and action, and whom it waits for.
 absl::StatusOr<SimResult> Simulate(const Schedule& s, const SimOptions& options);
-
-// CheckRendezvous()
-//
-// Runs the lowered `s` (messages `m` from MatchMessages(s)) under rendezvous
-// semantics without time: OK if every rank finishes, else the deadlock error
-// of Simulate(). Several times cheaper than a zero-cost Simulate().
-absl::Status CheckRendezvous(const Schedule& s, const MessageIndex& m);
 
 }  // namespace tandem::schedule
 

@@ -9,8 +9,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "base/status_macros.h"
-#include "schedule/ir/messages.h"
-#include "schedule/simulator/simulator.h"
+#include "schedule/ir/matching.h"
+#include "schedule/validator/rendezvous.h"
 
 namespace tandem::schedule {
 namespace {

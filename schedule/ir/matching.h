@@ -1,5 +1,5 @@
 // -----------------------------------------------------------------------------
-// File: messages.h
+// File: matching.h
 // -----------------------------------------------------------------------------
 //
 // Message matching in a lowered schedule: on every directed rank pair the
@@ -7,8 +7,8 @@
 // order; tags are ignored). Actions get global ids: rank r's action i is
 // offset[r] + i.
 
-#ifndef TANDEM_SCHEDULE_IR_MESSAGES_H_
-#define TANDEM_SCHEDULE_IR_MESSAGES_H_
+#ifndef TANDEM_SCHEDULE_IR_MATCHING_H_
+#define TANDEM_SCHEDULE_IR_MATCHING_H_
 
 #include <cstdint>
 #include <vector>
@@ -36,4 +36,4 @@ absl::StatusOr<MessageIndex> MatchMessages(const Schedule& s);
 
 }  // namespace tandem::schedule
 
-#endif  // TANDEM_SCHEDULE_IR_MESSAGES_H_
+#endif  // TANDEM_SCHEDULE_IR_MATCHING_H_

@@ -1,4 +1,4 @@
-#include "comm/cuda_local/kernels.h"
+#include "comm/cuda_local/reduce_kernel.h"
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>

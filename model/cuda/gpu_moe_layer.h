@@ -1,5 +1,5 @@
 // -----------------------------------------------------------------------------
-// File: moe_gpu.h
+// File: gpu_moe_layer.h
 // -----------------------------------------------------------------------------
 //
 // The MoE layer of moe_layer.h on one GPU: the gate GEMM in f32 and the
@@ -22,7 +22,7 @@
 // Not thread-safe: one call at a time (a Stage over it needs
 // overlap_threads = false).
 //
-// Tolerances against the CPU layer (moe_gpu_test): f32 GEMMs 1e-4, bf16
+// Tolerances against the CPU layer (gpu_moe_layer_test): f32 GEMMs 1e-4, bf16
 // GEMMs 3e-2, both relative to the largest magnitude of each tensor; the
 // expert selection must be identical.
 //
@@ -31,8 +31,8 @@
 //   std::shared_ptr<GpuMoeLayer::Saved> saved;
 //   TANDEM_ASSIGN_OR_RETURN(Tensor y, gpu->Forward(x_dev, &saved));
 //   TANDEM_ASSIGN_OR_RETURN(Tensor dx, gpu->Backward(*saved, dy_dev, /*store=*/nullptr));
-#ifndef TANDEM_MODEL_CUDA_MOE_GPU_H_
-#define TANDEM_MODEL_CUDA_MOE_GPU_H_
+#ifndef TANDEM_MODEL_CUDA_GPU_MOE_LAYER_H_
+#define TANDEM_MODEL_CUDA_GPU_MOE_LAYER_H_
 
 #include <cuda_runtime.h>
 
@@ -150,4 +150,4 @@ class GpuMoeLayer {
 
 }  // namespace tandem::model::cuda
 
-#endif  // TANDEM_MODEL_CUDA_MOE_GPU_H_
+#endif  // TANDEM_MODEL_CUDA_GPU_MOE_LAYER_H_

@@ -1,4 +1,4 @@
-#include "model/cuda/moe_gpu.h"
+#include "model/cuda/gpu_moe_layer.h"
 
 #include <cstring>
 #include <utility>
@@ -8,7 +8,7 @@
 #include "base/deadline.h"
 #include "base/status_macros.h"
 #include "model/cuda/device.h"
-#include "model/cuda/kernels.h"
+#include "model/cuda/layer_kernels.h"
 #include "comm/moe/dispatch_gpu.h"
 
 namespace tandem::model::cuda {

@@ -1,4 +1,4 @@
-#include "schedule/ir/messages.h"
+#include "schedule/ir/matching.h"
 
 #include "absl/status/status.h"
 #include "absl/strings/str_format.h"

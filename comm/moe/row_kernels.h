@@ -1,12 +1,12 @@
 // -----------------------------------------------------------------------------
-// File: kernels.h
+// File: row_kernels.h
 // -----------------------------------------------------------------------------
 //
 // Device kernels of dispatch_gpu: row gather, FP8 quantization and the
 // rank-ordered per-token sum of combine. Host-callable, stream-taking.
 
-#ifndef TANDEM_COMM_MOE_KERNELS_H_
-#define TANDEM_COMM_MOE_KERNELS_H_
+#ifndef TANDEM_COMM_MOE_ROW_KERNELS_H_
+#define TANDEM_COMM_MOE_ROW_KERNELS_H_
 
 #include <cstdint>
 
@@ -36,4 +36,4 @@ cudaError_t EnqueueSumRows(const void* rows, const int32_t* order, const int32_t
 
 }  // namespace tandem::comm::moe
 
-#endif  // TANDEM_COMM_MOE_KERNELS_H_
+#endif  // TANDEM_COMM_MOE_ROW_KERNELS_H_

@@ -16,7 +16,7 @@
 #include "base/cuda_check.h"
 #include "model/cuda/device.h"
 #include "model/cuda/gemm.h"
-#include "model/cuda/moe_gpu.h"
+#include "model/cuda/gpu_moe_layer.h"
 #include "model/testing/grad_check.h"
 
 namespace tandem::model::cuda {
@@ -101,7 +101,7 @@ BENCHMARK(BM_MoeBlock)->Args({0, 4096})->Args({1, 1024})->UseManualTime()->Unit(
 
 int main(int argc, char** argv) {
   if (tandem::VisibleGpuCount() == 0) {
-    std::printf("moe_gpu_benchmark: no GPU visible: skipped\n");
+    std::printf("gpu_moe_layer_benchmark: no GPU visible: skipped\n");
     return 0;
   }
   benchmark::Initialize(&argc, argv);

@@ -1,4 +1,4 @@
-#include "model/cuda/kernels.h"
+#include "model/cuda/layer_kernels.h"
 
 #include <cuda_bf16.h>
 

@@ -1,4 +1,4 @@
-#include "comm/moe/kernels.h"
+#include "comm/moe/row_kernels.h"
 
 #include <cuda_bf16.h>
 

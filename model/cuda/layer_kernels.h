@@ -1,5 +1,5 @@
 // -----------------------------------------------------------------------------
-// File: kernels.h
+// File: layer_kernels.h
 // -----------------------------------------------------------------------------
 //
 // The non-GEMM kernels of the GPU model, host-callable: each enqueues work
@@ -7,8 +7,8 @@
 // buffers; f32 unless named bf16 (uint16_t). The math is the CPU layers'
 // (model/README.md); reductions run in a fixed order per output element,
 // so results are deterministic run to run.
-#ifndef TANDEM_MODEL_CUDA_KERNELS_H_
-#define TANDEM_MODEL_CUDA_KERNELS_H_
+#ifndef TANDEM_MODEL_CUDA_LAYER_KERNELS_H_
+#define TANDEM_MODEL_CUDA_LAYER_KERNELS_H_
 
 #include <cuda_runtime.h>
 
@@ -72,4 +72,4 @@ cudaError_t EnqueueAdd(const float* x, float* y, int64_t n, cudaStream_t stream)
 
 }  // namespace tandem::model::cuda
 
-#endif  // TANDEM_MODEL_CUDA_KERNELS_H_
+#endif  // TANDEM_MODEL_CUDA_LAYER_KERNELS_H_

@@ -1,13 +1,13 @@
 // -----------------------------------------------------------------------------
-// File: kernels.h
+// File: reduce_kernel.h
 // -----------------------------------------------------------------------------
 //
 // Device kernels of the cuda_local backend, callable from host code. No
 // kernel waits on another rank: ordering between virtual ranks is done with
 // events on the host side, so no configuration can deadlock on the GPU.
 
-#ifndef TANDEM_COMM_CUDA_LOCAL_KERNELS_H_
-#define TANDEM_COMM_CUDA_LOCAL_KERNELS_H_
+#ifndef TANDEM_COMM_CUDA_LOCAL_REDUCE_KERNEL_H_
+#define TANDEM_COMM_CUDA_LOCAL_REDUCE_KERNEL_H_
 
 #include <cstdint>
 
@@ -35,4 +35,4 @@ cudaError_t EnqueueReduceToAll(const SliceSet& slices, int64_t count, DataType t
 
 }  // namespace tandem::comm::cuda
 
-#endif  // TANDEM_COMM_CUDA_LOCAL_KERNELS_H_
+#endif  // TANDEM_COMM_CUDA_LOCAL_REDUCE_KERNEL_H_
