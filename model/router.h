@@ -70,8 +70,9 @@ class Router {
   // Router::Forward()
   //
   // x [T, H] -> selection and weights:
-  //   sigmoid: w_k = route_scale * s[e_k] / sum_j s[e_j]
-  //   softmax: w_k = route_scale * s[e_k]
+  //   sigmoid: w_k = (s[e_k] / sum_j s[e_j]) * route_scale
+  //   softmax: w_k = s[e_k] * route_scale
+  // (model/README.md gives every operation's order).
   absl::StatusOr<Output> Forward(const Tensor& x, Saved* saved) const;
 
   // Router::Backward()
