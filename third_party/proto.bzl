@@ -25,7 +25,14 @@ def tandem_proto_library(name, srcs, deps = [], py = False, visibility = None, *
     stems = [s[:-len(".proto")] for s in srcs]
     proto_deps = [d + "_srcs" for d in deps]
     native.filegroup(name = name + "_srcs", srcs = srcs + proto_deps, visibility = visibility)
-    cmd = "%s --proto_path=. --proto_path=/usr/include --cpp_out=$(GENDIR) $(SRCS)" % _PROTOC
+
+    # Imports and generated includes are relative to tandem's root, which is
+    # external/<name> when another workspace builds tandem's targets.
+    repo = native.repository_name()
+    root = "." if repo == "@" else "external/" + repo[1:]
+    out = "$(GENDIR)" if repo == "@" else "$(GENDIR)/" + root
+    flags = "--proto_path=%s --proto_path=/usr/include" % root
+    cmd = "%s %s --cpp_out=%s $(SRCS)" % (_PROTOC, flags, out)
     native.genrule(
         name = name + "_cc_gen",
         srcs = srcs,
@@ -47,7 +54,7 @@ def tandem_proto_library(name, srcs, deps = [], py = False, visibility = None, *
             name = name + "_py_gen",
             srcs = srcs,
             outs = [s + "_pb2.py" for s in stems],
-            cmd = "%s --proto_path=. --proto_path=/usr/include --python_out=$(GENDIR) $(SRCS)" % _PROTOC,
+            cmd = "%s %s --python_out=%s $(SRCS)" % (_PROTOC, flags, out),
             tools = proto_deps,
             message = "protoc (Python) " + name,
         )

@@ -13,6 +13,7 @@ packages=(
   libbenchmark-dev  # Google Benchmark 1.7.1
   libprotobuf-dev protobuf-compiler
   nlohmann-json3-dev  # JSON (header-only)
+  clang-format      # 14: .ci/run checks the formatting
   zlib1g-dev        # needed by the static protobuf runtime
   python3           # .ci/run's benchmark table
 )
