@@ -19,27 +19,21 @@ constexpr int64_t kMaxSlots = int64_t{1} << 26;
 
 absl::Status CheckPositive(const char* name, int value) {
   if (value > 0) return absl::OkStatus();
-  return absl::InvalidArgumentError(
-      absl::StrCat(name, ": expected a positive count, got ", value));
+  return absl::InvalidArgumentError(absl::StrCat(name, ": expected a positive count, got ", value));
 }
 
-absl::Status CheckMultiple(const char* name, int value, const char* of,
-                           int divisor, const char* note) {
+absl::Status CheckMultiple(const char* name, int value, const char* of, int divisor, const char* note) {
   if (value % divisor == 0) return absl::OkStatus();
   return absl::InvalidArgumentError(
-      absl::StrCat(name, ": expected a multiple of ", of, " = ", divisor, note,
-                   ", got ", value));
+      absl::StrCat(name, ": expected a multiple of ", of, " = ", divisor, note, ", got ", value));
 }
 
 }  // namespace
 
-bool UsesHierarchicalPolicy(int num_groups, int num_nodes) {
-  return num_nodes > 0 && num_groups % num_nodes == 0;
-}
+bool UsesHierarchicalPolicy(int num_groups, int num_nodes) { return num_nodes > 0 && num_groups % num_nodes == 0; }
 
-absl::Status ValidateRebalanceInput(const Weights& weights, int num_replicas,
-                                    int num_groups, int num_nodes, int num_gpus,
-                                    const RebalanceOptions& options) {
+absl::Status ValidateRebalanceInput(const Weights& weights, int num_replicas, int num_groups, int num_nodes,
+                                    int num_gpus, const RebalanceOptions& options) {
   TANDEM_RETURN_IF_ERROR(CheckPositive("num_replicas", num_replicas));
   TANDEM_RETURN_IF_ERROR(CheckPositive("num_groups", num_groups));
   TANDEM_RETURN_IF_ERROR(CheckPositive("num_nodes", num_nodes));
@@ -48,63 +42,51 @@ absl::Status ValidateRebalanceInput(const Weights& weights, int num_replicas,
   const int experts = weights.num_experts();
   const bool hierarchical = UsesHierarchicalPolicy(num_groups, num_nodes);
   if (hierarchical) {
-    TANDEM_RETURN_IF_ERROR(
-        CheckMultiple("num_experts", experts, "num_groups", num_groups, ""));
-    TANDEM_RETURN_IF_ERROR(CheckMultiple(
-        "num_gpus", num_gpus, "num_nodes", num_nodes,
-        " (hierarchical policy, as num_groups % num_nodes == 0)"));
+    TANDEM_RETURN_IF_ERROR(CheckMultiple("num_experts", experts, "num_groups", num_groups, ""));
+    TANDEM_RETURN_IF_ERROR(CheckMultiple("num_gpus", num_gpus, "num_nodes", num_nodes,
+                                         " (hierarchical policy, as num_groups % num_nodes == 0)"));
   }
-  TANDEM_RETURN_IF_ERROR(
-      CheckMultiple("num_replicas", num_replicas, "num_gpus", num_gpus, ""));
+  TANDEM_RETURN_IF_ERROR(CheckMultiple("num_replicas", num_replicas, "num_gpus", num_gpus, ""));
   if (int64_t{weights.num_layers()} * num_replicas > kMaxSlots) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "num_replicas: expected at most ", kMaxSlots, " slots over all ",
-        weights.num_layers(), " layers, got ", num_replicas, " per layer"));
+    return absl::InvalidArgumentError(absl::StrCat("num_replicas: expected at most ", kMaxSlots, " slots over all ",
+                                                   weights.num_layers(), " layers, got ", num_replicas, " per layer"));
   }
   if (num_replicas < experts) {
     return absl::InvalidArgumentError(
-        absl::StrCat("num_replicas: expected at least num_experts = ", experts,
-                     ", got ", num_replicas));
+        absl::StrCat("num_replicas: expected at least num_experts = ", experts, ", got ", num_replicas));
   }
   const int nodes = hierarchical ? num_nodes : 1;
   if (options.no_duplicates && num_replicas / num_gpus > experts / nodes) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "no_duplicates: infeasible: expected at most ", experts / nodes,
-        " slots per GPU (the experts of a node), got ",
-        num_replicas / num_gpus));
+    return absl::InvalidArgumentError(absl::StrCat("no_duplicates: infeasible: expected at most ", experts / nodes,
+                                                   " slots per GPU (the experts of a node), got ",
+                                                   num_replicas / num_gpus));
   }
   return absl::OkStatus();
 }
 
-absl::StatusOr<Placement> RebalanceExperts(const Weights& weights,
-                                           int num_replicas, int num_groups,
-                                           int num_nodes, int num_gpus,
-                                           const RebalanceOptions& options) {
-  TANDEM_RETURN_IF_ERROR(ValidateRebalanceInput(
-      weights, num_replicas, num_groups, num_nodes, num_gpus, options));
-  const internal::Shape shape = internal::ResolveShape(
-      weights.num_experts(), num_replicas, num_groups, num_nodes, num_gpus);
+absl::StatusOr<Placement> RebalanceExperts(const Weights& weights, int num_replicas, int num_groups, int num_nodes,
+                                           int num_gpus, const RebalanceOptions& options) {
+  TANDEM_RETURN_IF_ERROR(ValidateRebalanceInput(weights, num_replicas, num_groups, num_nodes, num_gpus, options));
+  const internal::Shape shape =
+      internal::ResolveShape(weights.num_experts(), num_replicas, num_groups, num_nodes, num_gpus);
 
   const int layers = weights.num_layers();
   const int64_t cells = int64_t{layers} * shape.num_experts;
   std::vector<float> w32(cells);
   for (int64_t i = 0; i < cells; ++i) w32[i] = weights.AsFloat32(i);
 
-  const internal::TieOrder tie = options.mode == Mode::kStable
-                                     ? internal::TieOrder::kStable
-                                     : internal::TieOrder::kReference;
+  const internal::TieOrder tie =
+      options.mode == Mode::kStable ? internal::TieOrder::kStable : internal::TieOrder::kReference;
   std::vector<int32_t> phy2log(int64_t{layers} * num_replicas);
   std::vector<int32_t> rank(phy2log.size());
   internal::LayerScratch scratch;
   for (int l = 0; l < layers; ++l) {
     const int64_t slot0 = int64_t{l} * num_replicas;
-    if (!internal::SolveLayer(&w32[int64_t{l} * shape.num_experts], shape, tie,
-                              options.no_duplicates, &phy2log[slot0],
+    if (!internal::SolveLayer(&w32[int64_t{l} * shape.num_experts], shape, tie, options.no_duplicates, &phy2log[slot0],
                               &rank[slot0], &scratch)) {
-      return absl::InternalError(
-          absl::StrCat("layer ", l,
-                       ": no placement without duplicates found (a bug: "
-                       "the input was checked to admit one)"));
+      return absl::InternalError(absl::StrCat("layer ", l,
+                                              ": no placement without duplicates found (a bug: "
+                                              "the input was checked to admit one)"));
     }
   }
   if (options.mode == Mode::kRefined) {
@@ -113,8 +95,7 @@ absl::StatusOr<Placement> RebalanceExperts(const Weights& weights,
     refine.cross_node = options.cross_node_replicas;
     internal::RefineLayers(weights, shape, refine, &phy2log, &rank);
   }
-  return MakePlacement(layers, shape.num_experts, num_replicas,
-                       std::vector<int64_t>(phy2log.begin(), phy2log.end()),
+  return MakePlacement(layers, shape.num_experts, num_replicas, std::vector<int64_t>(phy2log.begin(), phy2log.end()),
                        rank);
 }
 

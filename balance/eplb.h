@@ -69,9 +69,8 @@ bool UsesHierarchicalPolicy(int num_groups, int num_nodes);
 // num_experts % num_groups, num_gpus % num_nodes (hierarchical path only),
 // num_replicas % num_gpus, num_replicas >= num_experts; at most 2^26 slots
 // over all layers; with no_duplicates, slots per GPU <= experts per node.
-absl::Status ValidateRebalanceInput(const Weights& weights, int num_replicas,
-                                    int num_groups, int num_nodes, int num_gpus,
-                                    const RebalanceOptions& options = {});
+absl::Status ValidateRebalanceInput(const Weights& weights, int num_replicas, int num_groups, int num_nodes,
+                                    int num_gpus, const RebalanceOptions& options = {});
 
 // RebalanceExperts()
 //
@@ -95,9 +94,8 @@ absl::Status ValidateRebalanceInput(const Weights& weights, int num_replicas,
 // ties. Without cross_node_replicas every replica stays on its group's
 // node, so a layer cannot beat its busiest node's mean load; on skewed
 // loads that is most of the gap to total load / GPUs.
-absl::StatusOr<Placement> RebalanceExperts(
-    const Weights& weights, int num_replicas, int num_groups, int num_nodes,
-    int num_gpus, const RebalanceOptions& options = {});
+absl::StatusOr<Placement> RebalanceExperts(const Weights& weights, int num_replicas, int num_groups, int num_nodes,
+                                           int num_gpus, const RebalanceOptions& options = {});
 
 }  // namespace tandem::balance
 

@@ -37,8 +37,7 @@ constexpr int kLayers = 58;
 constexpr int kExperts = 256;
 
 const std::vector<int64_t>& ZipfLoads() {
-  static const auto* const kLoads =
-      new std::vector<int64_t>(testing::ZipfLoads(kLayers, kExperts, 2024));
+  static const auto* const kLoads = new std::vector<int64_t>(testing::ZipfLoads(kLayers, kExperts, 2024));
   return *kLoads;
 }
 
@@ -48,24 +47,18 @@ struct Shape {
 
 RebalanceOptions OptionsFor(int64_t variant) {
   RebalanceOptions o;
-  o.mode = variant == 0   ? Mode::kReference
-           : variant == 1 ? Mode::kStable
-                          : Mode::kRefined;
+  o.mode = variant == 0 ? Mode::kReference : variant == 1 ? Mode::kStable : Mode::kRefined;
   o.cross_node_replicas = variant == 3;
   return o;
 }
 
-const char* const kVariantNames[] = {"reference", "stable", "refined",
-                                     "refined_cross_node"};
+const char* const kVariantNames[] = {"reference", "stable", "refined", "refined_cross_node"};
 
 // Quality counters against reference mode (computed once, outside timing).
-void ReportQuality(benchmark::State& state, const Weights& w, const Shape& s,
-                   const Placement& p) {
+void ReportQuality(benchmark::State& state, const Weights& w, const Shape& s, const Placement& p) {
   RebalanceOptions reference;
   reference.mode = Mode::kReference;
-  const Placement ref =
-      RebalanceExperts(w, s.replicas, s.groups, s.nodes, s.gpus, reference)
-          .value();
+  const Placement ref = RebalanceExperts(w, s.replicas, s.groups, s.nodes, s.gpus, reference).value();
   const PlacementMetrics a = ComputeMetrics(w, ref, s.gpus).value();
   const PlacementMetrics b = ComputeMetrics(w, p, s.gpus).value();
   double gap_ref = 0, gap = 0;
@@ -84,21 +77,16 @@ void RunShape(benchmark::State& state, const Shape& s) {
   state.SetLabel(kVariantNames[state.range(0)]);
   Placement p;
   for (auto _ : state) {
-    p = RebalanceExperts(w, s.replicas, s.groups, s.nodes, s.gpus, options)
-            .value();
+    p = RebalanceExperts(w, s.replicas, s.groups, s.nodes, s.gpus, options).value();
     benchmark::DoNotOptimize(p.phy2log.data());
   }
   ReportQuality(state, w, s, p);
 }
 
-void BM_DeepSeekV3(benchmark::State& state) {
-  RunShape(state, Shape{288, 8, 4, 32});
-}
+void BM_DeepSeekV3(benchmark::State& state) { RunShape(state, Shape{288, 8, 4, 32}); }
 BENCHMARK(BM_DeepSeekV3)->DenseRange(0, 3)->Unit(benchmark::kMillisecond);
 
-void BM_Global320(benchmark::State& state) {
-  RunShape(state, Shape{320, 8, 3, 64});
-}
+void BM_Global320(benchmark::State& state) { RunShape(state, Shape{320, 8, 3, 64}); }
 BENCHMARK(BM_Global320)->DenseRange(0, 3)->Unit(benchmark::kMillisecond);
 
 void BM_Scaling(benchmark::State& state) {
@@ -107,9 +95,8 @@ void BM_Scaling(benchmark::State& state) {
   const int replicas = (experts + gpus + gpus - 1) / gpus * gpus;
   const bool zipf = state.range(2) == 0;
   state.SetLabel(zipf ? "zipf" : "uniform");
-  const std::vector<int64_t> loads =
-      zipf ? testing::ZipfLoads(kLayers, experts, 7 + experts)
-           : testing::UniformLoads(kLayers, experts, 7 + experts, 999);
+  const std::vector<int64_t> loads = zipf ? testing::ZipfLoads(kLayers, experts, 7 + experts)
+                                          : testing::UniformLoads(kLayers, experts, 7 + experts, 999);
   const Weights w = Weights::Int64(loads, kLayers, experts);
   Placement p;
   for (auto _ : state) {
@@ -120,35 +107,27 @@ void BM_Scaling(benchmark::State& state) {
   state.counters["log2phy_width"] = p.max_count;
   state.counters["ns_per_slot"] =
       benchmark::Counter(static_cast<double>(kLayers) * replicas,
-                         benchmark::Counter::kIsIterationInvariantRate |
-                             benchmark::Counter::kInvert);
+                         benchmark::Counter::kIsIterationInvariantRate | benchmark::Counter::kInvert);
 }
-BENCHMARK(BM_Scaling)
-    ->ArgsProduct({{64, 256, 1024}, {8, 32, 64, 256}, {0, 1}})
-    ->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_Scaling)->ArgsProduct({{64, 256, 1024}, {8, 32, 64, 256}, {0, 1}})->Unit(benchmark::kMillisecond);
 
 void BM_Migration(benchmark::State& state) {
   const double drift = state.range(0) / 100.0;
   const Shape s{288, 8, 4, 32};
   const Weights before = Weights::Int64(ZipfLoads(), kLayers, kExperts);
-  const Placement previous =
-      RebalanceExperts(before, s.replicas, s.groups, s.nodes, s.gpus).value();
+  const Placement previous = RebalanceExperts(before, s.replicas, s.groups, s.nodes, s.gpus).value();
   testing::Rng rng(5);
   std::vector<int64_t> loads;
   for (const int64_t x : ZipfLoads()) {
-    loads.push_back(static_cast<int64_t>(
-        static_cast<double>(x) * (1 - drift + 2 * drift * rng.Uniform())));
+    loads.push_back(static_cast<int64_t>(static_cast<double>(x) * (1 - drift + 2 * drift * rng.Uniform())));
   }
   const Weights after = Weights::Int64(loads, kLayers, kExperts);
   MigrationPlan plan;
   for (auto _ : state) {
-    plan = RebalanceWithMigration(after, previous.phy2log, s.replicas, s.groups,
-                                  s.nodes, s.gpus)
-               .value();
+    plan = RebalanceWithMigration(after, previous.phy2log, s.replicas, s.groups, s.nodes, s.gpus).value();
     benchmark::DoNotOptimize(plan.moved_replicas);
   }
-  const Placement fresh =
-      RebalanceExperts(after, s.replicas, s.groups, s.nodes, s.gpus).value();
+  const Placement fresh = RebalanceExperts(after, s.replicas, s.groups, s.nodes, s.gpus).value();
   int64_t fresh_moved = 0;
   for (size_t i = 0; i < fresh.phy2log.size(); ++i) {
     fresh_moved += fresh.phy2log[i] != previous.phy2log[i];
@@ -156,14 +135,9 @@ void BM_Migration(benchmark::State& state) {
   state.counters["moved"] = static_cast<double>(plan.moved_replicas);
   state.counters["fresh_moved"] = static_cast<double>(fresh_moved);
   state.counters["balancedness"] = plan.metrics.balancedness_aggregate;
-  state.counters["balancedness_fresh"] =
-      plan.fresh_metrics.balancedness_aggregate;
+  state.counters["balancedness_fresh"] = plan.fresh_metrics.balancedness_aggregate;
 }
-BENCHMARK(BM_Migration)
-    ->Arg(5)
-    ->Arg(20)
-    ->Arg(50)
-    ->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_Migration)->Arg(5)->Arg(20)->Arg(50)->Unit(benchmark::kMillisecond);
 
 }  // namespace
 }  // namespace tandem::balance

@@ -44,9 +44,8 @@ struct Problem {
 // Reads a rectangular array of arrays of integers into a flat row-major
 // vector, setting `rows` and `cols`. kInvalidArgument naming the first bad
 // element as `<where>[i][j]: expected ..., got ...`.
-absl::StatusOr<std::vector<int64_t>> IntMatrixFromJson(const json::Json& v,
-                                                       absl::string_view where,
-                                                       int* rows, int* cols);
+absl::StatusOr<std::vector<int64_t>> IntMatrixFromJson(const json::Json& v, absl::string_view where, int* rows,
+                                                       int* cols);
 
 // ProblemFromJson()
 //
@@ -69,9 +68,7 @@ absl::Status LoadsFromCsv(absl::string_view text, Problem* problem);
 // Reads the "phy2log" member of a plan object (as PlacementToJson writes it)
 // into a flat vector, checking that it has `num_layers` rows of equal length
 // and setting `num_replicas`.
-absl::StatusOr<std::vector<int64_t>> Phy2LogFromJson(const json::Json& plan,
-                                                     int num_layers,
-                                                     int* num_replicas);
+absl::StatusOr<std::vector<int64_t>> Phy2LogFromJson(const json::Json& plan, int num_layers, int* num_replicas);
 
 // PlacementToJson()
 //

@@ -55,16 +55,12 @@ TEST(EplbJsonTest, DtypeIsDeclaredOrInferred) {
 }
 
 TEST(EplbJsonTest, NamesMissingAndMalformedFields) {
-  EXPECT_THAT(FromText("[1]"),
-              StatusIs(kInvalid, HasSubstr("input: expected an object")));
-  EXPECT_THAT(FromText("{}"),
-              StatusIs(kInvalid, HasSubstr("weight: expected a field")));
-  EXPECT_THAT(FromText(R"({"weight": []})"),
-              StatusIs(kInvalid, HasSubstr("weight: expected a non-empty "
-                                           "array of rows, got []")));
-  EXPECT_THAT(FromText(R"({"weight": [[1, 2], [3]]})"),
-              StatusIs(kInvalid, HasSubstr("weight[1]: expected a row of 2 "
-                                           "values, got [3]")));
+  EXPECT_THAT(FromText("[1]"), StatusIs(kInvalid, HasSubstr("input: expected an object")));
+  EXPECT_THAT(FromText("{}"), StatusIs(kInvalid, HasSubstr("weight: expected a field")));
+  EXPECT_THAT(FromText(R"({"weight": []})"), StatusIs(kInvalid, HasSubstr("weight: expected a non-empty "
+                                                                          "array of rows, got []")));
+  EXPECT_THAT(FromText(R"({"weight": [[1, 2], [3]]})"), StatusIs(kInvalid, HasSubstr("weight[1]: expected a row of 2 "
+                                                                                     "values, got [3]")));
   EXPECT_THAT(FromText(R"({"weight": [[1, "x"]], "weight_dtype": "float32"})"),
               StatusIs(kInvalid, HasSubstr("weight[0][1]: expected a number, "
                                            "got \"x\"")));
@@ -73,8 +69,7 @@ TEST(EplbJsonTest, NamesMissingAndMalformedFields) {
   EXPECT_THAT(FromText(R"({"weight": [[1]], "num_replicas": 2.5})"),
               StatusIs(kInvalid, HasSubstr("num_replicas: expected an "
                                            "integer, got 2.5")));
-  EXPECT_THAT(FromText(R"({"weight": [[1]], "num_replicas": 1e12})"),
-              StatusIs(kInvalid, HasSubstr("num_replicas")));
+  EXPECT_THAT(FromText(R"({"weight": [[1]], "num_replicas": 1e12})"), StatusIs(kInvalid, HasSubstr("num_replicas")));
 }
 
 TEST(EplbJsonTest, ReadsCsv) {
@@ -88,31 +83,23 @@ TEST(EplbJsonTest, ReadsCsv) {
   EXPECT_EQ(p.type, Weights::Type::kFloat32);
   EXPECT_THAT(p.float32_loads, ElementsAre(0.5f, 2.0f));
   EXPECT_TRUE(p.int64_loads.empty());
-  EXPECT_THAT(LoadsFromCsv("1,2\n3,x\n", &p),
-              StatusIs(kInvalid, HasSubstr("line 2: expected a number, got "
-                                           "'x'")));
-  EXPECT_THAT(LoadsFromCsv("1,2\n\n3\n", &p),
-              StatusIs(kInvalid, HasSubstr("line 3: expected 2 loads")));
-  EXPECT_THAT(LoadsFromCsv("# nothing\n", &p),
-              StatusIs(kInvalid, HasSubstr("at least one row")));
+  EXPECT_THAT(LoadsFromCsv("1,2\n3,x\n", &p), StatusIs(kInvalid, HasSubstr("line 2: expected a number, got "
+                                                                           "'x'")));
+  EXPECT_THAT(LoadsFromCsv("1,2\n\n3\n", &p), StatusIs(kInvalid, HasSubstr("line 3: expected 2 loads")));
+  EXPECT_THAT(LoadsFromCsv("# nothing\n", &p), StatusIs(kInvalid, HasSubstr("at least one row")));
 }
 
 TEST(EplbJsonTest, PlacementRoundTrip) {
-  ASSERT_OK_AND_ASSIGN(Placement p,
-                       MakePlacement(2, 3, 4, {0, 1, 2, 1, 2, 2, 1, 0},
-                                     {0, 1, 0, 0, 0, 1, 0, 0}));
+  ASSERT_OK_AND_ASSIGN(Placement p, MakePlacement(2, 3, 4, {0, 1, 2, 1, 2, 2, 1, 0}, {0, 1, 0, 0, 0, 1, 0, 0}));
   const json::Json v = PlacementToJson(p);
-  EXPECT_EQ(json::Dump(v).value(),
-            R"({"phy2log":[[0,1,2,1],[2,2,1,0]],)"
-            R"("log2phy":[[[0,-1],[3,1],[2,-1]],[[3,-1],[2,-1],[0,1]]],)"
-            R"("logcnt":[[1,2,1],[1,1,2]]})");
+  EXPECT_EQ(json::Dump(v).value(), R"({"phy2log":[[0,1,2,1],[2,2,1,0]],)"
+                                   R"("log2phy":[[[0,-1],[3,1],[2,-1]],[[3,-1],[2,-1],[0,1]]],)"
+                                   R"("logcnt":[[1,2,1],[1,1,2]]})");
   int replicas = 0;
-  ASSERT_OK_AND_ASSIGN(std::vector<int64_t> phy2log,
-                       Phy2LogFromJson(v, 2, &replicas));
+  ASSERT_OK_AND_ASSIGN(std::vector<int64_t> phy2log, Phy2LogFromJson(v, 2, &replicas));
   EXPECT_EQ(replicas, 4);
   EXPECT_EQ(phy2log, p.phy2log);
-  EXPECT_THAT(Phy2LogFromJson(v, 3, &replicas),
-              StatusIs(kInvalid, HasSubstr("phy2log: expected 3 layers")));
+  EXPECT_THAT(Phy2LogFromJson(v, 3, &replicas), StatusIs(kInvalid, HasSubstr("phy2log: expected 3 layers")));
   EXPECT_THAT(Phy2LogFromJson(json::Json::object(), 2, &replicas),
               StatusIs(kInvalid, HasSubstr("phy2log: expected a field")));
 }
@@ -124,11 +111,10 @@ TEST(EplbJsonTest, MetricsFields) {
   m.lower_bound = {2};
   m.balancedness_aggregate = 0.5;
   m.imbalance_ratio_aggregate = 1;
-  EXPECT_EQ(json::Dump(MetricsToJson(m)).value(),
-            R"({"balancedness_per_layer":[0.5],"balancedness_aggregate":0.5,)"
-            R"("max_gpu_load_per_layer":[4.0],"lower_bound_per_layer":[2.0],)"
-            R"("imbalance_ratio_aggregate":1.0,)"
-            R"("gpus_holding_duplicate_replicas":0})");
+  EXPECT_EQ(json::Dump(MetricsToJson(m)).value(), R"({"balancedness_per_layer":[0.5],"balancedness_aggregate":0.5,)"
+                                                  R"("max_gpu_load_per_layer":[4.0],"lower_bound_per_layer":[2.0],)"
+                                                  R"("imbalance_ratio_aggregate":1.0,)"
+                                                  R"("gpus_holding_duplicate_replicas":0})");
 }
 
 }  // namespace

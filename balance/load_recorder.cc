@@ -18,26 +18,22 @@ constexpr int64_t kMaxStepCount = std::numeric_limits<int32_t>::max();
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<LoadRecorder>> LoadRecorder::Create(
-    const Options& options) {
+absl::StatusOr<std::unique_ptr<LoadRecorder>> LoadRecorder::Create(const Options& options) {
   auto positive = [](const char* name, int value) -> absl::Status {
     if (value > 0) return absl::OkStatus();
-    return absl::InvalidArgumentError(
-        absl::StrCat(name, ": expected a positive count, got ", value));
+    return absl::InvalidArgumentError(absl::StrCat(name, ": expected a positive count, got ", value));
   };
   TANDEM_RETURN_IF_ERROR(positive("num_layers", options.num_layers));
   TANDEM_RETURN_IF_ERROR(positive("num_experts", options.num_experts));
   TANDEM_RETURN_IF_ERROR(positive("window_steps", options.window_steps));
   if (!(options.ema_alpha > 0 && options.ema_alpha <= 1)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "ema_alpha: expected a value in (0, 1], got ", options.ema_alpha));
+    return absl::InvalidArgumentError(absl::StrCat("ema_alpha: expected a value in (0, 1], got ", options.ema_alpha));
   }
   return std::unique_ptr<LoadRecorder>(new LoadRecorder(options));
 }
 
 LoadRecorder::LoadRecorder(const Options& options) : options_(options) {
-  const size_t cells =
-      static_cast<size_t>(options.num_layers) * options.num_experts;
+  const size_t cells = static_cast<size_t>(options.num_layers) * options.num_experts;
   for (int l = 0; l < options.num_layers; ++l) {
     layers_.push_back(std::make_unique<Layer>());
     absl::MutexLock lock(&layers_.back()->mu);
@@ -51,46 +47,41 @@ LoadRecorder::LoadRecorder(const Options& options) : options_(options) {
 absl::Status LoadRecorder::CheckLayer(int layer) const {
   if (layer >= 0 && layer < options_.num_layers) return absl::OkStatus();
   return absl::InvalidArgumentError(
-      absl::StrCat("layer: expected a value in [0, ", options_.num_layers,
-                   "), got ", layer));
+      absl::StrCat("layer: expected a value in [0, ", options_.num_layers, "), got ", layer));
 }
 
 absl::Status LoadRecorder::Record(int layer, absl::Span<const int64_t> counts) {
   TANDEM_RETURN_IF_ERROR(CheckLayer(layer));
   if (static_cast<int>(counts.size()) != options_.num_experts) {
     return absl::InvalidArgumentError(
-        absl::StrCat("counts: expected ", options_.num_experts,
-                     " values (one per expert), got ", counts.size()));
+        absl::StrCat("counts: expected ", options_.num_experts, " values (one per expert), got ", counts.size()));
   }
   Layer& l = *layers_[layer];
   absl::MutexLock lock(&l.mu);
   for (int e = 0; e < options_.num_experts; ++e) {
     if (counts[e] < 0 || counts[e] > kMaxStepCount - l.counts[e]) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "counts[", e, "]: expected a count in [0, ",
-          kMaxStepCount - l.counts[e], "] for this step, got ", counts[e]));
+      return absl::InvalidArgumentError(absl::StrCat("counts[", e, "]: expected a count in [0, ",
+                                                     kMaxStepCount - l.counts[e], "] for this step, got ", counts[e]));
     }
   }
   for (int e = 0; e < options_.num_experts; ++e) l.counts[e] += counts[e];
   return absl::OkStatus();
 }
 
-absl::Status LoadRecorder::RecordRouted(int layer,
-                                        absl::Span<const int32_t> expert_ids) {
+absl::Status LoadRecorder::RecordRouted(int layer, absl::Span<const int32_t> expert_ids) {
   TANDEM_RETURN_IF_ERROR(CheckLayer(layer));
   for (size_t i = 0; i < expert_ids.size(); ++i) {
     if (expert_ids[i] < 0 || expert_ids[i] >= options_.num_experts) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("expert_ids[", i, "]: expected an expert in [0, ",
-                       options_.num_experts, "), got ", expert_ids[i]));
+      return absl::InvalidArgumentError(absl::StrCat("expert_ids[", i, "]: expected an expert in [0, ",
+                                                     options_.num_experts, "), got ", expert_ids[i]));
     }
   }
   Layer& l = *layers_[layer];
   absl::MutexLock lock(&l.mu);
   for (const int32_t e : expert_ids) {
     if (l.counts[e] >= kMaxStepCount) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "expert ", e, ": count of this step would exceed ", kMaxStepCount));
+      return absl::InvalidArgumentError(
+          absl::StrCat("expert ", e, ": count of this step would exceed ", kMaxStepCount));
     }
   }
   for (const int32_t e : expert_ids) ++l.counts[e];
@@ -114,8 +105,7 @@ void LoadRecorder::EndStep() {
     Layer& layer = *layers_[l];
     absl::MutexLock layer_lock(&layer.mu);
     for (int e = 0; e < experts; ++e) {
-      step[static_cast<size_t>(l) * experts + e] =
-          static_cast<int32_t>(layer.counts[e]);
+      step[static_cast<size_t>(l) * experts + e] = static_cast<int32_t>(layer.counts[e]);
       layer.counts[e] = 0;
     }
   }

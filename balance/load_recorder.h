@@ -55,20 +55,15 @@ class LoadRecorder {
     std::vector<float> ema;       // [layers][experts] moving average
 
     // Views for RebalanceExperts; valid while this Snapshot lives.
-    Weights window_weights() const {
-      return Weights::Int64(window, num_layers, num_experts);
-    }
-    Weights ema_weights() const {
-      return Weights::Float32(ema, num_layers, num_experts);
-    }
+    Weights window_weights() const { return Weights::Int64(window, num_layers, num_experts); }
+    Weights ema_weights() const { return Weights::Float32(ema, num_layers, num_experts); }
   };
 
   // LoadRecorder::Create()
   //
   // kInvalidArgument naming the bad option (non-positive sizes, alpha not
   // in (0, 1]).
-  static absl::StatusOr<std::unique_ptr<LoadRecorder>> Create(
-      const Options& options);
+  static absl::StatusOr<std::unique_ptr<LoadRecorder>> Create(const Options& options);
 
   // LoadRecorder::Record()
   //

@@ -20,15 +20,13 @@ using ::testing::HasSubstr;
 
 constexpr absl::StatusCode kInvalid = absl::StatusCode::kInvalidArgument;
 
-std::unique_ptr<LoadRecorder> MakeRecorder(int layers, int experts, int window,
-                                           double alpha) {
+std::unique_ptr<LoadRecorder> MakeRecorder(int layers, int experts, int window, double alpha) {
   LoadRecorder::Options options;
   options.num_layers = layers;
   options.num_experts = experts;
   options.window_steps = window;
   options.ema_alpha = alpha;
-  absl::StatusOr<std::unique_ptr<LoadRecorder>> r =
-      LoadRecorder::Create(options);
+  absl::StatusOr<std::unique_ptr<LoadRecorder>> r = LoadRecorder::Create(options);
   EXPECT_OK(r);
   return r.ok() ? *std::move(r) : nullptr;
 }
@@ -44,7 +42,7 @@ TEST(LoadRecorderTest, WindowKeepsTheLastSteps) {
   EXPECT_THAT(s.window, ElementsAre(4, 32));
   ASSERT_OK(r->Record(0, {5, 0}));
   EXPECT_THAT(r->TakeSnapshot().window, ElementsAre(4, 32));  // not ended
-  r->EndStep();  // step 3: (5, 0); step 1 leaves the window
+  r->EndStep();                                               // step 3: (5, 0); step 1 leaves the window
   s = r->TakeSnapshot();
   EXPECT_THAT(s.window, ElementsAre(8, 22));
   EXPECT_EQ(s.steps, 3);
@@ -62,10 +60,8 @@ TEST(LoadRecorderTest, SnapshotFeedsTheSolver) {
   }
   const LoadRecorder::Snapshot s = r->TakeSnapshot();
   EXPECT_THAT(s.window, ElementsAre(15, 3, 6, 21, 0, 0, 27, 3));
-  ASSERT_OK_AND_ASSIGN(Placement a,
-                       RebalanceExperts(s.window_weights(), 8, 2, 1, 4));
-  ASSERT_OK_AND_ASSIGN(Placement b,
-                       RebalanceExperts(s.ema_weights(), 8, 2, 1, 4));
+  ASSERT_OK_AND_ASSIGN(Placement a, RebalanceExperts(s.window_weights(), 8, 2, 1, 4));
+  ASSERT_OK_AND_ASSIGN(Placement b, RebalanceExperts(s.ema_weights(), 8, 2, 1, 4));
   EXPECT_OK(ValidatePlacement(a, 4));
   EXPECT_EQ(a.phy2log, b.phy2log);  // same loads up to a factor
 }
@@ -74,31 +70,23 @@ TEST(LoadRecorderTest, RejectsBadInput) {
   LoadRecorder::Options options;
   options.num_layers = 2;
   options.num_experts = 0;
-  EXPECT_THAT(LoadRecorder::Create(options),
-              StatusIs(kInvalid, HasSubstr("num_experts: expected a positive "
-                                           "count, got 0")));
+  EXPECT_THAT(LoadRecorder::Create(options), StatusIs(kInvalid, HasSubstr("num_experts: expected a positive "
+                                                                          "count, got 0")));
   options.num_experts = 3;
   options.ema_alpha = 0;
-  EXPECT_THAT(LoadRecorder::Create(options),
-              StatusIs(kInvalid, HasSubstr("ema_alpha: expected a value in "
-                                           "(0, 1], got 0")));
+  EXPECT_THAT(LoadRecorder::Create(options), StatusIs(kInvalid, HasSubstr("ema_alpha: expected a value in "
+                                                                          "(0, 1], got 0")));
   options.ema_alpha = 0.5;
   options.window_steps = -1;
-  EXPECT_THAT(LoadRecorder::Create(options),
-              StatusIs(kInvalid, HasSubstr("window_steps")));
+  EXPECT_THAT(LoadRecorder::Create(options), StatusIs(kInvalid, HasSubstr("window_steps")));
   auto r = MakeRecorder(2, 3, 4, 0.5);
-  EXPECT_THAT(r->Record(2, {1, 2, 3}),
-              StatusIs(kInvalid, HasSubstr("layer: expected a value in [0, 2), "
-                                           "got 2")));
-  EXPECT_THAT(r->Record(0, {1, 2}),
-              StatusIs(kInvalid, HasSubstr("counts: expected 3 values")));
-  EXPECT_THAT(r->Record(0, {1, -2, 3}),
-              StatusIs(kInvalid, HasSubstr("counts[1]: expected a count")));
-  EXPECT_THAT(r->RecordRouted(1, {0, 3}),
-              StatusIs(kInvalid, HasSubstr("expert_ids[1]: expected an expert "
-                                           "in [0, 3), got 3")));
-  EXPECT_THAT(r->Record(0, {0, 0, int64_t{1} << 31}),
-              StatusIs(kInvalid, HasSubstr("counts[2]")));
+  EXPECT_THAT(r->Record(2, {1, 2, 3}), StatusIs(kInvalid, HasSubstr("layer: expected a value in [0, 2), "
+                                                                    "got 2")));
+  EXPECT_THAT(r->Record(0, {1, 2}), StatusIs(kInvalid, HasSubstr("counts: expected 3 values")));
+  EXPECT_THAT(r->Record(0, {1, -2, 3}), StatusIs(kInvalid, HasSubstr("counts[1]: expected a count")));
+  EXPECT_THAT(r->RecordRouted(1, {0, 3}), StatusIs(kInvalid, HasSubstr("expert_ids[1]: expected an expert "
+                                                                       "in [0, 3), got 3")));
+  EXPECT_THAT(r->Record(0, {0, 0, int64_t{1} << 31}), StatusIs(kInvalid, HasSubstr("counts[2]")));
   r->EndStep();
   EXPECT_THAT(r->TakeSnapshot().window, ElementsAre(0, 0, 0, 0, 0, 0));
 }

@@ -9,38 +9,29 @@
 
 namespace tandem::balance {
 
-absl::StatusOr<std::vector<double>> GpuLoads(const Weights& weights,
-                                             const Placement& placement,
-                                             int num_gpus) {
+absl::StatusOr<std::vector<double>> GpuLoads(const Weights& weights, const Placement& placement, int num_gpus) {
   TANDEM_RETURN_IF_ERROR(weights.Validate());
   TANDEM_RETURN_IF_ERROR(ValidatePlacement(placement, num_gpus));
-  if (weights.num_layers() != placement.num_layers ||
-      weights.num_experts() != placement.num_experts) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("placement: expected ", weights.num_layers(), " layers x ",
-                     weights.num_experts(), " experts as in the weights, got ",
-                     placement.num_layers, " x ", placement.num_experts));
+  if (weights.num_layers() != placement.num_layers || weights.num_experts() != placement.num_experts) {
+    return absl::InvalidArgumentError(absl::StrCat("placement: expected ", weights.num_layers(), " layers x ",
+                                                   weights.num_experts(), " experts as in the weights, got ",
+                                                   placement.num_layers, " x ", placement.num_experts));
   }
   const int per_gpu = placement.num_replicas / num_gpus;
   const int experts = placement.num_experts;
-  std::vector<double> loads(static_cast<size_t>(placement.num_layers) *
-                            num_gpus);
+  std::vector<double> loads(static_cast<size_t>(placement.num_layers) * num_gpus);
   for (int l = 0; l < placement.num_layers; ++l) {
     for (int s = 0; s < placement.num_replicas; ++s) {
       const int64_t e = placement.expert_of(l, s);
       loads[static_cast<size_t>(l) * num_gpus + s / per_gpu] +=
-          weights.AsDouble(int64_t{l} * experts + e) /
-          static_cast<double>(placement.count_of(l, e));
+          weights.AsDouble(int64_t{l} * experts + e) / static_cast<double>(placement.count_of(l, e));
     }
   }
   return loads;
 }
 
-absl::StatusOr<PlacementMetrics> ComputeMetrics(const Weights& weights,
-                                                const Placement& placement,
-                                                int num_gpus) {
-  TANDEM_ASSIGN_OR_RETURN(std::vector<double> loads,
-                          GpuLoads(weights, placement, num_gpus));
+absl::StatusOr<PlacementMetrics> ComputeMetrics(const Weights& weights, const Placement& placement, int num_gpus) {
+  TANDEM_ASSIGN_OR_RETURN(std::vector<double> loads, GpuLoads(weights, placement, num_gpus));
   PlacementMetrics m;
   double sum_mean = 0.0;
   double sum_max = 0.0;

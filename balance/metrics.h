@@ -42,16 +42,12 @@ struct PlacementMetrics {
 // The [layers][num_gpus] float64 GPU loads of `placement` (slots summed in
 // order). kInvalidArgument if the placement is inconsistent (see
 // ValidatePlacement) or its shape does not match `weights`.
-absl::StatusOr<std::vector<double>> GpuLoads(const Weights& weights,
-                                             const Placement& placement,
-                                             int num_gpus);
+absl::StatusOr<std::vector<double>> GpuLoads(const Weights& weights, const Placement& placement, int num_gpus);
 
 // ComputeMetrics()
 //
 // The metrics above for `placement` under `weights`; errors as GpuLoads().
-absl::StatusOr<PlacementMetrics> ComputeMetrics(const Weights& weights,
-                                                const Placement& placement,
-                                                int num_gpus);
+absl::StatusOr<PlacementMetrics> ComputeMetrics(const Weights& weights, const Placement& placement, int num_gpus);
 
 }  // namespace tandem::balance
 

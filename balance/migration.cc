@@ -20,8 +20,7 @@ using internal::Shape;
 
 // Slots kept in place if fresh GPU `fresh` (its experts) replaces previous
 // GPU `prev`: the size of the multisets' intersection.
-int Overlap(const int32_t* fresh, const int32_t* prev, int per_gpu,
-            std::vector<int32_t>* scratch) {
+int Overlap(const int32_t* fresh, const int32_t* prev, int per_gpu, std::vector<int32_t>* scratch) {
   scratch->assign(fresh, fresh + per_gpu);
   int kept = 0;
   for (int i = 0; i < per_gpu; ++i) {
@@ -37,8 +36,7 @@ int Overlap(const int32_t* fresh, const int32_t* prev, int per_gpu,
 // The fresh layer plan renumbered to keep as many slots as possible: nodes
 // to nodes and, inside, GPUs to GPUs by min-cost matching on changed slots;
 // on each GPU, experts the previous plan has there keep their slot.
-void AlignToPrevious(const Shape& shape, const int32_t* fresh_p2l,
-                     const int32_t* fresh_rank, const int32_t* prev_p2l,
+void AlignToPrevious(const Shape& shape, const int32_t* fresh_p2l, const int32_t* fresh_rank, const int32_t* prev_p2l,
                      int32_t* out_p2l, int32_t* out_rank) {
   const int per_gpu = shape.slots_per_gpu();
   const int gpus = shape.gpus_per_node();
@@ -52,10 +50,8 @@ void AlignToPrevious(const Shape& shape, const int32_t* fresh_p2l,
     for (int b = 0; b < nodes; ++b) {
       for (int i = 0; i < gpus; ++i) {
         for (int j = 0; j < gpus; ++j) {
-          cost[i * gpus + j] =
-              per_gpu - Overlap(fresh_p2l + (a * gpus + i) * per_gpu,
-                                prev_p2l + (b * gpus + j) * per_gpu, per_gpu,
-                                &scratch);
+          cost[i * gpus + j] = per_gpu - Overlap(fresh_p2l + (a * gpus + i) * per_gpu,
+                                                 prev_p2l + (b * gpus + j) * per_gpu, per_gpu, &scratch);
         }
       }
       std::vector<int>& match = inner[a * nodes + b];
@@ -65,8 +61,7 @@ void AlignToPrevious(const Shape& shape, const int32_t* fresh_p2l,
       node_cost[a * nodes + b] = total;
     }
   }
-  const std::vector<int> node_match =
-      internal::MinCostAssignment(node_cost, nodes);
+  const std::vector<int> node_match = internal::MinCostAssignment(node_cost, nodes);
   std::vector<char> taken(per_gpu);
   for (int a = 0; a < nodes; ++a) {
     const int b = node_match[a];
@@ -106,40 +101,31 @@ int ChangedSlots(const int32_t* a, const int32_t* b, int n) {
 
 }  // namespace
 
-absl::StatusOr<MigrationPlan> RebalanceWithMigration(
-    const Weights& weights, absl::Span<const int64_t> previous_phy2log,
-    int num_replicas, int num_groups, int num_nodes, int num_gpus,
-    const MigrationOptions& options) {
+absl::StatusOr<MigrationPlan> RebalanceWithMigration(const Weights& weights, absl::Span<const int64_t> previous_phy2log,
+                                                     int num_replicas, int num_groups, int num_nodes, int num_gpus,
+                                                     const MigrationOptions& options) {
   if (!std::isfinite(options.tolerance) || options.tolerance < 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "tolerance: expected a finite value >= 0, got ", options.tolerance));
+    return absl::InvalidArgumentError(absl::StrCat("tolerance: expected a finite value >= 0, got ", options.tolerance));
   }
   if (options.expert_bytes < 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "expert_bytes: expected a size >= 0, got ", options.expert_bytes));
+    return absl::InvalidArgumentError(absl::StrCat("expert_bytes: expected a size >= 0, got ", options.expert_bytes));
   }
   TANDEM_ASSIGN_OR_RETURN(Placement fresh,
-                          RebalanceExperts(weights, num_replicas, num_groups,
-                                           num_nodes, num_gpus, options.solve));
+                          RebalanceExperts(weights, num_replicas, num_groups, num_nodes, num_gpus, options.solve));
   absl::StatusOr<Placement> previous =
-      PlacementFromPhy2Log(weights.num_layers(), weights.num_experts(),
-                           num_replicas, previous_phy2log);
+      PlacementFromPhy2Log(weights.num_layers(), weights.num_experts(), num_replicas, previous_phy2log);
   if (!previous.ok()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("previous plan: ", previous.status().message()));
+    return absl::InvalidArgumentError(absl::StrCat("previous plan: ", previous.status().message()));
   }
   MigrationPlan plan;
-  TANDEM_ASSIGN_OR_RETURN(plan.fresh_metrics,
-                          ComputeMetrics(weights, fresh, num_gpus));
+  TANDEM_ASSIGN_OR_RETURN(plan.fresh_metrics, ComputeMetrics(weights, fresh, num_gpus));
 
-  const Shape shape = internal::ResolveShape(
-      weights.num_experts(), num_replicas, num_groups, num_nodes, num_gpus);
+  const Shape shape = internal::ResolveShape(weights.num_experts(), num_replicas, num_groups, num_nodes, num_gpus);
   internal::SearchOptions search_options;
   search_options.no_duplicates = options.solve.no_duplicates;
   search_options.per_change = true;
   if (shape.num_nodes > 1) {
-    search_options.pin = options.solve.mode == Mode::kRefined &&
-                                 options.solve.cross_node_replicas
+    search_options.pin = options.solve.mode == Mode::kRefined && options.solve.cross_node_replicas
                              ? internal::Pin::kHome
                              : internal::Pin::kNode;
   }
@@ -149,8 +135,7 @@ absl::StatusOr<MigrationPlan> RebalanceWithMigration(
   const int slots = num_replicas;
   // Ranks: the previous plan's are by slot order; the fresh plan's are
   // recovered from its log2phy.
-  std::vector<int32_t> prev_p2l(previous->phy2log.begin(),
-                                previous->phy2log.end());
+  std::vector<int32_t> prev_p2l(previous->phy2log.begin(), previous->phy2log.end());
   std::vector<int32_t> prev_rank(prev_p2l.size());
   std::vector<int32_t> fresh_p2l(fresh.phy2log.begin(), fresh.phy2log.end());
   std::vector<int32_t> fresh_rank(fresh_p2l.size());
@@ -178,17 +163,14 @@ absl::StatusOr<MigrationPlan> RebalanceWithMigration(
       w[e] = weights.AsDouble(int64_t{l} * experts + e);
     }
     const int64_t base = int64_t{l} * slots;
-    const double target =
-        plan.fresh_metrics.balancedness[l] - options.tolerance;
+    const double target = plan.fresh_metrics.balancedness[l] - options.tolerance;
     // Aligned fresh plan; it is as balanced as the fresh one up to the
     // rounding of summing a GPU's slots in another order, so check it.
-    AlignToPrevious(shape, &fresh_p2l[base], &fresh_rank[base], &prev_p2l[base],
-                    cand_p2l.data(), cand_rank.data());
+    AlignToPrevious(shape, &fresh_p2l[base], &fresh_rank[base], &prev_p2l[base], cand_p2l.data(), cand_rank.data());
     search.Assign(w.data(), cand_p2l.data(), cand_rank.data());
     if (search.Balancedness() < target) {
       std::copy(&fresh_p2l[base], &fresh_p2l[base] + slots, cand_p2l.begin());
-      std::copy(&fresh_rank[base], &fresh_rank[base] + slots,
-                cand_rank.begin());
+      std::copy(&fresh_rank[base], &fresh_rank[base] + slots, cand_rank.begin());
     }
     int moved = ChangedSlots(cand_p2l.data(), &prev_p2l[base], slots);
     // Incremental plan from the previous one, if it meets the target with
@@ -213,11 +195,8 @@ absl::StatusOr<MigrationPlan> RebalanceWithMigration(
   plan.moved_bytes = plan.moved_replicas * options.expert_bytes;
   TANDEM_ASSIGN_OR_RETURN(
       plan.placement,
-      MakePlacement(layers, experts, slots,
-                    std::vector<int64_t>(out_p2l.begin(), out_p2l.end()),
-                    out_rank));
-  TANDEM_ASSIGN_OR_RETURN(plan.metrics,
-                          ComputeMetrics(weights, plan.placement, num_gpus));
+      MakePlacement(layers, experts, slots, std::vector<int64_t>(out_p2l.begin(), out_p2l.end()), out_rank));
+  TANDEM_ASSIGN_OR_RETURN(plan.metrics, ComputeMetrics(weights, plan.placement, num_gpus));
   return plan;
 }
 

@@ -61,10 +61,9 @@ struct MigrationPlan {
 // not match or it leaves an expert without a replica, if `tolerance` is
 // negative or not finite, or if `expert_bytes` is negative. Each layer's balancedness is at least the fresh
 // solve's minus `tolerance` (both as metrics.h computes them).
-absl::StatusOr<MigrationPlan> RebalanceWithMigration(
-    const Weights& weights, absl::Span<const int64_t> previous_phy2log,
-    int num_replicas, int num_groups, int num_nodes, int num_gpus,
-    const MigrationOptions& options = {});
+absl::StatusOr<MigrationPlan> RebalanceWithMigration(const Weights& weights, absl::Span<const int64_t> previous_phy2log,
+                                                     int num_replicas, int num_groups, int num_nodes, int num_gpus,
+                                                     const MigrationOptions& options = {});
 
 }  // namespace tandem::balance
 

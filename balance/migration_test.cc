@@ -22,23 +22,19 @@ using ::testing::HasSubstr;
 constexpr absl::StatusCode kInvalid = absl::StatusCode::kInvalidArgument;
 
 // DeepSeek-V3-like shape, fewer layers.
-constexpr int kLayers = 8, kExperts = 256, kReplicas = 288, kGroups = 8,
-              kNodes = 4, kGpus = 32;
+constexpr int kLayers = 8, kExperts = 256, kReplicas = 288, kGroups = 8, kNodes = 4, kGpus = 32;
 
 // Loads that drift from `base` by up to +-`drift` (relative), per expert.
-std::vector<int64_t> Drift(const std::vector<int64_t>& base, double drift,
-                           uint64_t seed) {
+std::vector<int64_t> Drift(const std::vector<int64_t>& base, double drift, uint64_t seed) {
   Rng rng(seed);
   std::vector<int64_t> out;
   for (const int64_t x : base) {
-    out.push_back(static_cast<int64_t>(
-        static_cast<double>(x) * (1 - drift + 2 * drift * rng.Uniform())));
+    out.push_back(static_cast<int64_t>(static_cast<double>(x) * (1 - drift + 2 * drift * rng.Uniform())));
   }
   return out;
 }
 
-int64_t ChangedSlots(const std::vector<int64_t>& a,
-                     const std::vector<int64_t>& b) {
+int64_t ChangedSlots(const std::vector<int64_t>& a, const std::vector<int64_t>& b) {
   int64_t n = 0;
   for (size_t i = 0; i < a.size(); ++i) n += a[i] != b[i];
   return n;
@@ -46,32 +42,25 @@ int64_t ChangedSlots(const std::vector<int64_t>& a,
 
 // Checks the plan's own accounting against an independent recount, and
 // the balancedness promise against independently computed metrics.
-void CheckPlan(const Weights& w, const std::vector<int64_t>& previous,
-               const MigrationPlan& plan, const MigrationOptions& options) {
+void CheckPlan(const Weights& w, const std::vector<int64_t>& previous, const MigrationPlan& plan,
+               const MigrationOptions& options) {
   ASSERT_OK(ValidatePlacement(plan.placement, kGpus));
-  EXPECT_EQ(plan.moved_replicas,
-            ChangedSlots(plan.placement.phy2log, previous));
+  EXPECT_EQ(plan.moved_replicas, ChangedSlots(plan.placement.phy2log, previous));
   int64_t sum = 0;
   for (int l = 0; l < w.num_layers(); ++l) {
-    const std::vector<int64_t> a(previous.begin() + l * kReplicas,
-                                 previous.begin() + (l + 1) * kReplicas);
-    const std::vector<int64_t> b(
-        plan.placement.phy2log.begin() + l * kReplicas,
-        plan.placement.phy2log.begin() + (l + 1) * kReplicas);
+    const std::vector<int64_t> a(previous.begin() + l * kReplicas, previous.begin() + (l + 1) * kReplicas);
+    const std::vector<int64_t> b(plan.placement.phy2log.begin() + l * kReplicas,
+                                 plan.placement.phy2log.begin() + (l + 1) * kReplicas);
     EXPECT_EQ(plan.moved_per_layer[l], ChangedSlots(a, b)) << "layer " << l;
     sum += plan.moved_per_layer[l];
   }
   EXPECT_EQ(sum, plan.moved_replicas);
   EXPECT_EQ(plan.moved_bytes, plan.moved_replicas * options.expert_bytes);
-  ASSERT_OK_AND_ASSIGN(PlacementMetrics m,
-                       ComputeMetrics(w, plan.placement, kGpus));
-  ASSERT_OK_AND_ASSIGN(
-      Placement fresh,
-      RebalanceExperts(w, kReplicas, kGroups, kNodes, kGpus, options.solve));
+  ASSERT_OK_AND_ASSIGN(PlacementMetrics m, ComputeMetrics(w, plan.placement, kGpus));
+  ASSERT_OK_AND_ASSIGN(Placement fresh, RebalanceExperts(w, kReplicas, kGroups, kNodes, kGpus, options.solve));
   ASSERT_OK_AND_ASSIGN(PlacementMetrics f, ComputeMetrics(w, fresh, kGpus));
   for (int l = 0; l < w.num_layers(); ++l) {
-    EXPECT_GE(m.balancedness[l], f.balancedness[l] - options.tolerance)
-        << "layer " << l;
+    EXPECT_GE(m.balancedness[l], f.balancedness[l] - options.tolerance) << "layer " << l;
     EXPECT_EQ(plan.metrics.balancedness[l], m.balancedness[l]);
     EXPECT_EQ(plan.fresh_metrics.balancedness[l], f.balancedness[l]);
   }
@@ -83,13 +72,9 @@ TEST(MigrationTest, IdenticalLoadsMoveNothing) {
   for (const Mode mode : {Mode::kStable, Mode::kReference, Mode::kRefined}) {
     MigrationOptions options;
     options.solve.mode = mode;
-    ASSERT_OK_AND_ASSIGN(
-        Placement previous,
-        RebalanceExperts(w, kReplicas, kGroups, kNodes, kGpus, options.solve));
-    ASSERT_OK_AND_ASSIGN(
-        MigrationPlan plan,
-        RebalanceWithMigration(w, previous.phy2log, kReplicas, kGroups, kNodes,
-                               kGpus, options));
+    ASSERT_OK_AND_ASSIGN(Placement previous, RebalanceExperts(w, kReplicas, kGroups, kNodes, kGpus, options.solve));
+    ASSERT_OK_AND_ASSIGN(MigrationPlan plan,
+                         RebalanceWithMigration(w, previous.phy2log, kReplicas, kGroups, kNodes, kGpus, options));
     EXPECT_EQ(plan.moved_replicas, 0);
     EXPECT_EQ(plan.placement.phy2log, previous.phy2log);
     CheckPlan(w, previous.phy2log, plan, options);
@@ -106,24 +91,16 @@ TEST(MigrationTest, DriftingLoadsMoveFewReplicas) {
     const Weights w1 = Weights::Int64(after, kLayers, kExperts);
     MigrationOptions options;
     options.expert_bytes = 3 << 20;
-    ASSERT_OK_AND_ASSIGN(
-        Placement previous,
-        RebalanceExperts(w0, kReplicas, kGroups, kNodes, kGpus));
-    ASSERT_OK_AND_ASSIGN(
-        Placement fresh,
-        RebalanceExperts(w1, kReplicas, kGroups, kNodes, kGpus));
-    ASSERT_OK_AND_ASSIGN(
-        MigrationPlan plan,
-        RebalanceWithMigration(w1, previous.phy2log, kReplicas, kGroups, kNodes,
-                               kGpus, options));
+    ASSERT_OK_AND_ASSIGN(Placement previous, RebalanceExperts(w0, kReplicas, kGroups, kNodes, kGpus));
+    ASSERT_OK_AND_ASSIGN(Placement fresh, RebalanceExperts(w1, kReplicas, kGroups, kNodes, kGpus));
+    ASSERT_OK_AND_ASSIGN(MigrationPlan plan,
+                         RebalanceWithMigration(w1, previous.phy2log, kReplicas, kGroups, kNodes, kGpus, options));
     CheckPlan(w1, previous.phy2log, plan, options);
     const int64_t naive = ChangedSlots(fresh.phy2log, previous.phy2log);
-    std::cout << "drift " << drift << ": moved " << plan.moved_replicas
-              << " replicas (" << plan.moved_bytes / (1 << 20)
+    std::cout << "drift " << drift << ": moved " << plan.moved_replicas << " replicas (" << plan.moved_bytes / (1 << 20)
               << " MiB) instead of " << naive << " for the fresh plan; "
-              << "balancedness " << plan.metrics.balancedness_aggregate
-              << " vs fresh " << plan.fresh_metrics.balancedness_aggregate
-              << "\n";
+              << "balancedness " << plan.metrics.balancedness_aggregate << " vs fresh "
+              << plan.fresh_metrics.balancedness_aggregate << "\n";
     EXPECT_LT(plan.moved_replicas, naive / 2);
   }
 }
@@ -131,8 +108,7 @@ TEST(MigrationTest, DriftingLoadsMoveFewReplicas) {
 TEST(MigrationTest, ToleranceBoundsAndRandomPreviousPlans) {
   Rng rng(9);
   for (int i = 0; i < 20; ++i) {
-    const std::vector<int64_t> loads =
-        testing::ZipfLoads(kLayers, kExperts, rng.Next());
+    const std::vector<int64_t> loads = testing::ZipfLoads(kLayers, kExperts, rng.Next());
     const Weights w = Weights::Int64(loads, kLayers, kExperts);
     // A previous plan unrelated to these loads: each expert once, then
     // random extra replicas, shuffled within each node.
@@ -152,8 +128,7 @@ TEST(MigrationTest, ToleranceBoundsAndRandomPreviousPlans) {
     options.tolerance = rng.Pick({0.0, 0.01, 0.05});
     options.solve.mode = rng.Pick({Mode::kStable, Mode::kRefined});
     ASSERT_OK_AND_ASSIGN(MigrationPlan plan,
-                         RebalanceWithMigration(w, previous, kReplicas, kGroups,
-                                                kNodes, kGpus, options));
+                         RebalanceWithMigration(w, previous, kReplicas, kGroups, kNodes, kGpus, options));
     CheckPlan(w, previous, plan, options);
   }
 }
@@ -168,8 +143,7 @@ TEST(MigrationTest, HugeToleranceKeepsThePreviousPlan) {
   MigrationOptions options;
   options.tolerance = 1.0;
   ASSERT_OK_AND_ASSIGN(MigrationPlan plan,
-                       RebalanceWithMigration(w, previous, kReplicas, kGroups,
-                                              kNodes, kGpus, options));
+                       RebalanceWithMigration(w, previous, kReplicas, kGroups, kNodes, kGpus, options));
   EXPECT_EQ(plan.moved_replicas, 0);
   EXPECT_EQ(plan.placement.phy2log, previous);
 }
@@ -203,8 +177,7 @@ TEST(MigrationTest, RejectsBadPreviousPlansAndTolerance) {
   EXPECT_THAT(RebalanceWithMigration(w, previous, 16, 4, 2, 4, options),
               StatusIs(kInvalid, HasSubstr("expert_bytes: expected a size >= "
                                            "0, got -1")));
-  EXPECT_THAT(RebalanceWithMigration(w, previous, 15, 4, 2, 4),
-              StatusIs(kInvalid, HasSubstr("num_replicas")));
+  EXPECT_THAT(RebalanceWithMigration(w, previous, 15, 4, 2, 4), StatusIs(kInvalid, HasSubstr("num_replicas")));
 }
 
 }  // namespace

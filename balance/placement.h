@@ -31,15 +31,11 @@ class Weights {
  public:
   enum class Type { kInt64, kFloat32 };
 
-  static Weights Int64(absl::Span<const int64_t> data, int num_layers,
-                       int num_experts) {
-    return Weights(Type::kInt64, data.data(), nullptr, data.size(), num_layers,
-                   num_experts);
+  static Weights Int64(absl::Span<const int64_t> data, int num_layers, int num_experts) {
+    return Weights(Type::kInt64, data.data(), nullptr, data.size(), num_layers, num_experts);
   }
-  static Weights Float32(absl::Span<const float> data, int num_layers,
-                         int num_experts) {
-    return Weights(Type::kFloat32, nullptr, data.data(), data.size(),
-                   num_layers, num_experts);
+  static Weights Float32(absl::Span<const float> data, int num_layers, int num_experts) {
+    return Weights(Type::kFloat32, nullptr, data.data(), data.size(), num_layers, num_experts);
   }
 
   Type type() const { return type_; }
@@ -56,23 +52,14 @@ class Weights {
 
   // Load of flat index i (layer * num_experts + expert): cast to float32 as
   // the reference does, or as a double (exact for integers up to 2^53).
-  float AsFloat32(int64_t i) const {
-    return type_ == Type::kInt64 ? static_cast<float>(int64_[i]) : float32_[i];
-  }
+  float AsFloat32(int64_t i) const { return type_ == Type::kInt64 ? static_cast<float>(int64_[i]) : float32_[i]; }
   double AsDouble(int64_t i) const {
-    return type_ == Type::kInt64 ? static_cast<double>(int64_[i])
-                                 : static_cast<double>(float32_[i]);
+    return type_ == Type::kInt64 ? static_cast<double>(int64_[i]) : static_cast<double>(float32_[i]);
   }
 
  private:
-  Weights(Type type, const int64_t* i, const float* f, size_t size,
-          int num_layers, int num_experts)
-      : type_(type),
-        int64_(i),
-        float32_(f),
-        size_(size),
-        num_layers_(num_layers),
-        num_experts_(num_experts) {}
+  Weights(Type type, const int64_t* i, const float* f, size_t size, int num_layers, int num_experts)
+      : type_(type), int64_(i), float32_(f), size_(size), num_layers_(num_layers), num_experts_(num_experts) {}
 
   Type type_;
   const int64_t* int64_;
@@ -95,12 +82,8 @@ struct Placement {
   std::vector<int64_t> log2phy;  // [layers][experts][max_count], -1 padded
   std::vector<int64_t> logcnt;   // [layers][experts]: replica counts
 
-  int64_t expert_of(int layer, int slot) const {
-    return phy2log[static_cast<int64_t>(layer) * num_replicas + slot];
-  }
-  int64_t count_of(int layer, int expert) const {
-    return logcnt[static_cast<int64_t>(layer) * num_experts + expert];
-  }
+  int64_t expert_of(int layer, int slot) const { return phy2log[static_cast<int64_t>(layer) * num_replicas + slot]; }
+  int64_t count_of(int layer, int expert) const { return logcnt[static_cast<int64_t>(layer) * num_experts + expert]; }
 };
 
 // MakePlacement()
@@ -110,17 +93,14 @@ struct Placement {
 // kInvalidArgument if an id is out of range, an expert has no replica, or
 // the ranks of an expert are not 0 .. count-1; kResourceExhausted if log2phy
 // would exceed 2^28 entries.
-absl::StatusOr<Placement> MakePlacement(int num_layers, int num_experts,
-                                        int num_replicas,
-                                        std::vector<int64_t> phy2log,
+absl::StatusOr<Placement> MakePlacement(int num_layers, int num_experts, int num_replicas, std::vector<int64_t> phy2log,
                                         absl::Span<const int32_t> rank);
 
 // PlacementFromPhy2Log()
 //
 // As MakePlacement(), ranking each expert's slots in ascending slot order.
-absl::StatusOr<Placement> PlacementFromPhy2Log(
-    int num_layers, int num_experts, int num_replicas,
-    absl::Span<const int64_t> phy2log);
+absl::StatusOr<Placement> PlacementFromPhy2Log(int num_layers, int num_experts, int num_replicas,
+                                               absl::Span<const int64_t> phy2log);
 
 // ValidatePlacement()
 //

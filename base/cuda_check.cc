@@ -4,12 +4,10 @@
 
 namespace tandem {
 
-absl::Status CudaStatus(cudaError_t error, const char* expr, const char* file,
-                        int line) {
+absl::Status CudaStatus(cudaError_t error, const char* expr, const char* file, int line) {
   if (error == cudaSuccess) return absl::OkStatus();
   const std::string message =
-      absl::StrFormat("%s at %s:%d: %s: %s", expr, file, line,
-                      cudaGetErrorName(error), cudaGetErrorString(error));
+      absl::StrFormat("%s at %s:%d: %s: %s", expr, file, line, cudaGetErrorName(error), cudaGetErrorString(error));
   switch (error) {
     case cudaErrorNoDevice:
     case cudaErrorInsufficientDriver:

@@ -23,8 +23,7 @@ namespace tandem {
 // OK for cudaSuccess. Otherwise kUnavailable when no usable device or driver
 // is present, else kInternal, with the message
 // "<expr> at <file>:<line>: <cudaErrorName>: <description>".
-absl::Status CudaStatus(cudaError_t error, const char* expr, const char* file,
-                        int line);
+absl::Status CudaStatus(cudaError_t error, const char* expr, const char* file, int line);
 
 // VisibleGpuCount()
 //
@@ -38,13 +37,12 @@ int VisibleGpuCount();
 //
 // Evaluates a cudaError_t expression and returns CudaStatus() from the
 // enclosing function if it is not cudaSuccess.
-#define TANDEM_CUDA_RETURN_IF_ERROR(expr)                                     \
-  do {                                                                        \
-    const cudaError_t tandem_cuda_error_ = (expr);                            \
-    if (tandem_cuda_error_ != cudaSuccess) {                                  \
-      return ::tandem::CudaStatus(tandem_cuda_error_, #expr, __FILE__,        \
-                                  __LINE__);                                  \
-    }                                                                         \
+#define TANDEM_CUDA_RETURN_IF_ERROR(expr)                                         \
+  do {                                                                            \
+    const cudaError_t tandem_cuda_error_ = (expr);                                \
+    if (tandem_cuda_error_ != cudaSuccess) {                                      \
+      return ::tandem::CudaStatus(tandem_cuda_error_, #expr, __FILE__, __LINE__); \
+    }                                                                             \
   } while (false)
 
 #endif  // TANDEM_BASE_CUDA_CHECK_H_

@@ -5,8 +5,7 @@
 namespace tandem {
 
 absl::Status Deadline::Exceeded(absl::string_view what) const {
-  return absl::DeadlineExceededError(absl::StrCat(
-      what, ": deadline ", absl::FormatDuration(timeout_), " exceeded"));
+  return absl::DeadlineExceededError(absl::StrCat(what, ": deadline ", absl::FormatDuration(timeout_), " exceeded"));
 }
 
 }  // namespace tandem

@@ -28,16 +28,12 @@ class Deadline {
   // Deadline::In()
   //
   // The deadline `timeout` from now; a negative timeout is already expired.
-  static Deadline In(absl::Duration timeout) {
-    return Deadline(absl::Now() + timeout, timeout);
-  }
+  static Deadline In(absl::Duration timeout) { return Deadline(absl::Now() + timeout, timeout); }
 
   // Deadline::Never()
   //
   // A deadline that never expires (for code that is known not to block).
-  static Deadline Never() {
-    return Deadline(absl::InfiniteFuture(), absl::InfiniteDuration());
-  }
+  static Deadline Never() { return Deadline(absl::InfiniteFuture(), absl::InfiniteDuration()); }
 
   absl::Time time() const { return time_; }
   absl::Duration timeout() const { return timeout_; }
@@ -46,9 +42,7 @@ class Deadline {
   // Remaining()
   //
   // Time left until the deadline, never negative.
-  absl::Duration Remaining() const {
-    return std::max(time_ - absl::Now(), absl::ZeroDuration());
-  }
+  absl::Duration Remaining() const { return std::max(time_ - absl::Now(), absl::ZeroDuration()); }
 
   // Exceeded()
   //
@@ -57,8 +51,7 @@ class Deadline {
   absl::Status Exceeded(absl::string_view what) const;
 
  private:
-  Deadline(absl::Time time, absl::Duration timeout)
-      : time_(time), timeout_(timeout) {}
+  Deadline(absl::Time time, absl::Duration timeout) : time_(time), timeout_(timeout) {}
 
   absl::Time time_;
   absl::Duration timeout_;

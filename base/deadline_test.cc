@@ -32,8 +32,7 @@ TEST(DeadlineTest, NeverDoesNotExpire) {
 TEST(DeadlineTest, ExceededNamesWhatAndTimeout) {
   Deadline d = Deadline::In(absl::Seconds(30));
   EXPECT_THAT(d.Exceeded("recv seq 4 from rank 3"),
-              StatusIs(absl::StatusCode::kDeadlineExceeded,
-                       "recv seq 4 from rank 3: deadline 30s exceeded"));
+              StatusIs(absl::StatusCode::kDeadlineExceeded, "recv seq 4 from rank 3: deadline 30s exceeded"));
 }
 
 }  // namespace

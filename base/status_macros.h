@@ -24,11 +24,10 @@
 //
 // Evaluates `expr` (an absl::Status or absl::StatusOr) once and returns its
 // status from the enclosing function if it is not OK.
-#define TANDEM_RETURN_IF_ERROR(expr)                                   \
-  do {                                                                 \
-    const absl::Status tandem_status_ =                                \
-        ::tandem::status_internal::AsStatus((expr));                   \
-    if (!tandem_status_.ok()) return tandem_status_;                   \
+#define TANDEM_RETURN_IF_ERROR(expr)                                                 \
+  do {                                                                               \
+    const absl::Status tandem_status_ = ::tandem::status_internal::AsStatus((expr)); \
+    if (!tandem_status_.ok()) return tandem_status_;                                 \
   } while (false)
 
 // TANDEM_ASSIGN_OR_RETURN()
@@ -36,9 +35,8 @@
 // Evaluates `rexpr` (an absl::StatusOr<T>); on error returns its status from
 // the enclosing function, otherwise moves the value into `lhs`, which may be a
 // declaration (`auto x`, `const Foo& y` is not allowed) or an existing lvalue.
-#define TANDEM_ASSIGN_OR_RETURN(lhs, rexpr)                                  \
-  TANDEM_ASSIGN_OR_RETURN_IMPL_(                                             \
-      TANDEM_STATUS_MACROS_CONCAT_(tandem_statusor_, __LINE__), lhs, rexpr)
+#define TANDEM_ASSIGN_OR_RETURN(lhs, rexpr) \
+  TANDEM_ASSIGN_OR_RETURN_IMPL_(TANDEM_STATUS_MACROS_CONCAT_(tandem_statusor_, __LINE__), lhs, rexpr)
 
 #define TANDEM_ASSIGN_OR_RETURN_IMPL_(statusor, lhs, rexpr) \
   auto statusor = (rexpr);                                  \

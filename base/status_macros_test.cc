@@ -39,14 +39,12 @@ absl::StatusOr<int> Quarter(int x) {
 
 TEST(StatusMacrosTest, ReturnIfErrorReturnsTheErrorAndEvaluatesOnce) {
   calls = 0;
-  EXPECT_THAT(Check(absl::NotFoundError("gone")),
-              StatusIs(absl::StatusCode::kNotFound, "gone"));
+  EXPECT_THAT(Check(absl::NotFoundError("gone")), StatusIs(absl::StatusCode::kNotFound, "gone"));
   EXPECT_EQ(calls, 1);
 }
 
 TEST(StatusMacrosTest, ReturnIfErrorFallsThroughOnOk) {
-  EXPECT_THAT(Check(absl::OkStatus()),
-              StatusIs(absl::StatusCode::kInternal, "reached the end"));
+  EXPECT_THAT(Check(absl::OkStatus()), StatusIs(absl::StatusCode::kInternal, "reached the end"));
 }
 
 TEST(StatusMacrosTest, ReturnIfErrorAcceptsStatusOr) {
@@ -59,8 +57,7 @@ TEST(StatusMacrosTest, ReturnIfErrorAcceptsStatusOr) {
 
 TEST(StatusMacrosTest, AssignOrReturnChainsValues) {
   EXPECT_THAT(Quarter(12), IsOkAndHolds(3));
-  EXPECT_THAT(Quarter(6), StatusIs(absl::StatusCode::kInvalidArgument,
-                                   HasSubstr("odd")));
+  EXPECT_THAT(Quarter(6), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("odd")));
 }
 
 }  // namespace

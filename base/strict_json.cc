@@ -43,9 +43,8 @@ std::string What(const nlohmann::json::parse_error& e) {
 
 absl::Status CheckFinite(const Json& v, const std::string& path) {
   if (v.is_number_float() && !std::isfinite(v.get<double>())) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(path.empty() ? "value" : path, ": expected a finite number, got ", v.get<double>(),
-                     " (JSON has no NaN or infinity)"));
+    return absl::InvalidArgumentError(absl::StrCat(path.empty() ? "value" : path, ": expected a finite number, got ",
+                                                   v.get<double>(), " (JSON has no NaN or infinity)"));
   }
   if (v.is_object()) {
     for (const auto& [key, member] : v.items()) {

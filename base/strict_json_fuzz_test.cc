@@ -34,11 +34,9 @@ const std::vector<std::string>& Seeds() {
 
 // Applies one random edit: flip, insert, delete, duplicate or truncate.
 void Mutate(std::mt19937_64& rng, std::string* doc) {
-  static const std::string kAlphabet =
-      "{}[]\",:.-+eE0123456789\\u tfnrl\x01\xff";
+  static const std::string kAlphabet = "{}[]\",:.-+eE0123456789\\u tfnrl\x01\xff";
   auto pick = [&](size_t n) {
-    return static_cast<size_t>(
-        std::uniform_int_distribution<uint64_t>(0, n == 0 ? 0 : n - 1)(rng));
+    return static_cast<size_t>(std::uniform_int_distribution<uint64_t>(0, n == 0 ? 0 : n - 1)(rng));
   };
   const size_t pos = pick(doc->size() + 1);
   switch (pick(5)) {

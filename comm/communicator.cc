@@ -37,9 +37,9 @@ absl::Status CheckReducible(absl::string_view op, DataType t) {
 absl::Status CheckAllToAllV(const void* send, absl::Span<const int64_t> send_counts, const void* recv,
                             absl::Span<const int64_t> recv_counts, int size) {
   if (static_cast<int>(send_counts.size()) != size || static_cast<int>(recv_counts.size()) != size) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "all_to_all_v: counts: expected %d entries (one per rank), got %d and %d", size, send_counts.size(),
-        recv_counts.size()));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("all_to_all_v: counts: expected %d entries (one per rank), got %d and %d", size,
+                        send_counts.size(), recv_counts.size()));
   }
   for (int p = 0; p < size; ++p) {
     if (absl::Status s = CheckCount(absl::StrFormat("all_to_all_v send to %d", p), send_counts[p], send); !s.ok()) {

@@ -50,9 +50,7 @@ struct P2POp {
   static P2POp Send(int peer, const void* data, int64_t count, DataType t) {
     return {Kind::kSend, peer, const_cast<void*>(data), count, t};
   }
-  static P2POp Recv(int peer, void* data, int64_t count, DataType t) {
-    return {Kind::kRecv, peer, data, count, t};
-  }
+  static P2POp Recv(int peer, void* data, int64_t count, DataType t) { return {Kind::kRecv, peer, data, count, t}; }
 };
 
 // Handle of a posted operation.

@@ -70,7 +70,7 @@ uint16_t FloatToF16(float f) {
   const int exp = static_cast<int>((bits >> 23) & 0xff) - 127 + 15;
   uint32_t man = bits & 0x7fffff;
   if (exp >= 31) return sign | 0x7c00;  // overflow to inf
-  if (exp <= 0) {                        // subnormal or zero
+  if (exp <= 0) {                       // subnormal or zero
     if (exp < -10) return sign;
     man |= 0x800000;
     const int shift = 14 - exp;

@@ -26,16 +26,15 @@ std::vector<Parameter*> UniqueParameters(Model& model) {
   return out;
 }
 
-absl::Status CopyInto(const SafetensorsFile& file, const std::string& name,
-                      const Tensor& dst) {
+absl::Status CopyInto(const SafetensorsFile& file, const std::string& name, const Tensor& dst) {
   const Tensor* src = file.Find(name);
   if (src == nullptr) {
     return absl::InvalidArgumentError(absl::StrCat("checkpoint: tensor '", name, "': missing"));
   }
   if (src->shape() != dst.shape() || src->dtype() != DType::kF32) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "checkpoint: tensor '", name, "': expected f32 ", ShapeString(dst.shape()), ", got ",
-        DTypeName(src->dtype()), " ", ShapeString(src->shape())));
+    return absl::InvalidArgumentError(absl::StrCat("checkpoint: tensor '", name, "': expected f32 ",
+                                                   ShapeString(dst.shape()), ", got ", DTypeName(src->dtype()), " ",
+                                                   ShapeString(src->shape())));
   }
   std::memcpy(dst.raw(), src->raw(), dst.bytes());
   return absl::OkStatus();
@@ -59,10 +58,8 @@ NamedTensors CollectState(Model& model, const Optimizer* optimizer) {
   return out;
 }
 
-std::map<std::string, std::string> CheckpointMetadata(const Model& model,
-                                                      const Optimizer* optimizer) {
-  std::map<std::string, std::string> meta = {{"format", "pt"},
-                                             {"tandem.config", ConfigToJson(model.config())}};
+std::map<std::string, std::string> CheckpointMetadata(const Model& model, const Optimizer* optimizer) {
+  std::map<std::string, std::string> meta = {{"format", "pt"}, {"tandem.config", ConfigToJson(model.config())}};
   if (optimizer != nullptr) {
     meta["tandem.optimizer"] = optimizer->name();
     meta["tandem.optimizer.steps"] = absl::StrCat(optimizer->steps());
@@ -91,17 +88,16 @@ absl::Status ApplyState(const SafetensorsFile& file, Model& model, Optimizer* op
   auto kind = file.metadata.find("tandem.optimizer");
   auto steps = file.metadata.find("tandem.optimizer.steps");
   int64_t n = 0;
-  if (kind == file.metadata.end() || kind->second != optimizer->name() ||
-      steps == file.metadata.end() || !absl::SimpleAtoi(steps->second, &n) || n < 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "checkpoint: tandem.optimizer: expected ", optimizer->name(), " with a step count, got ",
-        kind == file.metadata.end() ? std::string("none") : kind->second));
+  if (kind == file.metadata.end() || kind->second != optimizer->name() || steps == file.metadata.end() ||
+      !absl::SimpleAtoi(steps->second, &n) || n < 0) {
+    return absl::InvalidArgumentError(absl::StrCat("checkpoint: tandem.optimizer: expected ", optimizer->name(),
+                                                   " with a step count, got ",
+                                                   kind == file.metadata.end() ? std::string("none") : kind->second));
   }
   for (int s = 0; s < optimizer->num_state_slots(); ++s) {
     for (Parameter* p : model.Parameters()) {
       Tensor t = Tensor::Zeros(p->value.shape());
-      TANDEM_RETURN_IF_ERROR(
-          CopyInto(file, absl::StrCat("optim.", optimizer->state_name(s), ".", p->name), t));
+      TANDEM_RETURN_IF_ERROR(CopyInto(file, absl::StrCat("optim.", optimizer->state_name(s), ".", p->name), t));
       p->state[s].assign(t.data<float>(), t.data<float>() + t.numel());
     }
   }

@@ -43,8 +43,7 @@ NamedTensors CollectState(Model& model, const Optimizer* optimizer);
 // CheckpointMetadata()
 //
 // The __metadata__ entries for `model` and `optimizer` (may be null).
-std::map<std::string, std::string> CheckpointMetadata(const Model& model,
-                                                      const Optimizer* optimizer);
+std::map<std::string, std::string> CheckpointMetadata(const Model& model, const Optimizer* optimizer);
 
 // ApplyState()
 //
@@ -53,16 +52,13 @@ std::map<std::string, std::string> CheckpointMetadata(const Model& model,
 // the file's config differs from the model's, a tensor is missing or has
 // another shape or dtype, or the optimizer kind differs; the model may be
 // partly updated then.
-absl::Status ApplyState(const SafetensorsFile& file, Model& model,
-                        Optimizer* optimizer);
+absl::Status ApplyState(const SafetensorsFile& file, Model& model, Optimizer* optimizer);
 
 // SaveCheckpoint(), LoadCheckpoint()
 //
 // Single-rank save (atomic) and load of model and optimizer state.
-absl::Status SaveCheckpoint(Model& model, const Optimizer* optimizer,
-                            const std::string& path);
-absl::Status LoadCheckpoint(Model& model, Optimizer* optimizer,
-                            const std::string& path);
+absl::Status SaveCheckpoint(Model& model, const Optimizer* optimizer, const std::string& path);
+absl::Status LoadCheckpoint(Model& model, Optimizer* optimizer, const std::string& path);
 
 }  // namespace tandem::model
 

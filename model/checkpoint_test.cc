@@ -3,10 +3,10 @@
 #include <cstring>
 #include <fstream>
 
+#include "base/testing/runfiles.h"
 #include "base/testing/status_matchers.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "base/testing/runfiles.h"
 #include "model/stage.h"
 #include "model/testdata/golden.h"
 #include "model/testing/grad_check.h"
@@ -60,7 +60,8 @@ TEST(CheckpointTest, ResumeIsExact) {
   AdamW opt_b({});
   // The config (with its seed) is part of the file: a mismatch is refused.
   EXPECT_THAT(LoadCheckpoint(*b, &opt_b, path),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("tandem.config: written for another model (seed: expected 99, got 3)")));
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("tandem.config: written for another model (seed: expected 99, got 3)")));
   ASSERT_OK_AND_ASSIGN(b, Model::Create(Config()));
   for (Parameter* p : b->Parameters()) p->value.SetZero();
   ASSERT_OK(LoadCheckpoint(*b, &opt_b, path));
@@ -71,10 +72,10 @@ TEST(CheckpointTest, ResumeIsExact) {
   ExpectSameParameters(*a, *b);
   // Names follow the documented scheme.
   ASSERT_OK_AND_ASSIGN(SafetensorsFile f, ReadSafetensors(path));
-  for (const char* name : {"input_proj.weight", "layers.0.ffn.w1.weight", "layers.1.moe.gate.weight",
-                           "layers.1.moe.gate.bias", "layers.1.moe.experts.3.w2.weight",
-                           "layers.1.moe.shared.w3.weight", "norm.weight", "head.weight",
-                           "optim.exp_avg.head.weight", "optim.exp_avg_sq.layers.1.moe.experts.0.w1.weight"}) {
+  for (const char* name :
+       {"input_proj.weight", "layers.0.ffn.w1.weight", "layers.1.moe.gate.weight", "layers.1.moe.gate.bias",
+        "layers.1.moe.experts.3.w2.weight", "layers.1.moe.shared.w3.weight", "norm.weight", "head.weight",
+        "optim.exp_avg.head.weight", "optim.exp_avg_sq.layers.1.moe.experts.0.w1.weight"}) {
     EXPECT_NE(f.Find(name), nullptr) << name;
   }
   EXPECT_EQ(f.metadata.at("tandem.optimizer"), "adamw");
@@ -112,8 +113,7 @@ TEST(CheckpointTest, BadFilesRejected) {
   NamedTensors state = CollectState(*m, nullptr);
   state.erase(state.begin() + 2);
   ASSERT_OK(WriteSafetensors(path, state, CheckpointMetadata(*m, nullptr)));
-  EXPECT_THAT(LoadCheckpoint(*m, nullptr, path),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("': missing")));
+  EXPECT_THAT(LoadCheckpoint(*m, nullptr, path), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("': missing")));
   // Truncate the file: rejected by the parser.
   ASSERT_OK(SaveCheckpoint(*m, nullptr, path));
   std::string bytes;
@@ -122,8 +122,7 @@ TEST(CheckpointTest, BadFilesRejected) {
     bytes.assign(std::istreambuf_iterator<char>(in), {});
   }
   std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes.substr(0, bytes.size() - 10);
-  EXPECT_THAT(LoadCheckpoint(*m, nullptr, path),
-              StatusIs(absl::StatusCode::kDataLoss, HasSubstr("truncated file?")));
+  EXPECT_THAT(LoadCheckpoint(*m, nullptr, path), StatusIs(absl::StatusCode::kDataLoss, HasSubstr("truncated file?")));
 }
 
 }  // namespace

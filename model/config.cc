@@ -10,13 +10,11 @@
 namespace tandem::model {
 namespace {
 
-absl::Status Range(absl::string_view field, int64_t v, int64_t lo, int64_t hi,
-                   absl::string_view hi_name = "") {
+absl::Status Range(absl::string_view field, int64_t v, int64_t lo, int64_t hi, absl::string_view hi_name = "") {
   if (v >= lo && v <= hi) return absl::OkStatus();
-  return absl::InvalidArgumentError(absl::StrCat(
-      field, ": expected a value in [", lo, ", ",
-      hi_name.empty() ? absl::StrCat(hi) : absl::StrCat(hi_name, " = ", hi),
-      "], got ", v));
+  return absl::InvalidArgumentError(absl::StrCat(field, ": expected a value in [", lo, ", ",
+                                                 hi_name.empty() ? absl::StrCat(hi) : absl::StrCat(hi_name, " = ", hi),
+                                                 "], got ", v));
 }
 
 }  // namespace
@@ -26,59 +24,45 @@ absl::Status ValidateConfig(const ModelConfig& c) {
   const struct {
     absl::string_view name;
     int64_t value;
-  } widths[] = {{"input_dim", c.input_dim},     {"hidden", c.hidden},
-                {"output_dim", c.output_dim},   {"num_layers", c.num_layers},
-                {"dense_inter", c.dense_inter}, {"num_experts", c.num_experts},
+  } widths[] = {{"input_dim", c.input_dim},   {"hidden", c.hidden},           {"output_dim", c.output_dim},
+                {"num_layers", c.num_layers}, {"dense_inter", c.dense_inter}, {"num_experts", c.num_experts},
                 {"moe_inter", c.moe_inter}};
   for (const auto& w : widths) {
     if (absl::Status s = Range(w.name, w.value, 1, kMaxWidth); !s.ok()) return s;
   }
-  if (absl::Status s = Range("num_dense_layers", c.num_dense_layers, 0,
-                             c.num_layers, "num_layers");
-      !s.ok()) {
+  if (absl::Status s = Range("num_dense_layers", c.num_dense_layers, 0, c.num_layers, "num_layers"); !s.ok()) {
     return s;
   }
-  if (absl::Status s = Range("num_shared_experts", c.num_shared_experts, 0, 64);
-      !s.ok()) {
+  if (absl::Status s = Range("num_shared_experts", c.num_shared_experts, 0, 64); !s.ok()) {
     return s;
   }
-  if (absl::Status s =
-          Range("top_k", c.top_k, 1, c.num_experts, "num_experts");
-      !s.ok()) {
+  if (absl::Status s = Range("top_k", c.top_k, 1, c.num_experts, "num_experts"); !s.ok()) {
     return s;
   }
   if (c.n_group < 1 || c.num_experts % c.n_group != 0) {
     return absl::InvalidArgumentError(
-        absl::StrCat("n_group: expected a divisor of num_experts = ",
-                     c.num_experts, ", got ", c.n_group));
+        absl::StrCat("n_group: expected a divisor of num_experts = ", c.num_experts, ", got ", c.n_group));
   }
-  if (absl::Status s =
-          Range("topk_group", c.topk_group, 1, c.n_group, "n_group");
-      !s.ok()) {
+  if (absl::Status s = Range("topk_group", c.topk_group, 1, c.n_group, "n_group"); !s.ok()) {
     return s;
   }
   const int per_group = c.num_experts / c.n_group;
   if (c.topk_group * per_group < c.top_k) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "topk_group: expected topk_group * experts per group >= top_k = ",
-        c.top_k, ", got ", c.topk_group, " * ", per_group));
+    return absl::InvalidArgumentError(absl::StrCat("topk_group: expected topk_group * experts per group >= top_k = ",
+                                                   c.top_k, ", got ", c.topk_group, " * ", per_group));
   }
   if (!(c.route_scale > 0.0f) || !std::isfinite(c.route_scale)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "route_scale: expected a finite value > 0, got ", c.route_scale));
+    return absl::InvalidArgumentError(absl::StrCat("route_scale: expected a finite value > 0, got ", c.route_scale));
   }
   if (!(c.bias_update_speed >= 0.0f) || !std::isfinite(c.bias_update_speed)) {
     return absl::InvalidArgumentError(
-        absl::StrCat("bias_update_speed: expected a finite value >= 0, got ",
-                     c.bias_update_speed));
+        absl::StrCat("bias_update_speed: expected a finite value >= 0, got ", c.bias_update_speed));
   }
   if (!(c.norm_eps > 0.0f) || !std::isfinite(c.norm_eps)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "norm_eps: expected a finite value > 0, got ", c.norm_eps));
+    return absl::InvalidArgumentError(absl::StrCat("norm_eps: expected a finite value > 0, got ", c.norm_eps));
   }
   if (!(c.init_scale > 0.0f) || !std::isfinite(c.init_scale)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "init_scale: expected a finite value > 0, got ", c.init_scale));
+    return absl::InvalidArgumentError(absl::StrCat("init_scale: expected a finite value > 0, got ", c.init_scale));
   }
   return absl::OkStatus();
 }
@@ -96,10 +80,10 @@ struct Field {
 
 template <typename T>
 absl::Status SetInt(const json::Json& v, const char* name, T* out) {
-  if (!v.is_number_integer() || (v.is_number_unsigned() ? v.get<uint64_t>() > uint64_t{INT32_MAX}
-                                                         : v.get<int64_t>() < INT32_MIN)) {
-    return absl::InvalidArgumentError(absl::StrCat(name, ": expected a 32-bit integer, got ",
-                                                   json::Excerpt(v.dump(), 40)));
+  if (!v.is_number_integer() ||
+      (v.is_number_unsigned() ? v.get<uint64_t>() > uint64_t{INT32_MAX} : v.get<int64_t>() < INT32_MIN)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(name, ": expected a 32-bit integer, got ", json::Excerpt(v.dump(), 40)));
   }
   *out = static_cast<T>(v.get<int64_t>());
   return absl::OkStatus();
@@ -113,15 +97,17 @@ absl::Status SetFloat(const json::Json& v, const char* name, float* out) {
   return absl::OkStatus();
 }
 
-#define TANDEM_INT_FIELD(f)                                                         \
-  Field {                                                                           \
-    #f, [](const ModelConfig& c) { return json::Json(c.f); },                       \
-        [](const json::Json& v, ModelConfig* c) { return SetInt(v, #f, &c->f); }    \
+#define TANDEM_INT_FIELD(f)                                                                                       \
+  Field {                                                                                                         \
+#f, [](const ModelConfig& c) { return json::Json(c.f); }, [](const json::Json& v,                             \
+                                                                 ModelConfig* c) { return SetInt(v, #f, &c->f); } \
   }
-#define TANDEM_FLOAT_FIELD(f)                                                                    \
-  Field {                                                                                        \
-    #f, [](const ModelConfig& c) { return json::Json(static_cast<double>(c.f)); },               \
-        [](const json::Json& v, ModelConfig* c) { return SetFloat(v, #f, &c->f); }               \
+#define TANDEM_FLOAT_FIELD(f)                                                                                          \
+  Field {                                                                                                              \
+#f, [](const ModelConfig&                                                                                          \
+               c) { return json::Json(static_cast<double>(c.f)); },                                                    \
+                                                                 [](const json::Json& v,                               \
+                                                                    ModelConfig* c) { return SetFloat(v, #f, &c->f); } \
   }
 
 const Field kFields[] = {
@@ -137,7 +123,8 @@ const Field kFields[] = {
     TANDEM_INT_FIELD(top_k),
     TANDEM_INT_FIELD(n_group),
     TANDEM_INT_FIELD(topk_group),
-    {"score_func", [](const ModelConfig& c) { return json::Json(c.score_func == ScoreFunc::kSigmoid ? "sigmoid" : "softmax"); },
+    {"score_func",
+     [](const ModelConfig& c) { return json::Json(c.score_func == ScoreFunc::kSigmoid ? "sigmoid" : "softmax"); },
      [](const json::Json& v, ModelConfig* c) -> absl::Status {
        if (v == "sigmoid" || v == "softmax") {
          c->score_func = v == "sigmoid" ? ScoreFunc::kSigmoid : ScoreFunc::kSoftmax;

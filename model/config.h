@@ -26,10 +26,10 @@ enum class LossKind : uint8_t { kMse, kCrossEntropy };
 
 struct ModelConfig {
   // Sizes.
-  int input_dim = 8;     // width of the model input (input projection)
-  int hidden = 16;       // residual stream width
-  int output_dim = 8;    // head width: MSE target width or vocabulary size
-  int num_layers = 2;    // blocks
+  int input_dim = 8;         // width of the model input (input projection)
+  int hidden = 16;           // residual stream width
+  int output_dim = 8;        // head width: MSE target width or vocabulary size
+  int num_layers = 2;        // blocks
   int num_dense_layers = 0;  // the first blocks use a dense SwiGLU FFN
   int dense_inter = 32;      // inner width of dense FFNs
 
@@ -41,7 +41,7 @@ struct ModelConfig {
   int n_group = 1;             // expert groups (n_expert_groups)
   int topk_group = 1;          // groups a token may use (n_limited_groups)
   ScoreFunc score_func = ScoreFunc::kSigmoid;
-  float route_scale = 1.0f;    // multiplies the gate weights
+  float route_scale = 1.0f;          // multiplies the gate weights
   float bias_update_speed = 0.001f;  // aux-loss-free balancing gamma
 
   float norm_eps = 1e-6f;
@@ -62,9 +62,7 @@ absl::Status ValidateConfig(const ModelConfig& c);
 inline int NumUnits(const ModelConfig& c) { return c.num_layers + 2; }
 
 // Number of MoE blocks (num_layers - num_dense_layers).
-inline int NumMoeLayers(const ModelConfig& c) {
-  return c.num_layers - c.num_dense_layers;
-}
+inline int NumMoeLayers(const ModelConfig& c) { return c.num_layers - c.num_dense_layers; }
 
 // ConfigToJson(), ConfigFromJson()
 //

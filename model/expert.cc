@@ -13,9 +13,7 @@ inline float Sigmoid(float a) { return 1.0f / (1.0f + std::exp(-a)); }
 }  // namespace
 
 SwiGlu::SwiGlu(const std::string& name, int64_t hidden, int64_t inter)
-    : w1_(name + ".w1", hidden, inter),
-      w2_(name + ".w2", inter, hidden),
-      w3_(name + ".w3", hidden, inter) {}
+    : w1_(name + ".w1", hidden, inter), w2_(name + ".w2", inter, hidden), w3_(name + ".w3", hidden, inter) {}
 
 void SwiGlu::Init(uint64_t seed, float scale) {
   w1_.Init(seed, scale);
@@ -36,8 +34,7 @@ absl::StatusOr<Tensor> SwiGlu::Forward(const Tensor& x, Saved* saved) const {
   return w2_.Forward(h, &s.h);
 }
 
-absl::StatusOr<Tensor> SwiGlu::Backward(const Saved& saved, const Tensor& dy,
-                                        WeightGradStore* store) {
+absl::StatusOr<Tensor> SwiGlu::Backward(const Saved& saved, const Tensor& dy, WeightGradStore* store) {
   TANDEM_ASSIGN_OR_RETURN(Tensor dh, w2_.BackwardInput(saved.h, dy));
   Tensor da = Tensor::Zeros(saved.a.shape());
   Tensor db = Tensor::Zeros(saved.a.shape());
@@ -52,11 +49,9 @@ absl::StatusOr<Tensor> SwiGlu::Backward(const Saved& saved, const Tensor& dy,
   }
   TANDEM_ASSIGN_OR_RETURN(Tensor dx, w1_.BackwardInput(saved.in, da));
   const int64_t t = dx.dim(0);
-  internal::MatMulNN(db.data<float>(), w3_.weight().value.data<float>(),
-                     dx.data<float>(), t, w3_.in(), w3_.out());
+  internal::MatMulNN(db.data<float>(), w3_.weight().value.data<float>(), dx.data<float>(), t, w3_.in(), w3_.out());
   // One group of deferred work: dW2, dW1, dW3.
-  DeferOrRun(store, [saved, dy, da, db, g1 = w1_.weight().grad,
-                     g2 = w2_.weight().grad, g3 = w3_.weight().grad] {
+  DeferOrRun(store, [saved, dy, da, db, g1 = w1_.weight().grad, g2 = w2_.weight().grad, g3 = w3_.weight().grad] {
     AccumulateWeightGrad(dy, saved.h.x, g2);
     AccumulateWeightGrad(da, saved.in.x, g1);
     AccumulateWeightGrad(db, saved.in.x, g3);

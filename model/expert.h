@@ -57,13 +57,10 @@ class SwiGlu {
   //
   // dy [T, hidden] -> dx now; the three weight gradients deferred into
   // `store` (or run now when nullptr).
-  absl::StatusOr<Tensor> Backward(const Saved& saved, const Tensor& dy,
-                                  WeightGradStore* store);
+  absl::StatusOr<Tensor> Backward(const Saved& saved, const Tensor& dy, WeightGradStore* store);
 
   // The parameters: w1, w2, w3.
-  std::vector<Parameter*> parameters() {
-    return {&w1_.weight(), &w2_.weight(), &w3_.weight()};
-  }
+  std::vector<Parameter*> parameters() { return {&w1_.weight(), &w2_.weight(), &w3_.weight()}; }
 
  private:
   Linear w1_;

@@ -43,8 +43,7 @@ class EpExchange : public TokenExchange {
 
   const EpLayout& layout() const { return layout_; }
 
-  absl::StatusOr<Rows> Dispatch(const Tensor& x, absl::Span<const int32_t> idx,
-                                const Tensor& weights) override {
+  absl::StatusOr<Rows> Dispatch(const Tensor& x, absl::Span<const int32_t> idx, const Tensor& weights) override {
     const int64_t t = x.dim(0);
     const int k = static_cast<int>(weights.dim(1));
     const std::vector<int64_t> slots = layout_.SlotsOf(idx, k);
@@ -55,8 +54,8 @@ class EpExchange : public TokenExchange {
     routing.topk_idx = slots;
     routing.topk_weights = absl::MakeConstSpan(weights.data<float>(), weights.numel());
     TANDEM_ASSIGN_OR_RETURN(comm::moe::Dispatched d,
-                            comm::moe::Dispatch(*comm_, x.data<float>(), DataType::kF32, hidden_,
-                                                routing, {}, Deadline::In(layout_.timeout)));
+                            comm::moe::Dispatch(*comm_, x.data<float>(), DataType::kF32, hidden_, routing, {},
+                                                Deadline::In(layout_.timeout)));
     Rows rows;
     rows.x = Tensor::Zeros({d.num_rows, hidden_});
     if (!d.x.empty()) std::memcpy(rows.x.raw(), d.x.data(), d.x.size());
@@ -70,9 +69,8 @@ class EpExchange : public TokenExchange {
     // Combine sums rows of any width: the handle's hidden is the row width.
     comm::moe::Handle h = *static_cast<const comm::moe::Handle*>(rows.handle.get());
     h.hidden = static_cast<int>(values.dim(1));
-    TANDEM_ASSIGN_OR_RETURN(std::vector<char> out,
-                            comm::moe::Combine(*comm_, h, values.data<float>(), DataType::kF32,
-                                               Deadline::In(layout_.timeout)));
+    TANDEM_ASSIGN_OR_RETURN(std::vector<char> out, comm::moe::Combine(*comm_, h, values.data<float>(), DataType::kF32,
+                                                                      Deadline::In(layout_.timeout)));
     Tensor y = Tensor::Zeros({h.num_tokens, values.dim(1)});
     if (!out.empty()) std::memcpy(y.raw(), out.data(), out.size());
     return y;
@@ -80,18 +78,18 @@ class EpExchange : public TokenExchange {
 
   absl::StatusOr<Tensor> DispatchAgain(const Rows& rows, const Tensor& values) override {
     const auto& h = *static_cast<const comm::moe::Handle*>(rows.handle.get());
-    TANDEM_ASSIGN_OR_RETURN(std::vector<char> out,
-                            comm::moe::DispatchCached(*comm_, h, values.data<float>(), DataType::kF32,
-                                                      Deadline::In(layout_.timeout)));
+    TANDEM_ASSIGN_OR_RETURN(
+        std::vector<char> out,
+        comm::moe::DispatchCached(*comm_, h, values.data<float>(), DataType::kF32, Deadline::In(layout_.timeout)));
     Tensor y = Tensor::Zeros({rows.x.dim(0), values.dim(1)});
     if (!out.empty()) std::memcpy(y.raw(), out.data(), out.size());
     return y;
   }
 
   absl::Status SumCounts(absl::Span<int64_t> counts) override {
-    return comm::PostAndWait(comm_->AllReduce(counts.data(), counts.data(), counts.size(),
-                                              DataType::kI64, comm::ReduceOp::kSum),
-                             Deadline::In(layout_.timeout));
+    return comm::PostAndWait(
+        comm_->AllReduce(counts.data(), counts.data(), counts.size(), DataType::kI64, comm::ReduceOp::kSum),
+        Deadline::In(layout_.timeout));
   }
 
  private:
@@ -144,9 +142,9 @@ std::unique_ptr<SwiGlu> CloneExpert(MoeLayer& layer, int e, SwiGlu& from) {
 absl::Status CheckPlacement(Model& model, comm::Communicator& comm, const balance::Placement& p) {
   const int layers = static_cast<int>(model.moe_layers().size());
   if (p.num_layers != layers || p.num_experts != model.config().num_experts) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "placement: expected ", layers, " layers x ", model.config().num_experts,
-        " experts (the model's MoE layers), got ", p.num_layers, " x ", p.num_experts));
+    return absl::InvalidArgumentError(
+        absl::StrCat("placement: expected ", layers, " layers x ", model.config().num_experts,
+                     " experts (the model's MoE layers), got ", p.num_layers, " x ", p.num_experts));
   }
   return balance::ValidatePlacement(p, comm.size());
 }
@@ -176,8 +174,8 @@ const EpLayout* EpLayoutOf(const MoeLayer& layer) {
   return ex == nullptr ? nullptr : &ex->layout();
 }
 
-absl::Status DistributeExperts(Model& model, comm::Communicator& comm,
-                               const balance::Placement& placement, const EpOptions& options) {
+absl::Status DistributeExperts(Model& model, comm::Communicator& comm, const balance::Placement& placement,
+                               const EpOptions& options) {
   TANDEM_RETURN_IF_ERROR(CheckPlacement(model, comm, placement));
   std::vector<MoeLayer*> layers = model.moe_layers();
   for (MoeLayer* layer : layers) {
@@ -201,8 +199,8 @@ absl::Status DistributeExperts(Model& model, comm::Communicator& comm,
   return absl::OkStatus();
 }
 
-absl::Status ApplyPlacement(Model& model, comm::Communicator& comm,
-                            const balance::Placement& placement, const EpOptions& options) {
+absl::Status ApplyPlacement(Model& model, comm::Communicator& comm, const balance::Placement& placement,
+                            const EpOptions& options) {
   TANDEM_RETURN_IF_ERROR(CheckPlacement(model, comm, placement));
   std::vector<MoeLayer*> layers = model.moe_layers();
   const int me = comm.rank();
@@ -278,9 +276,9 @@ absl::Status SyncGradients(Model& model, comm::Communicator& comm, const EpOptio
     std::memcpy(flat.data() + at, p->grad.raw(), p->grad.bytes());
     at += p->grad.numel();
   }
-  TANDEM_RETURN_IF_ERROR(comm::PostAndWait(
-      comm.AllReduce(flat.data(), flat.data(), total, DataType::kF32, comm::ReduceOp::kSum),
-      Deadline::In(options.timeout)));
+  TANDEM_RETURN_IF_ERROR(
+      comm::PostAndWait(comm.AllReduce(flat.data(), flat.data(), total, DataType::kF32, comm::ReduceOp::kSum),
+                        Deadline::In(options.timeout)));
   at = 0;
   for (Parameter* p : dense) {
     std::memcpy(p->grad.raw(), flat.data() + at, p->grad.bytes());
@@ -310,9 +308,9 @@ absl::Status SyncGradients(Model& model, comm::Communicator& comm, const EpOptio
         dst += p->grad.numel();
       }
     }
-    TANDEM_RETURN_IF_ERROR(comm::PostAndWait(
-        comm.AllReduce(buf.data(), buf.data(), buf.size(), DataType::kF32, comm::ReduceOp::kSum),
-        Deadline::In(options.timeout)));
+    TANDEM_RETURN_IF_ERROR(
+        comm::PostAndWait(comm.AllReduce(buf.data(), buf.data(), buf.size(), DataType::kF32, comm::ReduceOp::kSum),
+                          Deadline::In(options.timeout)));
     for (size_t j = 0; j < slots.size(); ++j) {
       auto it = block.find(slots[j]);
       if (it == block.end()) continue;
@@ -389,8 +387,7 @@ absl::Status SaveCheckpointEp(Model& model, const Optimizer* optimizer, comm::Co
       return s;
     }
   }
-  TANDEM_RETURN_IF_ERROR(
-      comm::PostAndWait(comm.Broadcast(&code, 1, DataType::kI32, 0), Deadline::In(options.timeout)));
+  TANDEM_RETURN_IF_ERROR(comm::PostAndWait(comm.Broadcast(&code, 1, DataType::kI32, 0), Deadline::In(options.timeout)));
   if (code != 0) {
     return absl::Status(static_cast<absl::StatusCode>(code), absl::StrCat(path, ": save failed on rank 0"));
   }

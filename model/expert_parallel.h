@@ -57,8 +57,7 @@ struct EpOptions {
 // placement does not fit (layers = MoE layers, experts = num_experts, slots
 // divisible by comm.size(); see balance::ValidatePlacement) or the model is
 // already distributed.
-absl::Status DistributeExperts(Model& model, comm::Communicator& comm,
-                               const balance::Placement& placement,
+absl::Status DistributeExperts(Model& model, comm::Communicator& comm, const balance::Placement& placement,
                                const EpOptions& options = {});
 
 // ApplyPlacement()
@@ -68,8 +67,7 @@ absl::Status DistributeExperts(Model& model, comm::Communicator& comm,
 // replica under the old placement (weights and optimizer state, bit-exact).
 // Gradients of moved experts are zero: call between steps. Errors as
 // DistributeExperts(), or the Communicator's.
-absl::Status ApplyPlacement(Model& model, comm::Communicator& comm,
-                            const balance::Placement& placement,
+absl::Status ApplyPlacement(Model& model, comm::Communicator& comm, const balance::Placement& placement,
                             const EpOptions& options = {});
 
 // SyncGradients()
@@ -78,8 +76,7 @@ absl::Status ApplyPlacement(Model& model, comm::Communicator& comm,
 // parameters, and sets the gradient of every expert replica to the sum over
 // all replicas of that logical expert. Call after backward, before the
 // optimizer step.
-absl::Status SyncGradients(Model& model, comm::Communicator& comm,
-                           const EpOptions& options = {});
+absl::Status SyncGradients(Model& model, comm::Communicator& comm, const EpOptions& options = {});
 
 // EpLayout
 //
@@ -116,11 +113,9 @@ const EpLayout* EpLayoutOf(const MoeLayer& layer);
 // 0, which writes `path` atomically; every rank returns rank 0's status.
 // Load: every rank reads `path` (a shared file system) and takes its own
 // experts by logical name; files from single-rank SaveCheckpoint() load too.
-absl::Status SaveCheckpointEp(Model& model, const Optimizer* optimizer,
-                              comm::Communicator& comm, const std::string& path,
-                              const EpOptions& options = {});
-absl::Status LoadCheckpointEp(Model& model, Optimizer* optimizer,
-                              const std::string& path);
+absl::Status SaveCheckpointEp(Model& model, const Optimizer* optimizer, comm::Communicator& comm,
+                              const std::string& path, const EpOptions& options = {});
+absl::Status LoadCheckpointEp(Model& model, Optimizer* optimizer, const std::string& path);
 
 }  // namespace tandem::model
 

@@ -155,7 +155,7 @@ void CheckAgainstReference(int n, const balance::Placement& placement, bool bitw
     for (size_t i = 0; i < mine.size(); ++i) {
       EXPECT_EQ(mine[i]->name, theirs[i]->name);
       grad_diff = std::max(grad_diff, MaxRelativeDifference(mine[i]->grad.data<float>(), theirs[i]->grad.data<float>(),
-                                              mine[i]->grad.numel()));
+                                                            mine[i]->grad.numel()));
       if (bitwise) {
         EXPECT_EQ(std::memcmp(mine[i]->grad.raw(), theirs[i]->grad.raw(), mine[i]->grad.bytes()), 0);
       }
@@ -172,8 +172,8 @@ void CheckAgainstReference(int n, const balance::Placement& placement, bool bitw
         std::vector<Parameter*> q = ref.model->moe_layers()[l]->expert(e).parameters();
         for (size_t i = 0; i < p.size(); ++i) {
           EXPECT_EQ(p[i]->name, q[i]->name);
-          grad_diff = std::max(grad_diff,
-                               MaxRelativeDifference(p[i]->grad.data<float>(), q[i]->grad.data<float>(), p[i]->grad.numel()));
+          grad_diff = std::max(
+              grad_diff, MaxRelativeDifference(p[i]->grad.data<float>(), q[i]->grad.data<float>(), p[i]->grad.numel()));
           if (bitwise) {
             EXPECT_EQ(std::memcmp(p[i]->grad.raw(), q[i]->grad.raw(), p[i]->grad.bytes()), 0);
           }
@@ -230,7 +230,8 @@ TEST(ExpertParallelTest, RebalanceAndCheckpointMoveStateExactly) {
         Target t;
         t.values = RandomTensor({kTokens, c.output_dim}, 90 + r + 10 * step);
         TANDEM_ASSIGN_OR_RETURN(auto stage, Stage::Create(model.get(), 0, model->num_units(), {nullptr, false}));
-        TANDEM_RETURN_IF_ERROR(stage->Forward(0, RandomTensor({kTokens, c.input_dim}, 95 + r + 10 * step, 2.0f), &t).status());
+        TANDEM_RETURN_IF_ERROR(
+            stage->Forward(0, RandomTensor({kTokens, c.input_dim}, 95 + r + 10 * step, 2.0f), &t).status());
         TANDEM_RETURN_IF_ERROR(stage->Backward(0, Tensor()).status());
         TANDEM_RETURN_IF_ERROR(SyncGradients(*model, comm));
         TANDEM_RETURN_IF_ERROR(sgd.Step(model->Parameters()));
@@ -320,7 +321,8 @@ TEST(ExpertParallelTest, MissingGradientSyncIsDetected) {
     std::vector<Parameter*> mine = model->ReplicatedParameters();
     std::vector<Parameter*> theirs = ref.model->ReplicatedParameters();
     for (size_t i = 0; i < mine.size(); ++i) {
-      g = std::max(g, MaxRelativeDifference(mine[i]->grad.data<float>(), theirs[i]->grad.data<float>(), mine[i]->grad.numel()));
+      g = std::max(
+          g, MaxRelativeDifference(mine[i]->grad.data<float>(), theirs[i]->grad.data<float>(), mine[i]->grad.numel()));
     }
     worst.Note(0, g);
     return absl::OkStatus();

@@ -9,9 +9,7 @@ uint64_t SplitMix64::Next() {
   return z ^ (z >> 31);
 }
 
-float SplitMix64::NextUnit() {
-  return static_cast<float>(Next() >> 40) * (1.0f / 16777216.0f);
-}
+float SplitMix64::NextUnit() { return static_cast<float>(Next() >> 40) * (1.0f / 16777216.0f); }
 
 uint64_t StreamSeed(uint64_t seed, absl::string_view name) {
   uint64_t h = 0xcbf29ce484222325ULL;
@@ -23,8 +21,7 @@ uint64_t StreamSeed(uint64_t seed, absl::string_view name) {
   return mix.Next();
 }
 
-void InitUniform(uint64_t seed, absl::string_view name, float bound,
-                 const Tensor& t) {
+void InitUniform(uint64_t seed, absl::string_view name, float bound, const Tensor& t) {
   SplitMix64 rng(StreamSeed(seed, name));
   float* p = t.data<float>();
   for (int64_t i = 0; i < t.numel(); ++i) {

@@ -43,8 +43,7 @@ uint64_t StreamSeed(uint64_t seed, absl::string_view name);
 //
 // Fills a host f32 tensor with bound * (2u - 1), u = NextUnit() of the
 // stream StreamSeed(seed, name), element by element in row-major order.
-void InitUniform(uint64_t seed, absl::string_view name, float bound,
-                 const Tensor& t);
+void InitUniform(uint64_t seed, absl::string_view name, float bound, const Tensor& t);
 
 }  // namespace tandem::model
 

@@ -55,16 +55,14 @@ class Linear {
   // Linear::BackwardInput()
   //
   // dy [T, out] -> dx [T, in].
-  absl::StatusOr<Tensor> BackwardInput(const Saved& saved,
-                                       const Tensor& dy) const;
+  absl::StatusOr<Tensor> BackwardInput(const Saved& saved, const Tensor& dy) const;
 
   // Linear::BackwardWeight()
   //
   // dW += dy^T x, deferred into `store` or now when it is nullptr. The
   // closure keeps x and dy alive. dy must have been checked by
   // BackwardInput().
-  void BackwardWeight(const Saved& saved, const Tensor& dy,
-                      WeightGradStore* store);
+  void BackwardWeight(const Saved& saved, const Tensor& dy, WeightGradStore* store);
 
  private:
   int64_t in_;
@@ -75,8 +73,7 @@ class Linear {
 // AccumulateWeightGrad()
 //
 // grad [out, in] += dy[T, out]^T x[T, in]; the dW kernel shared by layers.
-void AccumulateWeightGrad(const Tensor& dy, const Tensor& x,
-                          const Tensor& grad);
+void AccumulateWeightGrad(const Tensor& dy, const Tensor& x, const Tensor& grad);
 
 }  // namespace tandem::model
 

@@ -65,8 +65,8 @@ TEST(LinearTest, CorruptedGradientFailsCheck) {
   f.layer.weight().grad.data<float>()[4] += 0.05f;
   GradCheckOptions all;
   all.max_coords = 1000;
-  EXPECT_THAT(CheckGradient("w", [&] { return f.Loss(); }, f.layer.weight().value,
-                            f.layer.weight().grad, all)
+  EXPECT_THAT(CheckGradient(
+                  "w", [&] { return f.Loss(); }, f.layer.weight().value, f.layer.weight().grad, all)
                   .status(),
               StatusIs(absl::StatusCode::kInternal, HasSubstr("gradient mismatch at w[4]")));
 }

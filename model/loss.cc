@@ -11,26 +11,23 @@ namespace {
 
 absl::Status CheckNormalizer(absl::string_view what, double normalizer) {
   if (!(normalizer >= 0.0) || std::isinf(normalizer)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        what, ": normalizer: expected a finite value >= 0, got ", normalizer));
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, ": normalizer: expected a finite value >= 0, got ", normalizer));
   }
   return absl::OkStatus();
 }
 
 }  // namespace
 
-absl::StatusOr<LossResult> MseLoss(const Tensor& pred, const Tensor& target,
-                                   double normalizer) {
+absl::StatusOr<LossResult> MseLoss(const Tensor& pred, const Tensor& target, double normalizer) {
   if (absl::Status s = CheckNormalizer("mse loss", normalizer); !s.ok()) {
     return s;
   }
   if (pred.rank() != 2 || !pred.is_host()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "mse loss: prediction: expected a host [T, D] tensor, got ",
-        ShapeString(pred.shape())));
+    return absl::InvalidArgumentError(
+        absl::StrCat("mse loss: prediction: expected a host [T, D] tensor, got ", ShapeString(pred.shape())));
   }
-  if (absl::Status s = target.CheckShape("mse loss: target", pred.shape());
-      !s.ok()) {
+  if (absl::Status s = target.CheckShape("mse loss: target", pred.shape()); !s.ok()) {
     return s;
   }
   const double n = normalizer > 0 ? normalizer : static_cast<double>(pred.numel());
@@ -50,31 +47,26 @@ absl::StatusOr<LossResult> MseLoss(const Tensor& pred, const Tensor& target,
   return r;
 }
 
-absl::StatusOr<LossResult> CrossEntropyLoss(const Tensor& logits,
-                                            absl::Span<const int32_t> labels,
-                                            double normalizer) {
-  if (absl::Status s = CheckNormalizer("cross-entropy loss", normalizer);
-      !s.ok()) {
+absl::StatusOr<LossResult> CrossEntropyLoss(const Tensor& logits, absl::Span<const int32_t> labels, double normalizer) {
+  if (absl::Status s = CheckNormalizer("cross-entropy loss", normalizer); !s.ok()) {
     return s;
   }
   if (logits.rank() != 2 || !logits.is_host() || logits.dim(1) == 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "cross-entropy loss: logits: expected a host [T, V] tensor with V > "
-        "0, got ",
-        ShapeString(logits.shape())));
+    return absl::InvalidArgumentError(
+        absl::StrCat("cross-entropy loss: logits: expected a host [T, V] tensor with V > "
+                     "0, got ",
+                     ShapeString(logits.shape())));
   }
   const int64_t t = logits.dim(0);
   const int64_t v = logits.dim(1);
   if (static_cast<int64_t>(labels.size()) != t) {
     return absl::InvalidArgumentError(
-        absl::StrCat("cross-entropy loss: labels: expected ", t,
-                     " labels, got ", labels.size()));
+        absl::StrCat("cross-entropy loss: labels: expected ", t, " labels, got ", labels.size()));
   }
   for (int64_t i = 0; i < t; ++i) {
     if (labels[i] < 0 || labels[i] >= v) {
       return absl::InvalidArgumentError(
-          absl::StrCat("cross-entropy loss: label ", i, ": expected a class in [0, ",
-                       v, "), got ", labels[i]));
+          absl::StrCat("cross-entropy loss: label ", i, ": expected a class in [0, ", v, "), got ", labels[i]));
     }
   }
   const double n = normalizer > 0 ? normalizer : static_cast<double>(t);

@@ -31,15 +31,13 @@ struct LossResult {
 // MseLoss()
 //
 // kInvalidArgument when shapes differ or normalizer < 0 (0 = T * D).
-absl::StatusOr<LossResult> MseLoss(const Tensor& pred, const Tensor& target,
-                                   double normalizer = 0.0);
+absl::StatusOr<LossResult> MseLoss(const Tensor& pred, const Tensor& target, double normalizer = 0.0);
 
 // CrossEntropyLoss()
 //
 // logits [T, V], labels T values in [0, V). kInvalidArgument for a label out
 // of range or a count mismatch, or normalizer < 0 (0 = T).
-absl::StatusOr<LossResult> CrossEntropyLoss(const Tensor& logits,
-                                            absl::Span<const int32_t> labels,
+absl::StatusOr<LossResult> CrossEntropyLoss(const Tensor& logits, absl::Span<const int32_t> labels,
                                             double normalizer = 0.0);
 
 }  // namespace tandem::model

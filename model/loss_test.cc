@@ -60,14 +60,12 @@ TEST(LossTest, CrossEntropyClosedFormAndGradient) {
 
 TEST(LossTest, BadInputsRejected) {
   Tensor a = Tensor::Zeros({2, 3});
-  EXPECT_THAT(MseLoss(a, Tensor::Zeros({3, 2})).status(),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("mse loss: target: expected shape [2, 3], got [3, 2]")));
-  EXPECT_THAT(MseLoss(a, a, -1).status(),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("normalizer")));
+  EXPECT_THAT(
+      MseLoss(a, Tensor::Zeros({3, 2})).status(),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("mse loss: target: expected shape [2, 3], got [3, 2]")));
+  EXPECT_THAT(MseLoss(a, a, -1).status(), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("normalizer")));
   EXPECT_THAT(CrossEntropyLoss(a, {0, 3}).status(),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("label 1: expected a class in [0, 3), got 3")));
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("label 1: expected a class in [0, 3), got 3")));
   EXPECT_THAT(CrossEntropyLoss(a, {0}).status(),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("expected 2 labels, got 1")));
 }

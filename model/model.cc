@@ -63,11 +63,9 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Create(const ModelConfig& config) 
   return m;
 }
 
-absl::StatusOr<Tensor> Model::UnitForward(int unit, const Tensor& x,
-                                          std::unique_ptr<UnitState>* state) {
+absl::StatusOr<Tensor> Model::UnitForward(int unit, const Tensor& x, std::unique_ptr<UnitState>* state) {
   if (unit < 0 || unit >= num_units()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "unit: expected a value in [0, ", num_units(), "), got ", unit));
+    return absl::InvalidArgumentError(absl::StrCat("unit: expected a value in [0, ", num_units(), "), got ", unit));
   }
   if (unit == 0) {
     auto s = std::make_unique<LinearState>();
@@ -96,12 +94,9 @@ absl::StatusOr<Tensor> Model::UnitForward(int unit, const Tensor& x,
   return f;
 }
 
-absl::StatusOr<Tensor> Model::UnitBackward(int unit, const UnitState& state,
-                                           const Tensor& dy,
-                                           WeightGradStore* store) {
+absl::StatusOr<Tensor> Model::UnitBackward(int unit, const UnitState& state, const Tensor& dy, WeightGradStore* store) {
   if (unit < 0 || unit >= num_units()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "unit: expected a value in [0, ", num_units(), "), got ", unit));
+    return absl::InvalidArgumentError(absl::StrCat("unit: expected a value in [0, ", num_units(), "), got ", unit));
   }
   if (unit == 0) {
     TANDEM_ASSIGN_OR_RETURN(const LinearState* s, StateAs<LinearState>(state, unit));

@@ -114,7 +114,6 @@ class UnitModel {
 
 class Model : public UnitModel {
  public:
-
   // Model::Create()
   //
   // Validates `config` (ValidateConfig) and initialises every parameter
@@ -124,10 +123,8 @@ class Model : public UnitModel {
   const ModelConfig& config() const override { return config_; }
 
   // UnitModel's units on the host (host tensors).
-  absl::StatusOr<Tensor> UnitForward(int unit, const Tensor& x,
-                                     std::unique_ptr<UnitState>* state) override;
-  absl::StatusOr<Tensor> UnitBackward(int unit, const UnitState& state,
-                                      const Tensor& dy,
+  absl::StatusOr<Tensor> UnitForward(int unit, const Tensor& x, std::unique_ptr<UnitState>* state) override;
+  absl::StatusOr<Tensor> UnitBackward(int unit, const UnitState& state, const Tensor& dy,
                                       WeightGradStore* store) override;
 
   // Trainable parameters of one unit / of all units, in a fixed order.
@@ -161,8 +158,8 @@ class Model : public UnitModel {
  private:
   struct Block {
     std::unique_ptr<RmsNorm> norm;
-    std::unique_ptr<SwiGlu> ffn;     // dense block
-    std::unique_ptr<MoeLayer> moe;   // MoE block
+    std::unique_ptr<SwiGlu> ffn;    // dense block
+    std::unique_ptr<MoeLayer> moe;  // MoE block
   };
   explicit Model(const ModelConfig& config);
 

@@ -12,8 +12,7 @@ namespace {
 
 // For each row entry (row * top_k + k), its position in its slot's work
 // list; -1 when the entry is not served here.
-std::vector<int32_t> EntryPositions(const std::vector<MoeLayer::Saved::Work>& work,
-                                    size_t entries) {
+std::vector<int32_t> EntryPositions(const std::vector<MoeLayer::Saved::Work>& work, size_t entries) {
   std::vector<int32_t> pos(entries, -1);
   for (const MoeLayer::Saved::Work& w : work) {
     for (size_t i = 0; i < w.entries.size(); ++i) {
@@ -25,22 +24,19 @@ std::vector<int32_t> EntryPositions(const std::vector<MoeLayer::Saved::Work>& wo
 
 }  // namespace
 
-MoeLayer::MoeLayer(const std::string& name, const ModelConfig& config,
-                   int moe_index)
+MoeLayer::MoeLayer(const std::string& name, const ModelConfig& config, int moe_index)
     : name_(name),
       config_(config),
       moe_index_(moe_index),
       router_(name + ".gate", config),
       counts_(config.num_experts, 0) {
   if (config.num_shared_experts > 0) {
-    shared_ = std::make_unique<SwiGlu>(
-        name + ".shared", config.hidden,
-        int64_t{config.num_shared_experts} * config.moe_inter);
+    shared_ = std::make_unique<SwiGlu>(name + ".shared", config.hidden,
+                                       int64_t{config.num_shared_experts} * config.moe_inter);
   }
   for (int e = 0; e < config.num_experts; ++e) {
     slot_expert_.push_back(e);
-    experts_.push_back(std::make_unique<SwiGlu>(
-        absl::StrCat(name, ".experts.", e), config.hidden, config.moe_inter));
+    experts_.push_back(std::make_unique<SwiGlu>(absl::StrCat(name, ".experts.", e), config.hidden, config.moe_inter));
   }
 }
 
@@ -51,14 +47,12 @@ void MoeLayer::Init() {
 }
 
 std::unique_ptr<SwiGlu> MoeLayer::MakeExpert(int e) const {
-  auto expert = std::make_unique<SwiGlu>(absl::StrCat(name_, ".experts.", e),
-                                         config_.hidden, config_.moe_inter);
+  auto expert = std::make_unique<SwiGlu>(absl::StrCat(name_, ".experts.", e), config_.hidden, config_.moe_inter);
   expert->Init(config_.seed, config_.init_scale);
   return expert;
 }
 
-void MoeLayer::SetExperts(std::vector<int> slot_expert,
-                          std::vector<std::unique_ptr<SwiGlu>> experts,
+void MoeLayer::SetExperts(std::vector<int> slot_expert, std::vector<std::unique_ptr<SwiGlu>> experts,
                           std::shared_ptr<TokenExchange> exchange) {
   slot_expert_ = std::move(slot_expert);
   experts_ = std::move(experts);
@@ -95,8 +89,7 @@ absl::Status MoeLayer::CountRouted(absl::Span<const int32_t> idx) {
 absl::StatusOr<Tensor> MoeLayer::Forward(const Tensor& x, Saved* saved) {
   if (x.rank() != 2 || x.dim(1) != config_.hidden) {
     return absl::InvalidArgumentError(
-        absl::StrCat(name_, ": input: expected shape [T, ", config_.hidden,
-                     "], got ", ShapeString(x.shape())));
+        absl::StrCat(name_, ": input: expected shape [T, ", config_.hidden, "], got ", ShapeString(x.shape())));
   }
   Saved local;
   Saved& s = saved != nullptr ? *saved : local;
@@ -114,22 +107,20 @@ absl::StatusOr<Tensor> MoeLayer::Forward(const Tensor& x, Saved* saved) {
   } else {
     s.rows.x = x;
     s.rows.local_slot = route.idx;
-    s.rows.weights.assign(route.weights.data<float>(),
-                          route.weights.data<float>() + route.weights.numel());
+    s.rows.weights.assign(route.weights.data<float>(), route.weights.data<float>() + route.weights.numel());
   }
   const int64_t rows = s.rows.x.dim(0);
   const size_t entries = s.rows.local_slot.size();
   if (entries != static_cast<size_t>(rows * k) || s.rows.weights.size() != entries) {
-    return absl::InternalError(absl::StrCat(
-        name_, ": dispatch: expected ", rows * k, " slot entries, got ", entries));
+    return absl::InternalError(absl::StrCat(name_, ": dispatch: expected ", rows * k, " slot entries, got ", entries));
   }
   s.work.assign(experts_.size(), {});
   for (size_t i = 0; i < entries; ++i) {
     const int32_t slot = s.rows.local_slot[i];
     if (slot < 0) continue;
     if (slot >= static_cast<int32_t>(experts_.size())) {
-      return absl::InternalError(absl::StrCat(name_, ": dispatch: local slot ", slot,
-                                              " out of range [0, ", experts_.size(), ")"));
+      return absl::InternalError(
+          absl::StrCat(name_, ": dispatch: local slot ", slot, " out of range [0, ", experts_.size(), ")"));
     }
     s.work[slot].entries.push_back(static_cast<int64_t>(i));
   }
@@ -139,8 +130,7 @@ absl::StatusOr<Tensor> MoeLayer::Forward(const Tensor& x, Saved* saved) {
     const int64_t n = static_cast<int64_t>(w.entries.size());
     Tensor xin = Tensor::Zeros({n, h});
     for (int64_t i = 0; i < n; ++i) {
-      std::memcpy(xin.data<float>() + i * h,
-                  s.rows.x.data<float>() + (w.entries[i] / k) * h, h * 4);
+      std::memcpy(xin.data<float>() + i * h, s.rows.x.data<float>() + (w.entries[i] / k) * h, h * 4);
     }
     TANDEM_ASSIGN_OR_RETURN(w.out, experts_[slot]->Forward(xin, &w.saved));
   }
@@ -166,8 +156,7 @@ absl::StatusOr<Tensor> MoeLayer::Forward(const Tensor& x, Saved* saved) {
   return routed;
 }
 
-absl::StatusOr<Tensor> MoeLayer::Backward(const Saved& s, const Tensor& dy,
-                                          WeightGradStore* store) {
+absl::StatusOr<Tensor> MoeLayer::Backward(const Saved& s, const Tensor& dy, WeightGradStore* store) {
   const int64_t t = s.weights.dim(0);
   const int k = config_.top_k;
   const int64_t h = config_.hidden;
@@ -195,8 +184,7 @@ absl::StatusOr<Tensor> MoeLayer::Backward(const Saved& s, const Tensor& dy,
       const float wgt = s.rows.weights[entry];
       float* d = dout.data<float>() + i * h;
       for (int64_t c = 0; c < h; ++c) d[c] = wgt * g[c];
-      dw_rows.data<float>()[entry] =
-          internal::Dot(g, w.out.data<float>() + i * h, h);
+      dw_rows.data<float>()[entry] = internal::Dot(g, w.out.data<float>() + i * h, h);
     }
     TANDEM_ASSIGN_OR_RETURN(dx_slot[slot], experts_[slot]->Backward(w.saved, dout, store));
   }

@@ -55,16 +55,12 @@ class TokenExchange {
   virtual ~TokenExchange() = default;
 
   // Sends token t to the holders of its experts idx[t, :] (logical ids).
-  virtual absl::StatusOr<Rows> Dispatch(const Tensor& x,
-                                        absl::Span<const int32_t> idx,
-                                        const Tensor& weights) = 0;
+  virtual absl::StatusOr<Rows> Dispatch(const Tensor& x, absl::Span<const int32_t> idx, const Tensor& weights) = 0;
   // Per-row values [R, W] back to their tokens, summed over holders in
   // rank order: [T, W].
-  virtual absl::StatusOr<Tensor> Combine(const Rows& rows,
-                                         const Tensor& values) = 0;
+  virtual absl::StatusOr<Tensor> Combine(const Rows& rows, const Tensor& values) = 0;
   // Token values [T, H] to the rows of the dispatch: [R, H].
-  virtual absl::StatusOr<Tensor> DispatchAgain(const Rows& rows,
-                                               const Tensor& values) = 0;
+  virtual absl::StatusOr<Tensor> DispatchAgain(const Rows& rows, const Tensor& values) = 0;
   // Sums per-expert counts over all ranks, in place.
   virtual absl::Status SumCounts(absl::Span<int64_t> counts) = 0;
 };
@@ -73,14 +69,14 @@ class MoeLayer {
  public:
   struct Saved {
     Router::Saved router;
-    Tensor weights;                // [T, top_k] gate weights
+    Tensor weights;  // [T, top_k] gate weights
     SwiGlu::Saved shared;
-    TokenExchange::Rows rows;      // empty x when local
+    TokenExchange::Rows rows;  // empty x when local
     // Per local slot: rows (row, k) it served, its input and output.
     struct Work {
       std::vector<int64_t> entries;  // row * top_k + k, rows ascending
       SwiGlu::Saved saved;
-      Tensor out;                    // [n, H] expert outputs (unweighted)
+      Tensor out;  // [n, H] expert outputs (unweighted)
     };
     std::vector<Work> work;
   };
@@ -106,8 +102,7 @@ class MoeLayer {
   //
   // dy [T, H] -> dx [T, H]; all weight gradients deferred into `store` (or
   // run now when nullptr).
-  absl::StatusOr<Tensor> Backward(const Saved& saved, const Tensor& dy,
-                                  WeightGradStore* store);
+  absl::StatusOr<Tensor> Backward(const Saved& saved, const Tensor& dy, WeightGradStore* store);
 
   // MoeLayer::UpdateBias()
   //
@@ -139,8 +134,7 @@ class MoeLayer {
   // slot_expert[j] with `experts[j]`, tokens travel through `exchange`
   // (nullptr: all local; then slot_expert must be 0..E-1). Requires that
   // no backward of this layer is pending.
-  void SetExperts(std::vector<int> slot_expert,
-                  std::vector<std::unique_ptr<SwiGlu>> experts,
+  void SetExperts(std::vector<int> slot_expert, std::vector<std::unique_ptr<SwiGlu>> experts,
                   std::shared_ptr<TokenExchange> exchange);
 
   // MakeExpert()

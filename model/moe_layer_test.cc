@@ -110,8 +110,7 @@ TEST_P(MoeGradTest, CorruptedExpertGradientFailsCheck) {
               StatusIs(absl::StatusCode::kInternal, HasSubstr("gradient mismatch")));
 }
 
-INSTANTIATE_TEST_SUITE_P(ScoreFuncs, MoeGradTest,
-                         ::testing::Values(ScoreFunc::kSigmoid, ScoreFunc::kSoftmax));
+INSTANTIATE_TEST_SUITE_P(ScoreFuncs, MoeGradTest, ::testing::Values(ScoreFunc::kSigmoid, ScoreFunc::kSoftmax));
 
 // Counts feed the load recorder and the bias update:
 // b_e += speed * sign(mean - c_e).
@@ -169,8 +168,7 @@ TEST(MoeLayerTest, BiasUpdatesReduceImbalance) {
 TEST(MoeLayerTest, ShapeMismatchRejected) {
   MoeLayer layer("moe", Config(), 0);
   EXPECT_THAT(layer.Forward(Tensor::Zeros({3, 7}), nullptr).status(),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("moe: input: expected shape [T, 8], got [3, 7]")));
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("moe: input: expected shape [T, 8], got [3, 7]")));
   MoeLayer::Saved saved;
   ASSERT_OK(layer.Forward(Tensor::Zeros({3, 8}), &saved).status());
   EXPECT_THAT(layer.Backward(saved, Tensor::Zeros({2, 8}), nullptr).status(),

@@ -10,16 +10,14 @@ namespace {
 // Sizes the state slots on first use; kInvalidArgument on mismatch.
 absl::Status Prepare(Parameter& p, int slots, bool first_step) {
   if (p.grad.shape() != p.value.shape()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        p.name, ": gradient: expected shape ", ShapeString(p.value.shape()),
-        ", got ", ShapeString(p.grad.shape())));
+    return absl::InvalidArgumentError(absl::StrCat(p.name, ": gradient: expected shape ", ShapeString(p.value.shape()),
+                                                   ", got ", ShapeString(p.grad.shape())));
   }
   for (int s = 0; s < slots; ++s) {
     if (p.state[s].empty() && first_step) p.state[s].assign(p.value.numel(), 0.0f);
     if (static_cast<int64_t>(p.state[s].size()) != p.value.numel()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          p.name, ": optimizer state ", s, ": expected ", p.value.numel(),
-          " values, got ", p.state[s].size()));
+      return absl::InvalidArgumentError(absl::StrCat(p.name, ": optimizer state ", s, ": expected ", p.value.numel(),
+                                                     " values, got ", p.state[s].size()));
     }
   }
   return absl::OkStatus();

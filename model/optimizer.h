@@ -79,9 +79,7 @@ class AdamW : public Optimizer {
   explicit AdamW(AdamWOptions options) : options_(options) {}
   absl::Status Step(absl::Span<Parameter* const> params) override;
   int num_state_slots() const override { return 2; }
-  const char* state_name(int slot) const override {
-    return slot == 0 ? "exp_avg" : "exp_avg_sq";
-  }
+  const char* state_name(int slot) const override { return slot == 0 ? "exp_avg" : "exp_avg_sq"; }
   const char* name() const override { return "adamw"; }
 
  private:

@@ -14,14 +14,12 @@ constexpr double kInf = std::numeric_limits<double>::infinity();
 absl::Status CheckCosts(absl::Span<const double> costs, int stages) {
   for (size_t i = 0; i < costs.size(); ++i) {
     if (!(costs[i] >= 0.0) || std::isinf(costs[i])) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "costs[", i, "]: expected a finite cost >= 0, got ", costs[i]));
+      return absl::InvalidArgumentError(absl::StrCat("costs[", i, "]: expected a finite cost >= 0, got ", costs[i]));
     }
   }
   if (stages < 1 || static_cast<int>(costs.size()) < stages) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "stages: expected between 1 and the number of units (", costs.size(),
-        "), got ", stages));
+    return absl::InvalidArgumentError(
+        absl::StrCat("stages: expected between 1 and the number of units (", costs.size(), "), got ", stages));
   }
   return absl::OkStatus();
 }
@@ -44,8 +42,7 @@ void Finish(const std::vector<double>& prefix, Partition& p, int ranks) {
 
 }  // namespace
 
-absl::StatusOr<Partition> PartitionUnits(absl::Span<const double> costs,
-                                         int num_stages) {
+absl::StatusOr<Partition> PartitionUnits(absl::Span<const double> costs, int num_stages) {
   if (absl::Status s = CheckCosts(costs, num_stages); !s.ok()) return s;
   const int n = static_cast<int>(costs.size());
   const std::vector<double> prefix = Prefix(costs);
@@ -65,8 +62,7 @@ absl::StatusOr<Partition> PartitionUnits(absl::Span<const double> costs,
   for (int s = num_stages; s >= 1; --s) {
     // The first (smallest) end that keeps the optimum.
     for (int j = i + 1; j <= n - (s - 1); ++j) {
-      if (std::max(prefix[j] - prefix[i], best[s - 1][j]) <= best[num_stages][0] &&
-          (s > 1 || j == n)) {
+      if (std::max(prefix[j] - prefix[i], best[s - 1][j]) <= best[num_stages][0] && (s > 1 || j == n)) {
         p.bounds.push_back(j);
         i = j;
         break;
@@ -78,17 +74,14 @@ absl::StatusOr<Partition> PartitionUnits(absl::Span<const double> costs,
   return p;
 }
 
-absl::StatusOr<Partition> PartitionVShape(absl::Span<const double> costs,
-                                          int num_ranks) {
+absl::StatusOr<Partition> PartitionVShape(absl::Span<const double> costs, int num_ranks) {
   if (num_ranks < 1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("ranks: expected >= 1, got ", num_ranks));
+    return absl::InvalidArgumentError(absl::StrCat("ranks: expected >= 1, got ", num_ranks));
   }
   if (absl::Status s = CheckCosts(costs, 2 * num_ranks); !s.ok()) return s;
   const int n = static_cast<int>(costs.size());
   if (n > 128) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "units: expected at most 128 for the V-shape search, got ", n));
+    return absl::InvalidArgumentError(absl::StrCat("units: expected at most 128 for the V-shape search, got ", n));
   }
   const std::vector<double> prefix = Prefix(costs);
   auto sum = [&](int a, int b) { return prefix[b] - prefix[a]; };
@@ -96,9 +89,7 @@ absl::StatusOr<Partition> PartitionVShape(absl::Span<const double> costs,
   // g[r][i][j]: the smallest max rank cost for ranks r..R-1 over units
   // [i, j); rank r takes [i, i') and [j', j).
   std::vector<double> g(static_cast<size_t>(r_count) * (n + 1) * (n + 1), kInf);
-  auto at = [&](int r, int i, int j) -> double& {
-    return g[(static_cast<size_t>(r) * (n + 1) + i) * (n + 1) + j];
-  };
+  auto at = [&](int r, int i, int j) -> double& { return g[(static_cast<size_t>(r) * (n + 1) + i) * (n + 1) + j]; };
   for (int r = r_count - 1; r >= 0; --r) {
     const int inner = 2 * (r_count - 1 - r);  // stages left for deeper ranks
     for (int i = 0; i <= n; ++i) {

@@ -35,16 +35,14 @@ struct Partition {
 // One stage per rank. Among optimal partitions, the one whose boundaries
 // are lexicographically smallest. kInvalidArgument for a cost that is
 // negative or not finite, or fewer units than stages.
-absl::StatusOr<Partition> PartitionUnits(absl::Span<const double> costs,
-                                         int num_stages);
+absl::StatusOr<Partition> PartitionUnits(absl::Span<const double> costs, int num_stages);
 
 // PartitionVShape()
 //
 // 2 * num_ranks stages, rank r holding stages r and 2*num_ranks-1-r. Errors
 // as PartitionUnits(); also kInvalidArgument for more than 128 units (the
 // exact search is O(ranks * units^4)).
-absl::StatusOr<Partition> PartitionVShape(absl::Span<const double> costs,
-                                          int num_ranks);
+absl::StatusOr<Partition> PartitionVShape(absl::Span<const double> costs, int num_ranks);
 
 }  // namespace tandem::model
 

@@ -86,12 +86,10 @@ TEST(PartitionerTest, OptimalAgainstBruteForce) {
 
 TEST(PartitionerTest, BadInputRejected) {
   EXPECT_THAT(PartitionUnits({1, -1}, 1).status(),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("costs[1]: expected a finite cost >= 0, got -1")));
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("costs[1]: expected a finite cost >= 0, got -1")));
   EXPECT_THAT(PartitionUnits({1, 2}, 3).status(),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("stages: expected between 1 and")));
-  EXPECT_THAT(PartitionVShape({1, 2, 3}, 2).status(),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("got 4")));
+  EXPECT_THAT(PartitionVShape({1, 2, 3}, 2).status(), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("got 4")));
   EXPECT_THAT(PartitionVShape(std::vector<double>(129, 1.0), 2).status(),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("at most 128")));
 }

@@ -9,18 +9,14 @@
 namespace tandem::model {
 
 RmsNorm::RmsNorm(std::string name, int64_t hidden, float eps)
-    : hidden_(hidden),
-      eps_(eps),
-      weight_(MakeParameter(name + ".weight", {hidden}, /*decay=*/false)) {
+    : hidden_(hidden), eps_(eps), weight_(MakeParameter(name + ".weight", {hidden}, /*decay=*/false)) {
   for (float& g : weight_.value.span()) g = 1.0f;
 }
 
 absl::StatusOr<Tensor> RmsNorm::Forward(const Tensor& x, Saved* saved) const {
-  if (x.rank() != 2 || x.dim(1) != hidden_ || !x.is_host() ||
-      x.dtype() != DType::kF32) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(weight_.name, ": input: expected a host f32 shape [T, ",
-                     hidden_, "], got ", ShapeString(x.shape())));
+  if (x.rank() != 2 || x.dim(1) != hidden_ || !x.is_host() || x.dtype() != DType::kF32) {
+    return absl::InvalidArgumentError(absl::StrCat(weight_.name, ": input: expected a host f32 shape [T, ", hidden_,
+                                                   "], got ", ShapeString(x.shape())));
   }
   const int64_t t = x.dim(0);
   Tensor y = Tensor::Zeros({t, hidden_});
@@ -31,8 +27,7 @@ absl::StatusOr<Tensor> RmsNorm::Forward(const Tensor& x, Saved* saved) const {
     float* yi = y.data<float>() + i * hidden_;
     float ss = 0.0f;
     for (int64_t j = 0; j < hidden_; ++j) ss += xi[j] * xi[j];
-    const float ri =
-        1.0f / std::sqrt(ss / static_cast<float>(hidden_) + eps_);
+    const float ri = 1.0f / std::sqrt(ss / static_cast<float>(hidden_) + eps_);
     r.data<float>()[i] = ri;
     for (int64_t j = 0; j < hidden_; ++j) yi[j] = (xi[j] * ri) * g[j];
   }
@@ -43,11 +38,9 @@ absl::StatusOr<Tensor> RmsNorm::Forward(const Tensor& x, Saved* saved) const {
   return y;
 }
 
-absl::StatusOr<Tensor> RmsNorm::Backward(const Saved& saved, const Tensor& dy,
-                                         WeightGradStore* store) {
+absl::StatusOr<Tensor> RmsNorm::Backward(const Saved& saved, const Tensor& dy, WeightGradStore* store) {
   const int64_t t = saved.x.dim(0);
-  TANDEM_RETURN_IF_ERROR(dy.CheckShape(
-      absl::StrCat(weight_.name, ": output gradient"), {t, hidden_}));
+  TANDEM_RETURN_IF_ERROR(dy.CheckShape(absl::StrCat(weight_.name, ": output gradient"), {t, hidden_}));
   Tensor dx = Tensor::Zeros({t, hidden_});
   const float* g = weight_.value.data<float>();
   const float inv_h = 1.0f / static_cast<float>(hidden_);

@@ -44,8 +44,7 @@ class RmsNorm {
   // RmsNorm::Backward()
   //
   // dy [T, H] -> dx now; dg deferred into `store` (or now when nullptr).
-  absl::StatusOr<Tensor> Backward(const Saved& saved, const Tensor& dy,
-                                  WeightGradStore* store);
+  absl::StatusOr<Tensor> Backward(const Saved& saved, const Tensor& dy, WeightGradStore* store);
 
  private:
   int64_t hidden_;

@@ -38,8 +38,8 @@ TEST(RmsNormTest, ForwardClosedForm) {
     for (int j = 0; j < 6; ++j) ss += std::pow(f.x.data<float>()[t * 6 + j], 2);
     const double r = 1.0 / std::sqrt(ss / 6 + 1e-6);
     for (int j = 0; j < 6; ++j) {
-      EXPECT_NEAR(y.data<float>()[t * 6 + j],
-                  f.x.data<float>()[t * 6 + j] * r * f.norm.weight().value.data<float>()[j], 1e-5);
+      EXPECT_NEAR(y.data<float>()[t * 6 + j], f.x.data<float>()[t * 6 + j] * r * f.norm.weight().value.data<float>()[j],
+                  1e-5);
     }
   }
 }
@@ -62,9 +62,8 @@ TEST(RmsNormTest, CorruptedGradientFailsCheck) {
   ASSERT_OK_AND_ASSIGN(Tensor dx, f.norm.Backward(saved, f.r, nullptr));
   for (int t = 0; t < 3; ++t) {
     for (int j = 0; j < 6; ++j) {
-      dx.data<float>()[t * 6 + j] = saved.r.data<float>()[t] *
-                                    f.norm.weight().value.data<float>()[j] *
-                                    f.r.data<float>()[t * 6 + j];
+      dx.data<float>()[t * 6 + j] =
+          saved.r.data<float>()[t] * f.norm.weight().value.data<float>()[j] * f.r.data<float>()[t * 6 + j];
     }
   }
   EXPECT_THAT(CheckGradient("x", [&] { return f.Loss(); }, f.x, dx, {}).status(),

@@ -20,17 +20,14 @@ inline bool Before(float a, int ia, float b, int ib) {
 
 }  // namespace
 
-absl::Status SelectExperts(const ModelConfig& config,
-                           absl::Span<const float> choice, int64_t tokens,
+absl::Status SelectExperts(const ModelConfig& config, absl::Span<const float> choice, int64_t tokens,
                            absl::Span<int32_t> idx) {
   TANDEM_RETURN_IF_ERROR(ValidateConfig(config));
   const int e = config.num_experts;
   const int k = config.top_k;
-  if (static_cast<int64_t>(choice.size()) != tokens * e ||
-      static_cast<int64_t>(idx.size()) != tokens * k) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "select experts: expected ", tokens * e, " scores and ", tokens * k,
-        " index slots, got ", choice.size(), " and ", idx.size()));
+  if (static_cast<int64_t>(choice.size()) != tokens * e || static_cast<int64_t>(idx.size()) != tokens * k) {
+    return absl::InvalidArgumentError(absl::StrCat("select experts: expected ", tokens * e, " scores and ", tokens * k,
+                                                   " index slots, got ", choice.size(), " and ", idx.size()));
   }
   const int groups = config.n_group;
   const int per_group = e / groups;
@@ -70,8 +67,7 @@ absl::Status SelectExperts(const ModelConfig& config,
           }
         }
         group_taken[pick] = 1;
-        std::fill(allowed.begin() + pick * per_group,
-                  allowed.begin() + (pick + 1) * per_group, 1);
+        std::fill(allowed.begin() + pick * per_group, allowed.begin() + (pick + 1) * per_group, 1);
       }
     } else {
       std::fill(allowed.begin(), allowed.end(), 1);
@@ -96,8 +92,7 @@ Router::Router(const std::string& name, const ModelConfig& config)
       bias_(Tensor::Zeros({config.num_experts})),
       bias_name_(name + ".bias") {}
 
-absl::StatusOr<Router::Output> Router::Forward(const Tensor& x,
-                                               Saved* saved) const {
+absl::StatusOr<Router::Output> Router::Forward(const Tensor& x, Saved* saved) const {
   Saved local;
   Saved& s = saved != nullptr ? *saved : local;
   TANDEM_ASSIGN_OR_RETURN(Tensor z, gate_.Forward(x, &s.in));
@@ -137,23 +132,19 @@ absl::StatusOr<Router::Output> Router::Forward(const Tensor& x,
       sum += w[r];
     }
     for (int r = 0; r < k; ++r) {
-      w[r] = config_.score_func == ScoreFunc::kSigmoid
-                 ? (w[r] / sum) * config_.route_scale
-                 : w[r] * config_.route_scale;
+      w[r] =
+          config_.score_func == ScoreFunc::kSigmoid ? (w[r] / sum) * config_.route_scale : w[r] * config_.route_scale;
     }
   }
   s.idx = out.idx;
   return out;
 }
 
-absl::StatusOr<Tensor> Router::Backward(const Saved& saved,
-                                        const Tensor& dweights,
-                                        WeightGradStore* store) {
+absl::StatusOr<Tensor> Router::Backward(const Saved& saved, const Tensor& dweights, WeightGradStore* store) {
   const int64_t t = saved.scores.dim(0);
   const int e = config_.num_experts;
   const int k = config_.top_k;
-  TANDEM_RETURN_IF_ERROR(
-      dweights.CheckShape(absl::StrCat(gate_.weight().name, ": weight gradient"), {t, k}));
+  TANDEM_RETURN_IF_ERROR(dweights.CheckShape(absl::StrCat(gate_.weight().name, ": weight gradient"), {t, k}));
   Tensor dz = Tensor::Zeros({t, e});
   const float r_scale = config_.route_scale;
   for (int64_t i = 0; i < t; ++i) {

@@ -42,8 +42,7 @@ namespace tandem::model {
 //     going to the lower expert index, in that order (best first).
 // Writes idx [T, top_k]. kInvalidArgument for sizes that disagree with `c`.
 // NaN scores never crash; they are never preferred over a number.
-absl::Status SelectExperts(const ModelConfig& config,
-                           absl::Span<const float> choice, int64_t tokens,
+absl::Status SelectExperts(const ModelConfig& config, absl::Span<const float> choice, int64_t tokens,
                            absl::Span<int32_t> idx);
 
 class Router {
@@ -78,8 +77,7 @@ class Router {
   // Router::Backward()
   //
   // dweights [T, top_k] -> dx [T, H]; dWg deferred into `store`.
-  absl::StatusOr<Tensor> Backward(const Saved& saved, const Tensor& dweights,
-                                  WeightGradStore* store);
+  absl::StatusOr<Tensor> Backward(const Saved& saved, const Tensor& dweights, WeightGradStore* store);
 
  private:
   ModelConfig config_;

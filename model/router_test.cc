@@ -127,8 +127,7 @@ TEST_P(RouterGradTest, GradientsMatchFiniteDifferences) {
               StatusIs(absl::StatusCode::kInternal, HasSubstr("gradient mismatch")));
 }
 
-INSTANTIATE_TEST_SUITE_P(ScoreFuncs, RouterGradTest,
-                         ::testing::Values(ScoreFunc::kSigmoid, ScoreFunc::kSoftmax));
+INSTANTIATE_TEST_SUITE_P(ScoreFuncs, RouterGradTest, ::testing::Values(ScoreFunc::kSigmoid, ScoreFunc::kSoftmax));
 
 TEST(RouterTest, BadInputsRejected) {
   ModelConfig c = GroupedConfig();

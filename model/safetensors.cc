@@ -1,13 +1,13 @@
 #include "model/safetensors.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <random>
 #include <sstream>
-
-#include <unistd.h>
 
 #include "absl/strings/str_cat.h"
 #include "base/strict_json.h"
@@ -17,9 +17,7 @@ namespace {
 
 constexpr uint64_t kMaxHeader = uint64_t{100} << 20;
 
-absl::Status Corrupt(absl::string_view what) {
-  return absl::DataLossError(absl::StrCat("safetensors: ", what));
-}
+absl::Status Corrupt(absl::string_view what) { return absl::DataLossError(absl::StrCat("safetensors: ", what)); }
 
 bool LittleEndianHost() {
   const uint16_t one = 1;
@@ -43,9 +41,8 @@ const Tensor* SafetensorsFile::Find(absl::string_view name) const {
   return nullptr;
 }
 
-absl::StatusOr<std::string> SerializeSafetensors(
-    const std::vector<std::pair<std::string, Tensor>>& tensors,
-    const std::map<std::string, std::string>& metadata) {
+absl::StatusOr<std::string> SerializeSafetensors(const std::vector<std::pair<std::string, Tensor>>& tensors,
+                                                 const std::map<std::string, std::string>& metadata) {
   if (!LittleEndianHost()) return absl::UnimplementedError("safetensors: big-endian host");
   json::Json header = json::Json::object();
   if (!metadata.empty()) {
@@ -57,7 +54,8 @@ absl::StatusOr<std::string> SerializeSafetensors(
   std::vector<std::string> seen;
   for (const auto& [name, t] : tensors) {
     if (name.empty() || name == "__metadata__") {
-      return absl::InvalidArgumentError(absl::StrCat("safetensors: tensor name: expected a non-reserved name, got '", name, "'"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("safetensors: tensor name: expected a non-reserved name, got '", name, "'"));
     }
     if (header.contains(name)) {
       return absl::InvalidArgumentError(absl::StrCat("safetensors: tensor '", name, "': duplicate name"));
@@ -91,9 +89,8 @@ absl::StatusOr<SafetensorsFile> ParseSafetensors(absl::string_view bytes) {
   uint64_t n = 0;
   for (int i = 0; i < 8; ++i) n |= uint64_t{static_cast<uint8_t>(bytes[i])} << (8 * i);
   if (n > kMaxHeader || n > bytes.size() - 8) {
-    return Corrupt(absl::StrCat("header length: expected at most ",
-                                std::min<uint64_t>(kMaxHeader, bytes.size() - 8), " bytes, got ", n,
-                                " (truncated file?)"));
+    return Corrupt(absl::StrCat("header length: expected at most ", std::min<uint64_t>(kMaxHeader, bytes.size() - 8),
+                                " bytes, got ", n, " (truncated file?)"));
   }
   json::ParseOptions po;
   po.max_depth = 8;
@@ -143,32 +140,32 @@ absl::StatusOr<SafetensorsFile> ParseSafetensors(absl::string_view bytes) {
     auto offset_ok = [](const json::Json& o) {
       return o.is_number_unsigned() && o.get<uint64_t>() <= (uint64_t{1} << 62);
     };
-    if (off.size() != 2 || !offset_ok(off[0]) || !offset_ok(off[1]) || off[1].get<uint64_t>() < off[0].get<uint64_t>()) {
+    if (off.size() != 2 || !offset_ok(off[0]) || !offset_ok(off[1]) ||
+        off[1].get<uint64_t>() < off[0].get<uint64_t>()) {
       return Corrupt(absl::StrCat(where, ": data_offsets: expected [begin, end] with 0 <= begin <= end"));
     }
     const uint64_t begin = off[0].get<uint64_t>(), end = off[1].get<uint64_t>();
     const uint64_t want = numel * SizeOf(*t);
     if (end - begin != want) {
-      return Corrupt(absl::StrCat(where, ": data_offsets: expected ", want, " bytes for shape ",
-                                  ShapeString(dims), ", got ", end - begin));
+      return Corrupt(absl::StrCat(where, ": data_offsets: expected ", want, " bytes for shape ", ShapeString(dims),
+                                  ", got ", end - begin));
     }
     if (end > data.size()) {
-      return Corrupt(absl::StrCat(where, ": data_offsets: expected end <= data size ", data.size(),
-                                  ", got ", end, " (truncated file?)"));
+      return Corrupt(absl::StrCat(where, ": data_offsets: expected end <= data size ", data.size(), ", got ", end,
+                                  " (truncated file?)"));
     }
     Tensor tensor = Tensor::Zeros(dims, *t);
     if (want > 0) std::memcpy(tensor.raw(), data.data() + begin, want);
     spans.push_back({begin, end, file.tensors.size()});
     file.tensors.emplace_back(key, std::move(tensor));
   }
-  std::sort(spans.begin(), spans.end(), [](const Span& a, const Span& b) {
-    return a.begin != b.begin ? a.begin < b.begin : a.end < b.end;
-  });
+  std::sort(spans.begin(), spans.end(),
+            [](const Span& a, const Span& b) { return a.begin != b.begin ? a.begin < b.begin : a.end < b.end; });
   uint64_t pos = 0;
   for (const Span& s : spans) {
     if (s.begin != pos) {
-      return Corrupt(absl::StrCat("tensor '", file.tensors[s.index].first, "': data_offsets: expected begin ",
-                                  pos, " (tensors must tile the data), got ", s.begin));
+      return Corrupt(absl::StrCat("tensor '", file.tensors[s.index].first, "': data_offsets: expected begin ", pos,
+                                  " (tensors must tile the data), got ", s.begin));
     }
     pos = s.end;
   }
@@ -178,8 +175,7 @@ absl::StatusOr<SafetensorsFile> ParseSafetensors(absl::string_view bytes) {
   return file;
 }
 
-absl::Status WriteSafetensors(const std::string& path,
-                              const std::vector<std::pair<std::string, Tensor>>& tensors,
+absl::Status WriteSafetensors(const std::string& path, const std::vector<std::pair<std::string, Tensor>>& tensors,
                               const std::map<std::string, std::string>& metadata) {
   absl::StatusOr<std::string> bytes = SerializeSafetensors(tensors, metadata);
   if (!bytes.ok()) return bytes.status();
@@ -189,8 +185,8 @@ absl::Status WriteSafetensors(const std::string& path,
   if (f == nullptr) {
     return absl::UnavailableError(absl::StrCat(tmp, ": cannot open for writing: ", std::strerror(errno)));
   }
-  const bool ok = std::fwrite(bytes->data(), 1, bytes->size(), f) == bytes->size() &&
-                  std::fflush(f) == 0 && ::fsync(::fileno(f)) == 0;
+  const bool ok = std::fwrite(bytes->data(), 1, bytes->size(), f) == bytes->size() && std::fflush(f) == 0 &&
+                  ::fsync(::fileno(f)) == 0;
   const int saved_errno = errno;
   if (std::fclose(f) != 0 || !ok) {
     std::remove(tmp.c_str());

@@ -44,9 +44,8 @@ struct SafetensorsFile {
 //
 // The file bytes. kInvalidArgument for an empty or duplicate name, the
 // reserved name "__metadata__", or a device tensor.
-absl::StatusOr<std::string> SerializeSafetensors(
-    const std::vector<std::pair<std::string, Tensor>>& tensors,
-    const std::map<std::string, std::string>& metadata);
+absl::StatusOr<std::string> SerializeSafetensors(const std::vector<std::pair<std::string, Tensor>>& tensors,
+                                                 const std::map<std::string, std::string>& metadata);
 
 // ParseSafetensors()
 //
@@ -59,10 +58,8 @@ absl::StatusOr<SafetensorsFile> ParseSafetensors(absl::string_view bytes);
 //
 // File I/O around the above; I/O failures are kUnavailable or kNotFound
 // naming the path.
-absl::Status WriteSafetensors(
-    const std::string& path,
-    const std::vector<std::pair<std::string, Tensor>>& tensors,
-    const std::map<std::string, std::string>& metadata);
+absl::Status WriteSafetensors(const std::string& path, const std::vector<std::pair<std::string, Tensor>>& tensors,
+                              const std::map<std::string, std::string>& metadata);
 absl::StatusOr<SafetensorsFile> ReadSafetensors(const std::string& path);
 
 }  // namespace tandem::model

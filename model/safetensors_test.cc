@@ -64,8 +64,7 @@ TEST(SafetensorsTest, CorruptFilesRejected) {
   const std::string ok = Sample();
   // Every truncation is rejected.
   for (size_t len = 0; len < ok.size(); ++len) {
-    EXPECT_THAT(ParseSafetensors(ok.substr(0, len)).status(), StatusIs(kDataLoss, HasSubstr("safetensors")))
-        << len;
+    EXPECT_THAT(ParseSafetensors(ok.substr(0, len)).status(), StatusIs(kDataLoss, HasSubstr("safetensors"))) << len;
   }
   EXPECT_THAT(ParseSafetensors(ok.substr(0, 5)).status(),
               StatusIs(kDataLoss, HasSubstr("expected at least 8 bytes, got 5 (truncated file?)")));
@@ -78,16 +77,23 @@ TEST(SafetensorsTest, CorruptFilesRejected) {
   EXPECT_THAT(ParseSafetensors(Header(R"({"x":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})", d8)).status(),
               StatusIs(kDataLoss, HasSubstr("expected begin 0 (tensors must tile the data), got 4")));
   EXPECT_THAT(
-      ParseSafetensors(Header(R"({"x":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"y":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})", d8))
+      ParseSafetensors(
+          Header(
+              R"({"x":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"y":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})",
+              d8))
           .status(),
       StatusIs(kDataLoss, HasSubstr("tensors must tile")));
   EXPECT_THAT(ParseSafetensors(Header(R"({"x":{"dtype":"F32","shape":[-1],"data_offsets":[0,0]}})", "")).status(),
               StatusIs(kDataLoss, HasSubstr("shape: expected integers >= 0")));
-  EXPECT_THAT(ParseSafetensors(Header(R"([1, 2])", "")).status(), StatusIs(kDataLoss, HasSubstr("expected a JSON object")));
+  EXPECT_THAT(ParseSafetensors(Header(R"([1, 2])", "")).status(),
+              StatusIs(kDataLoss, HasSubstr("expected a JSON object")));
   EXPECT_THAT(ParseSafetensors(Header(R"({"x":)", "")).status(), StatusIs(kDataLoss, HasSubstr("header: line 1")));
   // A tensor named twice is refused, not resolved to either.
   EXPECT_THAT(
-      ParseSafetensors(Header(R"({"x":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"x":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})", d8))
+      ParseSafetensors(
+          Header(
+              R"({"x":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"x":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})",
+              d8))
           .status(),
       StatusIs(kDataLoss, HasSubstr("duplicate key 'x'")));
   std::string huge = ok;

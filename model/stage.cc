@@ -22,8 +22,8 @@ Stage::Stage(UnitModel* model, int begin, int end, Options options)
   }
 }
 
-absl::StatusOr<std::vector<double>> MeasureUnitCosts(Model& model, const Tensor& input,
-                                                     const Target& target, int repeats) {
+absl::StatusOr<std::vector<double>> MeasureUnitCosts(Model& model, const Tensor& input, const Target& target,
+                                                     int repeats) {
   if (repeats < 1) {
     return absl::InvalidArgumentError(absl::StrCat("repeats: expected >= 1, got ", repeats));
   }
@@ -57,19 +57,16 @@ absl::StatusOr<std::vector<double>> MeasureUnitCosts(Model& model, const Tensor&
   return costs;
 }
 
-absl::StatusOr<std::unique_ptr<Stage>> Stage::Create(UnitModel* model, int begin,
-                                                     int end, Options options) {
+absl::StatusOr<std::unique_ptr<Stage>> Stage::Create(UnitModel* model, int begin, int end, Options options) {
   if (model == nullptr) return absl::InvalidArgumentError("stage: model: expected non-null");
   if (begin < 0 || begin >= end || end > model->num_units()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "stage: units: expected 0 <= begin < end <= ", model->num_units(),
-        ", got [", begin, ", ", end, ")"));
+    return absl::InvalidArgumentError(absl::StrCat("stage: units: expected 0 <= begin < end <= ", model->num_units(),
+                                                   ", got [", begin, ", ", end, ")"));
   }
   return std::unique_ptr<Stage>(new Stage(model, begin, end, options));
 }
 
-absl::StatusOr<Tensor> Stage::Forward(int mb, const Tensor& input,
-                                      const Target* target) {
+absl::StatusOr<Tensor> Stage::Forward(int mb, const Tensor& input, const Target* target) {
   const std::string where = absl::StrCat("stage [", begin_, ", ", end_, ") forward mb ", mb);
   {
     absl::MutexLock lock(&mu_);
@@ -87,8 +84,7 @@ absl::StatusOr<Tensor> Stage::Forward(int mb, const Tensor& input,
     std::unique_ptr<UnitModel::UnitState> state;
     absl::StatusOr<Tensor> next = model_->UnitForward(u, h, &state);
     if (!next.ok()) {
-      return absl::Status(next.status().code(),
-                          absl::StrCat(where, ": ", next.status().message()));
+      return absl::Status(next.status().code(), absl::StrCat(where, ": ", next.status().message()));
     }
     h = *std::move(next);
     m.states.push_back(std::move(state));
@@ -110,16 +106,14 @@ absl::StatusOr<Tensor> Stage::Forward(int mb, const Tensor& input,
   return out;
 }
 
-absl::StatusOr<Tensor> Stage::RunBackward(int mb, const Tensor& output_grad,
-                                          WeightGradStore* store) {
+absl::StatusOr<Tensor> Stage::RunBackward(int mb, const Tensor& output_grad, WeightGradStore* store) {
   const std::string where = absl::StrCat("stage [", begin_, ", ", end_, ") backward mb ", mb);
   MicroBatch m;
   {
     absl::MutexLock lock(&mu_);
     auto it = live_.find(mb);
     if (it == live_.end()) {
-      return absl::FailedPreconditionError(
-          absl::StrCat(where, ": no saved forward (run Forward first)"));
+      return absl::FailedPreconditionError(absl::StrCat(where, ": no saved forward (run Forward first)"));
     }
     m = std::move(it->second);
     live_.erase(it);
@@ -129,8 +123,7 @@ absl::StatusOr<Tensor> Stage::RunBackward(int mb, const Tensor& output_grad,
     absl::StatusOr<Tensor> next = model_->UnitBackward(u, *m.states[u - begin_], g, store);
     m.states[u - begin_].reset();  // free this unit's activations now
     if (!next.ok()) {
-      return absl::Status(next.status().code(),
-                          absl::StrCat(where, ": ", next.status().message()));
+      return absl::Status(next.status().code(), absl::StrCat(where, ": ", next.status().message()));
     }
     g = *std::move(next);
   }
@@ -153,13 +146,11 @@ absl::StatusOr<Tensor> Stage::Backward(int mb, const Tensor& output_grad) {
 
 absl::Status Stage::BackwardWeight() { return store_->Pop(); }
 
-absl::StatusOr<Stage::ForwardBackwardResult> Stage::ForwardBackward(
-    int mb_f, const Tensor& input, const Target* target, int mb_b,
-    const Tensor& output_grad) {
+absl::StatusOr<Stage::ForwardBackwardResult> Stage::ForwardBackward(int mb_f, const Tensor& input, const Target* target,
+                                                                    int mb_b, const Tensor& output_grad) {
   if (mb_f == mb_b) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "stage [", begin_, ", ", end_, ") forward-backward: expected two micro-batches, got ",
-        mb_f, " twice"));
+        "stage [", begin_, ", ", end_, ") forward-backward: expected two micro-batches, got ", mb_f, " twice"));
   }
   absl::StatusOr<Tensor> f = absl::UnknownError("not run");
   absl::StatusOr<Tensor> b = absl::UnknownError("not run");
@@ -180,8 +171,7 @@ absl::StatusOr<double> Stage::loss(int mb) const {
   absl::MutexLock lock(&mu_);
   auto it = losses_.find(mb);
   if (it == losses_.end()) {
-    return absl::NotFoundError(absl::StrCat("stage [", begin_, ", ", end_,
-                                            "): loss of mb ", mb, ": not computed"));
+    return absl::NotFoundError(absl::StrCat("stage [", begin_, ", ", end_, "): loss of mb ", mb, ": not computed"));
   }
   return it->second;
 }

@@ -49,8 +49,8 @@ namespace tandem::model {
 // (unit by unit, median of `repeats` runs), as costs for the partitioner.
 // Gradients accumulate into the model (call ZeroGrad() after).
 // kInvalidArgument for repeats < 1 or a bad input/target.
-absl::StatusOr<std::vector<double>> MeasureUnitCosts(Model& model, const Tensor& input,
-                                                     const Target& target, int repeats);
+absl::StatusOr<std::vector<double>> MeasureUnitCosts(Model& model, const Tensor& input, const Target& target,
+                                                     int repeats);
 
 class Stage {
  public:
@@ -65,9 +65,7 @@ class Stage {
   // Stage::Create()
   //
   // kInvalidArgument unless 0 <= begin < end <= model->num_units().
-  static absl::StatusOr<std::unique_ptr<Stage>> Create(UnitModel* model, int begin,
-                                                       int end,
-                                                       Options options);
+  static absl::StatusOr<std::unique_ptr<Stage>> Create(UnitModel* model, int begin, int end, Options options);
 
   bool is_first() const { return begin_ == 0; }
   bool is_last() const { return end_ == model_->num_units(); }
@@ -82,8 +80,7 @@ class Stage {
   // double is in loss(mb)); the last stage needs `target`.
   // kFailedPrecondition if mb already has a saved forward; kInvalidArgument
   // for bad shapes or a missing target.
-  absl::StatusOr<Tensor> Forward(int mb, const Tensor& input,
-                                 const Target* target = nullptr);
+  absl::StatusOr<Tensor> Forward(int mb, const Tensor& input, const Target* target = nullptr);
 
   // Stage::BackwardInput(), Stage::Backward()
   //
@@ -109,9 +106,8 @@ class Stage {
   // Forward(mb_f, ...) and Backward(mb_b, ...) (full backward, as in
   // DualPipe), concurrently when overlap_threads. mb_f must differ from
   // mb_b. The first error of the two is returned.
-  absl::StatusOr<ForwardBackwardResult> ForwardBackward(
-      int mb_f, const Tensor& input, const Target* target, int mb_b,
-      const Tensor& output_grad);
+  absl::StatusOr<ForwardBackwardResult> ForwardBackward(int mb_f, const Tensor& input, const Target* target, int mb_b,
+                                                        const Tensor& output_grad);
 
   // The loss of micro-batch mb (last stage, after its Forward()).
   absl::StatusOr<double> loss(int mb) const;
@@ -122,11 +118,10 @@ class Stage {
  private:
   struct MicroBatch {
     std::vector<std::unique_ptr<UnitModel::UnitState>> states;  // per unit
-    Tensor loss_grad;  // last stage: dL/d(head output)
+    Tensor loss_grad;                                           // last stage: dL/d(head output)
   };
   Stage(UnitModel* model, int begin, int end, Options options);
-  absl::StatusOr<Tensor> RunBackward(int mb, const Tensor& output_grad,
-                                     WeightGradStore* store);
+  absl::StatusOr<Tensor> RunBackward(int mb, const Tensor& output_grad, WeightGradStore* store);
 
   UnitModel* model_;
   int begin_;

@@ -4,10 +4,10 @@
 #include <memory>
 #include <vector>
 
+#include "balance/load_recorder.h"
 #include "base/testing/status_matchers.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "balance/load_recorder.h"
 #include "model/partitioner.h"
 #include "model/testing/grad_check.h"
 
@@ -113,8 +113,7 @@ TEST_P(WholeModelGradTest, CorruptedGradientFailsCheck) {
               StatusIs(absl::StatusCode::kInternal, HasSubstr("gradient mismatch at head.weight")));
 }
 
-INSTANTIATE_TEST_SUITE_P(Losses, WholeModelGradTest,
-                         ::testing::Values(LossKind::kMse, LossKind::kCrossEntropy));
+INSTANTIATE_TEST_SUITE_P(Losses, WholeModelGradTest, ::testing::Values(LossKind::kMse, LossKind::kCrossEntropy));
 
 struct RunResult {
   std::vector<double> losses;
@@ -224,8 +223,7 @@ TEST_F(PipelineTest, OverlappedForwardBackwardMatchesReference) {
       const Target* t = st.is_last() && f >= 0 ? &ts_[f] : nullptr;
       Tensor out, in_grad;
       if (f >= 0 && has_b) {
-        ASSERT_OK_AND_ASSIGN(Stage::ForwardBackwardResult r,
-                             st.ForwardBackward(f, inputs[s][f], t, b, grads[s][b]));
+        ASSERT_OK_AND_ASSIGN(Stage::ForwardBackwardResult r, st.ForwardBackward(f, inputs[s][f], t, b, grads[s][b]));
         out = r.output;
         in_grad = r.input_grad;
         ++pairs;
@@ -301,9 +299,9 @@ TEST_F(PipelineTest, MisuseRejected) {
   ASSERT_OK(first.Forward(0, xs_[0]).status());
   EXPECT_THAT(first.Forward(0, xs_[0]).status(),
               StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("already has a saved forward")));
-  EXPECT_THAT(first.Forward(1, Tensor::Zeros({5, 7})).status(),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("stage [0, 2) forward mb 1: input_proj.weight: input")));
+  EXPECT_THAT(
+      first.Forward(1, Tensor::Zeros({5, 7})).status(),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("stage [0, 2) forward mb 1: input_proj.weight: input")));
   EXPECT_THAT(stages_[2]->Forward(0, Tensor::Zeros({5, 8})).status(),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("expected a target")));
   EXPECT_THAT(first.BackwardWeight(), StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("no queued unit")));

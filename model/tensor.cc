@@ -33,29 +33,22 @@ std::shared_ptr<void> AllocateHost(size_t bytes) {
 
 size_t SizeOf(DType t) { return t == DType::kF32 ? 4 : 2; }
 
-absl::string_view DTypeName(DType t) {
-  return t == DType::kF32 ? "f32" : "bf16";
-}
+absl::string_view DTypeName(DType t) { return t == DType::kF32 ? "f32" : "bf16"; }
 
-std::string ShapeString(absl::Span<const int64_t> shape) {
-  return absl::StrCat("[", absl::StrJoin(shape, ", "), "]");
-}
+std::string ShapeString(absl::Span<const int64_t> shape) { return absl::StrCat("[", absl::StrJoin(shape, ", "), "]"); }
 
 Tensor::Tensor() : shape_{0}, data_(AllocateHost(0)) {}
 
-absl::StatusOr<Tensor> Tensor::Create(std::vector<int64_t> shape,
-                                      DType dtype) {
+absl::StatusOr<Tensor> Tensor::Create(std::vector<int64_t> shape, DType dtype) {
   int64_t n = 1;
   for (size_t i = 0; i < shape.size(); ++i) {
     if (shape[i] < 0) {
       return absl::InvalidArgumentError(
-          absl::StrCat("tensor shape ", ShapeString(shape), ": dimension ", i,
-                       ": expected >= 0, got ", shape[i]));
+          absl::StrCat("tensor shape ", ShapeString(shape), ": dimension ", i, ": expected >= 0, got ", shape[i]));
     }
     if (shape[i] > 0 && n > kMaxElements / shape[i]) {
       return absl::InvalidArgumentError(
-          absl::StrCat("tensor shape ", ShapeString(shape),
-                       ": expected at most 2^40 elements"));
+          absl::StrCat("tensor shape ", ShapeString(shape), ": expected at most 2^40 elements"));
     }
     n *= shape[i];
   }
@@ -71,8 +64,7 @@ Tensor Tensor::Zeros(std::vector<int64_t> shape, DType dtype) {
   return t;
 }
 
-Tensor Tensor::FromStorage(std::vector<int64_t> shape, DType dtype,
-                           Device device, std::shared_ptr<void> data) {
+Tensor Tensor::FromStorage(std::vector<int64_t> shape, DType dtype, Device device, std::shared_ptr<void> data) {
   Tensor t;
   t.numel_ = CountElements(shape);
   t.shape_ = std::move(shape);
@@ -82,14 +74,12 @@ Tensor Tensor::FromStorage(std::vector<int64_t> shape, DType dtype,
   return t;
 }
 
-absl::StatusOr<Tensor> Tensor::FromVector(std::vector<int64_t> shape,
-                                          absl::Span<const float> values) {
+absl::StatusOr<Tensor> Tensor::FromVector(std::vector<int64_t> shape, absl::Span<const float> values) {
   absl::StatusOr<Tensor> t = Create(shape);
   if (!t.ok()) return t.status();
   if (t->numel() != static_cast<int64_t>(values.size())) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "tensor shape ", ShapeString(shape), ": expected ", t->numel(),
-        " values, got ", values.size()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("tensor shape ", ShapeString(shape), ": expected ", t->numel(), " values, got ", values.size()));
   }
   if (!values.empty()) {
     std::memcpy(t->data<float>(), values.data(), values.size() * 4);
@@ -103,12 +93,10 @@ Tensor Tensor::Clone() const {
   return t;
 }
 
-absl::Status Tensor::CheckShape(absl::string_view what,
-                                absl::Span<const int64_t> want) const {
+absl::Status Tensor::CheckShape(absl::string_view what, absl::Span<const int64_t> want) const {
   if (absl::Span<const int64_t>(shape_) == want) return absl::OkStatus();
-  return absl::InvalidArgumentError(absl::StrCat(what, ": expected shape ",
-                                                 ShapeString(want), ", got ",
-                                                 ShapeString(shape_)));
+  return absl::InvalidArgumentError(
+      absl::StrCat(what, ": expected shape ", ShapeString(want), ", got ", ShapeString(shape_)));
 }
 
 void Tensor::SetZero() const {
@@ -121,8 +109,7 @@ void AddTo(const Tensor& dst, const Tensor& src) {
   for (int64_t i = 0; i < dst.numel(); ++i) p[i] += q[i];
 }
 
-Parameter MakeParameter(std::string name, std::vector<int64_t> shape,
-                        bool decay) {
+Parameter MakeParameter(std::string name, std::vector<int64_t> shape, bool decay) {
   Parameter p;
   p.name = std::move(name);
   p.value = Tensor::Zeros(shape);

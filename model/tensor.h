@@ -35,7 +35,6 @@ enum class Device : uint8_t { kHost, kCuda };
 size_t SizeOf(DType t);
 absl::string_view DTypeName(DType t);  // "f32", "bf16"
 
-
 // ShapeString()
 //
 // "[2, 3]".
@@ -50,8 +49,7 @@ class Tensor {
   //
   // A zero-filled host tensor. kInvalidArgument for a negative dimension or
   // more than 2^40 elements.
-  static absl::StatusOr<Tensor> Create(std::vector<int64_t> shape,
-                                       DType dtype = DType::kF32);
+  static absl::StatusOr<Tensor> Create(std::vector<int64_t> shape, DType dtype = DType::kF32);
 
   // Tensor::Zeros()
   //
@@ -62,15 +60,13 @@ class Tensor {
   //
   // Wraps existing storage of at least numel * SizeOf(dtype) bytes (used by
   // model/cuda for device memory). The deleter of `data` frees it.
-  static Tensor FromStorage(std::vector<int64_t> shape, DType dtype,
-                            Device device, std::shared_ptr<void> data);
+  static Tensor FromStorage(std::vector<int64_t> shape, DType dtype, Device device, std::shared_ptr<void> data);
 
   // Tensor::FromVector()
   //
   // A host f32 tensor holding `values`; kInvalidArgument when the element
   // count of `shape` differs from values.size().
-  static absl::StatusOr<Tensor> FromVector(std::vector<int64_t> shape,
-                                           absl::Span<const float> values);
+  static absl::StatusOr<Tensor> FromVector(std::vector<int64_t> shape, absl::Span<const float> values);
 
   const std::vector<int64_t>& shape() const { return shape_; }
   int rank() const { return static_cast<int>(shape_.size()); }
@@ -92,9 +88,7 @@ class Tensor {
   // Tensor::span()
   //
   // The elements of a host f32 tensor.
-  absl::Span<float> span() const {
-    return absl::Span<float>(data<float>(), static_cast<size_t>(numel_));
-  }
+  absl::Span<float> span() const { return absl::Span<float>(data<float>(), static_cast<size_t>(numel_)); }
 
   // Tensor::Clone()
   //
@@ -105,8 +99,7 @@ class Tensor {
   //
   // kInvalidArgument "<what>: expected shape [a, b], got [c, d]" unless the
   // shape equals `want`.
-  absl::Status CheckShape(absl::string_view what,
-                          absl::Span<const int64_t> want) const;
+  absl::Status CheckShape(absl::string_view what, absl::Span<const int64_t> want) const;
 
   // Tensor::SetZero()
   //
@@ -142,8 +135,7 @@ struct Parameter {
 // MakeParameter()
 //
 // A parameter with zero value and gradient of the given (validated) shape.
-Parameter MakeParameter(std::string name, std::vector<int64_t> shape,
-                        bool decay = true);
+Parameter MakeParameter(std::string name, std::vector<int64_t> shape, bool decay = true);
 
 }  // namespace tandem::model
 

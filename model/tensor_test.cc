@@ -37,8 +37,7 @@ TEST(TensorTest, BadShapesRejected) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("expected 4 values, got 2")));
   Tensor t = Tensor::Zeros({2, 3});
   EXPECT_THAT(t.CheckShape("x", {3, 2}),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("x: expected shape [3, 2], got [2, 3]")));
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("x: expected shape [3, 2], got [2, 3]")));
 }
 
 // bf16 rounding: to nearest, ties to even, NaN kept.

@@ -22,8 +22,7 @@ absl::Status WeightGradStore::Pop() {
   {
     absl::MutexLock lock(&mu_);
     if (queue_.empty()) {
-      return absl::FailedPreconditionError(
-          "weight grad store: pop: no queued unit");
+      return absl::FailedPreconditionError("weight grad store: pop: no queued unit");
     }
     unit = std::move(queue_.front());
     queue_.pop_front();

@@ -30,8 +30,7 @@ TEST(WeightGradStoreTest, FifoUnits) {
   EXPECT_OK(store.Pop());
   EXPECT_THAT(log, ElementsAre(1, 2, 3));
   EXPECT_OK(store.Pop());
-  EXPECT_THAT(store.Pop(), StatusIs(absl::StatusCode::kFailedPrecondition,
-                                    HasSubstr("no queued unit")));
+  EXPECT_THAT(store.Pop(), StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("no queued unit")));
 }
 
 // Must-fail twin of FifoUnits: popping newest first would give 3 before 1.
@@ -69,14 +68,20 @@ TEST(WeightGradStoreTest, ClearAndDropPending) {
 TEST(DeferredWorkTest, RunsNowOrCountsWhatIsDeferred) {
   DeferredWork work;
   int runs = 0;
-  EXPECT_OK(work.Run(nullptr, [&] { ++runs; return absl::OkStatus(); }));
+  EXPECT_OK(work.Run(nullptr, [&] {
+    ++runs;
+    return absl::OkStatus();
+  }));
   EXPECT_THAT(work.Run(nullptr, [] { return absl::InternalError("now"); }),
               StatusIs(absl::StatusCode::kInternal, HasSubstr("now")));
   EXPECT_EQ(runs, 1);
   EXPECT_OK(work.CheckIdle("layer"));  // a failure that was returned is not kept
 
   WeightGradStore store;
-  EXPECT_OK(work.Run(&store, [&] { ++runs; return absl::OkStatus(); }));
+  EXPECT_OK(work.Run(&store, [&] {
+    ++runs;
+    return absl::OkStatus();
+  }));
   EXPECT_OK(work.Run(&store, [] { return absl::InternalError("first"); }));
   EXPECT_OK(work.Run(&store, [] { return absl::InternalError("second"); }));
   EXPECT_EQ(work.pending(), 3);

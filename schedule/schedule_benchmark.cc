@@ -30,9 +30,7 @@ namespace {
 constexpr int kRanks = 64;
 constexpr int kMicrobatches = 1024;
 
-Schedule Lowered(Kind kind, int ranks = kRanks, int n = kMicrobatches) {
-  return *Lower(*Generate({kind, ranks, n}));
-}
+Schedule Lowered(Kind kind, int ranks = kRanks, int n = kMicrobatches) { return *Lower(*Generate({kind, ranks, n})); }
 
 // Reports the schedule size and entries per second (items_per_second).
 void Entries(benchmark::State& state, const Schedule& s) {

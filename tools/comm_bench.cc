@@ -113,7 +113,7 @@ double MemcpyGBps(const Memory& m, int64_t bytes) {
 }
 
 struct Result {
-  std::vector<double> seconds;  // per iteration: the slowest rank
+  std::vector<double> seconds;     // per iteration: the slowest rank
   double logical_bytes = 0;        // the largest rank's
   double total_logical_bytes = 0;  // all ranks together
 };
@@ -167,7 +167,8 @@ absl::StatusOr<Result> Measure(std::vector<Communicator*>& comms, const Memory& 
 #endif
     }
     auto run_once = [&]() -> absl::Status {
-      if (op == "allreduce") return PostAndWait(c.AllReduce(send, recv, count, DataType::kF32, ReduceOp::kSum), deadline);
+      if (op == "allreduce")
+        return PostAndWait(c.AllReduce(send, recv, count, DataType::kF32, ReduceOp::kSum), deadline);
       if (op == "allgather") return PostAndWait(c.AllGather(send, recv, count, DataType::kF32), deadline);
       if (op == "reducescatter") {
         return PostAndWait(c.ReduceScatter(send, recv, count / world, DataType::kF32, ReduceOp::kSum), deadline);
@@ -184,14 +185,14 @@ absl::StatusOr<Result> Measure(std::vector<Communicator*>& comms, const Memory& 
       if (mem.device) {  // rows stay on the device; returns once `stream` is idle
         if (op == "dispatch" || dispatched_gpu == nullptr) {
           TANDEM_ASSIGN_OR_RETURN(moe::DispatchedGpu d, moe::DispatchGpu(c, x_dev.get(), DataType::kF32, hidden,
-                                                                          routing, {}, stream, deadline));
+                                                                         routing, {}, stream, deadline));
           dispatched_gpu = std::make_unique<moe::DispatchedGpu>(std::move(d));
           logical[i] = static_cast<double>(dispatched_gpu->num_rows) * hidden * 4;
         }
         if (op == "combine") {
-          TANDEM_ASSIGN_OR_RETURN(moe::DeviceBuffer out, moe::CombineGpu(c, dispatched_gpu->handle,
-                                                                         dispatched_gpu->x.get(), DataType::kF32,
-                                                                         stream, deadline));
+          TANDEM_ASSIGN_OR_RETURN(
+              moe::DeviceBuffer out,
+              moe::CombineGpu(c, dispatched_gpu->handle, dispatched_gpu->x.get(), DataType::kF32, stream, deadline));
         }
         TANDEM_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream));
         return absl::OkStatus();
@@ -247,8 +248,8 @@ absl::Status Main() {
   int64_t lo = 0, hi = 0;
   if (parts.empty() || !absl::SimpleAtoi(parts[0], &lo) || lo < 4 ||
       (parts.size() > 1 && !absl::SimpleAtoi(parts[1], &hi))) {
-    return absl::InvalidArgumentError(absl::StrFormat("bytes: expected N or MIN:MAX (>= 4), got '%s'",
-                                                      absl::GetFlag(FLAGS_bytes)));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("bytes: expected N or MIN:MAX (>= 4), got '%s'", absl::GetFlag(FLAGS_bytes)));
   }
   hi = std::max(hi, lo);
   Memory mem;
@@ -298,14 +299,11 @@ absl::Status Main() {
     const double memcpy_gbps = MemcpyGBps(mem, std::max<int64_t>(static_cast<int64_t>(size), 4));
     const bool shared_device = backend == "cuda_local";
     const double device_gbps = (moe ? r.total_logical_bytes : static_cast<double>(bytes) * world) / avg / 1e9;
-    json::Json row = {{"backend", backend},
-                      {"op", op},
-                      {"ranks", world},
-                      {"bytes", bytes},
-                      {"dtype", "f32"},
-                      {"time_us", {{"avg", avg * 1e6}, {"p50", p50 * 1e6}, {"max", worst * 1e6}}},
-                      {"algbw_GBps", algbw},
-                      {"busbw_GBps", busbw}};
+    json::Json row = {
+        {"backend", backend},  {"op", op},
+        {"ranks", world},      {"bytes", bytes},
+        {"dtype", "f32"},      {"time_us", {{"avg", avg * 1e6}, {"p50", p50 * 1e6}, {"max", worst * 1e6}}},
+        {"algbw_GBps", algbw}, {"busbw_GBps", busbw}};
     if (moe) row["logical_bytes"] = r.logical_bytes;
     if (shared_device) row["device_GBps"] = device_gbps;
     row["memcpy_GBps"] = memcpy_gbps;

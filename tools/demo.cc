@@ -83,7 +83,8 @@ train::ModelPlacer GpuPlacer(comm::Communicator& pipe, comm::Communicator* exper
 // tokens of a micro-batch on one rank with every expert local.
 absl::StatusOr<std::vector<double>> SequentialFirstStep(const train::TrainerOptions& o, int tokens) {
   std::vector<train::PipelineData> parts;
-  for (int e = 0; e < o.ep; ++e) parts.push_back(train::TeacherData(o.model, o.microbatches, tokens, e, 0, tokens * o.ep));
+  for (int e = 0; e < o.ep; ++e)
+    parts.push_back(train::TeacherData(o.model, o.microbatches, tokens, e, 0, tokens * o.ep));
   TANDEM_ASSIGN_OR_RETURN(train::PipelineData all, train::ConcatTokens(parts));
   TANDEM_ASSIGN_OR_RETURN(auto reference, model::Model::Create(o.model));
   return train::Sequential(*reference, all);
@@ -192,9 +193,7 @@ absl::Status Main() {
     }
     const train::Mesh& mesh = (*t)->mesh();
     if (r == 0) s = (*t)->schedule();
-    auto data = [&](int step) {
-      return train::TeacherData(c, n, tokens, mesh.ep_rank, step, tokens * o.ep);
-    };
+    auto data = [&](int step) { return train::TeacherData(c, n, tokens, mesh.ep_rank, step, tokens * o.ep); };
     auto on_step = [&](const train::StepStats& st) {
       absl::MutexLock lock(&shared.mu);
       if (st.step == 0) {
@@ -213,9 +212,10 @@ absl::Status Main() {
       shared.rebalances.push_back({{"step", step},
                                    {"balancedness_before", rb.balancedness_before},
                                    {"balancedness_after", rb.balancedness_after}});
-      std::printf("step %3d  EPLB rebalance: balancedness %.3f -> %.3f (mean/max expert-parallel rank load, %d "
-                  "layers); expert weights moved\n",
-                  step, rb.balancedness_before, rb.balancedness_after, rb.layers);
+      std::printf(
+          "step %3d  EPLB rebalance: balancedness %.3f -> %.3f (mean/max expert-parallel rank load, %d "
+          "layers); expert weights moved\n",
+          step, rb.balancedness_before, rb.balancedness_after, rb.layers);
     };
     absl::Status st = (*t)->Run(steps, data, on_step, on_rebalance);
     if (!st.ok()) board.Post(absl::StrCat("rank ", r, ": ", st.message()));
@@ -233,14 +233,15 @@ absl::Status Main() {
   // f32 on the CPU: the same sums in another grouping; on the GPU, cuBLAS
   // sums in its own order (model/cuda/gpu_model_test).
   const double bound = device_world.empty() ? 1e-5 : 1e-4;
-  std::printf("first step vs sequential training (one rank, all experts, CPU): max relative loss difference %.2e "
-              "over %d micro-batches (%s, bound %.0e)\n",
-              first_error, n, first_error < bound ? "ok" : "MISMATCH", bound);
+  std::printf(
+      "first step vs sequential training (one rank, all experts, CPU): max relative loss difference %.2e "
+      "over %d micro-batches (%s, bound %.0e)\n",
+      first_error, n, first_error < bound ? "ok" : "MISMATCH", bound);
 
   schedule::CostModel cost;
   TANDEM_ASSIGN_OR_RETURN(schedule::SimResult sim, SimulateMeasured(s, shared.runs, &cost));
-  std::printf("per-rank bubble (ms), second step, costs F=%.2f B=%.2f I=%.2f W=%.2f FB=%.2f ms measured:\n",
-              cost.f[0], cost.b[0], cost.i[0], cost.w[0], cost.fb[0]);
+  std::printf("per-rank bubble (ms), second step, costs F=%.2f B=%.2f I=%.2f W=%.2f FB=%.2f ms measured:\n", cost.f[0],
+              cost.b[0], cost.i[0], cost.w[0], cost.fb[0]);
   json::Json bubble = json::Json::array();
   for (int r = 0; r < o.pp; ++r) {
     const double measured = (shared.runs[r].step_us - shared.runs[r].compute_us) / 1000;

@@ -35,21 +35,16 @@
 #include "balance/metrics.h"
 #include "balance/migration.h"
 #include "balance/placement.h"
-#include "base/strict_json.h"
 #include "base/status_macros.h"
+#include "base/strict_json.h"
 #include "tools/eplb_heatmap.h"
 
-ABSL_FLAG(std::string, input, "",
-          "problem: .json (vector-case inputs) or .csv");
+ABSL_FLAG(std::string, input, "", "problem: .json (vector-case inputs) or .csv");
 ABSL_FLAG(std::string, mode, "stable", "stable, reference or refined");
-ABSL_FLAG(bool, no_duplicates, false,
-          "never two replicas of one expert on one GPU");
-ABSL_FLAG(bool, cross_node, false,
-          "refined, hierarchical: extra replicas may leave their node");
-ABSL_FLAG(std::string, previous, "",
-          "plan in service (JSON with phy2log): rebalance moving few replicas");
-ABSL_FLAG(double, tolerance, 0.01,
-          "with --previous: balancedness a layer may give up vs a fresh solve");
+ABSL_FLAG(bool, no_duplicates, false, "never two replicas of one expert on one GPU");
+ABSL_FLAG(bool, cross_node, false, "refined, hierarchical: extra replicas may leave their node");
+ABSL_FLAG(std::string, previous, "", "plan in service (JSON with phy2log): rebalance moving few replicas");
+ABSL_FLAG(double, tolerance, 0.01, "with --previous: balancedness a layer may give up vs a fresh solve");
 ABSL_FLAG(int64_t, expert_bytes, 0, "bytes of one expert, for moved_bytes");
 ABSL_FLAG(int, repeat, 0, "solve N times and report solve_ms_median");
 ABSL_FLAG(int, replicas, 0, "num_replicas (required for CSV input)");
@@ -67,26 +62,22 @@ using balance::Placement;
 using balance::PlacementMetrics;
 using balance::Problem;
 
-absl::StatusOr<std::string> ReadFile(const std::string& flag,
-                                     const std::string& path) {
+absl::StatusOr<std::string> ReadFile(const std::string& flag, const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) {
-    return absl::NotFoundError(
-        absl::StrCat("--", flag, "=", path, ": cannot open the file"));
+    return absl::NotFoundError(absl::StrCat("--", flag, "=", path, ": cannot open the file"));
   }
   std::stringstream text;
   text << in.rdbuf();
   return text.str();
 }
 
-absl::Status WriteFile(const std::string& flag, const std::string& path,
-                       const std::string& text) {
+absl::Status WriteFile(const std::string& flag, const std::string& path, const std::string& text) {
   std::ofstream out(path, std::ios::binary);
   out << text;
   out.close();
   if (!out) {
-    return absl::PermissionDeniedError(
-        absl::StrCat("--", flag, "=", path, ": cannot write the file"));
+    return absl::PermissionDeniedError(absl::StrCat("--", flag, "=", path, ": cannot write the file"));
   }
   return absl::OkStatus();
 }
@@ -96,8 +87,7 @@ absl::Status WithPrefix(const std::string& prefix, const absl::Status& s) {
   return absl::Status(s.code(), absl::StrCat(prefix, ": ", s.message()));
 }
 
-absl::StatusOr<json::Json> ReadJson(const std::string& flag,
-                                    const std::string& path) {
+absl::StatusOr<json::Json> ReadJson(const std::string& flag, const std::string& path) {
   TANDEM_ASSIGN_OR_RETURN(std::string text, ReadFile(flag, path));
   absl::StatusOr<json::Json> doc = json::Parse(text);
   if (!doc.ok()) return WithPrefix(path, doc.status());
@@ -107,19 +97,16 @@ absl::StatusOr<json::Json> ReadJson(const std::string& flag,
 absl::StatusOr<Problem> ReadProblem() {
   const std::string path = absl::GetFlag(FLAGS_input);
   if (path.empty()) {
-    return absl::InvalidArgumentError(
-        "--input: expected a .json or .csv file, got none (see --help)");
+    return absl::InvalidArgumentError("--input: expected a .json or .csv file, got none (see --help)");
   }
   Problem problem;
   if (absl::EndsWith(path, ".csv")) {
     TANDEM_ASSIGN_OR_RETURN(std::string text, ReadFile("input", path));
-    TANDEM_RETURN_IF_ERROR(
-        WithPrefix(path, balance::LoadsFromCsv(text, &problem)));
+    TANDEM_RETURN_IF_ERROR(WithPrefix(path, balance::LoadsFromCsv(text, &problem)));
   } else {
     TANDEM_ASSIGN_OR_RETURN(json::Json doc, ReadJson("input", path));
     const bool vector_case = doc.is_object() && doc.contains("inputs");
-    absl::StatusOr<Problem> p =
-        balance::ProblemFromJson(vector_case ? doc["inputs"] : doc);
+    absl::StatusOr<Problem> p = balance::ProblemFromJson(vector_case ? doc["inputs"] : doc);
     if (!p.ok()) return WithPrefix(path, p.status());
     problem = *std::move(p);
   }
@@ -129,17 +116,15 @@ absl::StatusOr<Problem> ReadProblem() {
     int value;
     int* field;
   };
-  for (const CountFlag& f :
-       {CountFlag{"replicas", absl::GetFlag(FLAGS_replicas),
-                  &problem.num_replicas},
-        CountFlag{"groups", absl::GetFlag(FLAGS_groups), &problem.num_groups},
-        CountFlag{"nodes", absl::GetFlag(FLAGS_nodes), &problem.num_nodes},
-        CountFlag{"gpus", absl::GetFlag(FLAGS_gpus), &problem.num_gpus}}) {
+  for (const CountFlag& f : {CountFlag{"replicas", absl::GetFlag(FLAGS_replicas), &problem.num_replicas},
+                             CountFlag{"groups", absl::GetFlag(FLAGS_groups), &problem.num_groups},
+                             CountFlag{"nodes", absl::GetFlag(FLAGS_nodes), &problem.num_nodes},
+                             CountFlag{"gpus", absl::GetFlag(FLAGS_gpus), &problem.num_gpus}}) {
     if (f.value != 0) {
       *f.field = f.value;
     } else if (csv) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "--", f.name, ": expected a positive count for CSV input, got none"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("--", f.name, ": expected a positive count for CSV input, got none"));
     }
   }
   return problem;
@@ -149,8 +134,7 @@ absl::StatusOr<Mode> ParseMode(const std::string& mode) {
   if (mode == "stable") return Mode::kStable;
   if (mode == "reference") return Mode::kReference;
   if (mode == "refined") return Mode::kRefined;
-  return absl::InvalidArgumentError(absl::StrCat(
-      "--mode: expected stable, reference or refined, got '", mode, "'"));
+  return absl::InvalidArgumentError(absl::StrCat("--mode: expected stable, reference or refined, got '", mode, "'"));
 }
 
 // GPU loads with experts placed in id order, one replica each: expert e on
@@ -160,8 +144,7 @@ std::vector<double> InOrderLoads(const balance::Weights& w, int gpus) {
   for (int l = 0; l < w.num_layers(); ++l) {
     for (int e = 0; e < w.num_experts(); ++e) {
       const int g = static_cast<int>(int64_t{e} * gpus / w.num_experts());
-      loads[static_cast<size_t>(l) * gpus + g] +=
-          w.AsDouble(int64_t{l} * w.num_experts() + e);
+      loads[static_cast<size_t>(l) * gpus + g] += w.AsDouble(int64_t{l} * w.num_experts() + e);
     }
   }
   return loads;
@@ -169,17 +152,14 @@ std::vector<double> InOrderLoads(const balance::Weights& w, int gpus) {
 
 absl::Status Run() {
   TANDEM_ASSIGN_OR_RETURN(const Problem problem, ReadProblem());
-  TANDEM_ASSIGN_OR_RETURN(const Mode mode,
-                          ParseMode(absl::GetFlag(FLAGS_mode)));
+  TANDEM_ASSIGN_OR_RETURN(const Mode mode, ParseMode(absl::GetFlag(FLAGS_mode)));
   const int repeat = absl::GetFlag(FLAGS_repeat);
   if (repeat < 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--repeat: expected a count >= 0, got ", repeat));
+    return absl::InvalidArgumentError(absl::StrCat("--repeat: expected a count >= 0, got ", repeat));
   }
   if (absl::GetFlag(FLAGS_expert_bytes) < 0) {
     return absl::InvalidArgumentError(
-        absl::StrCat("--expert_bytes: expected a size >= 0, got ",
-                     absl::GetFlag(FLAGS_expert_bytes)));
+        absl::StrCat("--expert_bytes: expected a size >= 0, got ", absl::GetFlag(FLAGS_expert_bytes)));
   }
   balance::MigrationOptions options;
   options.solve.mode = mode;
@@ -193,16 +173,13 @@ absl::Status Run() {
   std::vector<int64_t> previous;
   const std::string previous_path = absl::GetFlag(FLAGS_previous);
   if (!previous_path.empty()) {
-    TANDEM_ASSIGN_OR_RETURN(json::Json plan,
-                            ReadJson("previous", previous_path));
+    TANDEM_ASSIGN_OR_RETURN(json::Json plan, ReadJson("previous", previous_path));
     int replicas = 0;
-    absl::StatusOr<std::vector<int64_t>> p2l =
-        balance::Phy2LogFromJson(plan, problem.num_layers, &replicas);
+    absl::StatusOr<std::vector<int64_t>> p2l = balance::Phy2LogFromJson(plan, problem.num_layers, &replicas);
     if (!p2l.ok()) return WithPrefix(previous_path, p2l.status());
     if (replicas != problem.num_replicas) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          previous_path, ": phy2log: expected ", problem.num_replicas,
-          " slots per layer (num_replicas), got ", replicas));
+      return absl::InvalidArgumentError(absl::StrCat(previous_path, ": phy2log: expected ", problem.num_replicas,
+                                                     " slots per layer (num_replicas), got ", replicas));
     }
     previous = *std::move(p2l);
   }
@@ -212,15 +189,12 @@ absl::Status Run() {
   Placement placement;
   auto solve = [&]() -> absl::Status {
     if (previous.empty()) {
-      TANDEM_ASSIGN_OR_RETURN(
-          placement, balance::RebalanceExperts(
-                         weights, problem.num_replicas, problem.num_groups,
-                         problem.num_nodes, gpus, options.solve));
+      TANDEM_ASSIGN_OR_RETURN(placement, balance::RebalanceExperts(weights, problem.num_replicas, problem.num_groups,
+                                                                   problem.num_nodes, gpus, options.solve));
     } else {
       TANDEM_ASSIGN_OR_RETURN(
-          migration, balance::RebalanceWithMigration(
-                         weights, previous, problem.num_replicas,
-                         problem.num_groups, problem.num_nodes, gpus, options));
+          migration, balance::RebalanceWithMigration(weights, previous, problem.num_replicas, problem.num_groups,
+                                                     problem.num_nodes, gpus, options));
       placement = migration.placement;
     }
     return absl::OkStatus();
@@ -229,58 +203,42 @@ absl::Status Run() {
   for (int i = 0; i < std::max(repeat, 1); ++i) {
     const auto start = std::chrono::steady_clock::now();
     TANDEM_RETURN_IF_ERROR(solve());
-    ms.push_back(std::chrono::duration<double, std::milli>(
-                     std::chrono::steady_clock::now() - start)
-                     .count());
+    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
   }
-  TANDEM_ASSIGN_OR_RETURN(const PlacementMetrics metrics,
-                          balance::ComputeMetrics(weights, placement, gpus));
+  TANDEM_ASSIGN_OR_RETURN(const PlacementMetrics metrics, balance::ComputeMetrics(weights, placement, gpus));
 
   json::Json out = balance::PlacementToJson(placement);
-  out["policy"] =
-      balance::UsesHierarchicalPolicy(problem.num_groups, problem.num_nodes)
-          ? "hierarchical"
-          : "global";
+  out["policy"] = balance::UsesHierarchicalPolicy(problem.num_groups, problem.num_nodes) ? "hierarchical" : "global";
   out["mode"] = absl::GetFlag(FLAGS_mode);
   out["metrics"] = balance::MetricsToJson(metrics);
   if (!previous.empty()) {
-    out["migration"] = {
-        {"moved_replicas", migration.moved_replicas},
-        {"moved_bytes", migration.moved_bytes},
-        {"moved_per_layer", migration.moved_per_layer},
-        {"tolerance", options.tolerance},
-        {"fresh_metrics", balance::MetricsToJson(migration.fresh_metrics)}};
+    out["migration"] = {{"moved_replicas", migration.moved_replicas},
+                        {"moved_bytes", migration.moved_bytes},
+                        {"moved_per_layer", migration.moved_per_layer},
+                        {"tolerance", options.tolerance},
+                        {"fresh_metrics", balance::MetricsToJson(migration.fresh_metrics)}};
   }
   if (repeat > 0) {
     std::sort(ms.begin(), ms.end());
     const size_t n = ms.size();
-    out["solve_ms_median"] =
-        n % 2 == 1 ? ms[n / 2] : (ms[n / 2 - 1] + ms[n / 2]) / 2;
+    out["solve_ms_median"] = n % 2 == 1 ? ms[n / 2] : (ms[n / 2 - 1] + ms[n / 2]) / 2;
   }
 
   const std::string svg_path = absl::GetFlag(FLAGS_svg);
   if (!svg_path.empty()) {
     std::vector<HeatmapPanel> panels(2);
     if (previous.empty()) {
-      panels[0] = {"before: experts in id order, no replicas",
-                   InOrderLoads(weights, gpus)};
+      panels[0] = {"before: experts in id order, no replicas", InOrderLoads(weights, gpus)};
     } else {
-      TANDEM_ASSIGN_OR_RETURN(
-          Placement before,
-          balance::PlacementFromPhy2Log(problem.num_layers, problem.num_experts,
-                                        problem.num_replicas, previous));
-      TANDEM_ASSIGN_OR_RETURN(panels[0].loads,
-                              balance::GpuLoads(weights, before, gpus));
+      TANDEM_ASSIGN_OR_RETURN(Placement before, balance::PlacementFromPhy2Log(problem.num_layers, problem.num_experts,
+                                                                              problem.num_replicas, previous));
+      TANDEM_ASSIGN_OR_RETURN(panels[0].loads, balance::GpuLoads(weights, before, gpus));
       panels[0].title = "before: previous plan, new loads";
     }
-    panels[1].title = absl::StrCat("after: ", absl::GetFlag(FLAGS_mode),
-                                   previous.empty() ? "" : " with migration");
-    TANDEM_ASSIGN_OR_RETURN(panels[1].loads,
-                            balance::GpuLoads(weights, placement, gpus));
+    panels[1].title = absl::StrCat("after: ", absl::GetFlag(FLAGS_mode), previous.empty() ? "" : " with migration");
+    TANDEM_ASSIGN_OR_RETURN(panels[1].loads, balance::GpuLoads(weights, placement, gpus));
     TANDEM_RETURN_IF_ERROR(
-        WriteFile("svg", svg_path,
-                  RenderHeatmapSvg(panels, metrics.lower_bound,
-                                   problem.num_layers, gpus)));
+        WriteFile("svg", svg_path, RenderHeatmapSvg(panels, metrics.lower_bound, problem.num_layers, gpus)));
   }
 
   TANDEM_ASSIGN_OR_RETURN(std::string text, json::Dump(out));
@@ -301,8 +259,7 @@ int main(int argc, char** argv) {
       "  eplb --input=LOADS.csv --replicas=R --groups=G --nodes=N --gpus=P");
   const std::vector<char*> args = absl::ParseCommandLine(argc, argv);
   if (args.size() > 1) {
-    std::fprintf(stderr, "eplb: unexpected argument '%s' (use --input=FILE)\n",
-                 args[1]);
+    std::fprintf(stderr, "eplb: unexpected argument '%s' (use --input=FILE)\n", args[1]);
     return 1;
   }
   const absl::Status status = tandem::tools::Run();

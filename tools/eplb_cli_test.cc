@@ -26,8 +26,8 @@ namespace {
 using ::tandem::balance::testing::ExpectedOutputs;
 using ::tandem::balance::testing::ExpectedOutputsFromJson;
 using ::tandem::balance::testing::LoadVectorCases;
-using ::tandem::testing::RunfilePath;
 using ::tandem::balance::testing::VectorCase;
+using ::tandem::testing::RunfilePath;
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
 
@@ -49,14 +49,11 @@ std::string ReadFile(const std::string& path) {
   return text.str();
 }
 
-void WriteFile(const std::string& path, const std::string& text) {
-  std::ofstream(path) << text;
-}
+void WriteFile(const std::string& path, const std::string& text) { std::ofstream(path) << text; }
 
 Result RunEplb(const std::string& args) {
   const std::string out = TempPath("stdout"), err = TempPath("stderr");
-  const std::string command =
-      absl::StrCat(RunfilePath("tools/eplb"), " ", args, " >", out, " 2>", err);
+  const std::string command = absl::StrCat(RunfilePath("tools/eplb"), " ", args, " >", out, " 2>", err);
   const int status = std::system(command.c_str());
   Result r;
   r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
@@ -66,8 +63,7 @@ Result RunEplb(const std::string& args) {
 }
 
 // The outputs of the CLI, compared array by array with the expectation.
-void ExpectOutputs(const Result& r, const ExpectedOutputs& expected,
-                   const std::string& name) {
+void ExpectOutputs(const Result& r, const ExpectedOutputs& expected, const std::string& name) {
   ASSERT_EQ(r.exit_code, 0) << name << ": " << r.err;
   ASSERT_OK_AND_ASSIGN(json::Json doc, json::Parse(r.out));
   ASSERT_OK_AND_ASSIGN(ExpectedOutputs got, ExpectedOutputsFromJson(doc));
@@ -93,12 +89,10 @@ TEST(EplbCliTest, EveryVectorCaseInReferenceMode) {
   for (const VectorCase& c : cases) {
     const std::string input = TempPath(c.name + ".json");
     WriteFile(input, c.inputs.dump());
-    ExpectOutputs(RunEplb("--input=" + input + " --mode=reference"),
-                  c.reference, c.name);
+    ExpectOutputs(RunEplb("--input=" + input + " --mode=reference"), c.reference, c.name);
     matched += !::testing::Test::HasFailure();
   }
-  std::cout << "CLI, reference mode: " << matched << "/" << cases.size()
-            << " cases match\n";
+  std::cout << "CLI, reference mode: " << matched << "/" << cases.size() << " cases match\n";
 }
 
 TEST(EplbCliTest, DefaultIsStableModeAndReportsMetrics) {
@@ -129,8 +123,7 @@ TEST(EplbCliTest, CsvInputSvgRepeatAndPrevious) {
   const std::string flags = " --replicas=16 --groups=4 --nodes=2 --gpus=8";
   const std::string svg = TempPath("heatmap.svg");
   const std::string plan = TempPath("plan.json");
-  Result r = RunEplb("--input=" + csv + flags + " --mode=refined --repeat=3" +
-                     " --svg=" + svg + " --output=" + plan);
+  Result r = RunEplb("--input=" + csv + flags + " --mode=refined --repeat=3" + " --svg=" + svg + " --output=" + plan);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   ASSERT_OK_AND_ASSIGN(json::Json doc, json::Parse(ReadFile(plan)));
   EXPECT_GT(doc.at("solve_ms_median").get<double>(), 0.0);
@@ -140,8 +133,7 @@ TEST(EplbCliTest, CsvInputSvgRepeatAndPrevious) {
   EXPECT_THAT(picture, HasSubstr("lower bound"));
   EXPECT_GT(std::count(picture.begin(), picture.end(), '\n'), 32);
   // The same loads against the plan just written: nothing moves.
-  r = RunEplb("--input=" + csv + flags + " --mode=refined --previous=" + plan +
-              " --expert_bytes=1000 --svg=" + svg);
+  r = RunEplb("--input=" + csv + flags + " --mode=refined --previous=" + plan + " --expert_bytes=1000 --svg=" + svg);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   ASSERT_OK_AND_ASSIGN(doc, json::Parse(r.out));
   ASSERT_TRUE(doc.contains("migration"));
@@ -151,8 +143,7 @@ TEST(EplbCliTest, CsvInputSvgRepeatAndPrevious) {
 }
 
 TEST(EplbCliTest, BadInputExitsWithOneLine) {
-  ExpectFailure("--input=/nonexistent/x.json",
-                "--input=/nonexistent/x.json: cannot open the file");
+  ExpectFailure("--input=/nonexistent/x.json", "--input=/nonexistent/x.json: cannot open the file");
   ExpectFailure("", "--input: expected a .json or .csv file, got none");
   const std::string broken = TempPath("broken.json");
   WriteFile(broken, "{\"weight\": [[1, 2] [3]]}\n");
@@ -160,14 +151,12 @@ TEST(EplbCliTest, BadInputExitsWithOneLine) {
                 "broken.json: line 1 column 20: syntax error while parsing array - unexpected '['");
   const std::string ragged = TempPath("ragged.json");
   WriteFile(ragged, "{\"weight\": [[1, 2], [3]], \"num_replicas\": 2}");
-  ExpectFailure("--input=" + ragged,
-                "weight[1]: expected a row of 2 values, got [3]");
+  ExpectFailure("--input=" + ragged, "weight[1]: expected a row of 2 values, got [3]");
   const std::string bad_counts = TempPath("bad_counts.json");
   WriteFile(bad_counts,
             "{\"weight\": [[1, 2, 3, 4]], \"num_replicas\": 6, "
             "\"num_groups\": 2, \"num_nodes\": 1, \"num_gpus\": 4}");
-  ExpectFailure("--input=" + bad_counts,
-                "num_replicas: expected a multiple of num_gpus = 4, got 6");
+  ExpectFailure("--input=" + bad_counts, "num_replicas: expected a multiple of num_gpus = 4, got 6");
   ExpectFailure("--input=" + bad_counts + " --replicas=8 --mode=fast",
                 "--mode: expected stable, reference or refined, got 'fast'");
   const std::string csv = TempPath("bad.csv");

@@ -17,9 +17,7 @@ constexpr double kMaxRatio = 2.0;
 // White-blue below the lower bound (idle capacity), yellow to dark red above
 // it (the layer waits for these GPUs).
 std::string Colour(double ratio) {
-  auto mix = [](double a, double b, double t) {
-    return static_cast<int>(std::lround(a + (b - a) * t));
-  };
+  auto mix = [](double a, double b, double t) { return static_cast<int>(std::lround(a + (b - a) * t)); };
   int r, g, b;
   if (ratio <= 1.0) {
     const double t = std::clamp(ratio, 0.0, 1.0);
@@ -58,8 +56,7 @@ std::string Escape(const std::string& s) {
 
 }  // namespace
 
-std::string RenderHeatmapSvg(const std::vector<HeatmapPanel>& panels,
-                             const std::vector<double>& lower_bound,
+std::string RenderHeatmapSvg(const std::vector<HeatmapPanel>& panels, const std::vector<double>& lower_bound,
                              int num_layers, int num_gpus) {
   const double cell_w = std::clamp(640.0 / num_gpus, 3.0, 24.0);
   const double cell_h = std::clamp(720.0 / num_layers, 3.0, 18.0);
@@ -83,14 +80,11 @@ std::string RenderHeatmapSvg(const std::vector<HeatmapPanel>& panels,
       sum_max += *std::max_element(row, row + num_gpus);
       sum_mean += lower_bound[l];
     }
-    absl::StrAppendFormat(
-        &svg, "<text x=\"%.1f\" y=\"20\" font-weight=\"bold\">%s</text>\n", x0,
-        Escape(panel.title));
-    absl::StrAppendFormat(
-        &svg,
-        "<text x=\"%.1f\" y=\"36\">balancedness %.4f (mean / max, all "
-        "layers)</text>\n",
-        x0, sum_max > 0 ? sum_mean / sum_max : 1.0);
+    absl::StrAppendFormat(&svg, "<text x=\"%.1f\" y=\"20\" font-weight=\"bold\">%s</text>\n", x0, Escape(panel.title));
+    absl::StrAppendFormat(&svg,
+                          "<text x=\"%.1f\" y=\"36\">balancedness %.4f (mean / max, all "
+                          "layers)</text>\n",
+                          x0, sum_max > 0 ? sum_mean / sum_max : 1.0);
     absl::StrAppendFormat(&svg,
                           "<text x=\"%.1f\" y=\"%.1f\" "
                           "text-anchor=\"end\">layer</text>\n",
@@ -101,13 +95,11 @@ std::string RenderHeatmapSvg(const std::vector<HeatmapPanel>& panels,
       const double lb = lower_bound[l];
       for (int g = 0; g < num_gpus; ++g) {
         const double ratio = lb > 0 ? row[g] / lb : 1.0;
-        absl::StrAppendFormat(
-            &svg,
-            "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" "
-            "fill=\"%s\"><title>layer %d GPU %d: load %.6g = %.3f x lower "
-            "bound</title></rect>\n",
-            x0 + cell_w * g, y, cell_w, cell_h, Colour(ratio), l, g, row[g],
-            ratio);
+        absl::StrAppendFormat(&svg,
+                              "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" "
+                              "fill=\"%s\"><title>layer %d GPU %d: load %.6g = %.3f x lower "
+                              "bound</title></rect>\n",
+                              x0 + cell_w * g, y, cell_w, cell_h, Colour(ratio), l, g, row[g], ratio);
       }
       const double max = *std::max_element(row, row + num_gpus);
       if (cell_h >= 8 || l % 5 == 0) {
@@ -117,38 +109,32 @@ std::string RenderHeatmapSvg(const std::vector<HeatmapPanel>& panels,
                               x0 - 4, y + cell_h - 1, l);
       }
       if (cell_h >= 8) {
-        absl::StrAppendFormat(&svg, "<text x=\"%.1f\" y=\"%.1f\">%.2f</text>\n",
-                              x0 + grid_w + 4, y + cell_h - 1,
+        absl::StrAppendFormat(&svg, "<text x=\"%.1f\" y=\"%.1f\">%.2f</text>\n", x0 + grid_w + 4, y + cell_h - 1,
                               lb > 0 ? max / lb : 1.0);
       }
     }
-    absl::StrAppendFormat(&svg, "<text x=\"%.1f\" y=\"%.1f\">max/LB</text>\n",
-                          x0 + grid_w + 4, top - 2);
-    absl::StrAppendFormat(&svg,
-                          "<text x=\"%.1f\" y=\"%.1f\">GPU 0 .. %d</text>\n",
-                          x0, top + grid_h + 14, num_gpus - 1);
+    absl::StrAppendFormat(&svg, "<text x=\"%.1f\" y=\"%.1f\">max/LB</text>\n", x0 + grid_w + 4, top - 2);
+    absl::StrAppendFormat(&svg, "<text x=\"%.1f\" y=\"%.1f\">GPU 0 .. %d</text>\n", x0, top + grid_h + 14,
+                          num_gpus - 1);
   }
   // Colour bar from 0 to kMaxRatio x lower bound, the lower bound marked.
   const double bar_x = 56, bar_y = top + grid_h + 30, bar_w = 320;
   for (int i = 0; i < 64; ++i) {
-    absl::StrAppendFormat(
-        &svg,
-        "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.2f\" height=\"12\" "
-        "fill=\"%s\"/>\n",
-        bar_x + bar_w * i / 64, bar_y, bar_w / 64 + 0.5,
-        Colour(kMaxRatio * (i + 0.5) / 64));
+    absl::StrAppendFormat(&svg,
+                          "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.2f\" height=\"12\" "
+                          "fill=\"%s\"/>\n",
+                          bar_x + bar_w * i / 64, bar_y, bar_w / 64 + 0.5, Colour(kMaxRatio * (i + 0.5) / 64));
   }
   const double lb_x = bar_x + bar_w / kMaxRatio;
-  absl::StrAppendFormat(
-      &svg,
-      "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"black\" "
-      "stroke-width=\"2\"/>\n"
-      "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">lower bound "
-      "(total load / GPUs)</text>\n"
-      "<text x=\"%.1f\" y=\"%.1f\">0</text>\n"
-      "<text x=\"%.1f\" y=\"%.1f\">%.1fx</text>\n",
-      lb_x, bar_y - 4, lb_x, bar_y + 16, lb_x, bar_y + 28, bar_x - 10,
-      bar_y + 10, bar_x + bar_w + 4, bar_y + 10, kMaxRatio);
+  absl::StrAppendFormat(&svg,
+                        "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"black\" "
+                        "stroke-width=\"2\"/>\n"
+                        "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">lower bound "
+                        "(total load / GPUs)</text>\n"
+                        "<text x=\"%.1f\" y=\"%.1f\">0</text>\n"
+                        "<text x=\"%.1f\" y=\"%.1f\">%.1fx</text>\n",
+                        lb_x, bar_y - 4, lb_x, bar_y + 16, lb_x, bar_y + 28, bar_x - 10, bar_y + 10, bar_x + bar_w + 4,
+                        bar_y + 10, kMaxRatio);
   svg += "</svg>\n";
   return svg;
 }

@@ -25,8 +25,7 @@ struct HeatmapPanel {
 // A standalone SVG document with the panels side by side. Every panel has
 // num_layers * num_gpus loads (the caller ensures it); `lower_bound` has one
 // entry per layer.
-std::string RenderHeatmapSvg(const std::vector<HeatmapPanel>& panels,
-                             const std::vector<double>& lower_bound,
+std::string RenderHeatmapSvg(const std::vector<HeatmapPanel>& panels, const std::vector<double>& lower_bound,
                              int num_layers, int num_gpus);
 
 }  // namespace tandem::tools

@@ -44,7 +44,8 @@
 #include "schedule/simulator/simulator.h"
 #include "schedule/validator/validator.h"
 
-ABSL_FLAG(std::string, kind, "", "Schedule kind: gpipe, 1f1b, interleaved1f1b, loopedbfs, zb1p, zbv, dualpipe, dualpipev.");
+ABSL_FLAG(std::string, kind, "",
+          "Schedule kind: gpipe, 1f1b, interleaved1f1b, loopedbfs, zb1p, zbv, dualpipe, dualpipev.");
 ABSL_FLAG(int, ranks, 0, "Pipeline ranks.");
 ABSL_FLAG(int, microbatches, 0, "Micro-batches per step (DualPipe: both directions together).");
 ABSL_FLAG(int, chunks, 0, "Local stages per rank for looped kinds (0: the kind's default).");
@@ -83,10 +84,15 @@ std::string FormatOf(const std::string& path, absl::string_view data) {
   const std::string given = absl::GetFlag(FLAGS_input_format);
   if (!given.empty()) return given;
   if (LooksBinary(data)) return "binary";
-  for (const auto& [suffix, format] : std::vector<std::pair<std::string, std::string>>{
-           {".csv", "torch_csv"}, {".json", "json"}, {".textproto", "textproto"}, {".txtpb", "textproto"},
-           {".pbtxt", "textproto"}, {".pb", "binary"}, {".binpb", "binary"}, {".trace", "trace"},
-           {".txt", "trace"}}) {
+  for (const auto& [suffix, format] : std::vector<std::pair<std::string, std::string>>{{".csv", "torch_csv"},
+                                                                                       {".json", "json"},
+                                                                                       {".textproto", "textproto"},
+                                                                                       {".txtpb", "textproto"},
+                                                                                       {".pbtxt", "textproto"},
+                                                                                       {".pb", "binary"},
+                                                                                       {".binpb", "binary"},
+                                                                                       {".trace", "trace"},
+                                                                                       {".txt", "trace"}}) {
     if (absl::EndsWith(path, suffix)) return format;
   }
   return "trace";
@@ -130,8 +136,8 @@ absl::StatusOr<std::string> Encode(const Schedule& s, const std::string& format)
   if (format == "textproto") return FormatTextProto(s);
   if (format == "json") return FormatJson(s);
   if (format == "binary") return FormatBinaryProto(s);
-  return absl::InvalidArgumentError(absl::StrCat(
-      "format: expected trace, torch_csv, textproto, json or binary, got '", format, "'"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("format: expected trace, torch_csv, textproto, json or binary, got '", format, "'"));
 }
 
 absl::StatusOr<SimOptions> Options() {
@@ -177,8 +183,8 @@ absl::StatusOr<std::string> Report(const Schedule& s, const SimResult& r, const 
     std::string out = absl::StrFormat(
         "%s: %d ranks, %d stages, %d micro-batches\nmakespan %.6g, bubble %.6g (%.2f%% of the makespan, worst "
         "rank), peak activations %d\n%-6s %12s %12s %12s %6s\n",
-        KindName(s.kind), s.ranks, s.stages, s.microbatches, r.makespan, r.bubble, 100 * r.bubble_ratio, peak,
-        "rank", "busy", "idle", "finish", "peak");
+        KindName(s.kind), s.ranks, s.stages, s.microbatches, r.makespan, r.bubble, 100 * r.bubble_ratio, peak, "rank",
+        "busy", "idle", "finish", "peak");
     for (int k = 0; k < s.ranks; ++k) {
       const RankStats& st = r.ranks[k];
       absl::StrAppendFormat(&out, "%-6d %12.6g %12.6g %12.6g %6d\n", k, st.busy, st.idle, st.finish,
@@ -206,8 +212,8 @@ absl::StatusOr<std::string> Report(const Schedule& s, const SimResult& r, const 
                      {"peak_activation_bytes", st.peak_activation_bytes},
                      {"params_fraction", st.params_fraction}});
   }
-  json::Json out = {{"kind", KindName(s.kind)}, {"ranks", s.ranks},       {"stages", s.stages},
-                    {"microbatches", s.microbatches}, {"makespan", r.makespan}, {"bubble", r.bubble},
+  json::Json out = {{"kind", KindName(s.kind)},       {"ranks", s.ranks},         {"stages", s.stages},
+                    {"microbatches", s.microbatches}, {"makespan", r.makespan},   {"bubble", r.bubble},
                     {"bubble_ratio", r.bubble_ratio}, {"peak_activations", peak}, {"per_rank", std::move(ranks)}};
   if (critical_path) {
     json::Json path = json::Json::array();
@@ -317,22 +323,21 @@ absl::Status Compare() {
                          {"params_per_rank", r.params}});
       }
     }
-    TANDEM_ASSIGN_OR_RETURN(out, json::Dump(json::Json{{"ranks", ranks},
-                                                       {"microbatches", n},
-                                                       {"cost", FormatCost(base.cost)},
-                                                       {"kinds", std::move(items)}}));
+    TANDEM_ASSIGN_OR_RETURN(
+        out, json::Dump(json::Json{
+                 {"ranks", ranks}, {"microbatches", n}, {"cost", FormatCost(base.cost)}, {"kinds", std::move(items)}}));
     out += "\n";
   } else if (format == "table") {
     out = absl::StrFormat("# %d ranks, %d micro-batches, cost per rank-sized stage %s\n", ranks, n,
                           FormatCost(base.cost));
-    absl::StrAppend(&out, absl::StrFormat("%-16s %6s %10s %8s %10s %6s %8s\n", "kind", "stages", "bubble",
-                                          "ratio", "makespan", "peak", "params"));
+    absl::StrAppend(&out, absl::StrFormat("%-16s %6s %10s %8s %10s %6s %8s\n", "kind", "stages", "bubble", "ratio",
+                                          "makespan", "peak", "params"));
     for (const Row& r : rows) {
       if (!r.error.empty()) {
         absl::StrAppend(&out, absl::StrFormat("%-16s %s\n", r.kind, r.error));
       } else {
-        absl::StrAppend(&out, absl::StrFormat("%-16s %6d %10.4g %8.4f %10.4g %6d %8.4g\n", r.kind, r.stages,
-                                              r.bubble, r.ratio, r.makespan, r.peak, r.params));
+        absl::StrAppend(&out, absl::StrFormat("%-16s %6d %10.4g %8.4f %10.4g %6d %8.4g\n", r.kind, r.stages, r.bubble,
+                                              r.ratio, r.makespan, r.peak, r.params));
       }
     }
   } else {

@@ -46,8 +46,8 @@ absl::StatusOr<PipelineData> ConcatTokens(const std::vector<PipelineData>& repli
       const PipelineData& p = replicas[r];
       if (p.inputs.size() != n || p.targets.size() != n || p.inputs[g].dim(1) != replicas[0].inputs[g].dim(1) ||
           p.targets[g].values.dim(1) != replicas[0].targets[g].values.dim(1)) {
-        return absl::InvalidArgumentError(absl::StrFormat(
-            "replica %d: expected %d micro-batches of the widths of replica 0", r, n));
+        return absl::InvalidArgumentError(
+            absl::StrFormat("replica %d: expected %d micro-batches of the widths of replica 0", r, n));
       }
       x.insert(x.end(), p.inputs[g].span().begin(), p.inputs[g].span().end());
       y.insert(y.end(), p.targets[g].values.span().begin(), p.targets[g].values.span().end());

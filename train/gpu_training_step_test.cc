@@ -48,8 +48,7 @@ TEST(GpuTrainingStepTest, EveryKindOnCudaLocalEqualsSequentialGpuTraining) {
     SCOPED_TRACE(KindName(kind));
     ASSERT_OK_AND_ASSIGN(Schedule compute, Generate({kind, 2, n}));
     ASSERT_OK_AND_ASSIGN(Schedule s, Lower(compute));
-    ASSERT_OK_AND_ASSIGN(std::vector<std::unique_ptr<comm::Communicator>> comms,
-                         comm::CreateCudaLocalGroup(s.ranks));
+    ASSERT_OK_AND_ASSIGN(std::vector<std::unique_ptr<comm::Communicator>> comms, comm::CreateCudaLocalGroup(s.ranks));
     auto placer = [&](int rank) -> ModelPlacer {
       cudaStream_t stream = comm::CudaLocalStream(*comms[rank]);
       return [stream](model::Model& host) -> absl::StatusOr<std::unique_ptr<model::UnitModel>> {

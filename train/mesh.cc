@@ -14,8 +14,8 @@ absl::StatusOr<Mesh> MakeMesh(comm::Communicator& world, comm::Communicator* dev
         "mesh: expected pp x ep = %d world ranks with pp, ep >= 1, got pp %d x ep %d", world.size(), pp, ep));
   }
   if (device_world != nullptr && device_world->size() != world.size()) {
-    return absl::InvalidArgumentError(absl::StrFormat("mesh: device world has %d ranks, world has %d",
-                                                      device_world->size(), world.size()));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("mesh: device world has %d ranks, world has %d", device_world->size(), world.size()));
   }
   Mesh m;
   m.pp = pp;

@@ -12,17 +12,17 @@ std::vector<int> EvenBounds(int units, int stages) {
 }
 
 absl::StatusOr<std::unique_ptr<ModelStageWork>> ModelStageWork::Create(const Schedule& s, int rank,
-                                                                        const model::ModelConfig& config,
-                                                                        std::vector<int> bounds, Options options) {
+                                                                       const model::ModelConfig& config,
+                                                                       std::vector<int> bounds, Options options) {
   const int units = model::NumUnits(config);
   if (static_cast<int>(bounds.size()) != s.stages + 1 || bounds.front() != 0 || bounds.back() != units) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "bounds: expected %d entries from 0 to %d (units), got %d", s.stages + 1, units, bounds.size()));
+    return absl::InvalidArgumentError(absl::StrFormat("bounds: expected %d entries from 0 to %d (units), got %d",
+                                                      s.stages + 1, units, bounds.size()));
   }
   for (int i = 0; i < s.stages; ++i) {
     if (bounds[i] >= bounds[i + 1]) {
-      return absl::InvalidArgumentError(absl::StrFormat("bounds: stage %d has no units ([%d, %d))", i, bounds[i],
-                                                        bounds[i + 1]));
+      return absl::InvalidArgumentError(
+          absl::StrFormat("bounds: stage %d has no units ([%d, %d))", i, bounds[i], bounds[i + 1]));
     }
   }
   std::unique_ptr<ModelStageWork> w(new ModelStageWork(s, std::move(bounds)));
@@ -60,8 +60,8 @@ absl::StatusOr<ModelStageWork::Copy*> ModelStageWork::At(const Slot& s) {
   if (data_ == nullptr) return absl::FailedPreconditionError("no data for this step (call SetData first)");
   auto it = copies_.find({s.stage, s.direction});
   if (it == copies_.end()) {
-    return absl::InvalidArgumentError(absl::StrFormat("stage %d direction %d is not on this rank", s.stage,
-                                                      s.direction));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("stage %d direction %d is not on this rank", s.stage, s.direction));
   }
   return &it->second;
 }
@@ -147,8 +147,8 @@ absl::Status ModelStageWork::BackwardWeight(const Slot& s) {
   return c->stage->BackwardWeight();  // pops the rank's oldest unit (FIFO)
 }
 
-absl::StatusOr<std::pair<Buffer, Buffer>> ModelStageWork::ForwardBackward(const Slot& f, Buffer input,
-                                                                          const Slot& b, Buffer output_grad) {
+absl::StatusOr<std::pair<Buffer, Buffer>> ModelStageWork::ForwardBackward(const Slot& f, Buffer input, const Slot& b,
+                                                                          Buffer output_grad) {
   TANDEM_ASSIGN_OR_RETURN(Copy * cf, At(f));
   TANDEM_ASSIGN_OR_RETURN(Copy * cb, At(b));
   if (cf != cb) {

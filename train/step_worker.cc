@@ -53,7 +53,8 @@ absl::Status Main() {
   TANDEM_ASSIGN_OR_RETURN(std::vector<double> ref_losses, Sequential(*reference, data));
   int losses = 0;
   for (const auto& [g, l] : work->losses()) {
-    if (l != ref_losses[g]) return absl::InternalError(absl::StrFormat("loss of micro-batch %d: %.17g != %.17g", g, l, ref_losses[g]));
+    if (l != ref_losses[g])
+      return absl::InternalError(absl::StrFormat("loss of micro-batch %d: %.17g != %.17g", g, l, ref_losses[g]));
     ++losses;
   }
   // DualPipe: sum the two copies of each stage held by r and R-1-r.
@@ -77,9 +78,11 @@ absl::Status Main() {
             }
           } else {
             double xy = 0, xx = 0;
-            for (size_t i = 0; i < w.size(); ++i) xy += double{g[i]} * w[i], xx += double{g[i]} * g[i] + double{w[i]} * w[i];
+            for (size_t i = 0; i < w.size(); ++i)
+              xy += double{g[i]} * w[i], xx += double{g[i]} * g[i] + double{w[i]} * w[i];
             if (xx > 0 && 1 - 2 * xy / xx > 1e-10) {
-              return absl::InternalError(absl::StrFormat("gradient of %s: difference %g", want[p]->name, 1 - 2 * xy / xx));
+              return absl::InternalError(
+                  absl::StrFormat("gradient of %s: difference %g", want[p]->name, 1 - 2 * xy / xx));
             }
           }
           ++params;

@@ -18,9 +18,9 @@ namespace tandem::train {
 absl::StatusOr<balance::Placement> EvenPlacement(const model::ModelConfig& c, int extra_slots, int ep) {
   const int layers = model::NumMoeLayers(c), slots = c.num_experts + extra_slots;
   if (extra_slots < 0 || slots % ep != 0) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "extra_slots: expected >= 0 with num_experts + extra_slots divisible by ep = %d, got %d + %d", ep,
-        c.num_experts, extra_slots));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("extra_slots: expected >= 0 with num_experts + extra_slots divisible by ep = %d, got %d + %d",
+                        ep, c.num_experts, extra_slots));
   }
   std::vector<int64_t> ones(int64_t{layers} * c.num_experts, 1);
   return balance::RebalanceExperts(balance::Weights::Int64(ones, layers, c.num_experts), slots, 1, 1, ep, {});
@@ -61,7 +61,8 @@ absl::Status Trainer::Init() {
     }
     placer = options_.placer(*mesh_.device_pipe, mesh_.device_experts.get());
   }
-  std::vector<int> bounds = options_.bounds.empty() ? EvenBounds(model::NumUnits(c), schedule_.stages) : options_.bounds;
+  std::vector<int> bounds =
+      options_.bounds.empty() ? EvenBounds(model::NumUnits(c), schedule_.stages) : options_.bounds;
   ModelStageWork::Options wo;
   wo.overlap_threads = false;  // expert parallelism: one collective order
   wo.prepare = prepare;
@@ -103,8 +104,8 @@ absl::StatusOr<StepStats> Trainer::Step(const PipelineData& data) {
   stats.losses = work_->losses();
   float local = 0;
   for (const auto& [g, l] : stats.losses) local += static_cast<float>(l);
-  TANDEM_RETURN_IF_ERROR(comm::PostAndWait(
-      mesh_.world->AllReduce(&local, &local, 1, comm::DataType::kF32, comm::ReduceOp::kSum), d));
+  TANDEM_RETURN_IF_ERROR(
+      comm::PostAndWait(mesh_.world->AllReduce(&local, &local, 1, comm::DataType::kF32, comm::ReduceOp::kSum), d));
   stats.loss = local / schedule_.microbatches;
   TANDEM_RETURN_IF_ERROR(work_->ReloadParameters());
   ++steps_;
@@ -116,10 +117,10 @@ absl::StatusOr<RebalanceStats> Trainer::Rebalance() {
   balance::LoadRecorder::Snapshot snap = recorder_->TakeSnapshot();
   std::vector<int64_t> loads = snap.window;
   // Every rank recorded its own layers and tokens.
-  TANDEM_RETURN_IF_ERROR(comm::PostAndWait(mesh_.world->AllReduce(loads.data(), loads.data(),
-                                                                  static_cast<int64_t>(loads.size()),
-                                                                  comm::DataType::kI64, comm::ReduceOp::kSum),
-                                           d));
+  TANDEM_RETURN_IF_ERROR(
+      comm::PostAndWait(mesh_.world->AllReduce(loads.data(), loads.data(), static_cast<int64_t>(loads.size()),
+                                               comm::DataType::kI64, comm::ReduceOp::kSum),
+                        d));
   const balance::Weights w = balance::Weights::Int64(loads, snap.num_layers, snap.num_experts);
   RebalanceStats out;
   out.layers = snap.num_layers;

@@ -111,7 +111,8 @@ Result Sequential(const TrainerOptions& o, int steps) {
     out.loss.push_back(sum / o.microbatches);
     EXPECT_OK(opt.Step(m->Parameters()));
   }
-  for (model::Parameter* p : m->Parameters()) out.params[p->name].assign(p->value.span().begin(), p->value.span().end());
+  for (model::Parameter* p : m->Parameters())
+    out.params[p->name].assign(p->value.span().begin(), p->value.span().end());
   return out;
 }
 
@@ -136,7 +137,8 @@ TEST(TrainerTest, TrainingMatchesSequentialTraining) {
     // beyond the bound.
     const Result further = Sequential(o, 3);
     double worst = 0;
-    for (const auto& [name, values] : got.params) worst = std::max(worst, RelativeDiff(values, further.params.at(name)));
+    for (const auto& [name, values] : got.params)
+      worst = std::max(worst, RelativeDiff(values, further.params.at(name)));
     EXPECT_GT(worst, 1e-3);
   }
 }
@@ -170,8 +172,7 @@ TEST(TrainerTest, BadOptionsAreRefusedNamingThem) {
   o.model.top_k = 9;
   EXPECT_THAT(Trainer::Create(o, *world[0]).status(), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("top_k")));
   o = Options(schedule::Kind::kDualPipe, 1, 1);
-  EXPECT_THAT(Trainer::Create(o, *world[0]).status(),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("even")));
+  EXPECT_THAT(Trainer::Create(o, *world[0]).status(), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("even")));
   o = Options(schedule::Kind::k1F1B, 1, 1);
   o.bounds = {0, 4};
   o.model.num_layers = 4;

@@ -26,8 +26,7 @@ std::vector<int> MinCostAssignment(const std::vector<int64_t>& cost, int n) {
       int next = 0;
       for (int j = 1; j <= n; ++j) {
         if (used[j]) continue;
-        const int64_t reduced =
-            cost[(r - 1) * static_cast<int64_t>(n) + j - 1] - u[r] - v[j];
+        const int64_t reduced = cost[(r - 1) * static_cast<int64_t>(n) + j - 1] - u[r] - v[j];
         if (reduced < min_to[j]) {
           min_to[j] = reduced;
           way[j] = col;

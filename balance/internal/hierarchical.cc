@@ -8,8 +8,7 @@
 
 namespace tandem::balance::internal {
 
-Shape ResolveShape(int num_experts, int num_replicas, int num_groups,
-                   int num_nodes, int num_gpus) {
+Shape ResolveShape(int num_experts, int num_replicas, int num_groups, int num_nodes, int num_gpus) {
   const bool hierarchical = num_nodes > 0 && num_groups % num_nodes == 0;
   Shape shape;
   shape.num_experts = num_experts;
@@ -20,8 +19,7 @@ Shape ResolveShape(int num_experts, int num_replicas, int num_groups,
   return shape;
 }
 
-void AssignGroupsToNodes(const float* w, const Shape& shape, TieOrder tie,
-                         LayerScratch* s) {
+void AssignGroupsToNodes(const float* w, const Shape& shape, TieOrder tie, LayerScratch* s) {
   const int groups = shape.num_groups;
   const int group_size = shape.num_experts / groups;
   const int groups_per_node = groups / shape.num_nodes;
@@ -38,23 +36,20 @@ void AssignGroupsToNodes(const float* w, const Shape& shape, TieOrder tie,
     for (int g = 0; g < groups; ++g) {
       s->group_load[g] = CascadeSum(w + g * group_size, group_size);
     }
-    BalancedPacking(s->group_load, shape.num_nodes, tie, {},
-                    s->group_pack.data(), s->group_rank.data(), &s->packing);
+    BalancedPacking(s->group_load, shape.num_nodes, tie, {}, s->group_pack.data(), s->group_rank.data(), &s->packing);
   }
   // log2mlog[e] = (pack * groups_per_node + rank) * group_size + e % size.
   s->mlog2log.resize(shape.num_experts);
   for (int g = 0; g < groups; ++g) {
-    const int base =
-        (s->group_pack[g] * groups_per_node + s->group_rank[g]) * group_size;
+    const int base = (s->group_pack[g] * groups_per_node + s->group_rank[g]) * group_size;
     for (int i = 0; i < group_size; ++i) {
       s->mlog2log[base + i] = g * group_size + i;
     }
   }
 }
 
-bool SolveNode(const float* w, const Shape& shape, int node, TieOrder tie,
-               bool no_duplicates, int32_t* phy2log, int32_t* rank,
-               LayerScratch* s) {
+bool SolveNode(const float* w, const Shape& shape, int node, TieOrder tie, bool no_duplicates, int32_t* phy2log,
+               int32_t* rank, LayerScratch* s) {
   const int experts = shape.experts_per_node();
   const int slots = shape.slots_per_node();
   const int gpus = shape.gpus_per_node();
@@ -65,9 +60,8 @@ bool SolveNode(const float* w, const Shape& shape, int node, TieOrder tie,
   s->slot_expert.resize(slots);
   s->slot_rank.resize(slots);
   s->count.resize(experts);
-  ReplicateExperts(s->node_w, slots, no_duplicates ? gpus : 0,
-                   s->slot_expert.data(), s->slot_rank.data(), s->count.data(),
-                   &s->packing);
+  ReplicateExperts(s->node_w, slots, no_duplicates ? gpus : 0, s->slot_expert.data(), s->slot_rank.data(),
+                   s->count.data(), &s->packing);
 
   // Every replica of an expert carries the same float32 key w / count.
   s->slot_w.resize(slots);
@@ -78,10 +72,8 @@ bool SolveNode(const float* w, const Shape& shape, int node, TieOrder tie,
   s->gpu.resize(slots);
   s->gpu_rank.resize(slots);
   const absl::Span<const int32_t> owner =
-      no_duplicates ? absl::Span<const int32_t>(s->slot_expert)
-                    : absl::Span<const int32_t>();
-  if (!BalancedPacking(s->slot_w, gpus, tie, owner, s->gpu.data(),
-                       s->gpu_rank.data(), &s->packing)) {
+      no_duplicates ? absl::Span<const int32_t>(s->slot_expert) : absl::Span<const int32_t>();
+  if (!BalancedPacking(s->slot_w, gpus, tie, owner, s->gpu.data(), s->gpu_rank.data(), &s->packing)) {
     return false;
   }
   const int per_gpu = shape.slots_per_gpu();
@@ -93,8 +85,7 @@ bool SolveNode(const float* w, const Shape& shape, int node, TieOrder tie,
   return true;
 }
 
-bool SolveLayer(const float* w, const Shape& shape, TieOrder tie,
-                bool no_duplicates, int32_t* phy2log, int32_t* rank,
+bool SolveLayer(const float* w, const Shape& shape, TieOrder tie, bool no_duplicates, int32_t* phy2log, int32_t* rank,
                 LayerScratch* scratch) {
   AssignGroupsToNodes(w, shape, tie, scratch);
   for (int n = 0; n < shape.num_nodes; ++n) {

@@ -36,8 +36,7 @@ struct Shape {
 //
 // The Shape the reference solves for these (validated) arguments: the
 // global policy (num_groups % num_nodes != 0) becomes one group, one node.
-Shape ResolveShape(int num_experts, int num_replicas, int num_groups,
-                   int num_nodes, int num_gpus);
+Shape ResolveShape(int num_experts, int num_replicas, int num_groups, int num_nodes, int num_gpus);
 
 // Buffers reused across layers.
 struct LayerScratch {
@@ -54,8 +53,7 @@ struct LayerScratch {
 //
 // Step 1 alone: fills `mlog2log` (node-major: node n holds experts
 // [n*E/N, (n+1)*E/N) in mlog numbering) for layer weights `w`.
-void AssignGroupsToNodes(const float* w, const Shape& shape, TieOrder tie,
-                         LayerScratch* scratch);
+void AssignGroupsToNodes(const float* w, const Shape& shape, TieOrder tie, LayerScratch* scratch);
 
 // SolveNode()
 //
@@ -65,16 +63,14 @@ void AssignGroupsToNodes(const float* w, const Shape& shape, TieOrder tie,
 // (indexed by the layer's slot). With `no_duplicates`, replica counts are
 // capped at the node's GPU count and no GPU gets two replicas of one expert.
 // Returns false only if that constraint cannot be met.
-bool SolveNode(const float* w, const Shape& shape, int node, TieOrder tie,
-               bool no_duplicates, int32_t* phy2log, int32_t* rank,
-               LayerScratch* scratch);
+bool SolveNode(const float* w, const Shape& shape, int node, TieOrder tie, bool no_duplicates, int32_t* phy2log,
+               int32_t* rank, LayerScratch* scratch);
 
 // SolveLayer()
 //
 // The whole policy for one layer: AssignGroupsToNodes, then SolveNode for
 // every node. Writes phy2log[num_replicas] and rank[num_replicas].
-bool SolveLayer(const float* w, const Shape& shape, TieOrder tie,
-                bool no_duplicates, int32_t* phy2log, int32_t* rank,
+bool SolveLayer(const float* w, const Shape& shape, TieOrder tie, bool no_duplicates, int32_t* phy2log, int32_t* rank,
                 LayerScratch* scratch);
 
 }  // namespace tandem::balance::internal

@@ -18,8 +18,7 @@ constexpr int kRecountCandidates = 8;
 
 }  // namespace
 
-void LayerSearch::Assign(const double* w, const int32_t* phy2log,
-                         const int32_t* rank) {
+void LayerSearch::Assign(const double* w, const int32_t* phy2log, const int32_t* rank) {
   w_ = w;
   const int slots = shape_.num_replicas;
   const int experts = shape_.num_experts;
@@ -36,8 +35,7 @@ void LayerSearch::Assign(const double* w, const int32_t* phy2log,
     if (rank_[s] == 0) node_[e] = NodeOf(GpuOf(s));
   }
   item_.resize(slots);
-  for (int s = 0; s < slots; ++s)
-    item_[s] = Item(expert_[s], count_[expert_[s]]);
+  for (int s = 0; s < slots; ++s) item_[s] = Item(expert_[s], count_[expert_[s]]);
   load_.assign(shape_.num_gpus, 0.0);
   for (int g = 0; g < shape_.num_gpus; ++g) RecomputeGpu(g);
 }
@@ -76,8 +74,7 @@ bool LayerSearch::CanPlace(int e, int t, const SearchOptions& o) const {
   return !o.no_duplicates || !Holds(GpuOf(t), e, -1);
 }
 
-double LayerSearch::Score(double top, double worst, int changes,
-                          const SearchOptions& o) const {
+double LayerSearch::Score(double top, double worst, int changes, const SearchOptions& o) const {
   if (!o.per_change) return -worst;
   return std::min(top - worst, top - o.stop_at) / changes;
 }
@@ -93,9 +90,8 @@ void LayerSearch::BestSwap(int g, const SearchOptions& o, Move* best) {
     if (o.pin == Pin::kNode && NodeOf(h) != NodeOf(g)) continue;
     by_load_.push_back(h);
   }
-  std::sort(by_load_.begin(), by_load_.end(), [&](int a, int b) {
-    return load_[a] < load_[b] || (load_[a] == load_[b] && a < b);
-  });
+  std::sort(by_load_.begin(), by_load_.end(),
+            [&](int a, int b) { return load_[a] < load_[b] || (load_[a] == load_[b] && a < b); });
   for (const int h : by_load_) {
     if (best->s >= 0 && Score(top, (top + load_[h]) / 2, 2, o) <= best->score) {
       break;
@@ -155,8 +151,7 @@ void LayerSearch::BestRecount(int g, const SearchOptions& o, Move* best) {
     const double worst = RecountWorst(t, e, g);
     if (worst < 0 || worst >= limit) return;
     const double score = Score(top, worst, 1, o);
-    if (best->s < 0 || score > best->score)
-      *best = Move{t, -1, e, worst, score};
+    if (best->s < 0 || score > best->score) *best = Move{t, -1, e, worst, score};
   };
   // Keeps the kRecountCandidates experts smallest by `key` in candidates_.
   auto shortlist = [&](auto eligible, auto key) {
@@ -164,19 +159,13 @@ void LayerSearch::BestRecount(int g, const SearchOptions& o, Move* best) {
     for (int e = 0; e < shape_.num_experts; ++e) {
       if (eligible(e)) candidates_.push_back(e);
     }
-    const auto by_key = [&](int a, int b) {
-      return key(a) < key(b) || (key(a) == key(b) && a < b);
-    };
+    const auto by_key = [&](int a, int b) { return key(a) < key(b) || (key(a) == key(b) && a < b); };
     if (static_cast<int>(candidates_.size()) > kRecountCandidates) {
-      std::partial_sort(candidates_.begin(),
-                        candidates_.begin() + kRecountCandidates,
-                        candidates_.end(), by_key);
+      std::partial_sort(candidates_.begin(), candidates_.begin() + kRecountCandidates, candidates_.end(), by_key);
       candidates_.resize(kRecountCandidates);
     }
   };
-  const auto in_reach = [&](int e) {
-    return !same_node || node_[e] == NodeOf(g);
-  };
+  const auto in_reach = [&](int e) { return !same_node || node_[e] == NodeOf(g); };
   // (1) A replica more for an expert on GPU g, taken from the donors that
   // lose least per replica.
   shortlist([&](int f) { return count_[f] >= 2 && in_reach(f); },
@@ -192,17 +181,14 @@ void LayerSearch::BestRecount(int g, const SearchOptions& o, Move* best) {
     }
   }
   // (2) A slot of GPU g handed to an expert whose replicas are light.
-  shortlist([&](int e) { return in_reach(e); },
-            [&](int e) { return Item(e, count_[e] + 1); });
+  shortlist([&](int e) { return in_reach(e); }, [&](int e) { return Item(e, count_[e] + 1); });
   for (int t = g * per_gpu_; t < (g + 1) * per_gpu_; ++t) {
     for (const int e : candidates_) try_move(t, e);
   }
 }
 
 void LayerSearch::ApplySwap(int s, int t) {
-  auto relink = [&](int e, int from, int to) {
-    std::replace(slots_of_[e].begin(), slots_of_[e].end(), from, to);
-  };
+  auto relink = [&](int e, int from, int to) { std::replace(slots_of_[e].begin(), slots_of_[e].end(), from, to); };
   relink(expert_[s], s, t);
   relink(expert_[t], t, s);
   std::swap(expert_[s], expert_[t]);
@@ -236,8 +222,7 @@ void LayerSearch::ApplyRecount(int t, int e) {
 int LayerSearch::Search(const SearchOptions& o) {
   int moves = 0;
   while (moves < o.max_moves) {
-    const int g = static_cast<int>(
-        std::max_element(load_.begin(), load_.end()) - load_.begin());
+    const int g = static_cast<int>(std::max_element(load_.begin(), load_.end()) - load_.begin());
     if (load_[g] <= o.stop_at) break;
     Move best;
     BestSwap(g, o, &best);
@@ -263,8 +248,7 @@ double LayerSearch::ExactGpuLoad(int g) const {
 
 double LayerSearch::MaxGpuLoad() const {
   double max = 0.0;
-  for (int g = 0; g < shape_.num_gpus; ++g)
-    max = std::max(max, ExactGpuLoad(g));
+  for (int g = 0; g < shape_.num_gpus; ++g) max = std::max(max, ExactGpuLoad(g));
   return max;
 }
 
@@ -281,8 +265,7 @@ double LayerSearch::Balancedness() const {
 
 int LayerSearch::ChangedSlots(const int32_t* phy2log) const {
   int changed = 0;
-  for (int s = 0; s < shape_.num_replicas; ++s)
-    changed += expert_[s] != phy2log[s];
+  for (int s = 0; s < shape_.num_replicas; ++s) changed += expert_[s] != phy2log[s];
   return changed;
 }
 

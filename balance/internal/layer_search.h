@@ -90,8 +90,7 @@ class LayerSearch {
   bool Holds(int gpu, int expert, int except_slot) const;
   bool CanSwap(int s, int t, const SearchOptions& o) const;
   bool CanPlace(int expert, int slot, const SearchOptions& o) const;
-  double Score(double top, double worst, int changes,
-               const SearchOptions& o) const;
+  double Score(double top, double worst, int changes, const SearchOptions& o) const;
   void BestSwap(int g, const SearchOptions& o, Move* best);
   void BestRecount(int g, const SearchOptions& o, Move* best);
   // Largest new load among the GPUs slot `t` turning into `e` touches, or

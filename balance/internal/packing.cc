@@ -68,15 +68,14 @@ int FirstMax(const float* x, int n) {
 }
 
 // Places `item` into `p` as its next arrival.
-void Place(int32_t item, int32_t p, float key, int32_t* pack, int32_t* rank,
-           PackingScratch* s) {
+void Place(int32_t item, int32_t p, float key, int32_t* pack, int32_t* rank, PackingScratch* s) {
   pack[item] = p;
   rank[item] = s->count[p]++;
   s->load[p] += key;
 }
 
-void PackUnconstrained(absl::Span<const float> keys, int num_packs, int k,
-                       int32_t* pack, int32_t* rank, PackingScratch* s) {
+void PackUnconstrained(absl::Span<const float> keys, int num_packs, int k, int32_t* pack, int32_t* rank,
+                       PackingScratch* s) {
   if (num_packs <= kSortedListPacks) {
     // Packs with room, sorted by (load, index): the front is the pack to
     // fill. After it takes an item it moves back past the packs that now
@@ -122,10 +121,8 @@ void PackUnconstrained(absl::Span<const float> keys, int num_packs, int k,
 // moves some placed item y from a full pack q lacking the owner to a pack
 // with room lacking y's owner, and puts `item` where y was. Picks the move
 // with the smallest resulting larger load of the two packs.
-bool PlaceByMove(int32_t item, absl::Span<const float> keys,
-                 absl::Span<const int32_t> owner, int num_packs, int k,
-                 int32_t num_owners, std::vector<char>& holds,
-                 const std::vector<int32_t>& placed, int32_t* pack,
+bool PlaceByMove(int32_t item, absl::Span<const float> keys, absl::Span<const int32_t> owner, int num_packs, int k,
+                 int32_t num_owners, std::vector<char>& holds, const std::vector<int32_t>& placed, int32_t* pack,
                  int32_t* rank, PackingScratch* s) {
   const int32_t o = owner[item];
   int32_t best_y = -1;
@@ -136,8 +133,7 @@ bool PlaceByMove(int32_t item, absl::Span<const float> keys,
     if (s->count[q] < k || holds[q * num_owners + o]) continue;
     for (int32_t to = 0; to < num_packs; ++to) {
       if (s->count[to] >= k || holds[to * num_owners + owner[y]]) continue;
-      const float cost =
-          std::max(s->load[q] - keys[y] + keys[item], s->load[to] + keys[y]);
+      const float cost = std::max(s->load[q] - keys[y] + keys[item], s->load[to] + keys[y]);
       if (best_y < 0 || cost < best_cost) {
         best_y = y;
         best_to = to;
@@ -161,10 +157,8 @@ bool PlaceByMove(int32_t item, absl::Span<const float> keys,
   return true;
 }
 
-bool PackWithoutDuplicates(absl::Span<const float> keys,
-                           absl::Span<const int32_t> owner, int num_packs,
-                           int k, int32_t* pack, int32_t* rank,
-                           PackingScratch* s) {
+bool PackWithoutDuplicates(absl::Span<const float> keys, absl::Span<const int32_t> owner, int num_packs, int k,
+                           int32_t* pack, int32_t* rank, PackingScratch* s) {
   int32_t num_owners = 0;
   for (const int32_t o : owner) num_owners = std::max(num_owners, o + 1);
   std::vector<char> holds(static_cast<size_t>(num_packs) * num_owners, 0);
@@ -174,16 +168,14 @@ bool PackWithoutDuplicates(absl::Span<const float> keys,
     const int32_t o = owner[item];
     int32_t best = -1;
     for (int32_t p = 0; p < num_packs; ++p) {
-      if (s->count[p] < k && !holds[p * num_owners + o] &&
-          (best < 0 || s->load[p] < s->load[best])) {
+      if (s->count[p] < k && !holds[p * num_owners + o] && (best < 0 || s->load[p] < s->load[best])) {
         best = p;
       }
     }
     if (best >= 0) {
       Place(item, best, keys[item], pack, rank, s);
       holds[best * num_owners + o] = 1;
-    } else if (!PlaceByMove(item, keys, owner, num_packs, k, num_owners, holds,
-                            placed, pack, rank, s)) {
+    } else if (!PlaceByMove(item, keys, owner, num_packs, k, num_owners, holds, placed, pack, rank, s)) {
       return false;  // only when an owner has more items than packs
     }
     placed.push_back(item);
@@ -193,8 +185,7 @@ bool PackWithoutDuplicates(absl::Span<const float> keys,
 
 }  // namespace
 
-void SortDescending(absl::Span<const float> keys, TieOrder tie,
-                    PackingScratch* scratch) {
+void SortDescending(absl::Span<const float> keys, TieOrder tie, PackingScratch* scratch) {
   // Each entry is (order key << 32 | index), the order key a uint32 that
   // sorts like the float does, descending. Comparing whole entries orders
   // ties by index (stable); comparing the high halves alone answers exactly
@@ -210,8 +201,7 @@ void SortDescending(absl::Span<const float> keys, TieOrder tie,
     entries[i] = (static_cast<uint64_t>(~bits) << 32) | i;     // descending
   }
   if (tie == TieOrder::kReference) {
-    std::sort(entries.begin(), entries.end(),
-              [](uint64_t a, uint64_t b) { return (a >> 32) < (b >> 32); });
+    std::sort(entries.begin(), entries.end(), [](uint64_t a, uint64_t b) { return (a >> 32) < (b >> 32); });
   } else {
     std::sort(entries.begin(), entries.end());
   }
@@ -221,9 +211,8 @@ void SortDescending(absl::Span<const float> keys, TieOrder tie,
   }
 }
 
-bool BalancedPacking(absl::Span<const float> keys, int num_packs, TieOrder tie,
-                     absl::Span<const int32_t> owner, int32_t* pack,
-                     int32_t* rank, PackingScratch* scratch) {
+bool BalancedPacking(absl::Span<const float> keys, int num_packs, TieOrder tie, absl::Span<const int32_t> owner,
+                     int32_t* pack, int32_t* rank, PackingScratch* scratch) {
   const int n = static_cast<int>(keys.size());
   const int k = n / num_packs;
   if (k == 1) {
@@ -243,9 +232,8 @@ bool BalancedPacking(absl::Span<const float> keys, int num_packs, TieOrder tie,
   return PackWithoutDuplicates(keys, owner, num_packs, k, pack, rank, scratch);
 }
 
-void ReplicateExperts(absl::Span<const float> w, int num_slots, int max_count,
-                      int32_t* slot_expert, int32_t* slot_rank, int32_t* count,
-                      PackingScratch* scratch) {
+void ReplicateExperts(absl::Span<const float> w, int num_slots, int max_count, int32_t* slot_expert, int32_t* slot_rank,
+                      int32_t* count, PackingScratch* scratch) {
   const int n = static_cast<int>(w.size());
   for (int e = 0; e < n; ++e) {
     slot_expert[e] = e;

@@ -40,8 +40,7 @@ struct PackingScratch {
 //
 // Fills `scratch->order` with the indices of `keys` sorted by descending
 // key, ties as `tie` says. Keys must not be NaN (callers validate loads).
-void SortDescending(absl::Span<const float> keys, TieOrder tie,
-                    PackingScratch* scratch);
+void SortDescending(absl::Span<const float> keys, TieOrder tie, PackingScratch* scratch);
 
 // BalancedPacking()
 //
@@ -58,9 +57,8 @@ void SortDescending(absl::Span<const float> keys, TieOrder tie,
 // possible while no owner has more items than there are packs, which the
 // caller must ensure). Returns false only when that constraint could not be
 // met; the outputs are then unspecified.
-bool BalancedPacking(absl::Span<const float> keys, int num_packs, TieOrder tie,
-                     absl::Span<const int32_t> owner, int32_t* pack,
-                     int32_t* rank, PackingScratch* scratch);
+bool BalancedPacking(absl::Span<const float> keys, int num_packs, TieOrder tie, absl::Span<const int32_t> owner,
+                     int32_t* pack, int32_t* rank, PackingScratch* scratch);
 
 // ReplicateExperts()
 //
@@ -70,9 +68,8 @@ bool BalancedPacking(absl::Span<const float> keys, int num_packs, TieOrder tie,
 // no cap). Slot e < w.size() holds expert e with rank 0; slot s beyond holds
 // `slot_expert[s]` with rank `slot_rank[s]` (its creation order). The caller
 // ensures w.size() * max_count >= num_slots when capped.
-void ReplicateExperts(absl::Span<const float> w, int num_slots, int max_count,
-                      int32_t* slot_expert, int32_t* slot_rank, int32_t* count,
-                      PackingScratch* scratch);
+void ReplicateExperts(absl::Span<const float> w, int num_slots, int max_count, int32_t* slot_expert, int32_t* slot_rank,
+                      int32_t* count, PackingScratch* scratch);
 
 }  // namespace tandem::balance::internal
 

@@ -19,14 +19,11 @@ struct Packed {
   std::vector<int32_t> pack, rank;
 };
 
-Packed Pack(const std::vector<float>& keys, int packs,
-            TieOrder tie = TieOrder::kStable,
+Packed Pack(const std::vector<float>& keys, int packs, TieOrder tie = TieOrder::kStable,
             const std::vector<int32_t>& owner = {}) {
-  Packed p{std::vector<int32_t>(keys.size()),
-           std::vector<int32_t>(keys.size())};
+  Packed p{std::vector<int32_t>(keys.size()), std::vector<int32_t>(keys.size())};
   PackingScratch scratch;
-  EXPECT_TRUE(BalancedPacking(keys, packs, tie, owner, p.pack.data(),
-                              p.rank.data(), &scratch));
+  EXPECT_TRUE(BalancedPacking(keys, packs, tie, owner, p.pack.data(), p.rank.data(), &scratch));
   return p;
 }
 
@@ -108,8 +105,7 @@ TEST(BalancedPackingTest, NoDuplicatesMovesAnItemWhenStuck) {
   EXPECT_THAT(per_pack, ElementsAre(3, 3));
   std::vector<std::set<int>> ranks(2);
   for (size_t i = 0; i < keys.size(); ++i) ranks[p.pack[i]].insert(p.rank[i]);
-  EXPECT_THAT(ranks,
-              ElementsAre(std::set<int>{0, 1, 2}, std::set<int>{0, 1, 2}));
+  EXPECT_THAT(ranks, ElementsAre(std::set<int>{0, 1, 2}, std::set<int>{0, 1, 2}));
 }
 
 TEST(ReplicateExpertsTest, GreedyOnLoadPerReplica) {
@@ -128,11 +124,9 @@ TEST(ReplicateExpertsTest, TiesGoToTheLowestIndexAndCapHolds) {
   const std::vector<float> w = {0, 0, 0, 0};
   std::vector<int32_t> expert(10), rank(10), count(4);
   PackingScratch scratch;
-  ReplicateExperts(w, 10, 0, expert.data(), rank.data(), count.data(),
-                   &scratch);
+  ReplicateExperts(w, 10, 0, expert.data(), rank.data(), count.data(), &scratch);
   EXPECT_THAT(count, ElementsAre(7, 1, 1, 1));  // all-zero: all to expert 0
-  ReplicateExperts(w, 10, 3, expert.data(), rank.data(), count.data(),
-                   &scratch);
+  ReplicateExperts(w, 10, 3, expert.data(), rank.data(), count.data(), &scratch);
   EXPECT_THAT(count, ElementsAre(3, 3, 3, 1));
   // The heap path (many extras) follows the same rule.
   std::vector<float> many(100);

@@ -38,17 +38,14 @@ std::vector<int> NodeOfGroups(const int32_t* phy2log, const Shape& shape) {
 
 // Swaps groups between the most loaded node and the others while that
 // lowers the larger of the two node loads. Returns true if anything moved.
-bool BalanceGroups(const std::vector<double>& group_load, int num_nodes,
-                   std::vector<int>* node_of_group) {
+bool BalanceGroups(const std::vector<double>& group_load, int num_nodes, std::vector<int>* node_of_group) {
   std::vector<double> node_load(num_nodes, 0.0);
   for (size_t g = 0; g < group_load.size(); ++g) {
     node_load[(*node_of_group)[g]] += group_load[g];
   }
   bool moved = false;
   for (int iter = 0; iter < 16 * num_nodes; ++iter) {
-    const int n =
-        static_cast<int>(std::max_element(node_load.begin(), node_load.end()) -
-                         node_load.begin());
+    const int n = static_cast<int>(std::max_element(node_load.begin(), node_load.end()) - node_load.begin());
     const double top = node_load[n];
     double best = top * (1 - kMinGain);
     int best_a = -1;
@@ -80,17 +77,15 @@ bool BalanceGroups(const std::vector<double>& group_load, int num_nodes,
 
 // Solves every node of a layer as the reference would (stable ties) for a
 // given group-to-node assignment, each node's groups by descending load.
-bool SolveWithGroups(const float* w32, const Shape& shape,
-                     const std::vector<double>& group_load,
-                     const std::vector<int>& node_of_group, bool no_duplicates,
-                     int32_t* phy2log, int32_t* rank, LayerScratch* scratch) {
+bool SolveWithGroups(const float* w32, const Shape& shape, const std::vector<double>& group_load,
+                     const std::vector<int>& node_of_group, bool no_duplicates, int32_t* phy2log, int32_t* rank,
+                     LayerScratch* scratch) {
   const int size = shape.num_experts / shape.num_groups;
   std::vector<int> groups(shape.num_groups);
   std::iota(groups.begin(), groups.end(), 0);
   std::stable_sort(groups.begin(), groups.end(), [&](int a, int b) {
     return node_of_group[a] < node_of_group[b] ||
-           (node_of_group[a] == node_of_group[b] &&
-            group_load[a] > group_load[b]);
+           (node_of_group[a] == node_of_group[b] && group_load[a] > group_load[b]);
   });
   scratch->mlog2log.resize(shape.num_experts);
   for (int i = 0; i < shape.num_groups; ++i) {
@@ -99,8 +94,7 @@ bool SolveWithGroups(const float* w32, const Shape& shape,
     }
   }
   for (int n = 0; n < shape.num_nodes; ++n) {
-    if (!SolveNode(w32, shape, n, TieOrder::kStable, no_duplicates, phy2log,
-                   rank, scratch)) {
+    if (!SolveNode(w32, shape, n, TieOrder::kStable, no_duplicates, phy2log, rank, scratch)) {
       return false;
     }
   }
@@ -111,8 +105,7 @@ bool SolveWithGroups(const float* w32, const Shape& shape,
 // and extra replicas go anywhere: replica counts by the reference's greedy
 // rule over all experts (float64), then replicas in descending load order to
 // the least-loaded GPU with room, reserving each node's room for its homes.
-bool BuildCrossNode(const double* w, const Shape& shape,
-                    const std::vector<int>& home_node, bool no_duplicates,
+bool BuildCrossNode(const double* w, const Shape& shape, const std::vector<int>& home_node, bool no_duplicates,
                     int32_t* phy2log, int32_t* rank) {
   const int experts = shape.num_experts;
   const int gpus = shape.num_gpus;
@@ -141,15 +134,13 @@ bool BuildCrossNode(const double* w, const Shape& shape,
   };
   std::vector<Replica> replicas;
   for (int e = 0; e < experts; ++e) {
-    for (int r = 0; r < count[e]; ++r)
-      replicas.push_back({w[e] / count[e], e, r});
+    for (int r = 0; r < count[e]; ++r) replicas.push_back({w[e] / count[e], e, r});
   }
-  std::sort(replicas.begin(), replicas.end(),
-            [](const Replica& a, const Replica& b) {
-              if (a.load != b.load) return a.load > b.load;
-              if (a.expert != b.expert) return a.expert < b.expert;
-              return a.rank < b.rank;
-            });
+  std::sort(replicas.begin(), replicas.end(), [](const Replica& a, const Replica& b) {
+    if (a.load != b.load) return a.load > b.load;
+    if (a.expert != b.expert) return a.expert < b.expert;
+    return a.rank < b.rank;
+  });
   std::vector<int> homes_left(shape.num_nodes, 0);
   for (int e = 0; e < experts; ++e) ++homes_left[home_node[e]];
   std::vector<int> node_room(shape.num_nodes, shape.slots_per_node());
@@ -160,13 +151,11 @@ bool BuildCrossNode(const double* w, const Shape& shape,
     for (int g = 0; g < gpus; ++g) {
       const int n = g / gpus_per_node;
       if (used[g] >= per_gpu) continue;
-      if (r.rank == 0 ? n != home_node[r.expert]
-                      : node_room[n] <= homes_left[n]) {
+      if (r.rank == 0 ? n != home_node[r.expert] : node_room[n] <= homes_left[n]) {
         continue;
       }
-      if (no_duplicates &&
-          std::find(phy2log + g * per_gpu, phy2log + g * per_gpu + used[g],
-                    r.expert) != phy2log + g * per_gpu + used[g]) {
+      if (no_duplicates && std::find(phy2log + g * per_gpu, phy2log + g * per_gpu + used[g], r.expert) !=
+                               phy2log + g * per_gpu + used[g]) {
         continue;
       }
       if (best < 0 || load[g] < load[best]) best = g;
@@ -185,9 +174,8 @@ bool BuildCrossNode(const double* w, const Shape& shape,
 
 }  // namespace
 
-void RefineLayers(const Weights& weights, const Shape& shape,
-                  const RefineOptions& options, std::vector<int32_t>* phy2log,
-                  std::vector<int32_t>* rank) {
+void RefineLayers(const Weights& weights, const Shape& shape, const RefineOptions& options,
+                  std::vector<int32_t>* phy2log, std::vector<int32_t>* rank) {
   const int experts = shape.num_experts;
   const int slots = shape.num_replicas;
   const bool multi_node = shape.num_nodes > 1;
@@ -211,8 +199,7 @@ void RefineLayers(const Weights& weights, const Shape& shape,
     int32_t* out_rank = &(*rank)[int64_t{l} * slots];
     search.Assign(w.data(), out_p2l, out_rank);
     double best = search.MaxGpuLoad();
-    search_options.stop_at = std::accumulate(w.begin(), w.end(), 0.0) /
-                             shape.num_gpus * (1 + kMinGain);
+    search_options.stop_at = std::accumulate(w.begin(), w.end(), 0.0) / shape.num_gpus * (1 + kMinGain);
     // Searches from the plan `p2l` / `rnk` and keeps the result if it beats
     // the best so far.
     auto consider = [&](const int32_t* p2l, const int32_t* rnk, Pin pin) {
@@ -239,18 +226,15 @@ void RefineLayers(const Weights& weights, const Shape& shape,
       for (int g = 0; g < shape.num_groups; ++g) {
         load[node_of_group[g]] += group_load[g];
       }
-      return *std::max_element(load.begin(), load.end()) /
-             shape.gpus_per_node();
+      return *std::max_element(load.begin(), load.end()) / shape.gpus_per_node();
     };
     const double reference_bound = node_bound();
     const bool regrouped =
-        shape.num_groups > shape.num_nodes &&
-        BalanceGroups(group_load, shape.num_nodes, &node_of_group);
+        shape.num_groups > shape.num_nodes && BalanceGroups(group_load, shape.num_nodes, &node_of_group);
     if (options.cross_node) {
       const int size = experts / shape.num_groups;
       for (int e = 0; e < experts; ++e) home[e] = node_of_group[e / size];
-      if (BuildCrossNode(w.data(), shape, home, options.no_duplicates,
-                         cross_p2l.data(), cross_rank.data())) {
+      if (BuildCrossNode(w.data(), shape, home, options.no_duplicates, cross_p2l.data(), cross_rank.data())) {
         consider(cross_p2l.data(), cross_rank.data(), Pin::kHome);
       }
     }
@@ -258,8 +242,7 @@ void RefineLayers(const Weights& weights, const Shape& shape,
       consider(cand_p2l.data(), cand_rank.data(), Pin::kNode);
     }
     if (regrouped && node_bound() < best * (1 - kMinGain) &&
-        SolveWithGroups(w32.data(), shape, group_load, node_of_group,
-                        options.no_duplicates, cand_p2l.data(),
+        SolveWithGroups(w32.data(), shape, group_load, node_of_group, options.no_duplicates, cand_p2l.data(),
                         cand_rank.data(), &scratch)) {
       consider(cand_p2l.data(), cand_rank.data(), Pin::kNode);
     }

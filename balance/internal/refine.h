@@ -33,9 +33,8 @@ struct RefineOptions {
 //
 // Improves the plan in `phy2log` / `rank` ([layers][num_replicas], as
 // SolveLayer writes them for `weights`, validated) in place.
-void RefineLayers(const Weights& weights, const Shape& shape,
-                  const RefineOptions& options, std::vector<int32_t>* phy2log,
-                  std::vector<int32_t>* rank);
+void RefineLayers(const Weights& weights, const Shape& shape, const RefineOptions& options,
+                  std::vector<int32_t>* phy2log, std::vector<int32_t>* rank);
 
 }  // namespace tandem::balance::internal
 

@@ -16,17 +16,14 @@ namespace tandem::balance::testing {
 namespace {
 
 absl::StatusOr<json::Json> LoadVectorsFile() {
-  TANDEM_ASSIGN_OR_RETURN(
-      std::string text,
-      ::tandem::testing::ReadRunfile("balance/testdata/eplb_vectors.json"));
+  TANDEM_ASSIGN_OR_RETURN(std::string text, ::tandem::testing::ReadRunfile("balance/testdata/eplb_vectors.json"));
   return json::Parse(text);
 }
 
 // The member `key` of object `v`, or kInvalidArgument naming it.
 absl::StatusOr<const json::Json*> Get(const json::Json& v, const char* key) {
   if (!v.is_object() || !v.contains(key)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("eplb_vectors.json: expected a member \"", key, "\""));
+    return absl::InvalidArgumentError(absl::StrCat("eplb_vectors.json: expected a member \"", key, "\""));
   }
   return &v[key];
 }
@@ -53,32 +50,25 @@ absl::Status ReadLog2Phy(const json::Json& v, ExpectedOutputs* out) {
 }
 
 // The first index where `a` and `b` differ, or -1.
-int64_t FirstDifference(const std::vector<int64_t>& a,
-                        const std::vector<int64_t>& b) {
+int64_t FirstDifference(const std::vector<int64_t>& a, const std::vector<int64_t>& b) {
   for (size_t i = 0; i < a.size() && i < b.size(); ++i) {
     if (a[i] != b[i]) return static_cast<int64_t>(i);
   }
-  return a.size() == b.size()
-             ? -1
-             : static_cast<int64_t>(std::min(a.size(), b.size()));
+  return a.size() == b.size() ? -1 : static_cast<int64_t>(std::min(a.size(), b.size()));
 }
 
-void Compare(const char* name, const std::vector<int64_t>& actual,
-             const std::vector<int64_t>& expected,
+void Compare(const char* name, const std::vector<int64_t>& actual, const std::vector<int64_t>& expected,
              std::vector<std::string>* out) {
   if (actual.size() != expected.size()) {
-    out->push_back(absl::StrCat(name, ": expected ", expected.size(),
-                                " entries, got ", actual.size()));
+    out->push_back(absl::StrCat(name, ": expected ", expected.size(), " entries, got ", actual.size()));
     return;
   }
   const int64_t i = FirstDifference(actual, expected);
   if (i < 0) return;
   int64_t differing = 0;
-  for (size_t j = 0; j < actual.size(); ++j)
-    differing += actual[j] != expected[j];
-  out->push_back(absl::StrCat(name, " (flat index ", i, "): expected ",
-                              expected[i], ", got ", actual[i], " (", differing,
-                              " entries differ)"));
+  for (size_t j = 0; j < actual.size(); ++j) differing += actual[j] != expected[j];
+  out->push_back(absl::StrCat(name, " (flat index ", i, "): expected ", expected[i], ", got ", actual[i], " (",
+                              differing, " entries differ)"));
 }
 
 }  // namespace
@@ -91,10 +81,8 @@ absl::StatusOr<ExpectedOutputs> ExpectedOutputsFromJson(const json::Json& v) {
         "outputs: expected phy2log, log2phy "
         "and logcnt");
   }
-  TANDEM_ASSIGN_OR_RETURN(out.phy2log,
-                          IntMatrixFromJson(v["phy2log"], "phy2log", &rows, &cols));
-  TANDEM_ASSIGN_OR_RETURN(out.logcnt,
-                          IntMatrixFromJson(v["logcnt"], "logcnt", &rows, &cols));
+  TANDEM_ASSIGN_OR_RETURN(out.phy2log, IntMatrixFromJson(v["phy2log"], "phy2log", &rows, &cols));
+  TANDEM_ASSIGN_OR_RETURN(out.logcnt, IntMatrixFromJson(v["logcnt"], "logcnt", &rows, &cols));
   TANDEM_RETURN_IF_ERROR(ReadLog2Phy(v["log2phy"], &out));
   return out;
 }
@@ -120,8 +108,7 @@ absl::StatusOr<std::vector<VectorCase>> LoadVectorCases() {
     vc.stable_differs = differs->get<bool>();
     vc.stable = vc.reference;
     if (vc.stable_differs) {
-      TANDEM_ASSIGN_OR_RETURN(const json::Json* variant,
-                              Get(*stable, "outputs"));
+      TANDEM_ASSIGN_OR_RETURN(const json::Json* variant, Get(*stable, "outputs"));
       TANDEM_ASSIGN_OR_RETURN(vc.stable, ExpectedOutputsFromJson(*variant));
     }
     if (c.contains("metrics")) vc.metrics = c["metrics"];
@@ -148,12 +135,10 @@ absl::StatusOr<std::vector<InvalidCase>> LoadInvalidCases() {
   return cases;
 }
 
-std::vector<std::string> CompareOutputs(const Placement& actual,
-                                        const ExpectedOutputs& expected) {
+std::vector<std::string> CompareOutputs(const Placement& actual, const ExpectedOutputs& expected) {
   std::vector<std::string> out;
   if (actual.max_count != expected.width) {
-    out.push_back(absl::StrCat("log2phy width: expected ", expected.width,
-                               ", got ", actual.max_count));
+    out.push_back(absl::StrCat("log2phy width: expected ", expected.width, ", got ", actual.max_count));
   }
   Compare("phy2log", actual.phy2log, expected.phy2log, &out);
   Compare("log2phy", actual.log2phy, expected.log2phy, &out);

@@ -31,7 +31,7 @@ struct ExpectedOutputs {
 struct VectorCase {
   std::string name;
   std::string policy;  // "hierarchical" or "global"
-  json::Json inputs;  // the case's "inputs" object, as in the file
+  json::Json inputs;   // the case's "inputs" object, as in the file
   Problem problem;
   ExpectedOutputs reference;  // the reference's outputs
   ExpectedOutputs stable;     // with stable sorts (= reference if !differs)
@@ -61,8 +61,7 @@ absl::StatusOr<ExpectedOutputs> ExpectedOutputsFromJson(const json::Json& v);
 // The differences between `actual` and `expected`, as readable lines naming
 // the array and the first differing index per array (at most one line per
 // array, plus shape mismatches); empty when all three arrays match exactly.
-std::vector<std::string> CompareOutputs(const Placement& actual,
-                                        const ExpectedOutputs& expected);
+std::vector<std::string> CompareOutputs(const Placement& actual, const ExpectedOutputs& expected);
 
 }  // namespace tandem::balance::testing
 

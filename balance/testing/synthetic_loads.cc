@@ -8,8 +8,7 @@
 
 namespace tandem::balance::testing {
 
-std::vector<int64_t> ZipfLoads(int num_layers, int num_experts, uint64_t seed,
-                               double s_min, double s_max) {
+std::vector<int64_t> ZipfLoads(int num_layers, int num_experts, uint64_t seed, double s_min, double s_max) {
   Rng rng(seed);
   std::vector<int64_t> loads;
   loads.reserve(static_cast<size_t>(num_layers) * num_experts);
@@ -22,15 +21,13 @@ std::vector<int64_t> ZipfLoads(int num_layers, int num_experts, uint64_t seed,
     }
     for (int e = 0; e < num_experts; ++e) {
       const double noise = 0.95 + 0.1 * rng.Uniform();
-      loads.push_back(static_cast<int64_t>(
-          std::llround(100000.0 / std::pow(rank_of[e] + 1.0, s) * noise)));
+      loads.push_back(static_cast<int64_t>(std::llround(100000.0 / std::pow(rank_of[e] + 1.0, s) * noise)));
     }
   }
   return loads;
 }
 
-std::vector<int64_t> UniformLoads(int num_layers, int num_experts,
-                                  uint64_t seed, int64_t max_load) {
+std::vector<int64_t> UniformLoads(int num_layers, int num_experts, uint64_t seed, int64_t max_load) {
   Rng rng(seed);
   std::vector<int64_t> loads(static_cast<size_t>(num_layers) * num_experts);
   for (int64_t& x : loads) {

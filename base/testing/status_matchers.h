@@ -38,17 +38,13 @@ const absl::Status& GetStatus(const absl::StatusOr<T>& s) {
 // Matches an absl::Status or absl::StatusOr whose code is `code` and whose
 // message matches `message` (a string or a matcher such as HasSubstr).
 MATCHER_P2(StatusIs, code, message,
-           absl::StrCat("has status code ", absl::StatusCodeToString(code),
-                        " and a message that ",
-                        ::testing::DescribeMatcher<std::string>(
-                            ::testing::MatcherCast<std::string>(message),
-                            negation))) {
+           absl::StrCat("has status code ", absl::StatusCodeToString(code), " and a message that ",
+                        ::testing::DescribeMatcher<std::string>(::testing::MatcherCast<std::string>(message),
+                                                                negation))) {
   const absl::Status& s = internal::GetStatus(arg);
   *result_listener << "whose status is " << s;
-  return s.code() == code &&
-         ::testing::ExplainMatchResult(
-             ::testing::MatcherCast<std::string>(message),
-             std::string(s.message()), result_listener);
+  return s.code() == code && ::testing::ExplainMatchResult(::testing::MatcherCast<std::string>(message),
+                                                           std::string(s.message()), result_listener);
 }
 
 // IsOk()
@@ -77,12 +73,11 @@ MATCHER_P(IsOkAndHolds, inner, "is OK and holds a value that matches") {
 //
 // Asserts that `rexpr` (an absl::StatusOr) is OK and moves its value into
 // `lhs`, a declaration or an lvalue. For tests only.
-#define ASSERT_OK_AND_ASSIGN(lhs, rexpr)                                  \
-  ASSERT_OK_AND_ASSIGN_IMPL_(                                             \
-      TANDEM_TESTING_CONCAT_(tandem_statusor_, __LINE__), lhs, rexpr)
+#define ASSERT_OK_AND_ASSIGN(lhs, rexpr) \
+  ASSERT_OK_AND_ASSIGN_IMPL_(TANDEM_TESTING_CONCAT_(tandem_statusor_, __LINE__), lhs, rexpr)
 
-#define ASSERT_OK_AND_ASSIGN_IMPL_(statusor, lhs, rexpr)           \
-  auto statusor = (rexpr);                                         \
+#define ASSERT_OK_AND_ASSIGN_IMPL_(statusor, lhs, rexpr)             \
+  auto statusor = (rexpr);                                           \
   ASSERT_TRUE(statusor.ok()) << #rexpr << ": " << statusor.status(); \
   lhs = std::move(statusor).value()
 

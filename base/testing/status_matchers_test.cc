@@ -20,17 +20,13 @@ TEST(StatusMatchersTest, StatusIsMatchesCodeAndMessage) {
 
 // Must-fail twins: a wrong code or a wrong message makes the expectation fail.
 TEST(StatusMatchersTest, StatusIsRejectsWrongCode) {
-  EXPECT_NONFATAL_FAILURE(
-      EXPECT_THAT(absl::InternalError("x"),
-                  StatusIs(absl::StatusCode::kInvalidArgument, "x")),
-      "INVALID_ARGUMENT");
+  EXPECT_NONFATAL_FAILURE(EXPECT_THAT(absl::InternalError("x"), StatusIs(absl::StatusCode::kInvalidArgument, "x")),
+                          "INVALID_ARGUMENT");
 }
 
 TEST(StatusMatchersTest, StatusIsRejectsWrongMessage) {
   EXPECT_NONFATAL_FAILURE(
-      EXPECT_THAT(absl::InternalError("rank 2"),
-                  StatusIs(absl::StatusCode::kInternal, HasSubstr("rank 3"))),
-      "rank 3");
+      EXPECT_THAT(absl::InternalError("rank 2"), StatusIs(absl::StatusCode::kInternal, HasSubstr("rank 3"))), "rank 3");
 }
 
 TEST(StatusMatchersTest, IsOkAndHoldsChecksStatusAndValue) {

@@ -47,8 +47,8 @@ struct Descriptor {
 };
 
 // Names of Descriptor::op, as the other backends name the operations.
-constexpr const char* kOpNames[] = {"send_recv", "all_reduce",   "all_gather",   "reduce_scatter",
-                                    "broadcast", "all_to_all",   "all_to_all_v", "barrier"};
+constexpr const char* kOpNames[] = {"send_recv", "all_reduce", "all_gather",   "reduce_scatter",
+                                    "broadcast", "all_to_all", "all_to_all_v", "barrier"};
 
 // Kernels and copies of this backend read and write device memory; a host
 // pointer would fault on the GPU and poison the whole context.
@@ -157,9 +157,9 @@ class CudaLocalCommunicator : public Communicator {
     }
     struct Buffers {
       std::vector<P2POp> ops;
-      std::vector<Descriptor> out, in;   // descriptors sent and received
+      std::vector<Descriptor> out, in;  // descriptors sent and received
       std::vector<Descriptor> acks_out, acks_in;
-      absl::Status status;               // a disagreement found by start
+      absl::Status status;  // a disagreement found by start
     };
     auto b = std::make_shared<Buffers>();
     b->ops.assign(ops.begin(), ops.end());
@@ -174,8 +174,8 @@ class CudaLocalCommunicator : public Communicator {
         b->out.push_back({p.data, nullptr, ready, 0, static_cast<int64_t>(p.dtype), p.count, 0});
         host_ops.push_back(P2POp::Send(p.peer, &b->out.back(), sizeof(Descriptor), DataType::kBytes));
       } else {
-        host_ops.push_back(P2POp::Recv(p.peer, &b->in[host_ops.size() - b->out.size()], sizeof(Descriptor),
-                                       DataType::kBytes));
+        host_ops.push_back(
+            P2POp::Recv(p.peer, &b->in[host_ops.size() - b->out.size()], sizeof(Descriptor), DataType::kBytes));
       }
     }
     auto op = std::make_shared<Op>();
@@ -193,8 +193,8 @@ class CudaLocalCommunicator : public Communicator {
         if (d.count != p.count || d.dtype != static_cast<int64_t>(p.dtype)) {
           if (b->status.ok()) {
             b->status = absl::InvalidArgumentError(absl::StrFormat(
-                "message from rank %d to rank %d: ranks disagree: sent %d %s, receive expects %d %s", p.peer,
-                rank(), d.count, DataTypeName(static_cast<DataType>(d.dtype)), p.count, DataTypeName(p.dtype)));
+                "message from rank %d to rank %d: ranks disagree: sent %d %s, receive expects %d %s", p.peer, rank(),
+                d.count, DataTypeName(static_cast<DataType>(d.dtype)), p.count, DataTypeName(p.dtype)));
           }
           d.ready->Release();
           continue;
@@ -260,18 +260,18 @@ class CudaLocalCommunicator : public Communicator {
   WorkOr AllGather(const void* send, void* recv, int64_t count, DataType t) override {
     TANDEM_RETURN_IF_ERROR(CheckCount("all_gather", count, send));
     TANDEM_RETURN_IF_ERROR(CheckCount("all_gather", count, recv));
-    return Collective({send, recv, nullptr, 2, static_cast<int64_t>(t), count, 0}, "all_gather",
-                      [this, recv, count, t](const std::vector<Descriptor>& all) -> absl::Status {
-                        const int64_t bytes = count * SizeOf(t);
-                        for (int r = 0; r < size(); ++r) {
-                          char* to = static_cast<char*>(recv) + r * bytes;
-                          if (bytes > 0 && to != all[r].send) {
-                            TANDEM_CUDA_RETURN_IF_ERROR(
-                                cudaMemcpyAsync(to, all[r].send, bytes, cudaMemcpyDeviceToDevice, stream_));
-                          }
-                        }
-                        return absl::OkStatus();
-                      });
+    return Collective(
+        {send, recv, nullptr, 2, static_cast<int64_t>(t), count, 0}, "all_gather",
+        [this, recv, count, t](const std::vector<Descriptor>& all) -> absl::Status {
+          const int64_t bytes = count * SizeOf(t);
+          for (int r = 0; r < size(); ++r) {
+            char* to = static_cast<char*>(recv) + r * bytes;
+            if (bytes > 0 && to != all[r].send) {
+              TANDEM_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(to, all[r].send, bytes, cudaMemcpyDeviceToDevice, stream_));
+            }
+          }
+          return absl::OkStatus();
+        });
   }
 
   WorkOr ReduceScatter(const void* send, void* recv, int64_t count, DataType t, ReduceOp op) override {
@@ -311,17 +311,17 @@ class CudaLocalCommunicator : public Communicator {
     if (count > 0 && send == recv && size() > 1) {
       return absl::InvalidArgumentError("all_to_all: in-place (send == recv) is not supported");
     }
-    return Collective({send, recv, nullptr, 5, static_cast<int64_t>(t), count, 0}, "all_to_all",
-                      [this, recv, count, t](const std::vector<Descriptor>& all) -> absl::Status {
-                        const int64_t bytes = count * SizeOf(t);
-                        for (int r = 0; r < size() && bytes > 0; ++r) {
-                          TANDEM_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(
-                              static_cast<char*>(recv) + r * bytes,
-                              static_cast<const char*>(all[r].send) + rank() * bytes, bytes,
-                              cudaMemcpyDeviceToDevice, stream_));
-                        }
-                        return absl::OkStatus();
-                      });
+    return Collective(
+        {send, recv, nullptr, 5, static_cast<int64_t>(t), count, 0}, "all_to_all",
+        [this, recv, count, t](const std::vector<Descriptor>& all) -> absl::Status {
+          const int64_t bytes = count * SizeOf(t);
+          for (int r = 0; r < size() && bytes > 0; ++r) {
+            TANDEM_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(static_cast<char*>(recv) + r * bytes,
+                                                        static_cast<const char*>(all[r].send) + rank() * bytes, bytes,
+                                                        cudaMemcpyDeviceToDevice, stream_));
+          }
+          return absl::OkStatus();
+        });
   }
 
   // The send counts travel in the descriptor exchange (one AllGather of a
@@ -330,32 +330,32 @@ class CudaLocalCommunicator : public Communicator {
                    absl::Span<const int64_t> recv_counts, DataType t) override {
     TANDEM_RETURN_IF_ERROR(CheckAllToAllV(send, send_counts, recv, recv_counts, size()));
     std::vector<int64_t> sc(send_counts.begin(), send_counts.end()), rc(recv_counts.begin(), recv_counts.end());
-    return Collective({send, recv, nullptr, 6, static_cast<int64_t>(t), 0, 0}, "all_to_all_v",
-                      [this, recv, rc, t](const std::vector<Descriptor>& all,
-                                          const std::vector<int64_t>& counts) -> absl::Status {
-                        const int n = size();
-                        for (int p = 0; p < n; ++p) {
-                          if (counts[int64_t{p} * n + rank()] != rc[p]) {
-                            return absl::InvalidArgumentError(absl::StrFormat(
-                                "all_to_all_v: ranks disagree: rank %d sends %d elements to rank %d, which expects %d",
-                                p, counts[int64_t{p} * n + rank()], rank(), rc[p]));
-                          }
-                        }
-                        const int64_t es = SizeOf(t);
-                        int64_t at = 0;
-                        for (int r = 0; r < n; ++r) {
-                          int64_t offset = 0;
-                          for (int q = 0; q < rank(); ++q) offset += counts[int64_t{r} * n + q];
-                          if (rc[r] > 0) {
-                            TANDEM_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(
-                                static_cast<char*>(recv) + at * es, static_cast<const char*>(all[r].send) + offset * es,
-                                rc[r] * es, cudaMemcpyDeviceToDevice, stream_));
-                          }
-                          at += rc[r];
-                        }
-                        return absl::OkStatus();
-                      },
-                      sc);
+    return Collective(
+        {send, recv, nullptr, 6, static_cast<int64_t>(t), 0, 0}, "all_to_all_v",
+        [this, recv, rc, t](const std::vector<Descriptor>& all, const std::vector<int64_t>& counts) -> absl::Status {
+          const int n = size();
+          for (int p = 0; p < n; ++p) {
+            if (counts[int64_t{p} * n + rank()] != rc[p]) {
+              return absl::InvalidArgumentError(absl::StrFormat(
+                  "all_to_all_v: ranks disagree: rank %d sends %d elements to rank %d, which expects %d", p,
+                  counts[int64_t{p} * n + rank()], rank(), rc[p]));
+            }
+          }
+          const int64_t es = SizeOf(t);
+          int64_t at = 0;
+          for (int r = 0; r < n; ++r) {
+            int64_t offset = 0;
+            for (int q = 0; q < rank(); ++q) offset += counts[int64_t{r} * n + q];
+            if (rc[r] > 0) {
+              TANDEM_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(static_cast<char*>(recv) + at * es,
+                                                          static_cast<const char*>(all[r].send) + offset * es,
+                                                          rc[r] * es, cudaMemcpyDeviceToDevice, stream_));
+            }
+            at += rc[r];
+          }
+          return absl::OkStatus();
+        },
+        sc);
   }
 
   WorkOr Barrier() override {
@@ -382,7 +382,7 @@ class CudaLocalCommunicator : public Communicator {
         const absl::Status s = op->exchange->Wait(slice);
         if (s.ok() || (absl::IsDeadlineExceeded(s) && !deadline.expired())) continue;  // StartArrived() starts it
         if (absl::IsDeadlineExceeded(s)) return expired(s);  // names the ranks that have not posted
-        op->status = named(s);  // the exchange failed: nothing was started
+        op->status = named(s);                               // the exchange failed: nothing was started
         op->stage = Op::kGpu;
       }
       if (op->stage == Op::kControl) {
@@ -449,7 +449,8 @@ class CudaLocalCommunicator : public Communicator {
         }
         s = control.status();
       }
-      op->status = absl::Status(s.code(), absl::StrFormat("%s on cuda_local rank %d: %s", op->name, rank(), s.message()));
+      op->status =
+          absl::Status(s.code(), absl::StrFormat("%s on cuda_local rank %d: %s", op->name, rank(), s.message()));
       op->stage = Op::kGpu;
     }
   }
@@ -505,10 +506,10 @@ class CudaLocalCommunicator : public Communicator {
       for (int r = 1; r < n && b->status.ok(); ++r) {
         if (all[r].op != all[0].op || all[r].dtype != all[0].dtype || all[r].count != all[0].count ||
             all[r].extra != all[0].extra) {
-          b->status = absl::InvalidArgumentError(absl::StrFormat(
-              "ranks disagree: rank 0 called %s %s x%d, rank %d called %s %s x%d", kOpNames[all[0].op],
-              DataTypeName(static_cast<DataType>(all[0].dtype)), all[0].count, r, kOpNames[all[r].op],
-              DataTypeName(static_cast<DataType>(all[r].dtype)), all[r].count));
+          b->status = absl::InvalidArgumentError(
+              absl::StrFormat("ranks disagree: rank 0 called %s %s x%d, rank %d called %s %s x%d", kOpNames[all[0].op],
+                              DataTypeName(static_cast<DataType>(all[0].dtype)), all[0].count, r, kOpNames[all[r].op],
+                              DataTypeName(static_cast<DataType>(all[r].dtype)), all[r].count));
         }
       }
       for (int r = 0; r < n; ++r) {
@@ -549,7 +550,8 @@ class CudaLocalCommunicator : public Communicator {
 absl::StatusOr<std::vector<std::unique_ptr<Communicator>>> CreateCudaLocalGroup(int size, int device) {
   if (VisibleGpuCount() == 0) return absl::UnavailableError("cuda_local: no GPU visible");
   if (size < 1 || size > cuda::kMaxRanks) {
-    return absl::InvalidArgumentError(absl::StrFormat("cuda_local: size: expected 1..%d, got %d", cuda::kMaxRanks, size));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("cuda_local: size: expected 1..%d, got %d", cuda::kMaxRanks, size));
   }
   TANDEM_CUDA_RETURN_IF_ERROR(cudaSetDevice(device));
   std::vector<std::unique_ptr<Communicator>> data = CreateLocalGroup(size), control = CreateLocalGroup(size);

@@ -27,10 +27,10 @@
 #ifndef TANDEM_COMM_CUDA_LOCAL_CUDA_LOCAL_COMMUNICATOR_H_
 #define TANDEM_COMM_CUDA_LOCAL_CUDA_LOCAL_COMMUNICATOR_H_
 
+#include <cuda_runtime.h>
+
 #include <memory>
 #include <vector>
-
-#include <cuda_runtime.h>
 
 #include "absl/status/statusor.h"
 #include "comm/communicator.h"

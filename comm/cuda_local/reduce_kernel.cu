@@ -1,7 +1,7 @@
-#include "comm/cuda_local/reduce_kernel.h"
-
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
+
+#include "comm/cuda_local/reduce_kernel.h"
 
 namespace tandem::comm::cuda {
 namespace {
@@ -17,8 +17,12 @@ struct Acc {
 template <>
 struct Acc<__nv_bfloat16> {
   using type = float;
-  __device__ static float Load(const void* p, int64_t i) { return __bfloat162float(static_cast<const __nv_bfloat16*>(p)[i]); }
-  __device__ static void Store(void* p, int64_t i, float v) { static_cast<__nv_bfloat16*>(p)[i] = __float2bfloat16_rn(v); }
+  __device__ static float Load(const void* p, int64_t i) {
+    return __bfloat162float(static_cast<const __nv_bfloat16*>(p)[i]);
+  }
+  __device__ static void Store(void* p, int64_t i, float v) {
+    static_cast<__nv_bfloat16*>(p)[i] = __float2bfloat16_rn(v);
+  }
   __device__ static float Round(float v) { return __bfloat162float(__float2bfloat16_rn(v)); }
 };
 
@@ -48,8 +52,7 @@ __global__ void ReduceToAll(SliceSet s, int64_t count, ReduceOp op) {
 
 }  // namespace
 
-cudaError_t EnqueueReduceToAll(const SliceSet& slices, int64_t count, DataType t, ReduceOp op,
-                               cudaStream_t stream) {
+cudaError_t EnqueueReduceToAll(const SliceSet& slices, int64_t count, DataType t, ReduceOp op, cudaStream_t stream) {
   if (count <= 0) return cudaSuccess;
   const int threads = 256;
   const int blocks = static_cast<int>((count + threads - 1) / threads < 1024 ? (count + threads - 1) / threads : 1024);

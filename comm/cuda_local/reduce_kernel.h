@@ -9,9 +9,9 @@
 #ifndef TANDEM_COMM_CUDA_LOCAL_REDUCE_KERNEL_H_
 #define TANDEM_COMM_CUDA_LOCAL_REDUCE_KERNEL_H_
 
-#include <cstdint>
-
 #include <cuda_runtime.h>
+
+#include <cstdint>
 
 #include "comm/types.h"
 
@@ -30,8 +30,7 @@ struct SliceSet {
 // (16-bit types computed in f32 and rounded after every step, as the local
 // backend does); kAvg divides by ranks at the end; v is written to
 // out[r][i] for every r. `t` must not be kBytes.
-cudaError_t EnqueueReduceToAll(const SliceSet& slices, int64_t count, DataType t, ReduceOp op,
-                               cudaStream_t stream);
+cudaError_t EnqueueReduceToAll(const SliceSet& slices, int64_t count, DataType t, ReduceOp op, cudaStream_t stream);
 
 }  // namespace tandem::comm::cuda
 

@@ -22,20 +22,37 @@ namespace tandem::comm {
 namespace {
 
 enum class OpType : uint8_t {
-  kSendRecv, kAllReduce, kAllGather, kReduceScatter, kBroadcast, kAllToAll, kAllToAllV, kBarrier, kSplit,
+  kSendRecv,
+  kAllReduce,
+  kAllGather,
+  kReduceScatter,
+  kBroadcast,
+  kAllToAll,
+  kAllToAllV,
+  kBarrier,
+  kSplit,
 };
 
 const char* OpName(OpType t) {
   switch (t) {
-    case OpType::kSendRecv: return "send_recv";
-    case OpType::kAllReduce: return "all_reduce";
-    case OpType::kAllGather: return "all_gather";
-    case OpType::kReduceScatter: return "reduce_scatter";
-    case OpType::kBroadcast: return "broadcast";
-    case OpType::kAllToAll: return "all_to_all";
-    case OpType::kAllToAllV: return "all_to_all_v";
-    case OpType::kBarrier: return "barrier";
-    case OpType::kSplit: return "split";
+    case OpType::kSendRecv:
+      return "send_recv";
+    case OpType::kAllReduce:
+      return "all_reduce";
+    case OpType::kAllGather:
+      return "all_gather";
+    case OpType::kReduceScatter:
+      return "reduce_scatter";
+    case OpType::kBroadcast:
+      return "broadcast";
+    case OpType::kAllToAll:
+      return "all_to_all";
+    case OpType::kAllToAllV:
+      return "all_to_all_v";
+    case OpType::kBarrier:
+      return "barrier";
+    case OpType::kSplit:
+      return "split";
   }
   return "?";
 }
@@ -89,7 +106,7 @@ struct Message {
 
 struct Channel {
   std::deque<std::shared_ptr<Message>> sends;
-  int64_t first = 0;       // index of sends.front()
+  int64_t first = 0;  // index of sends.front()
   int64_t sends_posted = 0;
   int64_t recvs_posted = 0;
 };
@@ -115,7 +132,7 @@ struct Op {
   };
   std::vector<Recv> recvs;
   std::vector<std::pair<int, std::shared_ptr<Message>>> sends;  // (peer, message)
-  size_t recvs_done = 0, sends_done = 0;  // progress kept across timeouts
+  size_t recvs_done = 0, sends_done = 0;                        // progress kept across timeouts
   // Collective.
   std::shared_ptr<Collective> coll;
   int64_t coll_seq = -1;
@@ -150,8 +167,8 @@ class LocalCommunicator : public Communicator {
       if (slots[r].color == color) members.emplace_back(slots[r].key, r);
     }
     std::sort(members.begin(), members.end());
-    const int new_rank = static_cast<int>(
-        std::find(members.begin(), members.end(), std::make_pair(key, rank_)) - members.begin());
+    const int new_rank =
+        static_cast<int>(std::find(members.begin(), members.end(), std::make_pair(key, rank_)) - members.begin());
     std::shared_ptr<World> world;
     {
       absl::MutexLock lock(&world_->mu);
@@ -238,8 +255,8 @@ class LocalCommunicator : public Communicator {
     slot.recv = recv;
     slot.send_counts.assign(send_counts.begin(), send_counts.end());
     slot.recv_counts.assign(recv_counts.begin(), recv_counts.end());
-    return Wrap(PostCollective(std::move(slot), absl::StrFormat("all_to_all_v %s send %d recv %d",
-                                                                DataTypeName(t), sends, recvs)));
+    return Wrap(PostCollective(std::move(slot),
+                               absl::StrFormat("all_to_all_v %s send %d recv %d", DataTypeName(t), sends, recvs)));
   }
   WorkOr Barrier() override { return Collect({OpType::kBarrier}, nullptr, nullptr); }
 
@@ -251,7 +268,6 @@ class LocalCommunicator : public Communicator {
   }
 
  private:
-
   WorkOr Wrap(absl::StatusOr<std::shared_ptr<Op>> op) {
     if (!op.ok()) return op.status();
     return std::unique_ptr<Work>(new LocalWork(this, *std::move(op)));
@@ -290,18 +306,18 @@ class LocalCommunicator : public Communicator {
     const Collective::Slot& first = c.slots[0];
     for (int r = 1; r < size(); ++r) {
       if (!(c.slots[r].fp == first.fp)) {
-        return absl::InvalidArgumentError(absl::StrFormat(
-            "collective #%d: ranks disagree: rank 0 called %s, rank %d called %s", 0, first.fp.ToString(), r,
-            c.slots[r].fp.ToString()));
+        return absl::InvalidArgumentError(
+            absl::StrFormat("collective #%d: ranks disagree: rank 0 called %s, rank %d called %s", 0,
+                            first.fp.ToString(), r, c.slots[r].fp.ToString()));
       }
     }
     if (first.fp.op == OpType::kAllToAllV) {
       for (int p = 0; p < size(); ++p) {
         for (int q = 0; q < size(); ++q) {
           if (c.slots[p].send_counts[q] != c.slots[q].recv_counts[p]) {
-            return absl::InvalidArgumentError(absl::StrFormat(
-                "all_to_all_v: ranks disagree: rank %d sends %d elements to rank %d, which expects %d", p,
-                c.slots[p].send_counts[q], q, c.slots[q].recv_counts[p]));
+            return absl::InvalidArgumentError(
+                absl::StrFormat("all_to_all_v: ranks disagree: rank %d sends %d elements to rank %d, which expects %d",
+                                p, c.slots[p].send_counts[q], q, c.slots[q].recv_counts[p]));
           }
         }
       }
@@ -423,8 +439,9 @@ class LocalCommunicator : public Communicator {
         Channel& ch = w.channels[int64_t{r.op.peer} * size() + rank_];
         auto posted = [&ch, &r]() { return ch.sends_posted > r.index; };
         if (!w.mu.AwaitWithDeadline(absl::Condition(&posted), deadline.time())) {
-          return Timeout(*op, deadline,
-                         absl::StrFormat("waiting for rank %d to post its send #%d to rank %d", r.op.peer, r.index, rank_));
+          return Timeout(
+              *op, deadline,
+              absl::StrFormat("waiting for rank %d to post its send #%d to rank %d", r.op.peer, r.index, rank_));
         }
         msg = ch.sends[r.index - ch.first];
       }

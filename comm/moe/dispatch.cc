@@ -21,14 +21,14 @@ absl::Status CheckRouting(const Routing& r, int num_ranks) {
         absl::StrFormat("routing: expected tokens >= 0 and top_k >= 1, got %d and %d", r.num_tokens, r.top_k));
   }
   if (r.num_experts < 1 || r.num_experts % num_ranks != 0) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "num_experts: expected a positive multiple of the %d ranks, got %d", num_ranks, r.num_experts));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("num_experts: expected a positive multiple of the %d ranks, got %d", num_ranks, r.num_experts));
   }
   const int64_t n = int64_t{r.num_tokens} * r.top_k;
   if (static_cast<int64_t>(r.topk_idx.size()) != n || static_cast<int64_t>(r.topk_weights.size()) != n) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "routing: expected %d x %d top-k ids and weights, got %d ids and %d weights", r.num_tokens, r.top_k,
-        r.topk_idx.size(), r.topk_weights.size()));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("routing: expected %d x %d top-k ids and weights, got %d ids and %d weights", r.num_tokens,
+                        r.top_k, r.topk_idx.size(), r.topk_weights.size()));
   }
   for (int64_t i = 0; i < n; ++i) {
     if (r.topk_idx[i] < -1 || r.topk_idx[i] >= r.num_experts) {
@@ -226,8 +226,8 @@ absl::StatusOr<Dispatched> Dispatch(Communicator& comm, const void* x, DataType 
     out.num_rows += h.recv_counts[r];
   }
   std::vector<char> recv(out.num_rows * record);
-  TANDEM_RETURN_IF_ERROR(PostAndWait(
-      comm.AllToAllV(send.data(), send_bytes, recv.data(), recv_bytes, DataType::kBytes), deadline));
+  TANDEM_RETURN_IF_ERROR(
+      PostAndWait(comm.AllToAllV(send.data(), send_bytes, recv.data(), recv_bytes, DataType::kBytes), deadline));
 
   out.x.resize(out.num_rows * hidden * es);
   out.tokens_per_expert.assign(per_rank, 0);
@@ -268,8 +268,8 @@ absl::StatusOr<std::vector<char>> DispatchCached(Communicator& comm, const Handl
     rows += h.recv_counts[r];
   }
   std::vector<char> out(rows * row_bytes);
-  TANDEM_RETURN_IF_ERROR(PostAndWait(
-      comm.AllToAllV(send.data(), send_bytes, out.data(), recv_bytes, DataType::kBytes), deadline));
+  TANDEM_RETURN_IF_ERROR(
+      PostAndWait(comm.AllToAllV(send.data(), send_bytes, out.data(), recv_bytes, DataType::kBytes), deadline));
   return out;
 }
 
@@ -288,8 +288,8 @@ absl::StatusOr<std::vector<char>> Combine(Communicator& comm, const Handle& h, c
     recv_bytes[r] = h.send_counts[r] * row_bytes;
   }
   std::vector<char> back(h.send_tokens.size() * row_bytes);
-  TANDEM_RETURN_IF_ERROR(PostAndWait(
-      comm.AllToAllV(rows, send_bytes, back.data(), recv_bytes, DataType::kBytes), deadline));
+  TANDEM_RETURN_IF_ERROR(
+      PostAndWait(comm.AllToAllV(rows, send_bytes, back.data(), recv_bytes, DataType::kBytes), deadline));
   // Per token, the rows of the ranks it went to, in rank order, in f32.
   std::vector<float> acc(int64_t{h.num_tokens} * h.hidden, 0.0f);
   for (size_t i = 0; i < h.send_tokens.size(); ++i) {

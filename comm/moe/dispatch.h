@@ -88,11 +88,11 @@ struct Handle {
 
 struct Dispatched {
   int64_t num_rows = 0;
-  std::vector<char> x;                      // [rows x hidden] in the input dtype
-  std::vector<int32_t> local_expert;        // [rows x top_k], -1 elsewhere
-  std::vector<float> weights;               // [rows x top_k], 0 elsewhere
-  std::vector<int32_t> tokens_per_expert;   // per local expert, aligned
-  std::vector<int64_t> source;              // [rows] src_rank << 32 | src token
+  std::vector<char> x;                     // [rows x hidden] in the input dtype
+  std::vector<int32_t> local_expert;       // [rows x top_k], -1 elsewhere
+  std::vector<float> weights;              // [rows x top_k], 0 elsewhere
+  std::vector<int32_t> tokens_per_expert;  // per local expert, aligned
+  std::vector<int64_t> source;             // [rows] src_rank << 32 | src token
   Handle handle;
 };
 
@@ -115,8 +115,8 @@ absl::StatusOr<std::vector<char>> DispatchCached(Communicator& comm, const Handl
 // Collective: returns rows [rows x hidden] to their sources and sums them per
 // token in rank order (f32), giving [tokens x hidden] in `dtype`. Tokens sent
 // nowhere (all top-k slots -1) are zero.
-absl::StatusOr<std::vector<char>> Combine(Communicator& comm, const Handle& handle, const void* rows,
-                                          DataType dtype, Deadline deadline);
+absl::StatusOr<std::vector<char>> Combine(Communicator& comm, const Handle& handle, const void* rows, DataType dtype,
+                                          Deadline deadline);
 
 // Building blocks shared by Dispatch() and the GPU path (dispatch_gpu.h).
 //

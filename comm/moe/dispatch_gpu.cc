@@ -27,8 +27,9 @@ absl::Status Download(const DeviceBuffer& b, void* host, int64_t bytes) {
 }
 
 // All-to-all-v of device bytes with per-rank byte counts.
-absl::StatusOr<DeviceBuffer> Exchange(Communicator& comm, const DeviceBuffer& send, const std::vector<int64_t>& send_bytes,
-                                      const std::vector<int64_t>& recv_bytes, Deadline deadline) {
+absl::StatusOr<DeviceBuffer> Exchange(Communicator& comm, const DeviceBuffer& send,
+                                      const std::vector<int64_t>& send_bytes, const std::vector<int64_t>& recv_bytes,
+                                      Deadline deadline) {
   int64_t total = 0;
   for (int64_t b : recv_bytes) total += b;
   TANDEM_ASSIGN_OR_RETURN(DeviceBuffer recv, AllocDevice(total));
@@ -49,8 +50,8 @@ absl::StatusOr<DeviceBuffer> GatherSends(const Handle& h, const void* x, int64_t
   const int64_t sends = static_cast<int64_t>(h.send_tokens.size());
   TANDEM_ASSIGN_OR_RETURN(DeviceBuffer tokens_dev, Upload(h.send_tokens.data(), 4 * sends, stream));
   TANDEM_ASSIGN_OR_RETURN(DeviceBuffer gathered, AllocDevice(sends * row_bytes));
-  TANDEM_CUDA_RETURN_IF_ERROR(EnqueueGatherRows(x, static_cast<const int32_t*>(tokens_dev.get()), sends, row_bytes,
-                                                gathered.get(), stream));
+  TANDEM_CUDA_RETURN_IF_ERROR(
+      EnqueueGatherRows(x, static_cast<const int32_t*>(tokens_dev.get()), sends, row_bytes, gathered.get(), stream));
   TANDEM_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream));
   return gathered;
 }
@@ -71,12 +72,12 @@ absl::StatusOr<DeviceBuffer> AllocDevice(int64_t bytes) {
 }
 
 absl::StatusOr<DispatchedGpu> DispatchGpu(Communicator& comm, const void* x, DataType dtype, int hidden,
-                                          const Routing& routing, const DispatchOptions& options,
-                                          cudaStream_t stream, Deadline deadline) {
+                                          const Routing& routing, const DispatchOptions& options, cudaStream_t stream,
+                                          Deadline deadline) {
   TANDEM_RETURN_IF_ERROR(CheckDtype(dtype));
   if (hidden < 1 || options.expert_alignment < 1) {
-    return absl::InvalidArgumentError(absl::StrFormat("hidden and expert_alignment: expected >= 1, got %d and %d",
-                                                      hidden, options.expert_alignment));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("hidden and expert_alignment: expected >= 1, got %d and %d", hidden, options.expert_alignment));
   }
   const int ranks = comm.size(), me = comm.rank(), k = routing.top_k;
   TANDEM_ASSIGN_OR_RETURN(Layout layout, GetDispatchLayout(routing, ranks));
@@ -87,8 +88,7 @@ absl::StatusOr<DispatchedGpu> DispatchGpu(Communicator& comm, const void* x, Dat
   // Counts (device buffers: the communicator moves device memory).
   TANDEM_ASSIGN_OR_RETURN(DeviceBuffer counts_out, Upload(h.send_counts.data(), 8 * ranks, stream));
   TANDEM_ASSIGN_OR_RETURN(DeviceBuffer counts_in, AllocDevice(8 * ranks));
-  TANDEM_RETURN_IF_ERROR(
-      PostAndWait(comm.AllToAll(counts_out.get(), counts_in.get(), 1, DataType::kI64), deadline));
+  TANDEM_RETURN_IF_ERROR(PostAndWait(comm.AllToAll(counts_out.get(), counts_in.get(), 1, DataType::kI64), deadline));
   h.recv_counts.resize(ranks);
   TANDEM_RETURN_IF_ERROR(Download(counts_in, h.recv_counts.data(), 8 * ranks));
   for (int64_t c : h.recv_counts) out.num_rows += c;
@@ -123,8 +123,8 @@ absl::StatusOr<DispatchedGpu> DispatchGpu(Communicator& comm, const void* x, Dat
   const int64_t sends = static_cast<int64_t>(h.send_tokens.size());
   TANDEM_ASSIGN_OR_RETURN(DeviceBuffer gathered, GatherSends(h, x, row_bytes, stream));
   if (!options.fp8) {
-    TANDEM_ASSIGN_OR_RETURN(out.x, Exchange(comm, gathered, Scaled(h.send_counts, row_bytes),
-                                            Scaled(h.recv_counts, row_bytes), deadline));
+    TANDEM_ASSIGN_OR_RETURN(
+        out.x, Exchange(comm, gathered, Scaled(h.send_counts, row_bytes), Scaled(h.recv_counts, row_bytes), deadline));
     return out;
   }
   const int64_t groups = (hidden + 127) / 128;

@@ -16,10 +16,10 @@
 #ifndef TANDEM_COMM_MOE_DISPATCH_GPU_H_
 #define TANDEM_COMM_MOE_DISPATCH_GPU_H_
 
+#include <cuda_runtime.h>
+
 #include <memory>
 #include <vector>
-
-#include <cuda_runtime.h>
 
 #include "absl/status/statusor.h"
 #include "comm/moe/dispatch.h"
@@ -36,7 +36,7 @@ absl::StatusOr<DeviceBuffer> AllocDevice(int64_t bytes);
 
 struct DispatchedGpu {
   int64_t num_rows = 0;
-  DeviceBuffer x;                 // [rows x hidden], input dtype, on the device
+  DeviceBuffer x;                     // [rows x hidden], input dtype, on the device
   std::vector<int32_t> local_expert;  // host, as in Dispatched
   std::vector<float> weights;
   std::vector<int32_t> tokens_per_expert;
@@ -51,15 +51,15 @@ struct DispatchedGpu {
 // synchronizes `stream` before the exchange, and returns once the data has
 // arrived.
 absl::StatusOr<DispatchedGpu> DispatchGpu(Communicator& comm, const void* x, DataType dtype, int hidden,
-                                          const Routing& routing, const DispatchOptions& options,
-                                          cudaStream_t stream, Deadline deadline);
+                                          const Routing& routing, const DispatchOptions& options, cudaStream_t stream,
+                                          Deadline deadline);
 
 // DispatchCachedGpu()
 //
 // As DispatchCached(), with `x` and the rows in device memory (the backward
 // of CombineGpu()).
-absl::StatusOr<DeviceBuffer> DispatchCachedGpu(Communicator& comm, const Handle& handle, const void* x,
-                                               DataType dtype, cudaStream_t stream, Deadline deadline);
+absl::StatusOr<DeviceBuffer> DispatchCachedGpu(Communicator& comm, const Handle& handle, const void* x, DataType dtype,
+                                               cudaStream_t stream, Deadline deadline);
 
 // CombineGpu()
 //

@@ -3,11 +3,11 @@
 // bf16 and FP8.
 #include "comm/moe/dispatch_gpu.h"
 
+#include <cuda_runtime.h>
+
 #include <cstring>
 #include <random>
 #include <thread>
-
-#include <cuda_runtime.h>
 
 #include "base/cuda_check.h"
 #include "base/testing/status_matchers.h"

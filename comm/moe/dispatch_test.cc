@@ -31,8 +31,8 @@ struct Batch {
 };
 
 enum class Gen { kUniform, kGroupLimited, kSkewed, kMasked, kAllToOneRank, kEmptyRank, kDuplicates };
-const Gen kGens[] = {Gen::kUniform, Gen::kGroupLimited, Gen::kSkewed, Gen::kMasked,
-                     Gen::kAllToOneRank, Gen::kEmptyRank, Gen::kDuplicates};
+const Gen kGens[] = {Gen::kUniform,      Gen::kGroupLimited, Gen::kSkewed,    Gen::kMasked,
+                     Gen::kAllToOneRank, Gen::kEmptyRank,    Gen::kDuplicates};
 
 constexpr int kHidden = 20, kTopK = 4;
 
@@ -71,9 +71,7 @@ std::vector<Batch> MakeBatches(Gen gen, int ranks, int experts, uint32_t seed) {
   return out;
 }
 
-Routing RoutingOf(const Batch& b, int experts) {
-  return Routing{b.tokens, kTopK, experts, b.idx, b.w};
-}
+Routing RoutingOf(const Batch& b, int experts) { return Routing{b.tokens, kTopK, experts, b.idx, b.w}; }
 
 // Runs fn on one thread per rank.
 template <typename Fn>
@@ -246,14 +244,15 @@ TEST(DispatchTest, RoundTripCachedAndCrossBackend) {
         return;
       }
       direct[r] = AsFloats(d->x);
-      absl::StatusOr<std::vector<char>> out = Combine(c, d->handle, d->x.data(), DataType::kF32, Deadline::In(kTimeout));
+      absl::StatusOr<std::vector<char>> out =
+          Combine(c, d->handle, d->x.data(), DataType::kF32, Deadline::In(kTimeout));
       if (!out.ok()) {
         status[r] = out.status();
         return;
       }
       back[r] = AsFloats(*out);
-      absl::StatusOr<std::vector<char>> again = DispatchCached(c, d->handle, batches[r].x.data(), DataType::kF32,
-                                                               Deadline::In(kTimeout));
+      absl::StatusOr<std::vector<char>> again =
+          DispatchCached(c, d->handle, batches[r].x.data(), DataType::kF32, Deadline::In(kTimeout));
       if (!again.ok()) {
         status[r] = again.status();
         return;
@@ -329,9 +328,9 @@ TEST(DispatchTest, E4M3Codes) {
     if ((v & 0x7f) == 0x7f || v == 0x80) continue;
     EXPECT_EQ(FloatToE4M3(E4M3ToFloat(v)), v) << v;
   }
-  EXPECT_EQ(FloatToE4M3(1000.0f), 0x7e);       // saturates
-  EXPECT_EQ(FloatToE4M3(1.0625f), 0x38);       // halfway 1 and 1.125: to even
-  EXPECT_EQ(FloatToE4M3(1.1875f), 0x3a);       // halfway 1.125 and 1.25: to even
+  EXPECT_EQ(FloatToE4M3(1000.0f), 0x7e);  // saturates
+  EXPECT_EQ(FloatToE4M3(1.0625f), 0x38);  // halfway 1 and 1.125: to even
+  EXPECT_EQ(FloatToE4M3(1.1875f), 0x3a);  // halfway 1.125 and 1.25: to even
 }
 
 TEST(DispatchTest, BadInputIsNamed) {

@@ -1,6 +1,6 @@
-#include "comm/moe/row_kernels.h"
-
 #include <cuda_bf16.h>
+
+#include "comm/moe/row_kernels.h"
 
 namespace tandem::comm::moe {
 namespace {
@@ -21,7 +21,8 @@ __global__ void GatherRows(const char* x, const int32_t* rows, int64_t n, int64_
   for (int64_t i = blockIdx.x; i < n; i += gridDim.x) {
     const char* src = x + rows[i] * row_bytes;
     char* dst = out + i * row_bytes;
-    if (row_bytes % 16 == 0 && reinterpret_cast<uintptr_t>(src) % 16 == 0 && reinterpret_cast<uintptr_t>(dst) % 16 == 0) {
+    if (row_bytes % 16 == 0 && reinterpret_cast<uintptr_t>(src) % 16 == 0 &&
+        reinterpret_cast<uintptr_t>(dst) % 16 == 0) {
       for (int64_t b = threadIdx.x; b < row_bytes / 16; b += blockDim.x) {
         reinterpret_cast<int4*>(dst)[b] = reinterpret_cast<const int4*>(src)[b];
       }
@@ -115,7 +116,7 @@ cudaError_t EnqueueQuantizeFp8(const void* x, DataType t, int64_t n, int hidden,
   if (n <= 0) return cudaSuccess;
   const int groups = (hidden + 127) / 128;
   Quantize<<<static_cast<unsigned>(n * groups), 128, 0, stream>>>(x, t == DataType::kBF16, hidden, groups, codes,
-                                                                   scales);
+                                                                  scales);
   return cudaGetLastError();
 }
 
@@ -123,7 +124,7 @@ cudaError_t EnqueueDequantizeFp8(const uint8_t* codes, const float* scales, int6
                                  void* out, cudaStream_t stream) {
   if (n <= 0) return cudaSuccess;
   Dequantize<<<Blocks((n * hidden + 255) / 256), 256, 0, stream>>>(codes, scales, n, hidden, (hidden + 127) / 128,
-                                                                    t == DataType::kBF16, out);
+                                                                   t == DataType::kBF16, out);
   return cudaGetLastError();
 }
 

@@ -8,9 +8,9 @@
 #ifndef TANDEM_COMM_MOE_ROW_KERNELS_H_
 #define TANDEM_COMM_MOE_ROW_KERNELS_H_
 
-#include <cstdint>
-
 #include <cuda_runtime.h>
+
+#include <cstdint>
 
 #include "comm/types.h"
 
@@ -31,8 +31,8 @@ cudaError_t EnqueueDequantizeFp8(const uint8_t* codes, const float* scales, int6
 // Enqueues out[t] = sum over j in [offsets[t], offsets[t+1]) of rows[order[j]],
 // accumulated in f32 from 0 in j order, rounded once to `t`; tokens with no
 // rows get zero.
-cudaError_t EnqueueSumRows(const void* rows, const int32_t* order, const int32_t* offsets, int64_t tokens,
-                           int hidden, DataType t, void* out, cudaStream_t stream);
+cudaError_t EnqueueSumRows(const void* rows, const int32_t* order, const int32_t* offsets, int64_t tokens, int hidden,
+                           DataType t, void* out, cudaStream_t stream);
 
 }  // namespace tandem::comm::moe
 

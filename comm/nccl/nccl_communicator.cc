@@ -31,22 +31,32 @@ absl::Status NcclStatus(ncclResult_t r, ncclComm_t comm, const char* what) {
 
 absl::StatusOr<ncclDataType_t> NcclType(DataType t) {
   switch (t) {
-    case DataType::kF32: return ncclFloat32;
-    case DataType::kBF16: return ncclBfloat16;
-    case DataType::kF16: return ncclFloat16;
-    case DataType::kI32: return ncclInt32;
-    case DataType::kI64: return ncclInt64;
-    case DataType::kBytes: return ncclUint8;
+    case DataType::kF32:
+      return ncclFloat32;
+    case DataType::kBF16:
+      return ncclBfloat16;
+    case DataType::kF16:
+      return ncclFloat16;
+    case DataType::kI32:
+      return ncclInt32;
+    case DataType::kI64:
+      return ncclInt64;
+    case DataType::kBytes:
+      return ncclUint8;
   }
   return absl::InvalidArgumentError("dtype: unknown");
 }
 
 ncclRedOp_t NcclOp(ReduceOp op) {
   switch (op) {
-    case ReduceOp::kSum: return ncclSum;
-    case ReduceOp::kMax: return ncclMax;
-    case ReduceOp::kMin: return ncclMin;
-    case ReduceOp::kAvg: return ncclAvg;
+    case ReduceOp::kSum:
+      return ncclSum;
+    case ReduceOp::kMax:
+      return ncclMax;
+    case ReduceOp::kMin:
+      return ncclMin;
+    case ReduceOp::kAvg:
+      return ncclAvg;
   }
   return ncclSum;
 }
@@ -67,7 +77,7 @@ class NcclCommunicator;
 
 struct Op {
   int64_t seq = 0;
-  std::string name;  // with peers
+  std::string name;             // with peers
   cudaEvent_t event = nullptr;  // recorded after the NCCL call
   bool done = false;
   absl::Status status;
@@ -105,8 +115,8 @@ class NcclCommunicator : public Communicator {
     ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
     config.blocking = 0;
     ncclComm_t child = nullptr;
-    TANDEM_NCCL_RETURN_IF_ERROR(comm_, ncclCommSplit(comm_, color < 0 ? NCCL_SPLIT_NOCOLOR : color, key, &child,
-                                                     &config));
+    TANDEM_NCCL_RETURN_IF_ERROR(comm_,
+                                ncclCommSplit(comm_, color < 0 ? NCCL_SPLIT_NOCOLOR : color, key, &child, &config));
     TANDEM_RETURN_IF_ERROR(AwaitComm(comm_, deadline, "ncclCommSplit"));
     if (child == nullptr) return std::unique_ptr<Communicator>();
     TANDEM_RETURN_IF_ERROR(AwaitComm(child, deadline, "ncclCommSplit (child)"));
@@ -192,10 +202,10 @@ class NcclCommunicator : public Communicator {
     return Launch(absl::StrFormat("all_to_all_v %s send %d", DataTypeName(t), total), [&]() -> absl::Status {
       int64_t s_at = 0, r_at = 0;
       for (int p = 0; p < size_; ++p) {
-        TANDEM_NCCL_RETURN_IF_ERROR(comm_, ncclSend(static_cast<const char*>(send) + s_at * es, send_counts[p], nt, p,
-                                                    comm_, stream_));
-        TANDEM_NCCL_RETURN_IF_ERROR(comm_, ncclRecv(static_cast<char*>(recv) + r_at * es, recv_counts[p], nt, p,
-                                                    comm_, stream_));
+        TANDEM_NCCL_RETURN_IF_ERROR(
+            comm_, ncclSend(static_cast<const char*>(send) + s_at * es, send_counts[p], nt, p, comm_, stream_));
+        TANDEM_NCCL_RETURN_IF_ERROR(
+            comm_, ncclRecv(static_cast<char*>(recv) + r_at * es, recv_counts[p], nt, p, comm_, stream_));
         s_at += send_counts[p];
         r_at += recv_counts[p];
       }
@@ -217,8 +227,8 @@ class NcclCommunicator : public Communicator {
         aborted_ = true;
         abort_reason_ = std::string(s.message());
         ncclCommAbort(comm_);
-        return absl::DeadlineExceededError(absl::StrCat(s.message(), "; communicator aborted; ",
-                                                        recorder_.Dump(rank_)));
+        return absl::DeadlineExceededError(
+            absl::StrCat(s.message(), "; communicator aborted; ", recorder_.Dump(rank_)));
       }
       op->status = s;
       op->done = true;
@@ -291,9 +301,9 @@ class NcclCommunicator : public Communicator {
       ncclCommGetAsyncError(comm_, &state);
       if (state != ncclSuccess && state != ncclInProgress) return NcclStatus(state, comm_, op.name.c_str());
       if (deadline.expired()) {
-        return absl::DeadlineExceededError(absl::StrFormat(
-            "%s seq %d on rank %d: deadline %s exceeded (NCCL does not say which peer is missing)", op.name, op.seq,
-            rank_, absl::FormatDuration(deadline.timeout())));
+        return absl::DeadlineExceededError(
+            absl::StrFormat("%s seq %d on rank %d: deadline %s exceeded (NCCL does not say which peer is missing)",
+                            op.name, op.seq, rank_, absl::FormatDuration(deadline.timeout())));
       }
       absl::SleepFor(absl::Microseconds(20));
     }
@@ -362,16 +372,16 @@ absl::StatusOr<std::unique_ptr<Communicator>> CreateNcclCommunicator(Store* stor
   } else {
     TANDEM_ASSIGN_OR_RETURN(std::string bytes, store->Get(id_key, deadline));
     if (bytes.size() != sizeof(id.internal)) {
-      return absl::InternalError(absl::StrFormat("nccl: unique id of %d bytes, expected %d", bytes.size(),
-                                                 sizeof(id.internal)));
+      return absl::InternalError(
+          absl::StrFormat("nccl: unique id of %d bytes, expected %d", bytes.size(), sizeof(id.internal)));
     }
     std::memcpy(id.internal, bytes.data(), bytes.size());
   }
   ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
   config.blocking = 0;
   ncclComm_t comm = nullptr;
-  TANDEM_RETURN_IF_ERROR(NcclStatus(ncclCommInitRankConfig(&comm, size, id, rank, &config), comm,
-                                    "ncclCommInitRankConfig"));
+  TANDEM_RETURN_IF_ERROR(
+      NcclStatus(ncclCommInitRankConfig(&comm, size, id, rank, &config), comm, "ncclCommInitRankConfig"));
   absl::Status init = AwaitComm(comm, deadline, absl::StrFormat("ncclCommInitRank of rank %d of %d", rank, size));
   if (!init.ok()) {
     ncclCommAbort(comm);

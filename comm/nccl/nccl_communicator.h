@@ -22,10 +22,10 @@
 #ifndef TANDEM_COMM_NCCL_NCCL_COMMUNICATOR_H_
 #define TANDEM_COMM_NCCL_NCCL_COMMUNICATOR_H_
 
+#include <cuda_runtime.h>
+
 #include <memory>
 #include <string>
-
-#include <cuda_runtime.h>
 
 #include "absl/status/statusor.h"
 #include "comm/communicator.h"

@@ -2,9 +2,9 @@
 // duplicate-GPU check (two ranks on GPU 0 get our error before NCCL init).
 #include "comm/nccl/nccl_communicator.h"
 
-#include <thread>
-
 #include <cuda_runtime.h>
+
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "base/cuda_check.h"
@@ -62,7 +62,8 @@ Backend NcclBackend() {
 
 // World size 1 always; more ranks only where the host has that many GPUs
 // (a multi-rank NCCL group needs one process or thread per GPU).
-INSTANTIATE_TEST_SUITE_P(Nccl, ConformanceTest, ::testing::Combine(::testing::Values(NcclBackend()), ::testing::Values(1)),
+INSTANTIATE_TEST_SUITE_P(Nccl, ConformanceTest,
+                         ::testing::Combine(::testing::Values(NcclBackend()), ::testing::Values(1)),
                          [](const ::testing::TestParamInfo<ConformanceTest::ParamType>& info) {
                            return absl::StrCat(std::get<0>(info.param).name, "_", std::get<1>(info.param), "ranks");
                          });
@@ -81,8 +82,7 @@ TEST(NcclTest, TwoRanksOnOneGpuGetOurError) {
   }
   for (auto& t : threads) t.join();
   for (const absl::Status& s : status) {
-    EXPECT_THAT(s, StatusIs(absl::StatusCode::kFailedPrecondition,
-                            HasSubstr("ranks 0 and 1 are both on GPU")));
+    EXPECT_THAT(s, StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("ranks 0 and 1 are both on GPU")));
   }
 }
 

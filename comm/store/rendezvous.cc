@@ -27,7 +27,8 @@ absl::Status IntVar(const GetEnv& env, std::initializer_list<const char*> names,
   const char* v = First(env, names, &which);
   if (v == nullptr) {
     if (!required) return absl::OkStatus();
-    return absl::InvalidArgumentError(absl::StrFormat("%s: not set (launch with tools/launch.sh, torchrun or mpirun)", which));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("%s: not set (launch with tools/launch.sh, torchrun or mpirun)", which));
   }
   int x = 0;
   if (!absl::SimpleAtoi(v, &x) || x < lo || x > hi) {
@@ -45,10 +46,10 @@ absl::StatusOr<RendezvousInfo> ReadRendezvousEnv(const GetEnv& getenv) {
   TANDEM_RETURN_IF_ERROR(IntVar(env, {"WORLD_SIZE", "OMPI_COMM_WORLD_SIZE", "PMI_SIZE"}, 1, 1 << 20, "[1, 1048576]",
                                 true, &info.world_size));
   const std::string range = absl::StrFormat("[0, WORLD_SIZE=%d)", info.world_size);
-  TANDEM_RETURN_IF_ERROR(IntVar(env, {"RANK", "OMPI_COMM_WORLD_RANK", "PMI_RANK"}, 0, info.world_size - 1, range,
-                                true, &info.rank));
-  TANDEM_RETURN_IF_ERROR(IntVar(env, {"LOCAL_RANK", "OMPI_COMM_WORLD_LOCAL_RANK"}, 0, info.world_size - 1, range,
-                                false, &info.local_rank));
+  TANDEM_RETURN_IF_ERROR(
+      IntVar(env, {"RANK", "OMPI_COMM_WORLD_RANK", "PMI_RANK"}, 0, info.world_size - 1, range, true, &info.rank));
+  TANDEM_RETURN_IF_ERROR(IntVar(env, {"LOCAL_RANK", "OMPI_COMM_WORLD_LOCAL_RANK"}, 0, info.world_size - 1, range, false,
+                                &info.local_rank));
   TANDEM_RETURN_IF_ERROR(IntVar(env, {"MASTER_PORT"}, 1, 65535, "[1, 65535]", false, &info.master_port));
   if (const char* addr = env("MASTER_ADDR"); addr != nullptr && *addr != '\0') info.master_addr = addr;
   return info;

@@ -13,8 +13,8 @@ absl::Status CheckKeyValue(absl::string_view key, int64_t value_bytes) {
         absl::StrFormat("store key: expected 1..%d bytes, got %d", kMaxStoreKeyBytes, key.size()));
   }
   if (value_bytes > kMaxStoreValueBytes) {
-    return absl::InvalidArgumentError(absl::StrFormat("store value of '%s': expected at most %d bytes, got %d",
-                                                      key, kMaxStoreValueBytes, value_bytes));
+    return absl::InvalidArgumentError(absl::StrFormat("store value of '%s': expected at most %d bytes, got %d", key,
+                                                      kMaxStoreValueBytes, value_bytes));
   }
   return absl::OkStatus();
 }

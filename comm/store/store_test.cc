@@ -1,4 +1,6 @@
 // The same checks against the in-memory store and the TCP store on loopback.
+#include "comm/store/store.h"
+
 #include <memory>
 #include <string>
 #include <thread>
@@ -6,7 +8,6 @@
 
 #include "base/testing/status_matchers.h"
 #include "comm/store/rendezvous.h"
-#include "comm/store/store.h"
 #include "comm/store/tcp_store.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -115,15 +116,20 @@ TEST(RendezvousTest, ReadsTorchrunAndOpenMpiVariables) {
       return nullptr;
     };
   };
-  ASSERT_OK_AND_ASSIGN(RendezvousInfo a, ReadRendezvousEnv(env({{"RANK", "3"}, {"WORLD_SIZE", "4"}, {"LOCAL_RANK", "1"},
-                                                                 {"MASTER_ADDR", "10.1.2.3"}, {"MASTER_PORT", "1234"}})));
+  ASSERT_OK_AND_ASSIGN(RendezvousInfo a, ReadRendezvousEnv(env({{"RANK", "3"},
+                                                                {"WORLD_SIZE", "4"},
+                                                                {"LOCAL_RANK", "1"},
+                                                                {"MASTER_ADDR", "10.1.2.3"},
+                                                                {"MASTER_PORT", "1234"}})));
   EXPECT_EQ(a.rank, 3);
   EXPECT_EQ(a.world_size, 4);
   EXPECT_EQ(a.local_rank, 1);
   EXPECT_EQ(a.master_addr, "10.1.2.3");
   EXPECT_EQ(a.master_port, 1234);
-  ASSERT_OK_AND_ASSIGN(RendezvousInfo b, ReadRendezvousEnv(env({{"OMPI_COMM_WORLD_RANK", "2"}, {"OMPI_COMM_WORLD_SIZE", "8"},
-                                                                 {"OMPI_COMM_WORLD_LOCAL_RANK", "2"}})));
+  ASSERT_OK_AND_ASSIGN(
+      RendezvousInfo b,
+      ReadRendezvousEnv(
+          env({{"OMPI_COMM_WORLD_RANK", "2"}, {"OMPI_COMM_WORLD_SIZE", "8"}, {"OMPI_COMM_WORLD_LOCAL_RANK", "2"}})));
   EXPECT_EQ(b.rank, 2);
   EXPECT_EQ(b.world_size, 8);
   EXPECT_EQ(b.master_port, 29500);

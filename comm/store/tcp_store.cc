@@ -27,8 +27,9 @@ bool PollUntil(int fd, short events, absl::Time deadline) {
     const absl::Duration left = deadline - absl::Now();
     if (left <= absl::ZeroDuration()) return false;
     pollfd p{fd, events, 0};
-    const int ms = left == absl::InfiniteDuration() ? 1000
-                                                     : static_cast<int>(std::min<int64_t>(absl::ToInt64Milliseconds(left) + 1, 1000));
+    const int ms = left == absl::InfiniteDuration()
+                       ? 1000
+                       : static_cast<int>(std::min<int64_t>(absl::ToInt64Milliseconds(left) + 1, 1000));
     const int n = ::poll(&p, 1, ms);
     if (n > 0) return true;
     if (n < 0 && errno != EINTR) return false;
@@ -165,7 +166,8 @@ void TcpStoreServer::Serve(int fd) {
     if (!PollUntil(fd, POLLIN, absl::Now() + absl::Milliseconds(200))) continue;
     absl::StatusOr<std::string> payload = RecvFrame(fd, absl::Now() + absl::Seconds(30));
     if (!payload.ok()) {
-      if (absl::IsInvalidArgument(payload.status())) SendAll(fd, ErrorReply(payload.status()), absl::Now() + absl::Seconds(1));
+      if (absl::IsInvalidArgument(payload.status()))
+        SendAll(fd, ErrorReply(payload.status()), absl::Now() + absl::Seconds(1));
       break;
     }
     absl::StatusOr<wire::Request> req = wire::DecodeRequest(*payload);
@@ -183,9 +185,9 @@ void TcpStoreServer::Serve(int fd) {
     switch (req->op) {
       case wire::OpCode::kHello:
         if (req->number2 != world_size_ || req->number < 0 || req->number >= world_size_) {
-          status = absl::InvalidArgumentError(absl::StrFormat(
-              "store: unknown rank %d of world size %d (the server expects ranks 0..%d of %d)", req->number,
-              req->number2, world_size_ - 1, world_size_));
+          status = absl::InvalidArgumentError(
+              absl::StrFormat("store: unknown rank %d of world size %d (the server expects ranks 0..%d of %d)",
+                              req->number, req->number2, world_size_ - 1, world_size_));
         }
         hello = status.ok();
         break;
@@ -223,7 +225,8 @@ void TcpStoreServer::Serve(int fd) {
       }
       case wire::OpCode::kDelete:
       case wire::OpCode::kCheck: {
-        absl::StatusOr<bool> v = req->op == wire::OpCode::kDelete ? data_.Delete(req->keys[0]) : data_.Check(req->keys[0]);
+        absl::StatusOr<bool> v =
+            req->op == wire::OpCode::kDelete ? data_.Delete(req->keys[0]) : data_.Check(req->keys[0]);
         if (v.ok()) wire::PutInt(*v ? 1 : 0, &body);
         status = v.status();
         break;
@@ -238,8 +241,8 @@ void TcpStoreServer::Serve(int fd) {
   fds_.erase(std::find(fds_.begin(), fds_.end(), fd));
 }
 
-absl::StatusOr<std::unique_ptr<TcpStore>> TcpStore::Connect(const std::string& host, int port, int rank,
-                                                            int world_size, Deadline deadline) {
+absl::StatusOr<std::unique_ptr<TcpStore>> TcpStore::Connect(const std::string& host, int port, int rank, int world_size,
+                                                            Deadline deadline) {
   const std::string where = absl::StrFormat("store %s:%d", host, port);
   addrinfo hints{};
   hints.ai_family = AF_INET;
@@ -281,7 +284,8 @@ TcpStore::~TcpStore() { ::close(fd_); }
 absl::StatusOr<std::string> TcpStore::Call(const std::string& payload, Deadline deadline) {
   absl::MutexLock lock(&mu_);
   // Replies to waiting requests come after their server-side timeout.
-  const absl::Time until = deadline.time() == absl::InfiniteFuture() ? deadline.time() : deadline.time() + absl::Seconds(5);
+  const absl::Time until =
+      deadline.time() == absl::InfiniteFuture() ? deadline.time() : deadline.time() + absl::Seconds(5);
   if (!SendAll(fd_, wire::Frame(payload), until)) {
     return absl::UnavailableError(absl::StrCat(where_, ": server unreachable (send failed)"));
   }
@@ -329,14 +333,15 @@ absl::StatusOr<std::string> TcpStore::Get(absl::string_view key, Deadline deadli
   TANDEM_ASSIGN_OR_RETURN(std::string body, Call(wire::EncodeRequest(r), deadline));
   std::string value;
   wire::Reader in(body);
-  if (!in.String(&value, kMaxStoreValueBytes)) return absl::InternalError(absl::StrCat(where_, ": malformed get reply"));
+  if (!in.String(&value, kMaxStoreValueBytes))
+    return absl::InternalError(absl::StrCat(where_, ": malformed get reply"));
   return value;
 }
 
 absl::Status TcpStore::Wait(absl::Span<const std::string> keys, Deadline deadline) {
   if (static_cast<int64_t>(keys.size()) > wire::kMaxWaitKeys) {
-    return absl::InvalidArgumentError(absl::StrFormat("store wait: expected at most %d keys, got %d",
-                                                      wire::kMaxWaitKeys, keys.size()));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("store wait: expected at most %d keys, got %d", wire::kMaxWaitKeys, keys.size()));
   }
   for (const std::string& k : keys) TANDEM_RETURN_IF_ERROR(CheckKeyValue(k, 0));
   wire::Request r;

@@ -59,8 +59,8 @@ class TcpStore : public Store {
   //
   // Connects (retrying until `deadline`, as the server may start later) and
   // introduces itself as `rank` of `world_size`.
-  static absl::StatusOr<std::unique_ptr<TcpStore>> Connect(const std::string& host, int port, int rank,
-                                                           int world_size, Deadline deadline);
+  static absl::StatusOr<std::unique_ptr<TcpStore>> Connect(const std::string& host, int port, int rank, int world_size,
+                                                           Deadline deadline);
   ~TcpStore() override;
 
   absl::Status Set(absl::string_view key, absl::string_view value) override;

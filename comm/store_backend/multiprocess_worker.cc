@@ -18,9 +18,7 @@ ABSL_FLAG(int, fail_rank, -1, "This rank exits with status 3 after the first col
 namespace tandem::comm {
 namespace {
 
-absl::Status Check(bool ok, const std::string& what) {
-  return ok ? absl::OkStatus() : absl::InternalError(what);
-}
+absl::Status Check(bool ok, const std::string& what) { return ok ? absl::OkStatus() : absl::InternalError(what); }
 
 absl::Status Main() {
   const Deadline deadline = Deadline::In(absl::Seconds(60));
@@ -30,9 +28,11 @@ absl::Status Main() {
   // All-reduce of exact integers: sum over ranks of (i + r).
   std::vector<int32_t> x(1000);
   for (int i = 0; i < 1000; ++i) x[i] = i + rank;
-  TANDEM_RETURN_IF_ERROR(PostAndWait(comm->AllReduce(x.data(), x.data(), 1000, DataType::kI32, ReduceOp::kSum), deadline));
+  TANDEM_RETURN_IF_ERROR(
+      PostAndWait(comm->AllReduce(x.data(), x.data(), 1000, DataType::kI32, ReduceOp::kSum), deadline));
   for (int i = 0; i < 1000; ++i) {
-    TANDEM_RETURN_IF_ERROR(Check(x[i] == n * i + n * (n - 1) / 2, absl::StrFormat("all_reduce element %d = %d", i, x[i])));
+    TANDEM_RETURN_IF_ERROR(
+        Check(x[i] == n * i + n * (n - 1) / 2, absl::StrFormat("all_reduce element %d = %d", i, x[i])));
   }
   if (rank == absl::GetFlag(FLAGS_fail_rank)) {
     std::fprintf(stderr, "failing on purpose\n");

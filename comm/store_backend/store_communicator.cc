@@ -19,14 +19,15 @@ namespace {
 
 // What every rank of a collective must agree on, sent with the data.
 struct Header {
-  int64_t op = 0;  // 1 all_reduce, 2 all_gather, 3 reduce_scatter, 4 broadcast, 5 all_to_all, 6 all_to_all_v, 7 barrier, 8 split
+  int64_t op =
+      0;  // 1 all_reduce, 2 all_gather, 3 reduce_scatter, 4 broadcast, 5 all_to_all, 6 all_to_all_v, 7 barrier, 8 split
   int64_t dtype = 0;
   int64_t count = 0;
   int64_t extra = 0;  // reduce op or root
 };
 
-const char* kOpNames[] = {"?", "all_reduce", "all_gather", "reduce_scatter", "broadcast",
-                          "all_to_all", "all_to_all_v", "barrier", "split"};
+const char* kOpNames[] = {"?",          "all_reduce",   "all_gather", "reduce_scatter", "broadcast",
+                          "all_to_all", "all_to_all_v", "barrier",    "split"};
 
 std::string Describe(const Header& h) {
   return absl::StrFormat("%s %s x%d", kOpNames[h.op], DataTypeName(static_cast<DataType>(h.dtype)), h.count);
@@ -87,8 +88,8 @@ class StoreCommunicator : public Communicator {
       if (std::sscanf(op->gathered[r].c_str(), "%d %d", &c, &k) == 2 && c == color) members.emplace_back(k, r);
     }
     std::sort(members.begin(), members.end());
-    const int new_rank = static_cast<int>(std::find(members.begin(), members.end(), std::make_pair(key, rank_)) -
-                                          members.begin());
+    const int new_rank =
+        static_cast<int>(std::find(members.begin(), members.end(), std::make_pair(key, rank_)) - members.begin());
     return MakeStoreCommunicator(store_, new_rank, static_cast<int>(members.size()),
                                  absl::StrCat(prefix_, "s", op->coll, ".", color, "/"), keepalive_);
   }
@@ -130,8 +131,8 @@ class StoreCommunicator : public Communicator {
     TANDEM_RETURN_IF_ERROR(CheckReducible("all_reduce", t));
     TANDEM_RETURN_IF_ERROR(CheckCount("all_reduce", count, send));
     TANDEM_RETURN_IF_ERROR(CheckCount("all_reduce", count, recv));
-    return Wrap(Post({1, static_cast<int64_t>(t), count, static_cast<int64_t>(op)},
-                     Bytes(send, count * SizeOf(t)), send, recv, {}));
+    return Wrap(Post({1, static_cast<int64_t>(t), count, static_cast<int64_t>(op)}, Bytes(send, count * SizeOf(t)),
+                     send, recv, {}));
   }
   WorkOr AllGather(const void* send, void* recv, int64_t count, DataType t) override {
     TANDEM_RETURN_IF_ERROR(CheckCount("all_gather", count, send));
@@ -188,7 +189,9 @@ class StoreCommunicator : public Communicator {
     if (!op.ok()) return op.status();
     return std::unique_ptr<Work>(new StoreWork(this, *std::move(op)));
   }
-  std::string CollKey(int64_t coll, absl::string_view what) const { return absl::StrCat(prefix_, "c/", coll, "/", what); }
+  std::string CollKey(int64_t coll, absl::string_view what) const {
+    return absl::StrCat(prefix_, "c/", coll, "/", what);
+  }
 
   absl::StatusOr<std::shared_ptr<Op>> Post(const Header& h, const std::string& payload, const void* send, void* recv,
                                            std::vector<int64_t> recv_counts) {
@@ -282,11 +285,11 @@ class StoreCommunicator : public Communicator {
       in.Int(&h.extra);
       // Every rank compares with rank 0, so all report the same message.
       const Header& first = headers[0];
-      if (status.ok() && (h.op != first.op || h.dtype != first.dtype || h.count != first.count ||
-                          h.extra != first.extra)) {
-        status = absl::InvalidArgumentError(absl::StrFormat(
-            "collective #%d: ranks disagree: rank 0 called %s, rank %d called %s", op->coll, Describe(first), r,
-            Describe(h)));
+      if (status.ok() &&
+          (h.op != first.op || h.dtype != first.dtype || h.count != first.count || h.extra != first.extra)) {
+        status = absl::InvalidArgumentError(
+            absl::StrFormat("collective #%d: ranks disagree: rank 0 called %s, rank %d called %s", op->coll,
+                            Describe(first), r, Describe(h)));
       }
       values[r].erase(0, 32);
     }
@@ -306,7 +309,7 @@ class StoreCommunicator : public Communicator {
     const int64_t es = SizeOf(t);
     char* out = static_cast<char*>(op->recv);
     switch (h.op) {
-      case 1:  // all_reduce, rank order
+      case 1:    // all_reduce, rank order
       case 3: {  // reduce_scatter: my block
         const int64_t n = h.count, offset = h.op == 3 ? rank_ * n * es : 0;
         if (n == 0) return absl::OkStatus();
@@ -338,9 +341,9 @@ class StoreCommunicator : public Communicator {
           std::vector<int64_t> counts(size_);
           for (int64_t& c : counts) in.Int(&c);
           if (counts[rank_] != op->recv_counts[r]) {
-            return absl::InvalidArgumentError(absl::StrFormat(
-                "all_to_all_v: ranks disagree: rank %d sends %d elements to rank %d, which expects %d", r,
-                counts[rank_], rank_, op->recv_counts[r]));
+            return absl::InvalidArgumentError(
+                absl::StrFormat("all_to_all_v: ranks disagree: rank %d sends %d elements to rank %d, which expects %d",
+                                r, counts[rank_], rank_, op->recv_counts[r]));
           }
           int64_t offset = size_ * 8;
           for (int q = 0; q < rank_; ++q) offset += counts[q] * es;

@@ -57,12 +57,35 @@ std::vector<char> Encode(DataType t, const std::vector<double>& values) {
     char* p = out.data() + i * SizeOf(t);
     const double v = values[i];
     switch (t) {
-      case DataType::kF32: { const float f = static_cast<float>(v); std::memcpy(p, &f, 4); break; }
-      case DataType::kI32: { const int32_t x = static_cast<int32_t>(v); std::memcpy(p, &x, 4); break; }
-      case DataType::kI64: { const int64_t x = static_cast<int64_t>(v); std::memcpy(p, &x, 8); break; }
-      case DataType::kBF16: { const uint16_t h = FloatToBf16(static_cast<float>(v)); std::memcpy(p, &h, 2); break; }
-      case DataType::kF16: { const uint16_t h = FloatToF16(static_cast<float>(v)); std::memcpy(p, &h, 2); break; }
-      case DataType::kBytes: { p[0] = static_cast<char>(static_cast<int>(v)); break; }
+      case DataType::kF32: {
+        const float f = static_cast<float>(v);
+        std::memcpy(p, &f, 4);
+        break;
+      }
+      case DataType::kI32: {
+        const int32_t x = static_cast<int32_t>(v);
+        std::memcpy(p, &x, 4);
+        break;
+      }
+      case DataType::kI64: {
+        const int64_t x = static_cast<int64_t>(v);
+        std::memcpy(p, &x, 8);
+        break;
+      }
+      case DataType::kBF16: {
+        const uint16_t h = FloatToBf16(static_cast<float>(v));
+        std::memcpy(p, &h, 2);
+        break;
+      }
+      case DataType::kF16: {
+        const uint16_t h = FloatToF16(static_cast<float>(v));
+        std::memcpy(p, &h, 2);
+        break;
+      }
+      case DataType::kBytes: {
+        p[0] = static_cast<char>(static_cast<int>(v));
+        break;
+      }
     }
   }
   return out;
@@ -103,14 +126,14 @@ class Buffers {
 
 const DataType kTypes[] = {DataType::kF32, DataType::kBF16, DataType::kF16, DataType::kI32, DataType::kI64};
 
-#define TANDEM_SETUP_OR_SKIP()                                            \
-  const Backend& backend = std::get<0>(GetParam());                       \
-  const int n = std::get<1>(GetParam());                                  \
-  if (const std::string why = backend.unavailable(); !why.empty()) {      \
-    GTEST_SKIP() << backend.name << ": " << why;                          \
-  }                                                                       \
-  auto group = backend.make_group(n);                                     \
-  ASSERT_OK(group);                                                       \
+#define TANDEM_SETUP_OR_SKIP()                                       \
+  const Backend& backend = std::get<0>(GetParam());                  \
+  const int n = std::get<1>(GetParam());                             \
+  if (const std::string why = backend.unavailable(); !why.empty()) { \
+    GTEST_SKIP() << backend.name << ": " << why;                     \
+  }                                                                  \
+  auto group = backend.make_group(n);                                \
+  ASSERT_OK(group);                                                  \
   std::vector<std::unique_ptr<Communicator>>& comms = *group
 
 void ExpectAllOk(const std::vector<absl::Status>& statuses) {
@@ -139,13 +162,14 @@ TEST_P(ConformanceTest, AllReduceMatchesClosedFormsBitwise) {
     for (ReduceOp op : {ReduceOp::kSum, ReduceOp::kMax, ReduceOp::kMin, ReduceOp::kAvg}) {
       for (int64_t count : {0, 1, 7, 4099}) {
         for (bool in_place : {false, true}) {
-          SCOPED_TRACE(absl::StrFormat("%s %s count=%d in_place=%d", DataTypeName(t), ReduceOpName(op), count, in_place));
+          SCOPED_TRACE(
+              absl::StrFormat("%s %s count=%d in_place=%d", DataTypeName(t), ReduceOpName(op), count, in_place));
           const int64_t bytes = count * SizeOf(t);
           Buffers send(backend, n, bytes), recv(backend, n, bytes);
           std::vector<double> want(count);
           for (int64_t i = 0; i < count; ++i) {
             const double b = Base(i);
-            want[i] = op == ReduceOp::kSum ? n * b + n * (n - 1.0)
+            want[i] = op == ReduceOp::kSum   ? n * b + n * (n - 1.0)
                       : op == ReduceOp::kMax ? b + 2 * (n - 1)
                       : op == ReduceOp::kMin ? b
                                              : b + (n - 1);
@@ -346,15 +370,17 @@ TEST_P(ConformanceTest, DisagreementIsAnErrorAndCommunicatorStaysUsable) {
   Buffers buf(backend, n, 64 * 4);
   const std::vector<absl::Status> s = RunRanks(comms, [&](int r, Communicator& c) {
     return PostAndWait(c.AllReduce(buf.at(r), buf.at(r), r == 0 ? 10 : 11, DataType::kF32, ReduceOp::kSum),
-               Deadline::In(kTimeout));
+                       Deadline::In(kTimeout));
   });
   for (const absl::Status& st : s) {
-    EXPECT_THAT(st, StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("ranks disagree: rank 0 called all_reduce f32 x10")));
+    EXPECT_THAT(st, StatusIs(absl::StatusCode::kInvalidArgument,
+                             HasSubstr("ranks disagree: rank 0 called all_reduce f32 x10")));
   }
   // P2P count mismatch.
   const std::vector<absl::Status> p = RunRanks(comms, [&](int r, Communicator& c) -> absl::Status {
     if (r > 1) return absl::OkStatus();
-    const P2POp op = r == 0 ? P2POp::Send(1, buf.at(0), 4, DataType::kF32) : P2POp::Recv(0, buf.at(1), 5, DataType::kF32);
+    const P2POp op =
+        r == 0 ? P2POp::Send(1, buf.at(0), 4, DataType::kF32) : P2POp::Recv(0, buf.at(1), 5, DataType::kF32);
     return PostAndWait(c.SendRecv({&op, 1}), Deadline::In(kTimeout));
   });
   EXPECT_THAT(p[0], StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("sent 4 f32, receive expects 5 f32")));
@@ -372,7 +398,9 @@ TEST_P(ConformanceTest, DisagreementIsAnErrorAndCommunicatorStaysUsable) {
     TANDEM_RETURN_IF_ERROR(PostAndWait(c.Barrier(), Deadline::In(kTimeout)));
     return PostAndWait(c.AllReduce(buf.at(r), buf.at(r), 64, DataType::kI32, ReduceOp::kSum), Deadline::In(kTimeout));
   }));
-  EXPECT_EQ(FirstMismatch(DataType::kI32, buf.Download(n - 1), Encode(DataType::kI32, std::vector<double>(64, n * (n - 1) / 2))), -1);
+  EXPECT_EQ(FirstMismatch(DataType::kI32, buf.Download(n - 1),
+                          Encode(DataType::kI32, std::vector<double>(64, n * (n - 1) / 2))),
+            -1);
 }
 
 // A rank that never arrives makes every other rank fail within the deadline
@@ -394,7 +422,8 @@ TEST_P(ConformanceTest, HungRankIsNamedWithinTheDeadline) {
     EXPECT_THAT(s[r], StatusIs(absl::StatusCode::kDeadlineExceeded,
                                HasSubstr(absl::StrFormat("waiting for ranks [%d]", hung))));
     EXPECT_THAT(s[r], StatusIs(absl::StatusCode::kDeadlineExceeded, HasSubstr("all_reduce f32 x16")));
-    EXPECT_THAT(s[r], StatusIs(absl::StatusCode::kDeadlineExceeded, HasSubstr(absl::StrFormat("last ops on rank %d", r))));
+    EXPECT_THAT(s[r],
+                StatusIs(absl::StatusCode::kDeadlineExceeded, HasSubstr(absl::StrFormat("last ops on rank %d", r))));
   }
   // The late rank arrives; everyone completes.
   ExpectAllOk(RunRanks(comms, [&](int r, Communicator& c) -> absl::Status {
@@ -469,7 +498,8 @@ TEST_P(ConformanceTest, RandomFloatsGiveIdenticalBitsEverywhereAndEveryRun) {
       buf.Upload(r, host);
     }
     ExpectAllOk(RunRanks(comms, [&](int r, Communicator& c) {
-      return PostAndWait(c.AllReduce(buf.at(r), buf.at(r), count, DataType::kF32, ReduceOp::kSum), Deadline::In(kTimeout));
+      return PostAndWait(c.AllReduce(buf.at(r), buf.at(r), count, DataType::kF32, ReduceOp::kSum),
+                         Deadline::In(kTimeout));
     }));
     std::vector<std::vector<char>> got;
     for (int r = 0; r < n; ++r) got.push_back(buf.Download(r));

@@ -21,8 +21,8 @@ using namespace tandem;  // an example; real code names what it uses
 
 absl::Status Run() {
   // 1. EPLB: 2 layers x 12 experts on 8 GPUs (the EPLB README's example).
-  const std::vector<int64_t> loads = {90, 132, 40, 61, 104, 165, 39, 4, 73, 56, 183, 86,
-                                      20, 107, 104, 64, 19, 197, 187, 157, 172, 86, 16, 27};
+  const std::vector<int64_t> loads = {90, 132, 40,  61, 104, 165, 39,  4,   73,  56, 183, 86,
+                                      20, 107, 104, 64, 19,  197, 187, 157, 172, 86, 16,  27};
   const balance::Weights w = balance::Weights::Int64(loads, 2, 12);
   absl::StatusOr<balance::Placement> p = balance::RebalanceExperts(w, 16, 4, 2, 8, {});
   if (!p.ok()) return p.status();
@@ -38,8 +38,7 @@ absl::Status Run() {
   cost.fb = {3};
   absl::StatusOr<schedule::SimResult> sim = schedule::Simulate(*s, {cost});
   if (!sim.ok()) return sim.status();
-  std::printf("schedule: dualpipe 4 ranks x 8 micro-batches, makespan %.0f, bubble %.0f\n", sim->makespan,
-              sim->bubble);
+  std::printf("schedule: dualpipe 4 ranks x 8 micro-batches, makespan %.0f, bubble %.0f\n", sim->makespan, sim->bubble);
   if (sim->bubble != 2) return absl::InternalError("unexpected DualPipe bubble");
 
   // 3. Training: 2 pipeline x 2 expert-parallel ranks, DualPipe, AdamW.

@@ -19,9 +19,8 @@
 #include <memory>
 #include <vector>
 
-#include "absl/synchronization/mutex.h"
-
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "model/tensor.h"
 
 namespace tandem::model::cuda {

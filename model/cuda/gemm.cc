@@ -31,11 +31,9 @@ absl::StatusOr<std::unique_ptr<Blas>> Blas::Create(cudaStream_t stream) {
 
 Blas::~Blas() { cublasDestroy(static_cast<cublasHandle_t>(handle_)); }
 
-absl::Status Blas::Gemm(const GemmShape& s, const void* a, DType ab, const void* b, float* c,
-                        float alpha, float beta) {
+absl::Status Blas::Gemm(const GemmShape& s, const void* a, DType ab, const void* b, float* c, float alpha, float beta) {
   if (s.m < 0 || s.n < 0 || s.k < 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("gemm: sizes: expected >= 0, got m=", s.m, " n=", s.n, " k=", s.k));
+    return absl::InvalidArgumentError(absl::StrCat("gemm: sizes: expected >= 0, got m=", s.m, " n=", s.n, " k=", s.k));
   }
   if (s.m == 0 || s.n == 0 || (s.k == 0 && beta == 1.0f)) return absl::OkStatus();
   // Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T; the
@@ -47,8 +45,8 @@ absl::Status Blas::Gemm(const GemmShape& s, const void* a, DType ab, const void*
   return BlasStatus(
       cublasGemmEx(static_cast<cublasHandle_t>(handle_), s.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N,
                    s.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, static_cast<int>(s.n), static_cast<int>(s.m),
-                   static_cast<int>(s.k), &alpha, b, t, static_cast<int>(ldb), a, t, static_cast<int>(lda), &beta,
-                   c, CUDA_R_32F, static_cast<int>(s.n), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+                   static_cast<int>(s.k), &alpha, b, t, static_cast<int>(ldb), a, t, static_cast<int>(lda), &beta, c,
+                   CUDA_R_32F, static_cast<int>(s.n), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
       "cublasGemmEx");
 }
 

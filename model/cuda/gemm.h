@@ -56,15 +56,13 @@ class Blas {
   // Enqueues C = alpha op(A) op(B) + beta C (dense, leading dimensions
   // from the shape). kInvalidArgument for negative sizes; cuBLAS errors as
   // kInternal naming the status.
-  absl::Status Gemm(const GemmShape& s, const void* a, DType ab, const void* b,
-                    float* c, float alpha, float beta);
+  absl::Status Gemm(const GemmShape& s, const void* a, DType ab, const void* b, float* c, float alpha, float beta);
 
   // Blas::GroupedGemm()
   //
   // Gemm() for each group in order (groups with m, n or k of 0 are
   // skipped).
-  absl::Status GroupedGemm(const std::vector<GemmGroup>& groups, DType ab,
-                           float alpha, float beta);
+  absl::Status GroupedGemm(const std::vector<GemmGroup>& groups, DType ab, float alpha, float beta);
 
   cudaStream_t stream() const { return stream_; }
 

@@ -82,8 +82,8 @@ TEST(KernelsTest, RmsNormMatchesCpu) {
   ASSERT_OK_AND_ASSIGN(Tensor rd, DeviceZeros({t}, DType::kF32));
   ASSERT_OK_AND_ASSIGN(Tensor dxd, DeviceZeros({t, h}, DType::kF32));
   ASSERT_OK_AND_ASSIGN(Tensor dgd, DeviceZeros({h}, DType::kF32));
-  ASSERT_EQ(EnqueueRmsNormForward(xd.data<float>(), gd.data<float>(), yd.data<float>(), rd.data<float>(), t, h,
-                                  1e-6f, nullptr),
+  ASSERT_EQ(EnqueueRmsNormForward(xd.data<float>(), gd.data<float>(), yd.data<float>(), rd.data<float>(), t, h, 1e-6f,
+                                  nullptr),
             cudaSuccess);
   ASSERT_EQ(EnqueueRmsNormBackward(xd.data<float>(), gd.data<float>(), rd.data<float>(), dyd.data<float>(),
                                    dxd.data<float>(), dgd.data<float>(), t, h, nullptr),

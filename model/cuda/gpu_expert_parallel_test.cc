@@ -99,8 +99,7 @@ absl::StatusOr<std::pair<double, double>> Forward(Pair& p, int rank, int mb) {
 absl::Status Step(Pair& p, int rank, int first_mb, comm::Communicator& cpu_comm, comm::Communicator& host_comm) {
   for (int mb = first_mb; mb < first_mb + 2; ++mb) {
     TANDEM_ASSIGN_OR_RETURN(auto losses, Forward(p, rank, mb));
-    EXPECT_LE(std::abs(losses.second - losses.first), 1e-5 * std::abs(losses.first))
-        << "rank " << rank << " mb " << mb;
+    EXPECT_LE(std::abs(losses.second - losses.first), 1e-5 * std::abs(losses.first)) << "rank " << rank << " mb " << mb;
   }
   for (int mb = first_mb; mb < first_mb + 2; ++mb) {
     TANDEM_RETURN_IF_ERROR(p.cpu_stage->Backward(mb, Tensor()).status());
@@ -125,8 +124,8 @@ absl::Status Step(Pair& p, int rank, int first_mb, comm::Communicator& cpu_comm,
   return absl::OkStatus();
 }
 
-void RunRanks(const std::function<absl::Status(int, comm::Communicator&, comm::Communicator&,
-                                               comm::Communicator&)>& fn) {
+void RunRanks(
+    const std::function<absl::Status(int, comm::Communicator&, comm::Communicator&, comm::Communicator&)>& fn) {
   auto cpu_comms = comm::CreateLocalGroup(kRanks);
   auto host_comms = comm::CreateLocalGroup(kRanks);
   absl::StatusOr<std::vector<std::unique_ptr<comm::Communicator>>> dev = comm::CreateCudaLocalGroup(kRanks);
@@ -145,39 +144,39 @@ void RunRanks(const std::function<absl::Status(int, comm::Communicator&, comm::C
 
 TEST(GpuExpertParallelTest, MatchesCpuExpertParallelAcrossAStepAndARebalance) {
   if (VisibleGpuCount() == 0) GTEST_SKIP() << "no GPU visible";
-  RunRanks([](int r, comm::Communicator& cpu_comm, comm::Communicator& host_comm,
-              comm::Communicator& dev) -> absl::Status {
-    const ModelConfig c = Config();
-    Pair p;
-    TANDEM_ASSIGN_OR_RETURN(p.cpu, Model::Create(c));
-    TANDEM_ASSIGN_OR_RETURN(p.host, Model::Create(c));
-    TANDEM_RETURN_IF_ERROR(DistributeExperts(*p.cpu, cpu_comm, First()));
-    TANDEM_RETURN_IF_ERROR(DistributeExperts(*p.host, host_comm, First()));
-    GpuMoeOptions o;
-    o.expert_comm = &dev;
-    TANDEM_ASSIGN_OR_RETURN(p.gpu, GpuModel::Create(*p.host, comm::CudaLocalStream(dev), o));
-    TANDEM_ASSIGN_OR_RETURN(p.cpu_stage, Stage::Create(p.cpu.get(), 0, p.cpu->num_units(), {nullptr, false}));
-    TANDEM_ASSIGN_OR_RETURN(p.gpu_stage, Stage::Create(p.gpu.get(), 0, p.gpu->num_units(), {nullptr, false}));
-    TANDEM_RETURN_IF_ERROR(Step(p, r, 0, cpu_comm, host_comm));
-    // An optimizer step and new expert homes on both sides.
-    auto update = [&]() -> absl::Status {
-      TANDEM_RETURN_IF_ERROR(p.cpu_opt.Step(p.cpu->Parameters()));
-      TANDEM_RETURN_IF_ERROR(p.host_opt.Step(p.host->Parameters()));
-      p.cpu->ZeroGrad();
-      return absl::OkStatus();
-    };
-    TANDEM_RETURN_IF_ERROR(update());
-    TANDEM_RETURN_IF_ERROR(ApplyPlacement(*p.cpu, cpu_comm, Second()));
-    TANDEM_RETURN_IF_ERROR(ApplyPlacement(*p.host, host_comm, Second()));
-    TANDEM_RETURN_IF_ERROR(p.gpu->ReloadParameters());
-    TANDEM_RETURN_IF_ERROR(Step(p, r, 2, cpu_comm, host_comm));
-    // The must-fail twin: without the reload the GPU runs the old weights
-    // (on the CPU an AdamW step moves such a loss by about 3e-2, relative).
-    TANDEM_RETURN_IF_ERROR(update());
-    TANDEM_ASSIGN_OR_RETURN(auto stale, Forward(p, r, 9));
-    EXPECT_GT(std::abs(stale.second - stale.first), 1e-3 * std::abs(stale.first)) << "rank " << r;
-    return absl::OkStatus();
-  });
+  RunRanks(
+      [](int r, comm::Communicator& cpu_comm, comm::Communicator& host_comm, comm::Communicator& dev) -> absl::Status {
+        const ModelConfig c = Config();
+        Pair p;
+        TANDEM_ASSIGN_OR_RETURN(p.cpu, Model::Create(c));
+        TANDEM_ASSIGN_OR_RETURN(p.host, Model::Create(c));
+        TANDEM_RETURN_IF_ERROR(DistributeExperts(*p.cpu, cpu_comm, First()));
+        TANDEM_RETURN_IF_ERROR(DistributeExperts(*p.host, host_comm, First()));
+        GpuMoeOptions o;
+        o.expert_comm = &dev;
+        TANDEM_ASSIGN_OR_RETURN(p.gpu, GpuModel::Create(*p.host, comm::CudaLocalStream(dev), o));
+        TANDEM_ASSIGN_OR_RETURN(p.cpu_stage, Stage::Create(p.cpu.get(), 0, p.cpu->num_units(), {nullptr, false}));
+        TANDEM_ASSIGN_OR_RETURN(p.gpu_stage, Stage::Create(p.gpu.get(), 0, p.gpu->num_units(), {nullptr, false}));
+        TANDEM_RETURN_IF_ERROR(Step(p, r, 0, cpu_comm, host_comm));
+        // An optimizer step and new expert homes on both sides.
+        auto update = [&]() -> absl::Status {
+          TANDEM_RETURN_IF_ERROR(p.cpu_opt.Step(p.cpu->Parameters()));
+          TANDEM_RETURN_IF_ERROR(p.host_opt.Step(p.host->Parameters()));
+          p.cpu->ZeroGrad();
+          return absl::OkStatus();
+        };
+        TANDEM_RETURN_IF_ERROR(update());
+        TANDEM_RETURN_IF_ERROR(ApplyPlacement(*p.cpu, cpu_comm, Second()));
+        TANDEM_RETURN_IF_ERROR(ApplyPlacement(*p.host, host_comm, Second()));
+        TANDEM_RETURN_IF_ERROR(p.gpu->ReloadParameters());
+        TANDEM_RETURN_IF_ERROR(Step(p, r, 2, cpu_comm, host_comm));
+        // The must-fail twin: without the reload the GPU runs the old weights
+        // (on the CPU an AdamW step moves such a loss by about 3e-2, relative).
+        TANDEM_RETURN_IF_ERROR(update());
+        TANDEM_ASSIGN_OR_RETURN(auto stale, Forward(p, r, 9));
+        EXPECT_GT(std::abs(stale.second - stale.first), 1e-3 * std::abs(stale.first)) << "rank " << r;
+        return absl::OkStatus();
+      });
 }
 
 TEST(GpuExpertParallelTest, MissingOrMismatchedExpertCommIsAnError) {

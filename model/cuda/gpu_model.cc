@@ -16,9 +16,9 @@ struct LinearState : UnitModel::UnitState {
 };
 
 struct BlockState : UnitModel::UnitState {
-  Tensor x, n, r;                              // input, normed input, inverse RMS
-  Tensor a, b, hidden;                         // dense SwiGLU: x W1^T, x W3^T, silu(a) b
-  std::shared_ptr<GpuMoeLayer::Saved> moe;     // MoE block
+  Tensor x, n, r;                           // input, normed input, inverse RMS
+  Tensor a, b, hidden;                      // dense SwiGLU: x W1^T, x W3^T, silu(a) b
+  std::shared_ptr<GpuMoeLayer::Saved> moe;  // MoE block
 };
 
 struct HeadState : UnitModel::UnitState {
@@ -27,8 +27,8 @@ struct HeadState : UnitModel::UnitState {
 
 absl::Status CheckInput(const Tensor& x, int64_t width, int unit) {
   if (x.is_host() || x.dtype() != DType::kF32 || x.rank() != 2 || x.dim(1) != width) {
-    return absl::InvalidArgumentError(absl::StrCat("gpu unit ", unit, ": expected a device f32 [T, ", width,
-                                                   "], got ", x.is_host() ? "host " : "", ShapeString(x.shape())));
+    return absl::InvalidArgumentError(absl::StrCat("gpu unit ", unit, ": expected a device f32 [T, ", width, "], got ",
+                                                   x.is_host() ? "host " : "", ShapeString(x.shape())));
   }
   return absl::OkStatus();
 }
@@ -43,8 +43,7 @@ absl::StatusOr<GpuModel::Weight> GpuModel::Upload(Parameter* p) {
   return w;
 }
 
-absl::StatusOr<std::unique_ptr<GpuModel>> GpuModel::Create(Model& host, cudaStream_t stream,
-                                                           GpuMoeOptions options) {
+absl::StatusOr<std::unique_ptr<GpuModel>> GpuModel::Create(Model& host, cudaStream_t stream, GpuMoeOptions options) {
   std::unique_ptr<GpuModel> g(new GpuModel(host));
   g->stream_ = stream;
   g->pool_ = DevicePool::Create(stream);
@@ -65,8 +64,8 @@ absl::StatusOr<std::unique_ptr<GpuModel>> GpuModel::Create(Model& host, cudaStre
         TANDEM_ASSIGN_OR_RETURN(b.ffn[i], g->Upload(p[1 + i]));
       }
     } else {
-      TANDEM_ASSIGN_OR_RETURN(b.moe, GpuMoeLayer::Create(*moes[layer - host.config().num_dense_layers],
-                                                         host.config(), options, stream, g->pool_));
+      TANDEM_ASSIGN_OR_RETURN(b.moe, GpuMoeLayer::Create(*moes[layer - host.config().num_dense_layers], host.config(),
+                                                         options, stream, g->pool_));
     }
     g->blocks_.push_back(std::move(b));
   }
@@ -77,8 +76,8 @@ absl::StatusOr<std::unique_ptr<GpuModel>> GpuModel::Create(Model& host, cudaStre
 absl::StatusOr<Tensor> GpuModel::Linear(const Weight& w, const Tensor& x) {
   const int64_t t = x.dim(0), out = w.value.dim(0), in = w.value.dim(1);
   TANDEM_ASSIGN_OR_RETURN(Tensor y, pool_->Zeros({t, out}));
-  TANDEM_RETURN_IF_ERROR(blas_->Gemm({false, true, t, out, in}, x.raw(), DType::kF32, w.value.raw(),
-                                     y.data<float>(), 1, 0));
+  TANDEM_RETURN_IF_ERROR(
+      blas_->Gemm({false, true, t, out, in}, x.raw(), DType::kF32, w.value.raw(), y.data<float>(), 1, 0));
   return y;
 }
 
@@ -86,8 +85,8 @@ absl::StatusOr<Tensor> GpuModel::LinearBackward(const Weight& w, const Tensor& x
                                                 WeightGradStore* store) {
   const int64_t t = x.dim(0), out = w.value.dim(0), in = w.value.dim(1);
   TANDEM_ASSIGN_OR_RETURN(Tensor dx, pool_->Zeros({t, in}));
-  TANDEM_RETURN_IF_ERROR(blas_->Gemm({false, false, t, in, out}, dy.raw(), DType::kF32, w.value.raw(),
-                                     dx.data<float>(), 1, 0));
+  TANDEM_RETURN_IF_ERROR(
+      blas_->Gemm({false, false, t, in, out}, dy.raw(), DType::kF32, w.value.raw(), dx.data<float>(), 1, 0));
   TANDEM_RETURN_IF_ERROR(deferred_.Run(store, [this, w, x, dy, t, out, in] {
     return blas_->Gemm({true, false, out, in, t}, dy.raw(), DType::kF32, x.raw(), w.grad.data<float>(), 1, 1);
   }));
@@ -111,8 +110,7 @@ absl::StatusOr<Tensor> GpuModel::NormBackward(const Weight& g, const Tensor& x, 
                                                      dy.data<float>(), dx.data<float>(), nullptr, t, h, stream_));
   TANDEM_RETURN_IF_ERROR(deferred_.Run(store, [this, g, x, r, dy, t, h]() -> absl::Status {
     TANDEM_CUDA_RETURN_IF_ERROR(EnqueueRmsNormBackward(x.data<float>(), g.value.data<float>(), r.data<float>(),
-                                                       dy.data<float>(), nullptr, g.grad.data<float>(), t, h,
-                                                       stream_));
+                                                       dy.data<float>(), nullptr, g.grad.data<float>(), t, h, stream_));
     return absl::OkStatus();
   }));
   return dx;
@@ -155,8 +153,8 @@ absl::StatusOr<Tensor> GpuModel::UnitForward(int unit, const Tensor& input, std:
     TANDEM_ASSIGN_OR_RETURN(s->a, Linear(b.ffn[0], s->n));
     TANDEM_ASSIGN_OR_RETURN(s->b, Linear(b.ffn[2], s->n));
     TANDEM_ASSIGN_OR_RETURN(s->hidden, pool_->Zeros(s->a.shape()));
-    TANDEM_CUDA_RETURN_IF_ERROR(EnqueueSwiGluForward(s->a.data<float>(), s->b.data<float>(),
-                                                     s->hidden.data<float>(), s->a.numel(), stream_));
+    TANDEM_CUDA_RETURN_IF_ERROR(
+        EnqueueSwiGluForward(s->a.data<float>(), s->b.data<float>(), s->hidden.data<float>(), s->a.numel(), stream_));
     TANDEM_ASSIGN_OR_RETURN(f, Linear(b.ffn[1], s->hidden));
   }
   TANDEM_CUDA_RETURN_IF_ERROR(EnqueueAdd(input.data<float>(), f.data<float>(), f.numel(), stream_));  // residual

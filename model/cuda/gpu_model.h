@@ -47,8 +47,7 @@ class GpuModel : public UnitModel {
   //
   // Copies every parameter of `host` to the device (f32). Distributed MoE
   // layers need options.expert_comm (GpuMoeLayer::Create()).
-  static absl::StatusOr<std::unique_ptr<GpuModel>> Create(Model& host, cudaStream_t stream,
-                                                          GpuMoeOptions options = {});
+  static absl::StatusOr<std::unique_ptr<GpuModel>> Create(Model& host, cudaStream_t stream, GpuMoeOptions options = {});
 
   const ModelConfig& config() const override { return host_.config(); }
   // The first unit also takes a host input and copies it to the device.

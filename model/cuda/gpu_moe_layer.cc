@@ -7,9 +7,9 @@
 #include "base/cuda_check.h"
 #include "base/deadline.h"
 #include "base/status_macros.h"
+#include "comm/moe/dispatch_gpu.h"
 #include "model/cuda/device.h"
 #include "model/cuda/layer_kernels.h"
-#include "comm/moe/dispatch_gpu.h"
 
 namespace tandem::model::cuda {
 namespace {
@@ -41,18 +41,18 @@ RouterParams MakeRouterParams(const ModelConfig& c) {
 // Forward values Backward() needs, for one call.
 struct GpuMoeLayer::Saved {
   int64_t tokens = 0;
-  std::vector<int32_t> idx_host;   // [T, top_k]
-  std::vector<int64_t> offsets;    // per local slot, S + 1
-  Tensor x, x_op;                  // input and its GEMM operand
-  Tensor scores, idx, weights;     // router [T, E], [T, k] (idx int32)
+  std::vector<int32_t> idx_host;  // [T, top_k]
+  std::vector<int64_t> offsets;   // per local slot, S + 1
+  Tensor x, x_op;                 // input and its GEMM operand
+  Tensor scores, idx, weights;    // router [T, E], [T, k] (idx int32)
   // What the local experts see: rows [R, H] (the tokens themselves, or the
   // dispatched rows) and per (row, k) the weight (0 elsewhere).
   int64_t num_rows = 0;
   Tensor rows_x, row_weights;
-  comm::moe::Handle handle;        // with expert parallelism
-  Tensor rows, entries, pos;       // permutation (int32): entry -> row, entry, (row, k) -> entry or -1
+  comm::moe::Handle handle;   // with expert parallelism
+  Tensor rows, entries, pos;  // permutation (int32): entry -> row, entry, (row, k) -> entry or -1
   Tensor xperm_op, ap, bp, hp_op, op;
-  Tensor sa, sb, sh_op;            // shared expert
+  Tensor sa, sb, sh_op;  // shared expert
 };
 
 const std::vector<int32_t>& GpuMoeLayer::Selection(const Saved& saved) { return saved.idx_host; }
@@ -69,9 +69,9 @@ absl::StatusOr<std::unique_ptr<GpuMoeLayer>> GpuMoeLayer::Create(MoeLayer& cpu, 
                                                                  std::shared_ptr<DevicePool> pool) {
   TANDEM_RETURN_IF_ERROR(ValidateConfig(config));
   if (config.num_experts > 1024 || config.top_k > 16 || config.n_group > 64) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "gpu moe: expected num_experts <= 1024, top_k <= 16, n_group <= 64, got ", config.num_experts, ", ",
-        config.top_k, ", ", config.n_group));
+    return absl::InvalidArgumentError(
+        absl::StrCat("gpu moe: expected num_experts <= 1024, top_k <= 16, n_group <= 64, got ", config.num_experts,
+                     ", ", config.top_k, ", ", config.n_group));
   }
   std::unique_ptr<GpuMoeLayer> g(new GpuMoeLayer());
   g->cpu_ = &cpu;
@@ -96,7 +96,8 @@ absl::Status GpuMoeLayer::Assign(Weight& w, const Tensor& host) {
     TANDEM_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(w.grad.raw(), 0, w.grad.bytes(), stream_));
   }
   // From pageable memory: returns once `host` has been staged.
-  TANDEM_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(w.value.raw(), host.raw(), host.bytes(), cudaMemcpyHostToDevice, stream_));
+  TANDEM_CUDA_RETURN_IF_ERROR(
+      cudaMemcpyAsync(w.value.raw(), host.raw(), host.bytes(), cudaMemcpyHostToDevice, stream_));
   if (w.low.numel() > 0) {
     TANDEM_CUDA_RETURN_IF_ERROR(EnqueueF32ToBf16(w.value.data<float>(), w.low.data<uint16_t>(), host.numel(), stream_));
   }
@@ -109,17 +110,17 @@ absl::Status GpuMoeLayer::Load() {
   comm::Communicator* c = options_.expert_comm;
   if (layout == nullptr) {
     if (static_cast<int>(cpu.slot_expert().size()) != config_.num_experts || cpu.exchange() != nullptr) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          cpu.name(), ": gpu moe: expected every expert local or distributed by DistributeExperts, got ",
-          cpu.slot_expert().size(), " local slots of ", config_.num_experts, " experts"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(cpu.name(), ": gpu moe: expected every expert local or distributed by DistributeExperts, got ",
+                       cpu.slot_expert().size(), " local slots of ", config_.num_experts, " experts"));
     }
     comm_ = nullptr;
   } else {
     if (c == nullptr || c->size() != layout->ranks || c->rank() != layout->rank) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          cpu.name(), ": gpu moe: the experts are distributed over ", layout->ranks,
-          " ranks (this is rank ", layout->rank, "): expected an expert_comm of that size and rank, got ",
-          c == nullptr ? "none" : absl::StrCat("size ", c->size(), " rank ", c->rank())));
+      return absl::InvalidArgumentError(
+          absl::StrCat(cpu.name(), ": gpu moe: the experts are distributed over ", layout->ranks,
+                       " ranks (this is rank ", layout->rank, "): expected an expert_comm of that size and rank, got ",
+                       c == nullptr ? "none" : absl::StrCat("size ", c->size(), " rank ", c->rank())));
     }
     layout_ = *layout;
     comm_ = c;
@@ -149,8 +150,8 @@ absl::StatusOr<Tensor> GpuMoeLayer::Forward(const Tensor& x, std::shared_ptr<Sav
   const int64_t h = config_.hidden, e_count = config_.num_experts, k = config_.top_k;
   const int64_t f = config_.moe_inter, fs = int64_t{config_.num_shared_experts} * config_.moe_inter;
   if (x.is_host() || x.dtype() != DType::kF32 || t < 0 || x.dim(1) != h) {
-    return absl::InvalidArgumentError(absl::StrCat("gpu moe: input: expected a device f32 [T, ", h, "], got ",
-                                                   ShapeString(x.shape())));
+    return absl::InvalidArgumentError(
+        absl::StrCat("gpu moe: input: expected a device f32 [T, ", h, "], got ", ShapeString(x.shape())));
   }
   auto s = std::make_shared<Saved>();
   s->tokens = t;
@@ -191,8 +192,8 @@ absl::StatusOr<Tensor> GpuMoeLayer::Forward(const Tensor& x, std::shared_ptr<Sav
     const std::vector<int64_t> slots = layout_.SlotsOf(s->idx_host, static_cast<int>(k));
     const comm::moe::Routing routing{static_cast<int>(t), static_cast<int>(k), layout_.num_slots, slots, w_host};
     TANDEM_ASSIGN_OR_RETURN(comm::moe::DispatchedGpu d,
-                            comm::moe::DispatchGpu(*comm_, x.raw(), comm::DataType::kF32, static_cast<int>(h),
-                                                   routing, {}, stream_, Deadline::In(layout_.timeout)));
+                            comm::moe::DispatchGpu(*comm_, x.raw(), comm::DataType::kF32, static_cast<int>(h), routing,
+                                                   {}, stream_, Deadline::In(layout_.timeout)));
     s->num_rows = d.num_rows;
     s->rows_x = Tensor::FromStorage({d.num_rows, h}, DType::kF32, Device::kCuda, d.x.ptr);
     TANDEM_ASSIGN_OR_RETURN(s->row_weights, pool_->Copy({d.num_rows, k}, d.weights.data()));
@@ -232,8 +233,8 @@ absl::StatusOr<Tensor> GpuMoeLayer::Forward(const Tensor& x, std::shared_ptr<Sav
   TANDEM_ASSIGN_OR_RETURN(Tensor hp, Zeros({n, f}));
   TANDEM_ASSIGN_OR_RETURN(s->op, Zeros({n, h}));
   auto expert_w = [&](int which, int64_t e) {
-    return static_cast<const char*>(experts_[which].gemm()) + e * experts_[which].value.dim(1) *
-                                                                  experts_[which].value.dim(2) * es;
+    return static_cast<const char*>(experts_[which].gemm()) +
+           e * experts_[which].value.dim(1) * experts_[which].value.dim(2) * es;
   };
   std::vector<GemmGroup> g1, g3;
   for (int64_t e = 0; e < slots_; ++e) {
@@ -250,7 +251,9 @@ absl::StatusOr<Tensor> GpuMoeLayer::Forward(const Tensor& x, std::shared_ptr<Sav
   std::vector<GemmGroup> g2;
   for (int64_t e = 0; e < slots_; ++e) {
     const int64_t o = offsets[e], m = offsets[e + 1] - offsets[e];
-    g2.push_back({{false, true, m, h, f}, static_cast<const char*>(s->hp_op.raw()) + o * f * es, expert_w(1, e),
+    g2.push_back({{false, true, m, h, f},
+                  static_cast<const char*>(s->hp_op.raw()) + o * f * es,
+                  expert_w(1, e),
                   s->op.data<float>() + o * h});
   }
   TANDEM_RETURN_IF_ERROR(blas_->GroupedGemm(g2, gt, 1.0f, 0.0f));
@@ -275,8 +278,7 @@ absl::StatusOr<Tensor> GpuMoeLayer::Forward(const Tensor& x, std::shared_ptr<Sav
   // expert parallelism the rows go back to their tokens (summed in rank
   // order), then the shared expert's output is added, as in the host layer.
   TANDEM_ASSIGN_OR_RETURN(Tensor y_rows, Zeros({r_count, h}));
-  TANDEM_CUDA_RETURN_IF_ERROR(EnqueueCombine(s->op.data<float>(), s->pos.data<int32_t>(),
-                                             s->row_weights.data<float>(),
+  TANDEM_CUDA_RETURN_IF_ERROR(EnqueueCombine(s->op.data<float>(), s->pos.data<int32_t>(), s->row_weights.data<float>(),
                                              fs > 0 && comm_ == nullptr ? so.data<float>() : nullptr, r_count,
                                              static_cast<int>(k), h, y_rows.data<float>(), stream_));
   if (comm_ == nullptr) {
@@ -292,9 +294,9 @@ absl::StatusOr<Tensor> GpuMoeLayer::Forward(const Tensor& x, std::shared_ptr<Sav
 absl::StatusOr<Tensor> GpuMoeLayer::CombineRows(const comm::moe::Handle& handle, const Tensor& rows, int64_t width) {
   comm::moe::Handle h = handle;
   h.hidden = static_cast<int>(width);  // combine sums rows of any width
-  TANDEM_ASSIGN_OR_RETURN(comm::moe::DeviceBuffer out,
-                          comm::moe::CombineGpu(*comm_, h, rows.raw(), comm::DataType::kF32, stream_,
-                                                Deadline::In(layout_.timeout)));
+  TANDEM_ASSIGN_OR_RETURN(
+      comm::moe::DeviceBuffer out,
+      comm::moe::CombineGpu(*comm_, h, rows.raw(), comm::DataType::kF32, stream_, Deadline::In(layout_.timeout)));
   return Tensor::FromStorage({h.num_tokens, width}, DType::kF32, Device::kCuda, out.ptr);
 }
 
@@ -357,7 +359,9 @@ absl::StatusOr<Tensor> GpuMoeLayer::Backward(const Saved& s, const Tensor& dy, W
   std::vector<GemmGroup> d_h;
   for (int64_t e = 0; e < slots_; ++e) {
     const int64_t o = s.offsets[e], m = s.offsets[e + 1] - s.offsets[e];
-    d_h.push_back({{false, false, m, f, h}, static_cast<const char*>(dop_op.raw()) + o * h * es, wmat(1, e),
+    d_h.push_back({{false, false, m, f, h},
+                   static_cast<const char*>(dop_op.raw()) + o * h * es,
+                   wmat(1, e),
                    dhp.data<float>() + o * f});
   }
   TANDEM_RETURN_IF_ERROR(blas_->GroupedGemm(d_h, gt, 1, 0));
@@ -368,9 +372,13 @@ absl::StatusOr<Tensor> GpuMoeLayer::Backward(const Saved& s, const Tensor& dy, W
   std::vector<GemmGroup> dx1, dx3;
   for (int64_t e = 0; e < slots_; ++e) {
     const int64_t o = s.offsets[e], m = s.offsets[e + 1] - s.offsets[e];
-    dx1.push_back({{false, false, m, h, f}, static_cast<const char*>(dap_op.raw()) + o * f * es, wmat(0, e),
+    dx1.push_back({{false, false, m, h, f},
+                   static_cast<const char*>(dap_op.raw()) + o * f * es,
+                   wmat(0, e),
                    dxp.data<float>() + o * h});
-    dx3.push_back({{false, false, m, h, f}, static_cast<const char*>(dbp_op.raw()) + o * f * es, wmat(2, e),
+    dx3.push_back({{false, false, m, h, f},
+                   static_cast<const char*>(dbp_op.raw()) + o * f * es,
+                   wmat(2, e),
                    dxp.data<float>() + o * h});
   }
   TANDEM_RETURN_IF_ERROR(blas_->GroupedGemm(dx1, gt, 1, 0));
@@ -390,8 +398,8 @@ absl::StatusOr<Tensor> GpuMoeLayer::Backward(const Saved& s, const Tensor& dy, W
   // Router.
   const RouterParams rp = MakeRouterParams(config_);
   TANDEM_ASSIGN_OR_RETURN(Tensor dlogits, Zeros({t, e_count}));
-  TANDEM_CUDA_RETURN_IF_ERROR(EnqueueRouterBackward(s.scores.data<float>(), s.idx.data<int32_t>(), dw.data<float>(),
-                                                    rp, t, dlogits.data<float>(), stream_));
+  TANDEM_CUDA_RETURN_IF_ERROR(EnqueueRouterBackward(s.scores.data<float>(), s.idx.data<int32_t>(), dw.data<float>(), rp,
+                                                    t, dlogits.data<float>(), stream_));
   TANDEM_RETURN_IF_ERROR(blas_->Gemm({false, false, t, h, e_count}, dlogits.raw(), DType::kF32, gate_.value.raw(),
                                      dx.data<float>(), 1, 1));
   // A deferred closure holds the tensors it reads (shared storage) and the
@@ -403,9 +411,9 @@ absl::StatusOr<Tensor> GpuMoeLayer::Backward(const Saved& s, const Tensor& dy, W
   return dx;
 }
 
-absl::Status GpuMoeLayer::WeightGrads(const Saved& s, const Tensor& dy_op, const Tensor& dsa_op,
-                                      const Tensor& dsb_op, const Tensor& dop_op, const Tensor& dap_op,
-                                      const Tensor& dbp_op, const Tensor& dlogits) {
+absl::Status GpuMoeLayer::WeightGrads(const Saved& s, const Tensor& dy_op, const Tensor& dsa_op, const Tensor& dsb_op,
+                                      const Tensor& dop_op, const Tensor& dap_op, const Tensor& dbp_op,
+                                      const Tensor& dlogits) {
   const int64_t t = s.tokens;
   const int64_t h = config_.hidden, e_count = config_.num_experts;
   const int64_t f = config_.moe_inter, fs = int64_t{config_.num_shared_experts} * config_.moe_inter;
@@ -427,15 +435,17 @@ absl::Status GpuMoeLayer::WeightGrads(const Saved& s, const Tensor& dy_op, const
     const int64_t o = s.offsets[e], m = s.offsets[e + 1] - s.offsets[e];
     const char* xe = static_cast<const char*>(s.xperm_op.raw()) + o * h * es;
     dw1.push_back({{true, false, f, h, m}, static_cast<const char*>(dap_op.raw()) + o * f * es, xe, gmat(0, e)});
-    dw2.push_back({{true, false, h, f, m}, static_cast<const char*>(dop_op.raw()) + o * h * es,
-                   static_cast<const char*>(s.hp_op.raw()) + o * f * es, gmat(1, e)});
+    dw2.push_back({{true, false, h, f, m},
+                   static_cast<const char*>(dop_op.raw()) + o * h * es,
+                   static_cast<const char*>(s.hp_op.raw()) + o * f * es,
+                   gmat(1, e)});
     dw3.push_back({{true, false, f, h, m}, static_cast<const char*>(dbp_op.raw()) + o * f * es, xe, gmat(2, e)});
   }
   TANDEM_RETURN_IF_ERROR(blas_->GroupedGemm(dw2, gt, 1, 1));
   TANDEM_RETURN_IF_ERROR(blas_->GroupedGemm(dw1, gt, 1, 1));
   TANDEM_RETURN_IF_ERROR(blas_->GroupedGemm(dw3, gt, 1, 1));
-  return blas_->Gemm({true, false, e_count, h, t}, dlogits.raw(), DType::kF32, s.x.raw(),
-                     gate_.grad.data<float>(), 1, 1);
+  return blas_->Gemm({true, false, e_count, h, t}, dlogits.raw(), DType::kF32, s.x.raw(), gate_.grad.data<float>(), 1,
+                     1);
 }
 
 absl::StatusOr<std::vector<Tensor>> GpuMoeLayer::DownloadGrads() const {

@@ -142,9 +142,9 @@ class GpuMoeLayer {
   std::shared_ptr<DevicePool> pool_;
   std::unique_ptr<Blas> blas_;
   Weight gate_;
-  Tensor bias_;        // the balancing bias (not trained)
-  Weight shared_[3];   // w1, w2, w3 (absent when no shared expert)
-  Weight experts_[3];  // local slots stacked: w1 [S, F, H], w2 [S, H, F], w3 [S, F, H]
+  Tensor bias_;            // the balancing bias (not trained)
+  Weight shared_[3];       // w1, w2, w3 (absent when no shared expert)
+  Weight experts_[3];      // local slots stacked: w1 [S, F, H], w2 [S, H, F], w3 [S, F, H]
   DeferredWork deferred_;  // weight gradients; a failure surfaces in DownloadGrads()
 };
 

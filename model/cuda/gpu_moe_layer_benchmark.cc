@@ -12,8 +12,8 @@
 #include <cstdio>
 #include <vector>
 
-#include "benchmark/benchmark.h"
 #include "base/cuda_check.h"
+#include "benchmark/benchmark.h"
 #include "model/cuda/device.h"
 #include "model/cuda/gemm.h"
 #include "model/cuda/gpu_moe_layer.h"
@@ -57,15 +57,22 @@ void BM_ExpertGemm(benchmark::State& state) {
   std::vector<GemmGroup> groups;
   const int64_t es = SizeOf(dt);
   for (int64_t e = 0; e < experts; ++e) {
-    groups.push_back({{false, true, rows, f, h}, static_cast<char*>(x.raw()) + e * rows * h * es,
-                      static_cast<char*>(w.raw()) + e * f * h * es, y.data<float>() + e * rows * f});
+    groups.push_back({{false, true, rows, f, h},
+                      static_cast<char*>(x.raw()) + e * rows * h * es,
+                      static_cast<char*>(w.raw()) + e * f * h * es,
+                      y.data<float>() + e * rows * f});
   }
   const double seconds = TimeIterations(state, [&] { return blas->GroupedGemm(groups, dt, 1, 0).ok(); });
   const double flops = 2.0 * experts * rows * h * f * state.iterations();
   state.counters["TFLOP/s"] = flops / seconds / 1e12;
   state.counters["of_bf16_peak_%"] = 100.0 * flops / seconds / kPeakBf16;
 }
-BENCHMARK(BM_ExpertGemm)->Args({0, 512})->Args({0, 2048})->Args({1, 512})->UseManualTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_ExpertGemm)
+    ->Args({0, 512})
+    ->Args({0, 2048})
+    ->Args({1, 512})
+    ->UseManualTime()
+    ->Unit(benchmark::kMillisecond);
 
 void BM_MoeBlock(benchmark::State& state) {
   const DType dt = state.range(0) == 0 ? DType::kBF16 : DType::kF32;
@@ -84,11 +91,10 @@ void BM_MoeBlock(benchmark::State& state) {
   auto gpu = GpuMoeLayer::Create(cpu, c, {dt}, nullptr).value();
   Tensor x = ToDevice(testing::RandomTensor({tokens, c.hidden}, 1)).value();
   Tensor dy = ToDevice(testing::RandomTensor({tokens, c.hidden}, 2, 1e-3f)).value();
-  const double seconds =
-      TimeIterations(state, [&] {
-        std::shared_ptr<GpuMoeLayer::Saved> saved;
-        return gpu->Forward(x, &saved).ok() && gpu->Backward(*saved, dy, nullptr).ok();
-      });
+  const double seconds = TimeIterations(state, [&] {
+    std::shared_ptr<GpuMoeLayer::Saved> saved;
+    return gpu->Forward(x, &saved).ok() && gpu->Backward(*saved, dy, nullptr).ok();
+  });
   // Forward 3 GEMMs per expert row and per shared row; backward twice that.
   const double per_token = 3.0 * 2.0 * c.hidden * c.moe_inter * (c.top_k + c.num_shared_experts) * 3.0;
   state.counters["tokens/s"] = tokens * state.iterations() / seconds;

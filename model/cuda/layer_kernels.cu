@@ -1,6 +1,6 @@
-#include "model/cuda/layer_kernels.h"
-
 #include <cuda_bf16.h>
+
+#include "model/cuda/layer_kernels.h"
 
 namespace tandem::model::cuda {
 namespace {
@@ -81,8 +81,7 @@ __global__ void SwiGluForwardKernel(const float* a, const float* b, float* h, in
   }
 }
 
-__global__ void SwiGluBackwardKernel(const float* a, const float* b, const float* dh, float* da, float* db,
-                                     int64_t n) {
+__global__ void SwiGluBackwardKernel(const float* a, const float* b, const float* dh, float* da, float* db, int64_t n) {
   for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n; i += int64_t{gridDim.x} * blockDim.x) {
     const float s = SigmoidF(a[i]);
     db[i] = dh[i] * (a[i] * s);
@@ -210,8 +209,8 @@ __global__ void GatherRowsKernel(const float* src, const int32_t* rows, const fl
   }
 }
 
-__global__ void CombineKernel(const float* src, const int32_t* pos, const float* w, const float* base,
-                              int64_t tokens, int k, int64_t h, float* y) {
+__global__ void CombineKernel(const float* src, const int32_t* pos, const float* w, const float* base, int64_t tokens,
+                              int k, int64_t h, float* y) {
   const int64_t total = tokens * h;
   for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < total; i += int64_t{gridDim.x} * blockDim.x) {
     const int64_t t = i / h, c = i % h;
@@ -262,8 +261,8 @@ cudaError_t EnqueueBf16ToF32(const uint16_t* x, float* y, int64_t n, cudaStream_
   return cudaGetLastError();
 }
 
-cudaError_t EnqueueRmsNormForward(const float* x, const float* g, float* y, float* r, int64_t tokens,
-                                  int64_t hidden, float eps, cudaStream_t stream) {
+cudaError_t EnqueueRmsNormForward(const float* x, const float* g, float* y, float* r, int64_t tokens, int64_t hidden,
+                                  float eps, cudaStream_t stream) {
   if (tokens == 0) return cudaSuccess;
   RmsNormForwardKernel<<<static_cast<unsigned>(tokens), kThreads, 0, stream>>>(x, g, y, r, hidden, eps);
   return cudaGetLastError();
@@ -286,8 +285,8 @@ cudaError_t EnqueueSwiGluForward(const float* a, const float* b, float* h, int64
   return cudaGetLastError();
 }
 
-cudaError_t EnqueueSwiGluBackward(const float* a, const float* b, const float* dh, float* da, float* db,
-                                  int64_t n, cudaStream_t stream) {
+cudaError_t EnqueueSwiGluBackward(const float* a, const float* b, const float* dh, float* da, float* db, int64_t n,
+                                  cudaStream_t stream) {
   if (n == 0) return cudaSuccess;
   SwiGluBackwardKernel<<<Blocks(n), kThreads, 0, stream>>>(a, b, dh, da, db, n);
   return cudaGetLastError();
@@ -305,8 +304,8 @@ cudaError_t EnqueueRouterForward(const float* logits, const float* bias, const R
   return cudaGetLastError();
 }
 
-cudaError_t EnqueueRouterBackward(const float* scores, const int32_t* idx, const float* dweights,
-                                  const RouterParams& p, int64_t tokens, float* dlogits, cudaStream_t stream) {
+cudaError_t EnqueueRouterBackward(const float* scores, const int32_t* idx, const float* dweights, const RouterParams& p,
+                                  int64_t tokens, float* dlogits, cudaStream_t stream) {
   if (tokens == 0) return cudaSuccess;
   RouterBackwardKernel<<<Blocks(tokens), kThreads, 0, stream>>>(scores, idx, dweights, p, tokens, dlogits);
   return cudaGetLastError();
@@ -326,8 +325,8 @@ cudaError_t EnqueueCombine(const float* src, const int32_t* pos, const float* w,
   return cudaGetLastError();
 }
 
-cudaError_t EnqueueRowDots(const float* a, const float* b, const int32_t* pos, int64_t tokens, int top_k,
-                           int64_t h, float* out, cudaStream_t stream) {
+cudaError_t EnqueueRowDots(const float* a, const float* b, const int32_t* pos, int64_t tokens, int top_k, int64_t h,
+                           float* out, cudaStream_t stream) {
   const int64_t pairs = tokens * top_k;
   if (pairs == 0) return cudaSuccess;
   RowDotsKernel<<<Blocks(pairs * 32), kThreads, 0, stream>>>(a, b, pos, pairs, top_k, h, out);

@@ -21,8 +21,8 @@ cudaError_t EnqueueF32ToBf16(const float* x, uint16_t* y, int64_t n, cudaStream_
 cudaError_t EnqueueBf16ToF32(const uint16_t* x, float* y, int64_t n, cudaStream_t stream);
 
 // Enqueues RMSNorm: y = x * r * g, r[t] = 1 / sqrt(mean(x[t]^2) + eps).
-cudaError_t EnqueueRmsNormForward(const float* x, const float* g, float* y, float* r, int64_t tokens,
-                                  int64_t hidden, float eps, cudaStream_t stream);
+cudaError_t EnqueueRmsNormForward(const float* x, const float* g, float* y, float* r, int64_t tokens, int64_t hidden,
+                                  float eps, cudaStream_t stream);
 // Enqueues dx = r g dy - x r^3 mean(g dy x) and dg += sum_t dy x r; either
 // output may be null (the I / W split computes them at different times).
 cudaError_t EnqueueRmsNormBackward(const float* x, const float* g, const float* r, const float* dy, float* dx,
@@ -30,8 +30,8 @@ cudaError_t EnqueueRmsNormBackward(const float* x, const float* g, const float* 
 
 // Enqueues h = silu(a) * b and its backward da, db from dh.
 cudaError_t EnqueueSwiGluForward(const float* a, const float* b, float* h, int64_t n, cudaStream_t stream);
-cudaError_t EnqueueSwiGluBackward(const float* a, const float* b, const float* dh, float* da, float* db,
-                                  int64_t n, cudaStream_t stream);
+cudaError_t EnqueueSwiGluBackward(const float* a, const float* b, const float* dh, float* da, float* db, int64_t n,
+                                  cudaStream_t stream);
 
 struct RouterParams {
   int num_experts = 0;  // <= 1024
@@ -48,8 +48,8 @@ struct RouterParams {
 cudaError_t EnqueueRouterForward(const float* logits, const float* bias, const RouterParams& p, int64_t tokens,
                                  float* scores, int32_t* idx, float* weights, cudaStream_t stream);
 // Enqueues dlogits [T, E] from dweights [T, top_k].
-cudaError_t EnqueueRouterBackward(const float* scores, const int32_t* idx, const float* dweights,
-                                  const RouterParams& p, int64_t tokens, float* dlogits, cudaStream_t stream);
+cudaError_t EnqueueRouterBackward(const float* scores, const int32_t* idx, const float* dweights, const RouterParams& p,
+                                  int64_t tokens, float* dlogits, cudaStream_t stream);
 
 // Enqueues dst[i] = src[rows[i]] (rows of width h), scaled by
 // scale[entries[i]] when scale is non-null.
@@ -64,8 +64,8 @@ cudaError_t EnqueueCombine(const float* src, const int32_t* pos, const float* w,
 
 // Enqueues out[t, k] = <a[t], b[pos[t, k]]> (rows of width h); 0 where
 // pos[t, k] < 0.
-cudaError_t EnqueueRowDots(const float* a, const float* b, const int32_t* pos, int64_t tokens, int top_k,
-                           int64_t h, float* out, cudaStream_t stream);
+cudaError_t EnqueueRowDots(const float* a, const float* b, const int32_t* pos, int64_t tokens, int top_k, int64_t h,
+                           float* out, cudaStream_t stream);
 
 // Enqueues y += x.
 cudaError_t EnqueueAdd(const float* x, float* y, int64_t n, cudaStream_t stream);

@@ -11,9 +11,7 @@ namespace {
 constexpr int kRows = 2;
 constexpr int kCols = 4;
 
-inline float Reduce(const float lanes[4], float tail) {
-  return ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) + tail;
-}
+inline float Reduce(const float lanes[4], float tail) { return ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) + tail; }
 
 // Four f32 lanes (SSE); lane l accumulates k = l, l + 4, ... exactly as
 // the scalar definition in cpu_gemm.h.
@@ -26,8 +24,7 @@ inline V4 Load4(const float* p) {
 }
 
 template <int R, int C>
-void Tile(const float* const* a, const float* const* b, int64_t k,
-          float out[R][C]) {
+void Tile(const float* const* a, const float* const* b, int64_t k, float out[R][C]) {
   V4 acc[R][C];
   for (int r = 0; r < R; ++r) {
     for (int c = 0; c < C; ++c) acc[r][c] = V4{0, 0, 0, 0};
@@ -60,11 +57,9 @@ float Dot(const float* a, const float* b, int64_t k) {
   return out[0][0];
 }
 
-void MatMulNT(const float* a, const float* b, float* c, int64_t m, int64_t n,
-              int64_t k, bool accumulate) {
+void MatMulNT(const float* a, const float* b, float* c, int64_t m, int64_t n, int64_t k, bool accumulate) {
   // Blocks of B rows that stay in cache while all rows of A pass by.
-  const int64_t block_n =
-      std::max<int64_t>(kCols, (int64_t{64} << 10) / std::max<int64_t>(1, k * 4) / kCols * kCols);
+  const int64_t block_n = std::max<int64_t>(kCols, (int64_t{64} << 10) / std::max<int64_t>(1, k * 4) / kCols * kCols);
   for (int64_t j0 = 0; j0 < n; j0 += block_n) {
     const int64_t j1 = std::min(n, j0 + block_n);
     int64_t i = 0;
@@ -72,8 +67,7 @@ void MatMulNT(const float* a, const float* b, float* c, int64_t m, int64_t n,
       const float* ar[kRows] = {a + i * k, a + (i + 1) * k};
       int64_t j = j0;
       for (; j + kCols <= j1; j += kCols) {
-        const float* br[kCols] = {b + j * k, b + (j + 1) * k, b + (j + 2) * k,
-                                  b + (j + 3) * k};
+        const float* br[kCols] = {b + j * k, b + (j + 1) * k, b + (j + 2) * k, b + (j + 3) * k};
         float out[kRows][kCols];
         Tile<kRows, kCols>(ar, br, k, out);
         for (int r = 0; r < kRows; ++r) {
@@ -97,8 +91,7 @@ void MatMulNT(const float* a, const float* b, float* c, int64_t m, int64_t n,
       const float* ar[1] = {a + i * k};
       int64_t j = j0;
       for (; j + kCols <= j1; j += kCols) {
-        const float* br[kCols] = {b + j * k, b + (j + 1) * k, b + (j + 2) * k,
-                                  b + (j + 3) * k};
+        const float* br[kCols] = {b + j * k, b + (j + 1) * k, b + (j + 2) * k, b + (j + 3) * k};
         float out[1][kCols];
         Tile<1, kCols>(ar, br, k, out);
         for (int cc = 0; cc < kCols; ++cc) {
@@ -115,8 +108,7 @@ void MatMulNT(const float* a, const float* b, float* c, int64_t m, int64_t n,
   }
 }
 
-void MatMulNN(const float* a, const float* b, float* c, int64_t m, int64_t n,
-              int64_t k) {
+void MatMulNN(const float* a, const float* b, float* c, int64_t m, int64_t n, int64_t k) {
   // Row i of C gathers rows of B scaled by A[i, p], p in order; columns are
   // blocked so the C row segment stays in registers/L1.
   constexpr int64_t kBlock = 256;
@@ -134,12 +126,10 @@ void MatMulNN(const float* a, const float* b, float* c, int64_t m, int64_t n,
   }
 }
 
-void MatMulTN(const float* a, const float* b, float* c, int64_t m, int64_t n,
-              int64_t k) {
+void MatMulTN(const float* a, const float* b, float* c, int64_t m, int64_t n, int64_t k) {
   // C[i, :] += A[p, i] * B[p, :], p in order; rows of C in blocks that stay
   // in cache while p runs.
-  const int64_t block_m =
-      std::max<int64_t>(1, (int64_t{128} << 10) / std::max<int64_t>(1, n * 4));
+  const int64_t block_m = std::max<int64_t>(1, (int64_t{128} << 10) / std::max<int64_t>(1, n * 4));
   for (int64_t i0 = 0; i0 < m; i0 += block_m) {
     const int64_t i1 = std::min(m, i0 + block_m);
     for (int64_t p = 0; p < k; ++p) {

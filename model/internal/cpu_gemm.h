@@ -23,20 +23,17 @@ namespace tandem::model::internal {
 //
 // C[M,N] (+)= A[M,K] * B[N,K]^T (a Linear forward: x W^T). Accumulates into
 // C when `accumulate`, else overwrites it.
-void MatMulNT(const float* a, const float* b, float* c, int64_t m, int64_t n,
-              int64_t k, bool accumulate);
+void MatMulNT(const float* a, const float* b, float* c, int64_t m, int64_t n, int64_t k, bool accumulate);
 
 // MatMulNN()
 //
 // C[M,N] += A[M,K] * B[K,N] (an input gradient: dy W). C must be initialised.
-void MatMulNN(const float* a, const float* b, float* c, int64_t m, int64_t n,
-              int64_t k);
+void MatMulNN(const float* a, const float* b, float* c, int64_t m, int64_t n, int64_t k);
 
 // MatMulTN()
 //
 // C[M,N] += A[K,M]^T * B[K,N] (a weight gradient: dy^T x), k = rows.
-void MatMulTN(const float* a, const float* b, float* c, int64_t m, int64_t n,
-              int64_t k);
+void MatMulTN(const float* a, const float* b, float* c, int64_t m, int64_t n, int64_t k);
 
 // Dot()
 //

@@ -35,13 +35,12 @@ double MaxRelativeDifference(const Tensor& a, const Tensor& b) {
   return MaxRelativeDifference(a.data<float>(), b.data<float>(), std::min(a.numel(), b.numel()));
 }
 
-absl::StatusOr<GradCheckReport> CheckGradient(
-    const std::string& name, const std::function<absl::StatusOr<double>()>& loss,
-    const Tensor& x, const Tensor& analytic, const GradCheckOptions& options) {
+absl::StatusOr<GradCheckReport> CheckGradient(const std::string& name,
+                                              const std::function<absl::StatusOr<double>()>& loss, const Tensor& x,
+                                              const Tensor& analytic, const GradCheckOptions& options) {
   if (analytic.shape() != x.shape()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        name, ": analytic gradient: expected shape ", ShapeString(x.shape()),
-        ", got ", ShapeString(analytic.shape())));
+    return absl::InvalidArgumentError(absl::StrCat(name, ": analytic gradient: expected shape ", ShapeString(x.shape()),
+                                                   ", got ", ShapeString(analytic.shape())));
   }
   GradCheckReport report;
   const int64_t n = x.numel();
@@ -71,8 +70,8 @@ absl::StatusOr<GradCheckReport> CheckGradient(
     if (scale > 0) report.max_rel_err = std::max(report.max_rel_err, err / scale);
     ++report.checked;
     if (!(err <= options.atol + options.rtol * scale)) {
-      return absl::InternalError(absl::StrCat("gradient mismatch at ", name, "[", i,
-                                              "]: analytic ", an, ", finite difference ", fd));
+      return absl::InternalError(
+          absl::StrCat("gradient mismatch at ", name, "[", i, "]: analytic ", an, ", finite difference ", fd));
     }
   }
   return report;

@@ -23,8 +23,7 @@
 namespace tandem::model::testing {
 
 // A host f32 tensor with values scale * U(-1, 1) from `seed`.
-Tensor RandomTensor(std::vector<int64_t> shape, uint64_t seed,
-                    float scale = 1.0f);
+Tensor RandomTensor(std::vector<int64_t> shape, uint64_t seed, float scale = 1.0f);
 
 // sum_i a[i] * b[i] in double.
 double DotDouble(const Tensor& a, const Tensor& b);
@@ -58,9 +57,9 @@ struct GradCheckReport {
 // "gradient mismatch at <name>[i]: analytic A, finite difference F" for the
 // first coordinate out of tolerance; loss errors other than kAborted pass
 // through.
-absl::StatusOr<GradCheckReport> CheckGradient(
-    const std::string& name, const std::function<absl::StatusOr<double>()>& loss,
-    const Tensor& x, const Tensor& analytic, const GradCheckOptions& options);
+absl::StatusOr<GradCheckReport> CheckGradient(const std::string& name,
+                                              const std::function<absl::StatusOr<double>()>& loss, const Tensor& x,
+                                              const Tensor& analytic, const GradCheckOptions& options);
 
 }  // namespace tandem::model::testing
 

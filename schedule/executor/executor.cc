@@ -74,8 +74,8 @@ class RankRunner {
       run_.timeline[i] = {Us(t0), Us(t1)};
       run_.compute_us += std::chrono::duration<double, std::micro>(t1 - t0).count();
       if (!st.ok()) {
-        const std::string why = absl::StrFormat("rank %d position %d (%s): %s", rank_, i, DescribeAction(s_, a),
-                                                st.message());
+        const std::string why =
+            absl::StrFormat("rank %d position %d (%s): %s", rank_, i, DescribeAction(s_, a), st.message());
         if (o_.abort != nullptr) o_.abort->Post(why);
         return absl::Status(st.code(), why);
       }
@@ -100,8 +100,8 @@ class RankRunner {
   absl::StatusOr<Buffer> Take(const Key& k, const Action& a) {
     auto it = held_.find(k);
     if (it == held_.end()) {
-      return absl::InternalError(absl::StrFormat("input of %s is missing (not received or produced)",
-                                                 DescribeAction(s_, a)));
+      return absl::InternalError(
+          absl::StrFormat("input of %s is missing (not received or produced)", DescribeAction(s_, a)));
     }
     Buffer b = std::move(it->second);
     held_.erase(it);
@@ -148,8 +148,8 @@ class RankRunner {
       case Op::kBackwardInput: {
         if (o_.forward_only) return absl::OkStatus();
         TANDEM_ASSIGN_OR_RETURN(Buffer grad, OutputGrad(f, a));
-        absl::StatusOr<Buffer> in_grad = a.op == Op::kBackward ? work_.Backward(f, std::move(grad))
-                                                               : work_.BackwardInput(f, std::move(grad));
+        absl::StatusOr<Buffer> in_grad =
+            a.op == Op::kBackward ? work_.Backward(f, std::move(grad)) : work_.BackwardInput(f, std::move(grad));
         TANDEM_RETURN_IF_ERROR(in_grad.status());
         KeepInputGrad(f.stage, f.direction, f.mb, *std::move(in_grad));
         return absl::OkStatus();
@@ -241,9 +241,8 @@ class RankRunner {
         }
       }
       if (deadline.expired()) {
-        return Fail(p.positions.front(),
-                    absl::DeadlineExceededError(absl::StrFormat("waited %s: %s", absl::FormatDuration(o_.timeout),
-                                                                st.message())));
+        return Fail(p.positions.front(), absl::DeadlineExceededError(absl::StrFormat(
+                                             "waited %s: %s", absl::FormatDuration(o_.timeout), st.message())));
       }
     }
     const auto t1 = Clock::now();
@@ -273,9 +272,9 @@ absl::StatusOr<RankRun> RunRank(const Schedule& s, int rank, StageWork& work, co
                                 const ExecutorOptions& options) {
   if (!s.lowered) return absl::FailedPreconditionError("executor: schedule is not lowered (lower it first)");
   if (rank < 0 || rank >= s.ranks || comm.size() != s.ranks || comm.rank() != rank) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "executor: rank %d of a %d-rank schedule on communicator rank %d of %d", rank, s.ranks, comm.rank(),
-        comm.size()));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("executor: rank %d of a %d-rank schedule on communicator rank %d of %d", rank, s.ranks,
+                        comm.rank(), comm.size()));
   }
   return RankRunner(s, rank, work, comm, options).Run();
 }

@@ -35,8 +35,7 @@ struct Outcome {
 };
 
 Outcome RunAll(const Schedule& s, std::vector<std::unique_ptr<StageWork>>& work,
-               std::vector<std::unique_ptr<comm::Communicator>>& comms, const ExecutorOptions& o,
-               int skip_rank = -1) {
+               std::vector<std::unique_ptr<comm::Communicator>>& comms, const ExecutorOptions& o, int skip_rank = -1) {
   Outcome out;
   out.runs.resize(s.ranks, absl::UnknownError("not run"));
   std::vector<std::thread> threads;
@@ -144,8 +143,7 @@ TEST(ExecutorTest, AFailingStageStopsEveryRankNamingIt) {
   const absl::Time start = absl::Now();
   const Outcome out = RunAll(s, work, comms, o);
   EXPECT_LT(absl::Now() - start, absl::Seconds(10));
-  EXPECT_THAT(out.runs[2].status(),
-              StatusIs(absl::StatusCode::kInternal, HasSubstr("rank 2 position")));
+  EXPECT_THAT(out.runs[2].status(), StatusIs(absl::StatusCode::kInternal, HasSubstr("rank 2 position")));
   EXPECT_THAT(out.runs[2].status(), StatusIs(absl::StatusCode::kInternal, HasSubstr("(B s2 mb1): injected failure")));
   for (int r : {0, 1, 3}) {
     EXPECT_THAT(out.runs[r].status(), StatusIs(absl::StatusCode::kAborted, HasSubstr("(B s2 mb1): injected failure")))

@@ -58,8 +58,8 @@ TEST(FormatsFuzzTest, MutatedFilesNeverCrash) {
   std::mt19937 rng(20261122);
   int parsed = 0, rejected = 0;
   for (const Schedule& seed : seeds) {
-    const std::string trace = absl::StrCat("# kind=", KindName(seed.kind), " ranks=2 microbatches=4\n",
-                                           FormatTrace(seed));
+    const std::string trace =
+        absl::StrCat("# kind=", KindName(seed.kind), " ranks=2 microbatches=4\n", FormatTrace(seed));
     const absl::StatusOr<std::string> csv = FormatTorchCsv(seed);
     const std::string bin = FormatBinaryProto(seed), text = FormatTextProto(seed), json = FormatJson(seed);
     for (int i = 0; i < 300; ++i) {

@@ -17,9 +17,8 @@ using ::tandem::testing::StatusIs;
 using ::testing::HasSubstr;
 
 bool Same(const Schedule& a, const Schedule& b) {
-  if (a.kind != b.kind || a.ranks != b.ranks || a.stages != b.stages ||
-      a.microbatches != b.microbatches || a.directions != b.directions ||
-      a.chunks != b.chunks || a.lowered != b.lowered) {
+  if (a.kind != b.kind || a.ranks != b.ranks || a.stages != b.stages || a.microbatches != b.microbatches ||
+      a.directions != b.directions || a.chunks != b.chunks || a.lowered != b.lowered) {
     return false;
   }
   for (size_t i = 0; i < a.placement.size(); ++i) {
@@ -88,8 +87,8 @@ TEST(ProtoIoTest, FieldErrorsNameThePath) {
   ASSERT_OK_AND_ASSIGN(Schedule s, Generate({Kind::k1F1B, 2, 2}));
   proto::Schedule p = ToProto(s);
   p.mutable_programs(1)->mutable_actions(2)->set_stage(9);
-  EXPECT_THAT(FromProto(p), StatusIs(absl::StatusCode::kInvalidArgument,
-                                     "programs[1].actions[2].stage: expected 0..1, got 9"));
+  EXPECT_THAT(FromProto(p),
+              StatusIs(absl::StatusCode::kInvalidArgument, "programs[1].actions[2].stage: expected 0..1, got 9"));
   p = ToProto(s);
   p.set_kind("zigzag");
   EXPECT_THAT(FromProto(p), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("unknown schedule kind 'zigzag'")));
@@ -138,8 +137,8 @@ TEST(TorchCsvTest, ReadsPyTorchsSyntaxWithIdleSteps) {
 
 TEST(TorchCsvTest, DualPipeExportIsAnError) {
   ASSERT_OK_AND_ASSIGN(Schedule s, Generate({Kind::kDualPipe, 4, 8}));
-  EXPECT_THAT(FormatTorchCsv(s), StatusIs(absl::StatusCode::kInvalidArgument,
-                                          HasSubstr("places each stage on two ranks")));
+  EXPECT_THAT(FormatTorchCsv(s),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("places each stage on two ranks")));
 }
 
 TEST(TorchCsvTest, MalformedCellHasLineAndColumn) {
@@ -170,8 +169,8 @@ TEST(TraceTest, MalformedTokensHaveLineAndColumn) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("expected 2 rank lines, got 1")));
   EXPECT_THAT(ParseTrace("r0: F0.9\nr1: F0.0\n", h),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("micro-batch 9 out of range")));
-  EXPECT_THAT(ParseTrace("r0: F0.0\n"), StatusIs(absl::StatusCode::kInvalidArgument,
-                                                 HasSubstr("kind, ranks and microbatches are needed")));
+  EXPECT_THAT(ParseTrace("r0: F0.0\n"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("kind, ranks and microbatches are needed")));
 }
 
 }  // namespace

@@ -111,9 +111,8 @@ absl::StatusOr<Schedule> FromProto(const proto::Schedule& p) {
       const proto::Action& pa = in.actions(k);
       // The field path is built only for an error.
       auto check = [&](const char* field, int64_t lo, int64_t hi, int64_t got) {
-        return got >= lo && got <= hi
-                   ? absl::OkStatus()
-                   : Range(absl::StrCat("programs[", r, "].actions[", k, "].", field), lo, hi, got);
+        return got >= lo && got <= hi ? absl::OkStatus()
+                                      : Range(absl::StrCat("programs[", r, "].actions[", k, "].", field), lo, hi, got);
       };
       TANDEM_RETURN_IF_ERROR(check("op", 1, 9, pa.op()));
       TANDEM_RETURN_IF_ERROR(check("stage", 0, s.stages - 1, pa.stage()));
@@ -182,8 +181,8 @@ absl::StatusOr<Schedule> ParseBinaryProto(absl::string_view bytes) {
   google::protobuf::io::CodedInputStream in(reinterpret_cast<const uint8_t*>(bytes.data()),
                                             static_cast<int>(bytes.size()));
   if (!p.MergePartialFromCodedStream(&in) || !in.ConsumedEntireMessage()) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "binary schedule: malformed wire data at byte offset %d of %d", in.CurrentPosition(), bytes.size()));
+    return absl::InvalidArgumentError(absl::StrFormat("binary schedule: malformed wire data at byte offset %d of %d",
+                                                      in.CurrentPosition(), bytes.size()));
   }
   return FromProto(p);
 }

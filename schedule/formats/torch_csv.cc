@@ -17,18 +17,17 @@ namespace tandem::schedule {
 
 std::string TorchActionString(const Action& a) {
   if (a.op == Op::kForwardBackward) {
-    return absl::StrCat("(", a.stage, "F", a.mb, ";", a.stage_b, "B", a.mb_b,
-                        ")OVERLAP_F_B");
+    return absl::StrCat("(", a.stage, "F", a.mb, ";", a.stage_b, "B", a.mb_b, ")OVERLAP_F_B");
   }
   return absl::StrCat(a.stage, TorchToken(a.op), a.mb);
 }
 
 absl::StatusOr<std::string> FormatTorchCsv(const Schedule& s) {
   if (s.directions != 1) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "%s: places each stage on two ranks (one copy per direction), which "
-        "PyTorch's CSV cannot express",
-        KindName(s.kind)));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("%s: places each stage on two ranks (one copy per direction), which "
+                        "PyTorch's CSV cannot express",
+                        KindName(s.kind)));
   }
   std::string out;
   for (const RankProgram& p : s.programs) {
@@ -49,8 +48,7 @@ struct Cell {
 };
 
 absl::Status CellError(int line, int column, absl::string_view what) {
-  return absl::InvalidArgumentError(
-      absl::StrFormat("line %d column %d: %s", line, column, what));
+  return absl::InvalidArgumentError(absl::StrFormat("line %d column %d: %s", line, column, what));
 }
 
 // "{stage}{TOKEN}{mb}" with TOKEN in `tokens`; false if it does not parse.
@@ -60,9 +58,8 @@ bool ParsePlain(absl::string_view cell, Op* op, int* stage, int* mb) {
   if (i == 0 || i > 9 || !absl::SimpleAtoi(cell.substr(0, i), stage)) return false;
   absl::string_view rest = cell.substr(i);
   // Longest tokens first: "SEND_F" before "F".
-  static constexpr Op kOps[] = {Op::kSendF, Op::kRecvF, Op::kSendB, Op::kRecvB,
-                                Op::kForward, Op::kBackward, Op::kBackwardInput,
-                                Op::kBackwardWeight};
+  static constexpr Op kOps[] = {Op::kSendF,   Op::kRecvF,    Op::kSendB,         Op::kRecvB,
+                                Op::kForward, Op::kBackward, Op::kBackwardInput, Op::kBackwardWeight};
   for (Op candidate : kOps) {
     const absl::string_view token = TorchToken(candidate);
     if (absl::StartsWith(rest, token)) {
@@ -80,8 +77,7 @@ bool ParsePlain(absl::string_view cell, Op* op, int* stage, int* mb) {
 
 }  // namespace
 
-absl::StatusOr<Schedule> ParseTorchCsv(absl::string_view text, Kind kind,
-                                       int microbatches) {
+absl::StatusOr<Schedule> ParseTorchCsv(absl::string_view text, Kind kind, int microbatches) {
   std::vector<absl::string_view> rows = absl::StrSplit(text, '\n');
   while (!rows.empty() && absl::StripAsciiWhitespace(rows.back()).empty()) rows.pop_back();
   if (rows.empty()) return CellError(1, 1, "empty CSV: expected one row per rank");
@@ -96,8 +92,7 @@ absl::StatusOr<Schedule> ParseTorchCsv(absl::string_view text, Kind kind,
       column += static_cast<int>(raw.size()) + 1;
       const absl::string_view cell = absl::StripAsciiWhitespace(raw);
       if (cell.empty()) continue;  // idle step
-      if (absl::EndsWith(cell, "UNSHARD") || absl::EndsWith(cell, "RESHARD") ||
-          absl::EndsWith(cell, "REDUCE_GRAD")) {
+      if (absl::EndsWith(cell, "UNSHARD") || absl::EndsWith(cell, "RESHARD") || absl::EndsWith(cell, "REDUCE_GRAD")) {
         continue;  // FSDP actions carry no P2P meaning
       }
       Cell c;
@@ -109,15 +104,13 @@ absl::StatusOr<Schedule> ParseTorchCsv(absl::string_view text, Kind kind,
         std::vector<absl::string_view> parts = absl::StrSplit(inner, ';');
         Op f, b;
         if (parts.size() != 2 || !ParsePlain(parts[0], &f, &c.stage, &c.mb) ||
-            !ParsePlain(parts[1], &b, &c.stage_b, &c.mb_b) || f != Op::kForward ||
-            b != Op::kBackward) {
-          return CellError(line, at, absl::StrFormat(
-              "'%s': expected '(<stage>F<mb>;<stage>B<mb>)OVERLAP_F_B'", cell));
+            !ParsePlain(parts[1], &b, &c.stage_b, &c.mb_b) || f != Op::kForward || b != Op::kBackward) {
+          return CellError(line, at, absl::StrFormat("'%s': expected '(<stage>F<mb>;<stage>B<mb>)OVERLAP_F_B'", cell));
         }
         c.op = Op::kForwardBackward;
       } else if (!ParsePlain(cell, &c.op, &c.stage, &c.mb)) {
-        return CellError(line, at, absl::StrFormat(
-            "'%s': expected <stage><F|B|I|W|SEND_F|RECV_F|SEND_B|RECV_B><mb>", cell));
+        return CellError(line, at,
+                         absl::StrFormat("'%s': expected <stage><F|B|I|W|SEND_F|RECV_F|SEND_B|RECV_B><mb>", cell));
       }
       lowered = lowered || IsComm(c.op);
       stages = std::max({stages, c.stage + 1, c.stage_b + 1});
@@ -139,9 +132,9 @@ absl::StatusOr<Schedule> ParseTorchCsv(absl::string_view text, Kind kind,
       for (int stage : {c.stage, c.stage_b}) {
         if (stage < 0) continue;
         if (owner[stage] >= 0 && owner[stage] != r) {
-          return CellError(r + 1, 1, absl::StrFormat(
-              "stage %d appears on ranks %d and %d (each stage belongs to one rank)",
-              stage, owner[stage], r));
+          return CellError(r + 1, 1,
+                           absl::StrFormat("stage %d appears on ranks %d and %d (each stage belongs to one rank)",
+                                           stage, owner[stage], r));
         }
         owner[stage] = r;
       }
@@ -171,11 +164,11 @@ absl::StatusOr<Schedule> ParseTorchCsv(absl::string_view text, Kind kind,
       } else if (IsComm(c.op)) {
         const int from = c.op == Op::kSendF || c.op == Op::kRecvB ? c.stage + 1 : c.stage - 1;
         if (from < 0 || from >= stages) {
-          return CellError(r + 1, 1, absl::StrFormat(
-              "%s: no peer stage %d", TorchActionString(Action::Compute(c.op, c.stage, c.mb)), from));
+          return CellError(
+              r + 1, 1,
+              absl::StrFormat("%s: no peer stage %d", TorchActionString(Action::Compute(c.op, c.stage, c.mb)), from));
         }
-        p.actions.push_back(Action::Comm(c.op, c.stage, c.mb, 0, owner[from],
-                                         static_cast<int>(p.batches.size())));
+        p.actions.push_back(Action::Comm(c.op, c.stage, c.mb, 0, owner[from], static_cast<int>(p.batches.size())));
         p.batches.push_back({});
       } else {
         p.actions.push_back(Action::Compute(c.op, c.stage, c.mb));

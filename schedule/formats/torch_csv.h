@@ -36,9 +36,7 @@ absl::StatusOr<std::string> FormatTorchCsv(const Schedule& s);
 // micro-batches are counted from the actions; `microbatches` > 0 overrides
 // the count. Lowered iff a SEND/RECV appears; waits follow PyTorch's runtime
 // (SetTorchWaits). Errors are kInvalidArgument "line L column C: ...".
-absl::StatusOr<Schedule> ParseTorchCsv(absl::string_view text,
-                                       Kind kind = Kind::kCustom,
-                                       int microbatches = 0);
+absl::StatusOr<Schedule> ParseTorchCsv(absl::string_view text, Kind kind = Kind::kCustom, int microbatches = 0);
 
 }  // namespace tandem::schedule
 

@@ -29,11 +29,8 @@ std::string FormatTrace(const Schedule& s) {
     for (size_t i = 0; i < actions.size(); ++i) {
       const Action& a = actions[i];
       if (IsComm(a.op)) {
-        const bool opens = i == 0 || actions[i - 1].batch != a.batch ||
-                           !IsComm(actions[i - 1].op);
-        const bool closes = i + 1 == actions.size() ||
-                            actions[i + 1].batch != a.batch ||
-                            !IsComm(actions[i + 1].op);
+        const bool opens = i == 0 || actions[i - 1].batch != a.batch || !IsComm(actions[i - 1].op);
+        const bool closes = i + 1 == actions.size() || actions[i + 1].batch != a.batch || !IsComm(actions[i + 1].op);
         out += opens ? " [" : ",";
         absl::StrAppend(&out, TraceToken(a.op));
         AppendPart(s, a.stage, a.direction, a.mb, &out);
@@ -57,8 +54,7 @@ namespace {
 
 class TraceParser {
  public:
-  TraceParser(int line, absl::string_view text, const Schedule& s,
-              RankProgram* out)
+  TraceParser(int line, absl::string_view text, const Schedule& s, RankProgram* out)
       : line_(line), text_(text), s_(s), out_(out) {}
 
   absl::Status ParseRankLine(int rank) {
@@ -87,8 +83,7 @@ class TraceParser {
 
  private:
   absl::Status Error(absl::string_view what) const {
-    return absl::InvalidArgumentError(
-        absl::StrFormat("line %d column %d: %s", line_, pos_ + 1, what));
+    return absl::InvalidArgumentError(absl::StrFormat("line %d column %d: %s", line_, pos_ + 1, what));
   }
   void SkipSpaces() {
     while (pos_ < text_.size() && (text_[pos_] == ' ' || text_[pos_] == '\t' || text_[pos_] == '\r')) ++pos_;
@@ -119,8 +114,8 @@ class TraceParser {
     }
     if (*mb >= s_.microbatches_per_direction()) {
       pos_ = mb_pos;
-      return Error(absl::StrFormat("micro-batch %d out of range (%d per direction)",
-                                   *mb, s_.microbatches_per_direction()));
+      return Error(
+          absl::StrFormat("micro-batch %d out of range (%d per direction)", *mb, s_.microbatches_per_direction()));
     }
     return absl::OkStatus();
   }
@@ -254,9 +249,8 @@ absl::StatusOr<Schedule> ParseTrace(absl::string_view text, const TraceHeader& g
         "'# kind=K ranks=R microbatches=N')");
   }
   if (lines.size() - first != static_cast<size_t>(h.ranks)) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "line %d column 1: expected %d rank lines, got %d", lines.size() + 1,
-        h.ranks, lines.size() - first));
+    return absl::InvalidArgumentError(absl::StrFormat("line %d column 1: expected %d rank lines, got %d",
+                                                      lines.size() + 1, h.ranks, lines.size() - first));
   }
   // Chunks: given, or the largest chunk id used + 1 (scanned cheaply).
   int chunks = h.chunks;

@@ -43,8 +43,7 @@ struct TraceHeader {
 // takes precedence. Placement follows the kind (dualpipe, v for dualpipev and
 // zbv, looped otherwise). The result is lowered iff any batch appears. Errors
 // are kInvalidArgument "line L column C: ...".
-absl::StatusOr<Schedule> ParseTrace(absl::string_view text,
-                                    const TraceHeader& header = {});
+absl::StatusOr<Schedule> ParseTrace(absl::string_view text, const TraceHeader& header = {});
 
 }  // namespace tandem::schedule
 

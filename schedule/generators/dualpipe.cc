@@ -12,8 +12,7 @@ namespace {
 // phases, turned into chunks (= direction for DualPipe) by `chunk()`.
 class RankTracer {
  public:
-  RankTracer(const Schedule& s, bool v, int rank, bool with_comm,
-             RankProgram* out)
+  RankTracer(const Schedule& s, bool v, int rank, bool with_comm, RankProgram* out)
       : s_(s), v_(v), rank_(rank), with_comm_(with_comm), out_(out) {
     const int ranks = s.ranks;
     first_rank_ = rank == 0;
@@ -103,12 +102,8 @@ class RankTracer {
     return c == 0 ? rank_ : s_.ranks - 1 - rank_;
   }
   // The reference's boundary tests, identical for DualPipe and DualPipeV.
-  bool first_stage(int c) const {
-    return (first_rank_ && c == 0) || (last_rank_ && c == 1);
-  }
-  bool last_stage(int c) const {
-    return (first_rank_ && c == 1) || (last_rank_ && c == 0);
-  }
+  bool first_stage(int c) const { return (first_rank_ && c == 0) || (last_rank_ && c == 1); }
+  bool last_stage(int c) const { return (first_rank_ && c == 1) || (last_rank_ && c == 0); }
   int prev_rank() const { return rank_ - 1; }
   int next_rank() const { return rank_ + 1; }
 
@@ -149,16 +144,12 @@ class RankTracer {
     queued_ = false;
   }
 
-  void EmitForward(int c) {
-    out_->actions.push_back(
-        Action::Compute(Op::kForward, stage(c), f_[c]++, direction(c)));
-  }
+  void EmitForward(int c) { out_->actions.push_back(Action::Compute(Op::kForward, stage(c), f_[c]++, direction(c))); }
   void EmitBackward(int c, bool zero_bubble) {
     const int mb = b_[c]++;
     if (zero_bubble) w_queue_.emplace_back(c, mb);
-    out_->actions.push_back(Action::Compute(
-        zero_bubble ? Op::kBackwardInput : Op::kBackward, stage(c), mb,
-        direction(c)));
+    out_->actions.push_back(
+        Action::Compute(zero_bubble ? Op::kBackwardInput : Op::kBackward, stage(c), mb, direction(c)));
   }
 
   void ForwardChunk(int phase, bool recv = true, bool send = true) {
@@ -167,8 +158,7 @@ class RankTracer {
     EmitForward(chunk(phase));
     if (send) SendForward(phase);
   }
-  void BackwardChunk(int phase, bool zero_bubble = false, bool recv = true,
-                     bool send = true) {
+  void BackwardChunk(int phase, bool zero_bubble = false, bool recv = true, bool send = true) {
     if (recv) RecvBackward(phase);
     CommitAndWait();
     EmitBackward(chunk(phase), zero_bubble);
@@ -179,8 +169,7 @@ class RankTracer {
     RecvBackward(phase1);
     CommitAndWait();
     const int c0 = chunk(phase0), c1 = chunk(phase1);
-    out_->actions.push_back(Action::Overlap(stage(c0), f_[c0]++, direction(c0),
-                                            stage(c1), b_[c1]++, direction(c1)));
+    out_->actions.push_back(Action::Overlap(stage(c0), f_[c0]++, direction(c0), stage(c1), b_[c1]++, direction(c1)));
     SendForward(phase0);
     SendBackward(phase1);
   }
@@ -188,8 +177,7 @@ class RankTracer {
     CommitAndWait();
     const auto [c, mb] = w_queue_.front();  // FIFO, as WeightGradStore.
     w_queue_.pop_front();
-    out_->actions.push_back(
-        Action::Compute(Op::kBackwardWeight, stage(c), mb, direction(c)));
+    out_->actions.push_back(Action::Compute(Op::kBackwardWeight, stage(c), mb, direction(c)));
   }
 
   const Schedule& s_;

@@ -12,17 +12,15 @@
 namespace tandem::schedule {
 namespace {
 
-absl::Status Rule(absl::string_view field, absl::string_view expected,
-                  Kind kind, int got) {
-  return absl::InvalidArgumentError(absl::StrFormat(
-      "%s: expected %s for %s, got %d", field, expected, KindName(kind), got));
+absl::Status Rule(absl::string_view field, absl::string_view expected, Kind kind, int got) {
+  return absl::InvalidArgumentError(
+      absl::StrFormat("%s: expected %s for %s, got %d", field, expected, KindName(kind), got));
 }
 
 absl::Status CheckParameters(const GenerateOptions& o, int chunks) {
   const Kind k = o.kind;
   if (k == Kind::kCustom) {
-    return absl::InvalidArgumentError(
-        "kind: custom schedules are written by hand, not generated");
+    return absl::InvalidArgumentError("kind: custom schedules are written by hand, not generated");
   }
   if (o.ranks < 1) return Rule("ranks", ">= 1", k, o.ranks);
   if (o.microbatches < 1) return Rule("microbatches", ">= 1", k, o.microbatches);
@@ -75,9 +73,7 @@ absl::Status CheckParameters(const GenerateOptions& o, int chunks) {
   return absl::OkStatus();
 }
 
-void Push(std::vector<Action>& ops, Op op, int stage, int mb) {
-  ops.push_back(Action::Compute(op, stage, mb));
-}
+void Push(std::vector<Action>& ops, Op op, int stage, int mb) { ops.push_back(Action::Compute(op, stage, mb)); }
 
 // ScheduleGPipe: all forwards, then all backwards.
 void GPipe(int r, int n, std::vector<Action>& ops) {
@@ -98,17 +94,14 @@ void OneFOneB(int p, int r, int n, std::vector<Action>& ops) {
 
 // ScheduleInterleaved1F1B (factor 2, full backward) and
 // ScheduleInterleavedZeroBubble (factor 1, I with W lagging `rank` ops).
-void Interleaved(int p, int v, int r, int n, bool zero_bubble,
-                 std::vector<Action>& ops) {
+void Interleaved(int p, int v, int r, int n, bool zero_bubble, std::vector<Action>& ops) {
   const int rounds = std::max(1, n / p);
   const int per_round = n / rounds;
   const int total = n * v;
   const int factor = zero_bubble ? 1 : 2;
   const int warmup = std::min((v - 1) * per_round + factor * (p - 1 - r), total);
   auto fwd_stage = [&](int k) { return ((k / per_round) % v) * p + r; };
-  auto bwd_stage = [&](int k) {
-    return (v - 1 - ((k - warmup) / per_round) % v) * p + r;
-  };
+  auto bwd_stage = [&](int k) { return (v - 1 - ((k - warmup) / per_round) % v) * p + r; };
   std::vector<int> f_mb(v * p, 0), b_mb(v * p, 0), w_mb(v * p, 0);
   int weights = 0;  // W ops emitted (zero bubble)
   auto weight = [&](int k) {

@@ -26,8 +26,9 @@ TEST(GenerateTest, PreconditionsAreNamed) {
       {{Kind::kDualPipe, 4, 6}, "microbatches: expected >= 2 * ranks (8) for dualpipe, got 6"},
       {{Kind::kDualPipeV, 4, 7}, "microbatches: expected >= 2 * ranks (8) for dualpipev, got 7"},
       {{Kind::k1F1B, 4, 3}, "microbatches: expected >= the number of stages (4) for 1f1b, got 3"},
-      {{Kind::kInterleaved1F1B, 4, 9}, "microbatches: expected a multiple of the number of rounds (2 = max(1, "
-                                       "microbatches / ranks)) for interleaved1f1b, got 9"},
+      {{Kind::kInterleaved1F1B, 4, 9},
+       "microbatches: expected a multiple of the number of rounds (2 = max(1, "
+       "microbatches / ranks)) for interleaved1f1b, got 9"},
       {{Kind::kZB1P, 4, 9, 2}, "microbatches: expected a multiple of the number of rounds (2"},
       {{Kind::kZBV, 4, 8, 3}, "chunks: expected 2 (two stages per rank in a V) for zbv, got 3"},
       {{Kind::kGPipe, 0, 8}, "ranks: expected >= 1 for gpipe, got 0"},

@@ -9,6 +9,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "base/testing/runfiles.h"
 #include "base/testing/status_matchers.h"
 #include "gmock/gmock.h"
 #include "google/protobuf/struct.pb.h"
@@ -18,7 +19,6 @@
 #include "schedule/formats/trace.h"
 #include "schedule/generators/generate.h"
 #include "schedule/lowering/lower.h"
-#include "base/testing/runfiles.h"
 
 namespace tandem::schedule {
 namespace {
@@ -36,8 +36,7 @@ struct TraceCase {
 };
 
 std::vector<TraceCase> LoadTraceCases() {
-  absl::StatusOr<std::string> text =
-      ::tandem::testing::ReadRunfile("schedule/testdata/dualpipe_traces.txt");
+  absl::StatusOr<std::string> text = ::tandem::testing::ReadRunfile("schedule/testdata/dualpipe_traces.txt");
   EXPECT_OK(text);
   std::vector<TraceCase> cases;
   for (absl::string_view line : absl::StrSplit(*text, '\n')) {
@@ -48,7 +47,7 @@ std::vector<TraceCase> LoadTraceCases() {
       c.kind = *ParseKind(words[0]);
       EXPECT_TRUE(absl::SimpleAtoi(absl::StripPrefix(words[1], "ranks="), &c.ranks));
       EXPECT_TRUE(absl::SimpleAtoi(absl::StripPrefix(words[2], "N="), &c.microbatches));
-      c.form = absl::StrContains(line, "REJECTED") ? TraceCase::kRejected
+      c.form = absl::StrContains(line, "REJECTED")    ? TraceCase::kRejected
                : absl::StrContains(line, "with comm") ? TraceCase::kComm
                                                       : TraceCase::kCompute;
       cases.push_back(c);
@@ -69,8 +68,7 @@ TEST(DualPipeParityTest, EveryTraceMatchesByteForByte) {
     SCOPED_TRACE(c.header);
     absl::StatusOr<Schedule> s = Generate({c.kind, c.ranks, c.microbatches});
     if (c.form == TraceCase::kRejected) {
-      EXPECT_THAT(s, StatusIs(absl::StatusCode::kInvalidArgument,
-                              HasSubstr("microbatches: expected an even number")));
+      EXPECT_THAT(s, StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("microbatches: expected an even number")));
       ++matched;
       continue;
     }
@@ -81,8 +79,7 @@ TEST(DualPipeParityTest, EveryTraceMatchesByteForByte) {
     EXPECT_EQ(FormatTrace(*s), c.expected);
     matched += FormatTrace(*s) == c.expected;
     // Importing the reference's text gives back the same schedule.
-    ASSERT_OK_AND_ASSIGN(Schedule parsed,
-                         ParseTrace(c.expected, {c.kind, c.ranks, c.microbatches}));
+    ASSERT_OK_AND_ASSIGN(Schedule parsed, ParseTrace(c.expected, {c.kind, c.ranks, c.microbatches}));
     EXPECT_EQ(FormatTrace(parsed), c.expected);
     EXPECT_EQ(parsed.lowered, c.form == TraceCase::kComm);
   }
@@ -108,17 +105,15 @@ struct TorchCase {
 };
 
 std::vector<TorchCase> LoadTorchCases() {
-  absl::StatusOr<std::string> text =
-      ::tandem::testing::ReadRunfile("schedule/testdata/torch_pipelining_orders.json");
+  absl::StatusOr<std::string> text = ::tandem::testing::ReadRunfile("schedule/testdata/torch_pipelining_orders.json");
   EXPECT_OK(text);
   google::protobuf::Struct root;
   EXPECT_TRUE(google::protobuf::util::JsonStringToMessage(*text, &root).ok());
-  const std::vector<std::pair<std::string, Kind>> names = {
-      {"Interleaved1F1B", Kind::kInterleaved1F1B},
-      {"LoopedBFS", Kind::kLoopedBFS},
-      {"InterleavedZeroBubble", Kind::kZB1P},
-      {"ZBVZeroBubble", Kind::kZBV},
-      {"DualPipeV", Kind::kDualPipeV}};
+  const std::vector<std::pair<std::string, Kind>> names = {{"Interleaved1F1B", Kind::kInterleaved1F1B},
+                                                           {"LoopedBFS", Kind::kLoopedBFS},
+                                                           {"InterleavedZeroBubble", Kind::kZB1P},
+                                                           {"ZBVZeroBubble", Kind::kZBV},
+                                                           {"DualPipeV", Kind::kDualPipeV}};
   std::vector<TorchCase> cases;
   for (const auto& [key, value] : root.fields()) {
     TorchCase c;
@@ -158,9 +153,7 @@ TEST(TorchParityTest, EveryPipelineOrderMatches) {
     ASSERT_OK_AND_ASSIGN(Schedule s, Generate(c.options));
     bool all = true;
     for (int r = 0; r < c.options.ranks; ++r) {
-      EXPECT_EQ(absl::StrJoin(TorchActions(s, r), " "),
-                absl::StrJoin(c.ranks[r], " "))
-          << "rank " << r;
+      EXPECT_EQ(absl::StrJoin(TorchActions(s, r), " "), absl::StrJoin(c.ranks[r], " ")) << "rank " << r;
       all = all && TorchActions(s, r) == c.ranks[r];
     }
     matched += all;

@@ -25,9 +25,9 @@ absl::StatusOr<MessageIndex> MatchMessages(const Schedule& s) {
       const Action& a = p[i];
       if (!IsComm(a.op)) continue;
       if (a.peer < 0 || a.peer >= ranks || a.peer == r) {
-        return absl::InvalidArgumentError(absl::StrFormat(
-            "rank %d position %d (%s): peer: expected another rank in 0..%d, got %d", r, i,
-            DescribeAction(s, a), ranks - 1, a.peer));
+        return absl::InvalidArgumentError(
+            absl::StrFormat("rank %d position %d (%s): peer: expected another rank in 0..%d, got %d", r, i,
+                            DescribeAction(s, a), ranks - 1, a.peer));
       }
       if (IsSend(a.op)) {
         ++send_start[int64_t{r} * ranks + a.peer + 1];

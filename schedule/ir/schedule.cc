@@ -18,9 +18,8 @@ constexpr absl::string_view kTorchTokens[] = {
     TANDEM_SCHEDULE_OPS(TANDEM_OP_TORCH)
 #undef TANDEM_OP_TORCH
 };
-constexpr absl::string_view kKindNames[] = {
-    "gpipe", "1f1b", "interleaved1f1b", "loopedbfs", "zb1p",
-    "zbv",   "dualpipe", "dualpipev", "custom"};
+constexpr absl::string_view kKindNames[] = {"gpipe", "1f1b",     "interleaved1f1b", "loopedbfs", "zb1p",
+                                            "zbv",   "dualpipe", "dualpipev",       "custom"};
 
 }  // namespace
 
@@ -39,15 +38,13 @@ absl::StatusOr<Kind> ParseKind(absl::string_view name) {
   for (int k = 0; k <= static_cast<int>(Kind::kCustom); ++k) {
     if (lower == kKindNames[k]) return static_cast<Kind>(k);
   }
-  return absl::InvalidArgumentError(absl::StrFormat(
-      "kind: unknown schedule kind '%s' (expected one of %s)", name,
-      absl::StrJoin(kKindNames, ", ")));
+  return absl::InvalidArgumentError(
+      absl::StrFormat("kind: unknown schedule kind '%s' (expected one of %s)", name, absl::StrJoin(kKindNames, ", ")));
 }
 
 const std::vector<Kind>& GeneratedKinds() {
-  static const auto* kinds = new std::vector<Kind>{
-      Kind::kGPipe, Kind::k1F1B, Kind::kInterleaved1F1B, Kind::kLoopedBFS,
-      Kind::kZB1P,  Kind::kZBV,  Kind::kDualPipe,        Kind::kDualPipeV};
+  static const auto* kinds = new std::vector<Kind>{Kind::kGPipe, Kind::k1F1B, Kind::kInterleaved1F1B, Kind::kLoopedBFS,
+                                                   Kind::kZB1P,  Kind::kZBV,  Kind::kDualPipe,        Kind::kDualPipeV};
   return *kinds;
 }
 
@@ -70,7 +67,7 @@ int64_t Schedule::TotalActions() const {
 std::vector<Placement> DualPipePlacement(int ranks) {
   std::vector<Placement> p(2 * ranks);
   for (int r = 0; r < ranks; ++r) {
-    p[r] = {r, 0};                       // direction 0, stage r
+    p[r] = {r, 0};                        // direction 0, stage r
     p[ranks + (ranks - 1 - r)] = {r, 1};  // direction 1, stage R-1-r
   }
   return p;
@@ -105,25 +102,21 @@ int FixedChunks(Kind kind) {
   }
 }
 
-absl::StatusOr<Schedule> MakeShell(Kind kind, int ranks, int microbatches,
-                                   int chunks) {
+absl::StatusOr<Schedule> MakeShell(Kind kind, int ranks, int microbatches, int chunks) {
   constexpr int kMax = 1 << 20;
   if (ranks < 1 || ranks > kMax) {
-    return absl::InvalidArgumentError(
-        absl::StrFormat("ranks: expected 1..%d, got %d", kMax, ranks));
+    return absl::InvalidArgumentError(absl::StrFormat("ranks: expected 1..%d, got %d", kMax, ranks));
   }
   if (microbatches < 1 || microbatches > kMax) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "microbatches: expected 1..%d, got %d", kMax, microbatches));
+    return absl::InvalidArgumentError(absl::StrFormat("microbatches: expected 1..%d, got %d", kMax, microbatches));
   }
   const int fixed = FixedChunks(kind);
   if (fixed != 0 && chunks != fixed) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "chunks: expected %d for %s, got %d", fixed, KindName(kind), chunks));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("chunks: expected %d for %s, got %d", fixed, KindName(kind), chunks));
   }
   if (chunks < 1 || int64_t{chunks} * ranks > kMax) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "chunks: expected 1..%d per rank, got %d", kMax / ranks, chunks));
+    return absl::InvalidArgumentError(absl::StrFormat("chunks: expected 1..%d per rank, got %d", kMax / ranks, chunks));
   }
   Schedule s;
   s.kind = kind;
@@ -133,9 +126,8 @@ absl::StatusOr<Schedule> MakeShell(Kind kind, int ranks, int microbatches,
   switch (kind) {
     case Kind::kDualPipe:
       if (microbatches % 2 != 0) {
-        return absl::InvalidArgumentError(absl::StrFormat(
-            "microbatches: expected an even number for dualpipe, got %d",
-            microbatches));
+        return absl::InvalidArgumentError(
+            absl::StrFormat("microbatches: expected an even number for dualpipe, got %d", microbatches));
       }
       s.stages = ranks;
       s.directions = 2;
@@ -156,55 +148,46 @@ absl::StatusOr<Schedule> MakeShell(Kind kind, int ranks, int microbatches,
 
 absl::Status CheckShape(const Schedule& s) {
   if (s.ranks < 1) {
-    return absl::InvalidArgumentError(
-        absl::StrFormat("ranks: expected >= 1, got %d", s.ranks));
+    return absl::InvalidArgumentError(absl::StrFormat("ranks: expected >= 1, got %d", s.ranks));
   }
   if (s.stages < 1) {
-    return absl::InvalidArgumentError(
-        absl::StrFormat("stages: expected >= 1, got %d", s.stages));
+    return absl::InvalidArgumentError(absl::StrFormat("stages: expected >= 1, got %d", s.stages));
   }
   if (s.directions != 1 && s.directions != 2) {
-    return absl::InvalidArgumentError(
-        absl::StrFormat("directions: expected 1 or 2, got %d", s.directions));
+    return absl::InvalidArgumentError(absl::StrFormat("directions: expected 1 or 2, got %d", s.directions));
   }
   if (s.microbatches < 1 || s.microbatches % s.directions != 0) {
     return absl::InvalidArgumentError(absl::StrFormat(
-        "microbatches: expected a positive multiple of directions (%d), got %d",
-        s.directions, s.microbatches));
+        "microbatches: expected a positive multiple of directions (%d), got %d", s.directions, s.microbatches));
   }
   if (s.chunks < 1) {
-    return absl::InvalidArgumentError(
-        absl::StrFormat("chunks: expected >= 1, got %d", s.chunks));
+    return absl::InvalidArgumentError(absl::StrFormat("chunks: expected >= 1, got %d", s.chunks));
   }
-  if (static_cast<int64_t>(s.placement.size()) !=
-      int64_t{s.directions} * s.stages) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "placement: expected %d entries (directions x stages), got %d",
-        s.directions * s.stages, s.placement.size()));
+  if (static_cast<int64_t>(s.placement.size()) != int64_t{s.directions} * s.stages) {
+    return absl::InvalidArgumentError(absl::StrFormat("placement: expected %d entries (directions x stages), got %d",
+                                                      s.directions * s.stages, s.placement.size()));
   }
   std::vector<int> used(int64_t{s.ranks} * s.chunks, -1);
   for (int i = 0; i < static_cast<int>(s.placement.size()); ++i) {
     const Placement& p = s.placement[i];
     if (p.rank < 0 || p.rank >= s.ranks || p.chunk < 0 || p.chunk >= s.chunks) {
-      return absl::InvalidArgumentError(absl::StrFormat(
-          "placement of stage %d direction %d: rank %d chunk %d outside %d "
-          "ranks x %d chunks",
-          i % s.stages, i / s.stages, p.rank, p.chunk, s.ranks, s.chunks));
+      return absl::InvalidArgumentError(
+          absl::StrFormat("placement of stage %d direction %d: rank %d chunk %d outside %d "
+                          "ranks x %d chunks",
+                          i % s.stages, i / s.stages, p.rank, p.chunk, s.ranks, s.chunks));
     }
     int& slot = used[p.rank * s.chunks + p.chunk];
     if (slot >= 0) {
-      return absl::InvalidArgumentError(absl::StrFormat(
-          "placement: rank %d chunk %d holds both stage %d direction %d and "
-          "stage %d direction %d",
-          p.rank, p.chunk, slot % s.stages, slot / s.stages, i % s.stages,
-          i / s.stages));
+      return absl::InvalidArgumentError(
+          absl::StrFormat("placement: rank %d chunk %d holds both stage %d direction %d and "
+                          "stage %d direction %d",
+                          p.rank, p.chunk, slot % s.stages, slot / s.stages, i % s.stages, i / s.stages));
     }
     slot = i;
   }
   if (static_cast<int>(s.programs.size()) != s.ranks) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "programs: expected one per rank (%d), got %d", s.ranks,
-        s.programs.size()));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("programs: expected one per rank (%d), got %d", s.ranks, s.programs.size()));
   }
   return absl::OkStatus();
 }
@@ -226,11 +209,9 @@ Schedule ComputeOnly(const Schedule& lowered) {
 
 std::string DescribeAction(const Schedule& s, const Action& a) {
   auto part = [&](int stage, int mb, int dir) {
-    return s.directions == 2 ? absl::StrFormat("s%d d%d mb%d", stage, dir, mb)
-                             : absl::StrFormat("s%d mb%d", stage, mb);
+    return s.directions == 2 ? absl::StrFormat("s%d d%d mb%d", stage, dir, mb) : absl::StrFormat("s%d mb%d", stage, mb);
   };
-  std::string out = absl::StrCat(TorchToken(a.op), " ",
-                                 part(a.stage, a.mb, a.direction));
+  std::string out = absl::StrCat(TorchToken(a.op), " ", part(a.stage, a.mb, a.direction));
   if (a.op == Op::kForwardBackward) {
     absl::StrAppend(&out, " / B ", part(a.stage_b, a.mb_b, a.direction_b));
   }

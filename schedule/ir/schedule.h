@@ -27,15 +27,15 @@
 namespace tandem::schedule {
 
 // Every op once: enum name, trace token, PyTorch token.
-#define TANDEM_SCHEDULE_OPS(V)                          \
-  V(kForward, "F", "F")                                 \
-  V(kBackward, "B", "B")                                \
-  V(kBackwardInput, "I", "I")                           \
-  V(kBackwardWeight, "W", "W")                          \
-  V(kForwardBackward, "FB", "OVERLAP_F_B")              \
-  V(kSendF, "SF", "SEND_F")                             \
-  V(kRecvF, "RF", "RECV_F")                             \
-  V(kSendB, "SB", "SEND_B")                             \
+#define TANDEM_SCHEDULE_OPS(V)             \
+  V(kForward, "F", "F")                    \
+  V(kBackward, "B", "B")                   \
+  V(kBackwardInput, "I", "I")              \
+  V(kBackwardWeight, "W", "W")             \
+  V(kForwardBackward, "FB", "OVERLAP_F_B") \
+  V(kSendF, "SF", "SEND_F")                \
+  V(kRecvF, "RF", "RECV_F")                \
+  V(kSendB, "SB", "SEND_B")                \
   V(kRecvB, "RB", "RECV_B")
 
 enum class Op : uint8_t {
@@ -52,9 +52,7 @@ inline bool IsSend(Op op) { return op == Op::kSendF || op == Op::kSendB; }
 inline bool IsRecv(Op op) { return op == Op::kRecvF || op == Op::kRecvB; }
 // B and I end a micro-batch's backward through a stage (they produce the
 // input gradient); W only adds the weight gradient.
-inline bool IsInputBackward(Op op) {
-  return op == Op::kBackward || op == Op::kBackwardInput;
-}
+inline bool IsInputBackward(Op op) { return op == Op::kBackward || op == Op::kBackwardInput; }
 
 enum class Kind : uint8_t {
   kGPipe,
@@ -97,16 +95,14 @@ struct Action {
     a.direction = static_cast<int8_t>(direction);
     return a;
   }
-  static Action Overlap(int f_stage, int f_mb, int f_dir, int b_stage, int b_mb,
-                        int b_dir) {
+  static Action Overlap(int f_stage, int f_mb, int f_dir, int b_stage, int b_mb, int b_dir) {
     Action a = Compute(Op::kForwardBackward, f_stage, f_mb, f_dir);
     a.stage_b = b_stage;
     a.mb_b = b_mb;
     a.direction_b = static_cast<int8_t>(b_dir);
     return a;
   }
-  static Action Comm(Op op, int stage, int mb, int direction, int peer,
-                     int batch) {
+  static Action Comm(Op op, int stage, int mb, int direction, int peer, int batch) {
     Action a = Compute(op, stage, mb, direction);
     a.peer = peer;
     a.batch = batch;
@@ -114,9 +110,8 @@ struct Action {
   }
 
   bool operator==(const Action& o) const {
-    return op == o.op && direction == o.direction && stage == o.stage &&
-           mb == o.mb && stage_b == o.stage_b && mb_b == o.mb_b &&
-           direction_b == o.direction_b && peer == o.peer && batch == o.batch;
+    return op == o.op && direction == o.direction && stage == o.stage && mb == o.mb && stage_b == o.stage_b &&
+           mb_b == o.mb_b && direction_b == o.direction_b && peer == o.peer && batch == o.batch;
   }
   bool operator!=(const Action& o) const { return !(*this == o); }
 };
@@ -142,19 +137,15 @@ struct Schedule {
   int32_t stages = 0;
   int32_t microbatches = 0;  // total over both directions
   int32_t directions = 1;
-  int32_t chunks = 1;        // local chunks per rank
+  int32_t chunks = 1;  // local chunks per rank
   bool lowered = false;
   // placement[direction * stages + stage].
   std::vector<Placement> placement;
   std::vector<RankProgram> programs;  // one per rank
 
   int32_t microbatches_per_direction() const { return microbatches / directions; }
-  const Placement& where(int direction, int stage) const {
-    return placement[direction * stages + stage];
-  }
-  int32_t RankOf(int direction, int stage) const {
-    return where(direction, stage).rank;
-  }
+  const Placement& where(int direction, int stage) const { return placement[direction * stages + stage]; }
+  int32_t RankOf(int direction, int stage) const { return where(direction, stage).rank; }
   // Stage copy held by (rank, chunk): sets *direction and returns the stage,
   // or -1 when the rank has no such chunk. Linear in the placement size.
   int32_t StageAt(int rank, int chunk, int* direction) const;
@@ -177,8 +168,7 @@ int FixedChunks(Kind kind);
 // (two directions, stages = ranks), v for dualpipev and zbv (stages =
 // 2 * ranks), looped otherwise (stages = ranks * chunks). Checks the counts
 // (not the kind's scheduling rules, which Generate() checks).
-absl::StatusOr<Schedule> MakeShell(Kind kind, int ranks, int microbatches,
-                                   int chunks);
+absl::StatusOr<Schedule> MakeShell(Kind kind, int ranks, int microbatches, int chunks);
 
 // Checks the header fields and placement (sizes, ranges, each (rank, chunk)
 // used at most once) without looking at the programs.

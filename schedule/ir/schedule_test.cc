@@ -14,8 +14,8 @@ using ::testing::HasSubstr;
 TEST(ScheduleTest, KindNamesRoundTrip) {
   for (Kind k : GeneratedKinds()) EXPECT_THAT(ParseKind(KindName(k)), IsOkAndHolds(k));
   EXPECT_THAT(ParseKind("DualPipeV"), IsOkAndHolds(Kind::kDualPipeV));
-  EXPECT_THAT(ParseKind("zigzag"), StatusIs(absl::StatusCode::kInvalidArgument,
-                                            HasSubstr("unknown schedule kind 'zigzag'")));
+  EXPECT_THAT(ParseKind("zigzag"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("unknown schedule kind 'zigzag'")));
 }
 
 // Placements against their closed forms.
@@ -45,14 +45,14 @@ TEST(ScheduleTest, PlacementsFollowTheirRules) {
 }
 
 TEST(ScheduleTest, ShapeErrorsNameTheField) {
-  EXPECT_THAT(MakeShell(Kind::kZBV, 4, 8, 3), StatusIs(absl::StatusCode::kInvalidArgument,
-                                                       "chunks: expected 2 for zbv, got 3"));
-  EXPECT_THAT(MakeShell(Kind::k1F1B, 0, 8, 1), StatusIs(absl::StatusCode::kInvalidArgument,
-                                                        HasSubstr("ranks: expected 1..")));
+  EXPECT_THAT(MakeShell(Kind::kZBV, 4, 8, 3),
+              StatusIs(absl::StatusCode::kInvalidArgument, "chunks: expected 2 for zbv, got 3"));
+  EXPECT_THAT(MakeShell(Kind::k1F1B, 0, 8, 1),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("ranks: expected 1..")));
   ASSERT_OK_AND_ASSIGN(Schedule s, MakeShell(Kind::k1F1B, 2, 2, 1));
   s.placement[1] = {0, 0};
-  EXPECT_THAT(CheckShape(s), StatusIs(absl::StatusCode::kInvalidArgument,
-                                      HasSubstr("rank 0 chunk 0 holds both stage 0")));
+  EXPECT_THAT(CheckShape(s),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("rank 0 chunk 0 holds both stage 0")));
 }
 
 TEST(ScheduleTest, ComputeOnlyDropsCommunication) {

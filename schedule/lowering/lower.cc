@@ -96,8 +96,7 @@ Schedule LowerBatched(const Schedule& s) {
 
 // Key of a (op, stage, mb, direction) fact visible on a rank.
 uint64_t Key(Op op, int stage, int mb, int dir) {
-  return (uint64_t{static_cast<uint8_t>(op)} << 56) |
-         (uint64_t(dir & 1) << 55) | (uint64_t(uint32_t(stage)) << 27) |
+  return (uint64_t{static_cast<uint8_t>(op)} << 56) | (uint64_t(dir & 1) << 55) | (uint64_t(uint32_t(stage)) << 27) |
          uint64_t(uint32_t(mb) & ((1u << 27) - 1));
 }
 
@@ -115,25 +114,20 @@ absl::StatusOr<Schedule> LowerTorch(const Schedule& s) {
   }
   std::vector<absl::flat_hash_set<uint64_t>> seen(s.ranks);
   std::vector<size_t> head(s.ranks, 0);
-  auto visible = [&](int r, Op op, int stage, int mb) {
-    return seen[r].contains(Key(op, stage, mb, 0));
-  };
+  auto visible = [&](int r, Op op, int stage, int mb) { return seen[r].contains(Key(op, stage, mb, 0)); };
   auto ready_part = [&](int r, Op op, int stage, int mb) {
     if (op == Op::kForward) {
-      return stage == 0 || visible(r, Op::kRecvF, stage, mb) ||
-             visible(r, Op::kForward, stage - 1, mb);
+      return stage == 0 || visible(r, Op::kRecvF, stage, mb) || visible(r, Op::kForward, stage - 1, mb);
     }
     if (IsInputBackward(op)) {
       return stage == s.stages - 1 || visible(r, Op::kRecvB, stage, mb) ||
-             visible(r, Op::kBackwardInput, stage + 1, mb) ||
-             visible(r, Op::kBackward, stage + 1, mb);
+             visible(r, Op::kBackwardInput, stage + 1, mb) || visible(r, Op::kBackward, stage + 1, mb);
     }
     return true;
   };
   auto ready = [&](int r, const Action& a) {
     if (a.op == Op::kForwardBackward) {
-      return ready_part(r, Op::kForward, a.stage, a.mb) &&
-             ready_part(r, Op::kBackward, a.stage_b, a.mb_b);
+      return ready_part(r, Op::kForward, a.stage, a.mb) && ready_part(r, Op::kBackward, a.stage_b, a.mb_b);
     }
     return ready_part(r, a.op, a.stage, a.mb);
   };
@@ -176,14 +170,12 @@ absl::StatusOr<Schedule> LowerTorch(const Schedule& s) {
       std::vector<std::string> stuck;
       for (int r = 0; r < s.ranks; ++r) {
         if (head[r] < s.programs[r].actions.size()) {
-          stuck.push_back(absl::StrFormat(
-              "rank %d position %d (%s)", r, head[r],
-              DescribeAction(s, s.programs[r].actions[head[r]])));
+          stuck.push_back(absl::StrFormat("rank %d position %d (%s)", r, head[r],
+                                          DescribeAction(s, s.programs[r].actions[head[r]])));
         }
       }
-      return absl::InvalidArgumentError(absl::StrCat(
-          "malformed compute schedule: no action can become ready: ",
-          absl::StrJoin(stuck, "; ")));
+      return absl::InvalidArgumentError(
+          absl::StrCat("malformed compute schedule: no action can become ready: ", absl::StrJoin(stuck, "; ")));
     }
   }
   SetTorchWaits(&out);

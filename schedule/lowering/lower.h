@@ -25,7 +25,7 @@
 namespace tandem::schedule {
 
 enum class CommStyle {
-  kAuto,     // kBatched for two-direction schedules and dualpipe kinds
+  kAuto,  // kBatched for two-direction schedules and dualpipe kinds
   kBatched,
   kTorch,
 };
@@ -36,8 +36,7 @@ enum class CommStyle {
 // lowered). kTorch on a two-direction schedule is kInvalidArgument; a
 // program whose actions can never become ready under kTorch's rules is
 // kInvalidArgument "malformed compute schedule" naming each stuck rank.
-absl::StatusOr<Schedule> Lower(const Schedule& s,
-                               CommStyle style = CommStyle::kAuto);
+absl::StatusOr<Schedule> Lower(const Schedule& s, CommStyle style = CommStyle::kAuto);
 
 // SetTorchWaits()
 //

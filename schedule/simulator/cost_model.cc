@@ -12,9 +12,7 @@
 namespace tandem::schedule {
 namespace {
 
-double At(const std::vector<double>& v, int stage) {
-  return v.size() == 1 ? v[0] : v[stage];
-}
+double At(const std::vector<double>& v, int stage) { return v.size() == 1 ? v[0] : v[stage]; }
 
 }  // namespace
 
@@ -29,8 +27,7 @@ double CostModel::Duration(const Action& a) const {
     case Op::kBackwardWeight:
       return At(w, a.stage);
     case Op::kForwardBackward:
-      return fb.empty() ? At(f, a.stage) + At(b, a.stage_b)
-                        : At(fb, a.stage);
+      return fb.empty() ? At(f, a.stage) + At(b, a.stage_b) : At(fb, a.stage);
     default:
       return 0.0;
   }
@@ -47,15 +44,14 @@ CostModel CostModel::Scaled(double factor) const {
 absl::StatusOr<CostModel> ParseCost(absl::string_view spec) {
   CostModel c;
   for (absl::string_view item : absl::StrSplit(spec, ',', absl::SkipWhitespace())) {
-    std::pair<absl::string_view, absl::string_view> kv =
-        absl::StrSplit(item, absl::MaxSplits('=', 1));
+    std::pair<absl::string_view, absl::string_view> kv = absl::StrSplit(item, absl::MaxSplits('=', 1));
     const absl::string_view key = absl::StripAsciiWhitespace(kv.first);
     std::vector<double> values;
     for (absl::string_view v : absl::StrSplit(kv.second, ':')) {
       double x;
       if (!absl::SimpleAtod(absl::StripAsciiWhitespace(v), &x) || !std::isfinite(x) || x < 0) {
-        return absl::InvalidArgumentError(absl::StrFormat(
-            "cost %s: expected a finite number >= 0, got '%s'", key, kv.second));
+        return absl::InvalidArgumentError(
+            absl::StrFormat("cost %s: expected a finite number >= 0, got '%s'", key, kv.second));
       }
       values.push_back(x);
     }
@@ -75,14 +71,13 @@ absl::StatusOr<CostModel> ParseCost(absl::string_view spec) {
                      : key == "activation_bytes" ? &c.activation_bytes
                                                  : nullptr;
     if (scalar == nullptr) {
-      return absl::InvalidArgumentError(absl::StrFormat(
-          "cost: unknown key '%s' (expected F, B, I, W, FB, p2p_latency, "
-          "p2p_bandwidth, message_bytes, activation_bytes)",
-          key));
+      return absl::InvalidArgumentError(
+          absl::StrFormat("cost: unknown key '%s' (expected F, B, I, W, FB, p2p_latency, "
+                          "p2p_bandwidth, message_bytes, activation_bytes)",
+                          key));
     }
     if (values.size() != 1) {
-      return absl::InvalidArgumentError(
-          absl::StrFormat("cost %s: expected one value, got %d", key, values.size()));
+      return absl::InvalidArgumentError(absl::StrFormat("cost %s: expected one value, got %d", key, values.size()));
     }
     *scalar = values[0];
   }
@@ -90,10 +85,8 @@ absl::StatusOr<CostModel> ParseCost(absl::string_view spec) {
 }
 
 std::string FormatCost(const CostModel& c) {
-  std::string out = absl::StrCat("F=", absl::StrJoin(c.f, ":"), ",B=",
-                                 absl::StrJoin(c.b, ":"), ",I=",
-                                 absl::StrJoin(c.i, ":"), ",W=",
-                                 absl::StrJoin(c.w, ":"));
+  std::string out = absl::StrCat("F=", absl::StrJoin(c.f, ":"), ",B=", absl::StrJoin(c.b, ":"),
+                                 ",I=", absl::StrJoin(c.i, ":"), ",W=", absl::StrJoin(c.w, ":"));
   if (!c.fb.empty()) absl::StrAppend(&out, ",FB=", absl::StrJoin(c.fb, ":"));
   return out;
 }

@@ -31,17 +31,14 @@ struct CostModel {
   std::vector<double> w = {1.0};
   std::vector<double> fb;
   double p2p_latency = 0.0;
-  double p2p_bandwidth = 0.0;    // bytes per time unit; 0 = infinite
-  double message_bytes = 0.0;    // one activation or gradient message
-  double activation_bytes = 0.0; // one micro-batch's activations of one stage
+  double p2p_bandwidth = 0.0;     // bytes per time unit; 0 = infinite
+  double message_bytes = 0.0;     // one activation or gradient message
+  double activation_bytes = 0.0;  // one micro-batch's activations of one stage
 
   // Duration of compute action `a`.
   double Duration(const Action& a) const;
   // Time one message spends in flight.
-  double TransferTime() const {
-    return p2p_latency +
-           (p2p_bandwidth > 0 ? message_bytes / p2p_bandwidth : 0.0);
-  }
+  double TransferTime() const { return p2p_latency + (p2p_bandwidth > 0 ? message_bytes / p2p_bandwidth : 0.0); }
   // A copy with every compute duration multiplied by `factor` (stages of a
   // kind with more, smaller stages).
   CostModel Scaled(double factor) const;

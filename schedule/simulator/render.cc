@@ -63,22 +63,23 @@ std::string RenderSvg(const Schedule& s, const SimResult& res) {
       const double x = left + b.at.start * scale, w = (b.at.end - b.at.start) * scale;
       std::string label = absl::StrCat(a.mb);
       if (a.op == Op::kForwardBackward) label = absl::StrCat(a.mb, "/", a.mb_b);
-      absl::StrAppend(&out, absl::StrFormat(
-          "<rect x=\"%.2f\" y=\"%d\" width=\"%.2f\" height=\"%d\" fill=\"%s\" stroke=\"#333\" "
-          "stroke-width=\"0.5\"><title>%s [%.6g, %.6g]</title></rect>\n",
-          x, y, w, row - 4, Colour(a.op), DescribeAction(s, a), b.at.start, b.at.end));
+      absl::StrAppend(
+          &out, absl::StrFormat("<rect x=\"%.2f\" y=\"%d\" width=\"%.2f\" height=\"%d\" fill=\"%s\" stroke=\"#333\" "
+                                "stroke-width=\"0.5\"><title>%s [%.6g, %.6g]</title></rect>\n",
+                                x, y, w, row - 4, Colour(a.op), DescribeAction(s, a), b.at.start, b.at.end));
       if (w >= 10) {
-        absl::StrAppend(&out, absl::StrFormat("<text x=\"%.2f\" y=\"%d\" text-anchor=\"middle\">%s</text>\n",
-                                              x + w / 2, y + 15, label));
+        absl::StrAppend(&out, absl::StrFormat("<text x=\"%.2f\" y=\"%d\" text-anchor=\"middle\">%s</text>\n", x + w / 2,
+                                              y + 15, label));
       }
     }
   }
   int x = left;
   const int y = top + s.ranks * row + 20;
   for (Op op : {Op::kForward, Op::kBackward, Op::kBackwardInput, Op::kBackwardWeight, Op::kForwardBackward}) {
-    absl::StrAppend(&out, absl::StrFormat(
-        "<rect x=\"%d\" y=\"%d\" width=\"14\" height=\"14\" fill=\"%s\"/><text x=\"%d\" y=\"%d\">%s</text>\n",
-        x, y, Colour(op), x + 18, y + 11, TorchToken(op)));
+    absl::StrAppend(
+        &out, absl::StrFormat(
+                  "<rect x=\"%d\" y=\"%d\" width=\"14\" height=\"14\" fill=\"%s\"/><text x=\"%d\" y=\"%d\">%s</text>\n",
+                  x, y, Colour(op), x + 18, y + 11, TorchToken(op)));
     x += 40 + 8 * static_cast<int>(TorchToken(op).size());
   }
   out += "</svg>\n";
@@ -106,9 +107,8 @@ std::string RenderAscii(const Schedule& s, const SimResult& res) {
       for (int c = from; c < to && c < cells; ++c) {
         const bool f_part = a.op == Op::kForwardBackward && c == from;
         const Op op = a.op == Op::kForwardBackward ? (f_part ? Op::kForward : Op::kBackward) : a.op;
-        const int chunk = a.op == Op::kForwardBackward && !f_part
-                              ? s.where(a.direction_b, a.stage_b).chunk
-                              : s.where(a.direction, a.stage).chunk;
+        const int chunk = a.op == Op::kForwardBackward && !f_part ? s.where(a.direction_b, a.stage_b).chunk
+                                                                  : s.where(a.direction, a.stage).chunk;
         line[c] = absl::StrCat(TraceToken(op), chunk);
       }
     }
@@ -122,7 +122,8 @@ std::string RenderAscii(const Schedule& s, const SimResult& res) {
 absl::StatusOr<std::string> RenderChromeTrace(const Schedule& s, const SimResult& res, double unit_us) {
   json::Json events = json::Json::array();
   for (int r = 0; r < s.ranks; ++r) {
-    events.push_back({{"ph", "M"}, {"name", "process_name"}, {"pid", r}, {"args", {{"name", absl::StrCat("rank ", r)}}}});
+    events.push_back(
+        {{"ph", "M"}, {"name", "process_name"}, {"pid", r}, {"args", {{"name", absl::StrCat("rank ", r)}}}});
     events.push_back({{"ph", "M"}, {"name", "thread_name"}, {"pid", r}, {"tid", 0}, {"args", {{"name", "compute"}}}});
     events.push_back({{"ph", "M"}, {"name", "thread_name"}, {"pid", r}, {"tid", 1}, {"args", {{"name", "comm"}}}});
     const std::vector<Action>& p = s.programs[r].actions;

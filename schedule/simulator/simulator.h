@@ -40,12 +40,12 @@ struct SimOptions {
 };
 
 struct RankStats {
-  double busy = 0;    // compute time
-  double idle = 0;    // makespan - busy
-  double finish = 0;  // when its last action and wait completed
-  int peak_activations = 0;        // stage-activations held at once
+  double busy = 0;           // compute time
+  double idle = 0;           // makespan - busy
+  double finish = 0;         // when its last action and wait completed
+  int peak_activations = 0;  // stage-activations held at once
   double peak_activation_bytes = 0;
-  double params_fraction = 0;      // stage copies held / stages
+  double params_fraction = 0;  // stage copies held / stages
 };
 
 struct Interval {

@@ -23,8 +23,7 @@ using ::testing::HasSubstr;
 // zero P2P cost. Tuples are (F, I, W, F&B).
 using Regime = std::tuple<double, double, double, double>;
 const Regime kRegimes[] = {{1, 1, 1, 3}, {2, 2, 2, 5}, {3, 3, 2, 6}};
-const CommSemantics kSemantics[] = {CommSemantics::kBuffered,
-                                    CommSemantics::kRendezvous};
+const CommSemantics kSemantics[] = {CommSemantics::kBuffered, CommSemantics::kRendezvous};
 
 CostModel Cost(const Regime& r) {
   const auto [f, i, w, fb] = r;
@@ -37,8 +36,8 @@ CostModel Cost(const Regime& r) {
   return c;
 }
 
-SimResult SimulateKind(Kind kind, int ranks, int microbatches, const CostModel& cost,
-              CommSemantics semantics, int chunks = 0) {
+SimResult SimulateKind(Kind kind, int ranks, int microbatches, const CostModel& cost, CommSemantics semantics,
+                       int chunks = 0) {
   absl::StatusOr<Schedule> s = Generate({kind, ranks, microbatches, chunks});
   EXPECT_OK(s);
   absl::StatusOr<Schedule> lowered = Lower(*s);
@@ -56,8 +55,8 @@ TEST(SimulatorTest, ReproducesTheDualPipeReadmeTable) {
     const CostModel cost = Cost(regime);
     for (CommSemantics sem : kSemantics) {
       for (int pp : {2, 4, 6, 8}) {
-        SCOPED_TRACE(absl::StrFormat("F=%g I=%g W=%g FB=%g PP=%d rendezvous=%d",
-                                     f, i, w, fb, pp, sem == CommSemantics::kRendezvous));
+        SCOPED_TRACE(absl::StrFormat("F=%g I=%g W=%g FB=%g PP=%d rendezvous=%d", f, i, w, fb, pp,
+                                     sem == CommSemantics::kRendezvous));
         for (int n : {2 * pp, 3 * pp}) {
           const SimResult one = SimulateKind(Kind::k1F1B, pp, n, cost, sem);
           EXPECT_DOUBLE_EQ(one.bubble, (pp - 1) * (f + b)) << "1f1b n=" << n;
@@ -120,15 +119,11 @@ Schedule SendBeforeRecv() {
   absl::StatusOr<Schedule> s = MakeShell(Kind::kCustom, 2, 1, 1);
   EXPECT_OK(s);
   s->lowered = true;
-  s->programs[0].actions = {Action::Compute(Op::kForward, 0, 0),
-                            Action::Comm(Op::kSendF, 0, 0, 0, 1, 0),
-                            Action::Comm(Op::kRecvB, 0, 0, 0, 1, 1),
-                            Action::Compute(Op::kBackward, 0, 0)};
+  s->programs[0].actions = {Action::Compute(Op::kForward, 0, 0), Action::Comm(Op::kSendF, 0, 0, 0, 1, 0),
+                            Action::Comm(Op::kRecvB, 0, 0, 0, 1, 1), Action::Compute(Op::kBackward, 0, 0)};
   s->programs[0].batches = {{2}, {3}};
-  s->programs[1].actions = {Action::Comm(Op::kSendB, 1, 0, 0, 0, 0),
-                            Action::Comm(Op::kRecvF, 1, 0, 0, 0, 1),
-                            Action::Compute(Op::kForward, 1, 0),
-                            Action::Compute(Op::kBackward, 1, 0)};
+  s->programs[1].actions = {Action::Comm(Op::kSendB, 1, 0, 0, 0, 0), Action::Comm(Op::kRecvF, 1, 0, 0, 0, 1),
+                            Action::Compute(Op::kForward, 1, 0), Action::Compute(Op::kBackward, 1, 0)};
   s->programs[1].batches = {{1}, {2}};
   return *std::move(s);
 }
@@ -138,8 +133,7 @@ Schedule SendBeforeRecv() {
 TEST(SimulatorTest, SendBeforeRecvDeadlocksOnlyUnderRendezvous) {
   const Schedule s = SendBeforeRecv();
   EXPECT_THAT(Simulate(s, {CostModel(), CommSemantics::kRendezvous}),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("deadlock: rank 0 position 2")));
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("deadlock: rank 0 position 2")));
   EXPECT_OK(Simulate(s, {CostModel(), CommSemantics::kBuffered}));
 }
 
@@ -152,10 +146,8 @@ TEST(SimulatorTest, CheckRendezvousMatchesSimulate) {
   ASSERT_FALSE(timed.ok());
   EXPECT_EQ(CheckRendezvous(s, m), timed);
 
-  s.programs[1].actions = {Action::Comm(Op::kRecvF, 1, 0, 0, 0, 0),
-                           Action::Compute(Op::kForward, 1, 0),
-                           Action::Compute(Op::kBackward, 1, 0),
-                           Action::Comm(Op::kSendB, 1, 0, 0, 0, 1)};
+  s.programs[1].actions = {Action::Comm(Op::kRecvF, 1, 0, 0, 0, 0), Action::Compute(Op::kForward, 1, 0),
+                           Action::Compute(Op::kBackward, 1, 0), Action::Comm(Op::kSendB, 1, 0, 0, 0, 1)};
   s.programs[1].batches = {{1}, {4}};
   ASSERT_OK_AND_ASSIGN(const MessageIndex fixed, MatchMessages(s));
   EXPECT_OK(Simulate(s, {CostModel(), CommSemantics::kRendezvous}));
@@ -166,8 +158,7 @@ TEST(SimulatorTest, RejectsWrongPerStageCostLength) {
   ASSERT_OK_AND_ASSIGN(Schedule s, Generate({Kind::k1F1B, 4, 8}));
   CostModel cost;
   cost.f = {1, 2, 3};
-  EXPECT_THAT(Simulate(s, {cost}), StatusIs(absl::StatusCode::kInvalidArgument,
-                                            HasSubstr("expected 1 or 4")));
+  EXPECT_THAT(Simulate(s, {cost}), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("expected 1 or 4")));
 }
 
 }  // namespace

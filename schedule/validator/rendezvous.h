@@ -122,16 +122,16 @@ class RendezvousEngine {
       const Action& a = p.actions[i];
       if (!IsComm(a.op)) continue;
       if (a.batch < 0 || a.batch >= nb) {
-        return absl::InvalidArgumentError(absl::StrFormat("rank %d position %d (%s): batch: expected 0..%d, got %d",
-                                                          r, i, DescribeAction(s_, a), nb - 1, a.batch));
+        return absl::InvalidArgumentError(absl::StrFormat("rank %d position %d (%s): batch: expected 0..%d, got %d", r,
+                                                          i, DescribeAction(s_, a), nb - 1, a.batch));
       }
       Span& b = span_[a.batch];
       if (b.first < 0) {
         b.first = i;
         order_.push_back(a.batch);
       } else if (b.first + b.size != i) {
-        return absl::InvalidArgumentError(absl::StrFormat("rank %d position %d (%s): batch %d is not contiguous", r,
-                                                          i, DescribeAction(s_, a), a.batch));
+        return absl::InvalidArgumentError(absl::StrFormat("rank %d position %d (%s): batch %d is not contiguous", r, i,
+                                                          DescribeAction(s_, a), a.batch));
       }
       ++b.size;
     }
@@ -238,8 +238,8 @@ class RendezvousEngine {
         continue;
       }
       if (!Timing::kTimed) {  // on to the next post or wait
-        st.pos = std::min({n, st.next_post < end ? posts_[st.next_post].first : n,
-                           st.next_wait < end ? waits_[st.next_wait].at : n});
+        st.pos = std::min(
+            {n, st.next_post < end ? posts_[st.next_post].first : n, st.next_wait < end ? waits_[st.next_wait].at : n});
         continue;
       }
       timing_->Compute(r, st.pos, base + st.pos);
@@ -271,8 +271,8 @@ class RendezvousEngine {
   const Schedule& s_;
   const MessageIndex& m_;
   Timing* timing_;
-  std::vector<OpState> state_;   // per op
-  std::vector<int> waiter_;      // per kAwaited op: the rank that waits
+  std::vector<OpState> state_;  // per op
+  std::vector<int> waiter_;     // per kAwaited op: the rank that waits
   std::vector<RankState> rank_;
   std::vector<int> batch_base_;  // rank r's batches are [batch_base_[r], batch_base_[r + 1])
   std::vector<Span> posts_;      // each rank's batches in position order

@@ -45,8 +45,8 @@ class Validator {
     TANDEM_RETURN_IF_ERROR(CheckShape(s_));
     const int64_t cells = int64_t{s_.directions} * s_.stages * s_.microbatches_per_direction();
     if (cells > (int64_t{1} << 24)) {
-      return absl::InvalidArgumentError(absl::StrFormat(
-          "schedule: %d stage copies x micro-batches is too large", cells));
+      return absl::InvalidArgumentError(
+          absl::StrFormat("schedule: %d stage copies x micro-batches is too large", cells));
     }
     mbs_ = s_.microbatches_per_direction();
     f_.assign(cells, -1);
@@ -153,8 +153,9 @@ class Validator {
   // on r, each op runs once, F before B/I and I before W.
   absl::Status Record(int r, int k, Op op, int stage, int mb, int dir) {
     if (s_.RankOf(dir, stage) != r) {
-      return Error(r, k, absl::StrFormat("stage %d direction %d is placed on rank %d, not here",
-                                         stage, dir, s_.RankOf(dir, stage)));
+      return Error(
+          r, k,
+          absl::StrFormat("stage %d direction %d is placed on rank %d, not here", stage, dir, s_.RankOf(dir, stage)));
     }
     const int64_t c = Cell(dir, stage, mb);
     auto once = [&](std::vector<int>& v, absl::string_view name) -> absl::Status {
@@ -169,11 +170,16 @@ class Validator {
         return once(f_, "forward");
       case Op::kBackward:
       case Op::kBackwardInput:
-        if (f_[c] < 0) return Error(r, k, "backward before its forward: expected F of the same stage and micro-batch earlier on this rank");
+        if (f_[c] < 0)
+          return Error(
+              r, k, "backward before its forward: expected F of the same stage and micro-batch earlier on this rank");
         if (op == Op::kBackwardInput) TANDEM_RETURN_IF_ERROR(once(i_, "input backward"));
         return once(bi_, "backward");
       case Op::kBackwardWeight:
-        if (i_[c] < 0) return Error(r, k, "weight gradient before its input backward: expected I of the same stage and micro-batch earlier on this rank");
+        if (i_[c] < 0)
+          return Error(r, k,
+                       "weight gradient before its input backward: expected I of the same stage and micro-batch "
+                       "earlier on this rank");
         return once(w_, "weight gradient");
       default:
         return absl::OkStatus();
@@ -190,8 +196,8 @@ class Validator {
       return Error(r, k, absl::StrFormat("no stage %d to exchange with", other));
     }
     if (s_.RankOf(a.direction, a.stage) != r) {
-      return Error(r, k, absl::StrFormat("stage %d is placed on rank %d, not here", a.stage,
-                                         s_.RankOf(a.direction, a.stage)));
+      return Error(
+          r, k, absl::StrFormat("stage %d is placed on rank %d, not here", a.stage, s_.RankOf(a.direction, a.stage)));
     }
     const int peer = s_.RankOf(a.direction, other);
     if (a.peer != peer) {
@@ -219,8 +225,10 @@ class Validator {
     if (order >= 0) resent_ = true;
     order = sent_.Next(r, a.peer);
     if ((fwd ? f_ : bi_)[c] < 0 && Precedes(k, 1)) {
-      Note(k, 1, Error(r, k, fwd ? "send of an activation before its forward ran on this rank"
-                                 : "send of a gradient before its backward ran on this rank"));
+      Note(k, 1,
+           Error(r, k,
+                 fwd ? "send of an activation before its forward ran on this rank"
+                     : "send of a gradient before its backward ran on this rank"));
     }
     return absl::OkStatus();
   }
@@ -243,15 +251,18 @@ class Validator {
     const Receive& at = (recv == Op::kRecvF ? rf_ : rb_)[Cell(dir, stage, mb)];
     if (at.pos >= 0) {
       if (at.wait > k && Precedes(at.pos, 1)) {
-        Note(at.pos, 1, Error(r, at.pos, absl::StrFormat("waited on at position %d, after its consumer at position %d",
-                                                         at.wait, k)));
+        Note(at.pos, 1,
+             Error(r, at.pos,
+                   absl::StrFormat("waited on at position %d, after its consumer at position %d", at.wait, k)));
       }
       return;
     }
     if (from < 0 || from >= s_.stages || s_.RankOf(dir, from) == r || !Precedes(k, check)) return;
     const int peer = s_.RankOf(dir, from);
-    Note(k, check, Error(r, k, absl::StrFormat("input from rank %d never received: expected %s earlier", peer,
-                                               DescribeAction(s_, Action::Comm(recv, stage, mb, dir, peer, -1)))));
+    Note(k, check,
+         Error(r, k,
+               absl::StrFormat("input from rank %d never received: expected %s earlier", peer,
+                               DescribeAction(s_, Action::Comm(recv, stage, mb, dir, peer, -1)))));
   }
 
   // Whether a finding of check `check` on action k of the rank being passed
@@ -265,14 +276,16 @@ class Validator {
       for (int stage = 0; stage < s_.stages; ++stage) {
         for (int mb = 0; mb < mbs_; ++mb) {
           const int64_t c = Cell(d, stage, mb);
-          const char* missing = f_[c] < 0 ? "forward" : bi_[c] < 0 ? "backward (B or I)"
-                                : (i_[c] >= 0 && w_[c] < 0) ? "weight gradient (W) after its I" : nullptr;
+          const char* missing = f_[c] < 0                   ? "forward"
+                                : bi_[c] < 0                ? "backward (B or I)"
+                                : (i_[c] >= 0 && w_[c] < 0) ? "weight gradient (W) after its I"
+                                                            : nullptr;
           if (missing != nullptr) {
             const int r = s_.RankOf(d, stage);
-            return absl::InvalidArgumentError(absl::StrFormat(
-                "rank %d: stage %d direction %d micro-batch %d has no %s (each stage needs %d "
-                "forwards, %d backwards and one W per I)",
-                r, stage, d, mb, missing, mbs_, mbs_));
+            return absl::InvalidArgumentError(
+                absl::StrFormat("rank %d: stage %d direction %d micro-batch %d has no %s (each stage needs %d "
+                                "forwards, %d backwards and one W per I)",
+                                r, stage, d, mb, missing, mbs_, mbs_));
           }
         }
       }
@@ -323,10 +336,12 @@ class Validator {
                                          a.direction, r, rcv.batch);
         if (rcv != want) {
           if (Precedes(k, 0)) {
-            Note(k, 0, Error(q, qk, absl::StrFormat(
-                "receive #%d from rank %d does not match send #%d there: expected %s, sent by rank %d position %d "
-                "(%s)",
-                n, r, n, DescribeAction(s_, want), r, k, DescribeAction(s_, a))));
+            Note(k, 0,
+                 Error(q, qk,
+                       absl::StrFormat("receive #%d from rank %d does not match send #%d there: expected %s, sent by "
+                                       "rank %d position %d "
+                                       "(%s)",
+                                       n, r, n, DescribeAction(s_, want), r, k, DescribeAction(s_, a))));
           }
           return;
         }
@@ -339,9 +354,7 @@ class Validator {
   absl::Status CheckDataflow() const {
     std::vector<char> fdone(f_.size(), 0), bdone(f_.size(), 0);
     std::vector<int> pos(s_.ranks, 0);
-    auto ready_f = [&](int stage, int mb, int dir) {
-      return stage == 0 || fdone[Cell(dir, stage - 1, mb)];
-    };
+    auto ready_f = [&](int stage, int mb, int dir) { return stage == 0 || fdone[Cell(dir, stage - 1, mb)]; };
     auto ready_b = [&](int stage, int mb, int dir) {
       return stage == s_.stages - 1 || bdone[Cell(dir, stage + 1, mb)];
     };
@@ -367,8 +380,9 @@ class Validator {
     }
     for (int r = 0; r < s_.ranks; ++r) {
       if (pos[r] < static_cast<int>(s_.programs[r].actions.size())) {
-        return Error(r, pos[r], "no order runs this: it waits for an input that another rank produces only after "
-                                "waiting, directly or not, for this rank (dependency cycle)");
+        return Error(r, pos[r],
+                     "no order runs this: it waits for an input that another rank produces only after "
+                     "waiting, directly or not, for this rank (dependency cycle)");
       }
     }
     return absl::OkStatus();
@@ -382,10 +396,10 @@ class Validator {
   // number of SEND_F and of SEND_B on their rank pair.
   std::vector<Receive> rf_, rb_;
   std::vector<int> sf_, sb_;
-  bool resent_ = false;  // some message is sent twice
+  bool resent_ = false;          // some message is sent twice
   PeerCounter received_, sent_;  // numbers receives and sends in the first pass
-  int64_t base_ = 0;  // in a pass over the actions: global id of the rank's first
-  Finding finding_;   // the first failed communication check
+  int64_t base_ = 0;             // in a pass over the actions: global id of the rank's first
+  Finding finding_;              // the first failed communication check
 };
 
 }  // namespace

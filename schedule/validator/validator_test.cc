@@ -32,8 +32,7 @@ TEST(ValidatorTest, AcceptsEveryGeneratedSchedule) {
       for (int n : {1, 2, 3, 5, 8, 16, 17}) {
         absl::StatusOr<Schedule> s = Generate({kind, ranks, n});
         if (!s.ok()) continue;  // precondition; tested in generate_test
-        SCOPED_TRACE(std::string(KindName(kind)) + " ranks=" + std::to_string(ranks) +
-                     " n=" + std::to_string(n));
+        SCOPED_TRACE(std::string(KindName(kind)) + " ranks=" + std::to_string(ranks) + " n=" + std::to_string(n));
         EXPECT_OK(Validate(*s));
         EXPECT_OK(Validate(Lowered(*s)));
         ++checked;
@@ -55,8 +54,7 @@ TEST(ValidatorTest, BatchedLoweringOfInterleavedDeadlocks) {
 TEST(ValidatorTest, UnknownOpIsAnError) {
   Schedule s = Gen(Kind::k1F1B, 2, 4);
   s.programs[1].actions[2].op = static_cast<Op>(200);
-  EXPECT_THAT(Validate(s), StatusIs(absl::StatusCode::kInvalidArgument,
-                                    HasSubstr("rank 1 position 2 (? s1 mb")));
+  EXPECT_THAT(Validate(s), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("rank 1 position 2 (? s1 mb")));
   EXPECT_THAT(Validate(s), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("unknown op")));
 }
 
@@ -83,8 +81,8 @@ TEST(ValidatorTest, WeightBeforeInputBackward) {
   const auto w = std::find_if(p.begin(), p.end(), [](const Action& a) { return a.op == Op::kBackwardWeight; });
   ASSERT_NE(w, p.end());
   std::rotate(p.begin(), w, w + 1);
-  EXPECT_THAT(Validate(s), StatusIs(absl::StatusCode::kInvalidArgument,
-                                    HasSubstr("weight gradient before its input backward")));
+  EXPECT_THAT(Validate(s),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("weight gradient before its input backward")));
 }
 
 TEST(ValidatorTest, ActionOnTheWrongRank) {
@@ -149,9 +147,7 @@ TEST(ValidatorTest, RendezvousDeadlockIsReported) {
   // Rank 0 posts and waits for the gradient of mb 0 before its first
   // forward: the gradient needs that forward, so the ranks wait in a cycle.
   auto& p = s.programs[0].actions;
-  const auto recv = std::find_if(p.begin(), p.end(), [](const Action& a) {
-    return a.op == Op::kRecvB && a.mb == 0;
-  });
+  const auto recv = std::find_if(p.begin(), p.end(), [](const Action& a) { return a.op == Op::kRecvB && a.mb == 0; });
   ASSERT_NE(recv, p.end());
   std::rotate(p.begin(), recv, recv + 1);
   SetTorchWaits(&s);

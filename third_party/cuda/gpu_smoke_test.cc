@@ -1,8 +1,8 @@
 // GPU smoke test: device query plus a checked kernel. Skips without a GPU.
+#include <cuda_runtime.h>
+
 #include <cstdint>
 #include <vector>
-
-#include <cuda_runtime.h>
 
 #include "base/cuda_check.h"
 #include "base/testing/status_matchers.h"
@@ -23,16 +23,11 @@ absl::Status RunSaxpy(int64_t n, std::vector<float>* y_host) {
   float* y_dev = nullptr;
   TANDEM_CUDA_RETURN_IF_ERROR(cudaMalloc(&x_dev, n * sizeof(float)));
   TANDEM_CUDA_RETURN_IF_ERROR(cudaMalloc(&y_dev, n * sizeof(float)));
-  TANDEM_CUDA_RETURN_IF_ERROR(
-      cudaMemcpy(x_dev, x.data(), n * sizeof(float), cudaMemcpyHostToDevice));
-  TANDEM_CUDA_RETURN_IF_ERROR(cudaMemcpy(y_dev, y_host->data(),
-                                         n * sizeof(float),
-                                         cudaMemcpyHostToDevice));
+  TANDEM_CUDA_RETURN_IF_ERROR(cudaMemcpy(x_dev, x.data(), n * sizeof(float), cudaMemcpyHostToDevice));
+  TANDEM_CUDA_RETURN_IF_ERROR(cudaMemcpy(y_dev, y_host->data(), n * sizeof(float), cudaMemcpyHostToDevice));
   TANDEM_CUDA_RETURN_IF_ERROR(EnqueueSaxpy(2.0f, x_dev, y_dev, n, nullptr));
   TANDEM_CUDA_RETURN_IF_ERROR(cudaDeviceSynchronize());
-  TANDEM_CUDA_RETURN_IF_ERROR(cudaMemcpy(y_host->data(), y_dev,
-                                         n * sizeof(float),
-                                         cudaMemcpyDeviceToHost));
+  TANDEM_CUDA_RETURN_IF_ERROR(cudaMemcpy(y_host->data(), y_dev, n * sizeof(float), cudaMemcpyDeviceToHost));
   TANDEM_CUDA_RETURN_IF_ERROR(cudaFree(x_dev));
   TANDEM_CUDA_RETURN_IF_ERROR(cudaFree(y_dev));
   return absl::OkStatus();
@@ -46,10 +41,8 @@ TEST(GpuSmokeTest, DeviceQueryAndSaxpy) {
   int runtime = 0, driver = 0;
   cudaRuntimeGetVersion(&runtime);
   cudaDriverGetVersion(&driver);
-  std::printf("gpus=%d device0=%s sm_%d%d mem=%.1f GiB sms=%d runtime=%d driver=%d\n",
-              gpus, prop.name, prop.major, prop.minor,
-              prop.totalGlobalMem / double(1 << 30), prop.multiProcessorCount,
-              runtime, driver);
+  std::printf("gpus=%d device0=%s sm_%d%d mem=%.1f GiB sms=%d runtime=%d driver=%d\n", gpus, prop.name, prop.major,
+              prop.minor, prop.totalGlobalMem / double(1 << 30), prop.multiProcessorCount, runtime, driver);
 
   const int64_t n = (int64_t{1} << 20) + 3;
   std::vector<float> y;

@@ -8,15 +8,14 @@
 #ifndef TANDEM_THIRD_PARTY_CUDA_SMOKE_KERNEL_H_
 #define TANDEM_THIRD_PARTY_CUDA_SMOKE_KERNEL_H_
 
-#include <cstdint>
-
 #include <cuda_runtime.h>
+
+#include <cstdint>
 
 namespace tandem {
 
 // Enqueues y[i] = a * x[i] + y[i] for i < n on `stream` (device pointers).
-cudaError_t EnqueueSaxpy(float a, const float* x, float* y, int64_t n,
-                         cudaStream_t stream);
+cudaError_t EnqueueSaxpy(float a, const float* x, float* y, int64_t n, cudaStream_t stream);
 
 }  // namespace tandem
 
