@@ -35,6 +35,52 @@ EpLayout MakeLayout(const balance::Placement& p, int layer, int ranks, int rank,
   return lp;
 }
 
+// A comm::moe dispatch in flight, giving the layer's Rows.
+class Dispatching : public TokenExchange::PendingDispatch {
+ public:
+  Dispatching(comm::moe::PendingDispatch d, int hidden, absl::Duration timeout)
+      : d_(std::move(d)), hidden_(hidden), timeout_(timeout) {}
+
+  absl::Status PostRows() override { return d_.PostRows(Deadline::In(timeout_)); }
+
+  absl::StatusOr<TokenExchange::Rows> Finish() override {
+    TANDEM_ASSIGN_OR_RETURN(comm::moe::Dispatched d, d_.Finish(Deadline::In(timeout_)));
+    TokenExchange::Rows rows;
+    rows.x = Tensor::Zeros({d.num_rows, hidden_});
+    if (!d.x.empty()) std::memcpy(rows.x.raw(), d.x.data(), d.x.size());
+    rows.local_slot = std::move(d.local_expert);
+    rows.weights = std::move(d.weights);
+    rows.handle = std::make_shared<comm::moe::Handle>(std::move(d.handle));
+    return rows;
+  }
+
+ private:
+  comm::moe::PendingDispatch d_;
+  int hidden_;
+  absl::Duration timeout_;
+};
+
+// A comm::moe row exchange in flight, giving [rows, width] values.
+class Exchanging : public TokenExchange::Pending {
+ public:
+  Exchanging(comm::moe::PendingRows p, std::unique_ptr<comm::moe::Handle> handle, int64_t rows, int64_t width,
+             absl::Duration timeout)
+      : p_(std::move(p)), handle_(std::move(handle)), rows_(rows), width_(width), timeout_(timeout) {}
+
+  absl::StatusOr<Tensor> Finish() override {
+    TANDEM_ASSIGN_OR_RETURN(std::vector<char> out, p_.Finish(Deadline::In(timeout_)));
+    Tensor y = Tensor::Zeros({rows_, width_});
+    if (!out.empty()) std::memcpy(y.raw(), out.data(), out.size());
+    return y;
+  }
+
+ private:
+  comm::moe::PendingRows p_;
+  std::unique_ptr<comm::moe::Handle> handle_;  // combine: the handle with the row width
+  int64_t rows_, width_;
+  absl::Duration timeout_;
+};
+
 // TokenExchange over comm::moe with physical slots as dispatch "experts".
 class EpExchange : public TokenExchange {
  public:
@@ -43,7 +89,8 @@ class EpExchange : public TokenExchange {
 
   const EpLayout& layout() const { return layout_; }
 
-  absl::StatusOr<Rows> Dispatch(const Tensor& x, absl::Span<const int32_t> idx, const Tensor& weights) override {
+  absl::StatusOr<std::unique_ptr<PendingDispatch>> StartDispatch(const Tensor& x, absl::Span<const int32_t> idx,
+                                                                 const Tensor& weights) override {
     const int64_t t = x.dim(0);
     const int k = static_cast<int>(weights.dim(1));
     const std::vector<int64_t> slots = layout_.SlotsOf(idx, k);
@@ -53,37 +100,27 @@ class EpExchange : public TokenExchange {
     routing.num_experts = layout_.num_slots;
     routing.topk_idx = slots;
     routing.topk_weights = absl::MakeConstSpan(weights.data<float>(), weights.numel());
-    TANDEM_ASSIGN_OR_RETURN(comm::moe::Dispatched d,
-                            comm::moe::Dispatch(*comm_, x.data<float>(), DataType::kF32, hidden_, routing, {},
-                                                Deadline::In(layout_.timeout)));
-    Rows rows;
-    rows.x = Tensor::Zeros({d.num_rows, hidden_});
-    if (!d.x.empty()) std::memcpy(rows.x.raw(), d.x.data(), d.x.size());
-    rows.local_slot = std::move(d.local_expert);
-    rows.weights = std::move(d.weights);
-    rows.handle = std::make_shared<comm::moe::Handle>(std::move(d.handle));
-    return rows;
+    TANDEM_ASSIGN_OR_RETURN(comm::moe::PendingDispatch d, comm::moe::PendingDispatch::Start(
+                                                              *comm_, x.data<float>(), DataType::kF32, hidden_, routing, {}));
+    return std::unique_ptr<PendingDispatch>(new Dispatching(std::move(d), hidden_, layout_.timeout));
   }
 
-  absl::StatusOr<Tensor> Combine(const Rows& rows, const Tensor& values) override {
+  absl::StatusOr<std::unique_ptr<Pending>> StartCombine(const Rows& rows, const Tensor& values) override {
     // Combine sums rows of any width: the handle's hidden is the row width.
-    comm::moe::Handle h = *static_cast<const comm::moe::Handle*>(rows.handle.get());
-    h.hidden = static_cast<int>(values.dim(1));
-    TANDEM_ASSIGN_OR_RETURN(std::vector<char> out, comm::moe::Combine(*comm_, h, values.data<float>(), DataType::kF32,
-                                                                      Deadline::In(layout_.timeout)));
-    Tensor y = Tensor::Zeros({h.num_tokens, values.dim(1)});
-    if (!out.empty()) std::memcpy(y.raw(), out.data(), out.size());
-    return y;
+    auto h = std::make_unique<comm::moe::Handle>(*static_cast<const comm::moe::Handle*>(rows.handle.get()));
+    h->hidden = static_cast<int>(values.dim(1));
+    TANDEM_ASSIGN_OR_RETURN(comm::moe::PendingRows p,
+                            comm::moe::PendingRows::StartCombine(*comm_, *h, values.data<float>(), DataType::kF32));
+    const int64_t tokens = h->num_tokens;
+    return std::unique_ptr<Pending>(
+        new Exchanging(std::move(p), std::move(h), tokens, values.dim(1), layout_.timeout));
   }
 
-  absl::StatusOr<Tensor> DispatchAgain(const Rows& rows, const Tensor& values) override {
+  absl::StatusOr<std::unique_ptr<Pending>> StartDispatchAgain(const Rows& rows, const Tensor& values) override {
     const auto& h = *static_cast<const comm::moe::Handle*>(rows.handle.get());
-    TANDEM_ASSIGN_OR_RETURN(
-        std::vector<char> out,
-        comm::moe::DispatchCached(*comm_, h, values.data<float>(), DataType::kF32, Deadline::In(layout_.timeout)));
-    Tensor y = Tensor::Zeros({rows.x.dim(0), values.dim(1)});
-    if (!out.empty()) std::memcpy(y.raw(), out.data(), out.size());
-    return y;
+    TANDEM_ASSIGN_OR_RETURN(comm::moe::PendingRows p, comm::moe::PendingRows::StartDispatchCached(
+                                                          *comm_, h, values.data<float>(), DataType::kF32));
+    return std::unique_ptr<Pending>(new Exchanging(std::move(p), nullptr, rows.x.dim(0), values.dim(1), layout_.timeout));
   }
 
   absl::Status SumCounts(absl::Span<int64_t> counts) override {

@@ -14,6 +14,23 @@ absl::StatusOr<LossResult> UnitModel::Loss(const Tensor& out, const Target& targ
 
 absl::StatusOr<Tensor> UnitModel::NewActivation(std::vector<int64_t> shape) { return Tensor::Create(shape); }
 
+std::unique_ptr<comm::PhasedTask> UnitModel::UnitForwardTask(int unit, Tensor x, std::unique_ptr<UnitState>* state,
+                                                             Tensor* out, const comm::PhaseOptions& options) {
+  return comm::OneStep([this, unit, x = std::move(x), state, out]() -> absl::Status {
+    TANDEM_ASSIGN_OR_RETURN(*out, UnitForward(unit, x, state));
+    return absl::OkStatus();
+  });
+}
+
+std::unique_ptr<comm::PhasedTask> UnitModel::UnitBackwardTask(int unit, const UnitState& state, Tensor dy,
+                                                              WeightGradStore* store, Tensor* out,
+                                                              const comm::PhaseOptions& options) {
+  return comm::OneStep([this, unit, &state, dy = std::move(dy), store, out]() -> absl::Status {
+    TANDEM_ASSIGN_OR_RETURN(*out, UnitBackward(unit, state, dy, store));
+    return absl::OkStatus();
+  });
+}
+
 namespace {
 
 struct LinearState : Model::UnitState {
@@ -29,6 +46,62 @@ struct BlockState : Model::UnitState {
 struct HeadState : Model::UnitState {
   RmsNorm::Saved norm;
   Linear::Saved head;
+};
+
+// A MoE block's forward: norm, the MoE layer's phased forward, residual.
+class MoeBlockForward : public comm::PhasedTask {
+ public:
+  MoeBlockForward(RmsNorm* norm, MoeLayer* moe, Tensor x, std::unique_ptr<Model::UnitState>* state, Tensor* out,
+                  const comm::PhaseOptions& o)
+      : norm_(norm), moe_(moe), x_(std::move(x)), state_(state), out_(out), o_(o), s_(new BlockState) {}
+
+  absl::StatusOr<bool> Step() override {
+    if (moe_task_ == nullptr) {
+      TANDEM_ASSIGN_OR_RETURN(Tensor n, norm_->Forward(x_, &s_->norm));
+      moe_task_ = moe_->ForwardTask(std::move(n), &s_->moe, &f_, o_);
+    }
+    TANDEM_ASSIGN_OR_RETURN(bool done, moe_task_->Step());
+    if (!done) return false;
+    AddTo(f_, x_);  // residual: h + F(norm(h))
+    *out_ = f_;
+    if (state_ != nullptr) *state_ = std::move(s_);
+    return true;
+  }
+
+ private:
+  RmsNorm* norm_;
+  MoeLayer* moe_;
+  Tensor x_, f_;
+  std::unique_ptr<Model::UnitState>* state_;
+  Tensor* out_;
+  const comm::PhaseOptions o_;
+  std::unique_ptr<BlockState> s_;
+  std::unique_ptr<comm::PhasedTask> moe_task_;
+};
+
+// A MoE block's backward: the MoE layer's phased backward, norm, residual.
+class MoeBlockBackward : public comm::PhasedTask {
+ public:
+  MoeBlockBackward(RmsNorm* norm, MoeLayer* moe, const BlockState& s, Tensor dy, WeightGradStore* store, Tensor* out,
+                   const comm::PhaseOptions& o)
+      : norm_(norm), s_(s), dy_(dy), store_(store), out_(out), task_(moe->BackwardTask(s.moe, std::move(dy), store, &dn_, o)) {}
+
+  absl::StatusOr<bool> Step() override {
+    TANDEM_ASSIGN_OR_RETURN(bool done, task_->Step());
+    if (!done) return false;
+    TANDEM_ASSIGN_OR_RETURN(Tensor dx, norm_->Backward(s_.norm, dn_, store_));
+    AddTo(dx, dy_);  // residual
+    *out_ = dx;
+    return true;
+  }
+
+ private:
+  RmsNorm* norm_;
+  const BlockState& s_;
+  Tensor dy_, dn_;
+  WeightGradStore* store_;
+  Tensor* out_;
+  std::unique_ptr<comm::PhasedTask> task_;
 };
 
 }  // namespace
@@ -121,6 +194,28 @@ absl::StatusOr<Tensor> Model::UnitBackward(int unit, const UnitState& state, con
   TANDEM_ASSIGN_OR_RETURN(Tensor dx, b.norm->Backward(s->norm, dn, store));
   AddTo(dx, dy);  // residual
   return dx;
+}
+
+std::unique_ptr<comm::PhasedTask> Model::UnitForwardTask(int unit, Tensor x, std::unique_ptr<UnitState>* state,
+                                                         Tensor* out, const comm::PhaseOptions& options) {
+  if (unit >= 1 && unit < num_units() - 1 && blocks_[unit - 1].moe != nullptr) {
+    Block& b = blocks_[unit - 1];
+    return std::make_unique<MoeBlockForward>(b.norm.get(), b.moe.get(), std::move(x), state, out, options);
+  }
+  return UnitModel::UnitForwardTask(unit, std::move(x), state, out, options);
+}
+
+std::unique_ptr<comm::PhasedTask> Model::UnitBackwardTask(int unit, const UnitState& state, Tensor dy,
+                                                          WeightGradStore* store, Tensor* out,
+                                                          const comm::PhaseOptions& options) {
+  if (unit >= 1 && unit < num_units() - 1 && blocks_[unit - 1].moe != nullptr) {
+    const BlockState* s = dynamic_cast<const BlockState*>(&state);
+    if (s != nullptr) {
+      Block& b = blocks_[unit - 1];
+      return std::make_unique<MoeBlockBackward>(b.norm.get(), b.moe.get(), *s, std::move(dy), store, out, options);
+    }
+  }
+  return UnitModel::UnitBackwardTask(unit, state, std::move(dy), store, out, options);  // names a bad state
 }
 
 std::vector<Parameter*> Model::UnitParameters(int unit) {

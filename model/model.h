@@ -30,6 +30,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "comm/overlap/phased_task.h"
 #include "model/config.h"
 #include "model/expert.h"
 #include "model/linear.h"
@@ -73,6 +74,20 @@ class UnitModel {
   // gradients go to `store` (deferred) or accumulate now (nullptr).
   virtual absl::StatusOr<Tensor> UnitBackward(int unit, const UnitState& state, const Tensor& dy,
                                               WeightGradStore* store) = 0;
+
+  // UnitModel::UnitForwardTask(), UnitModel::UnitBackwardTask()
+  //
+  // UnitForward() and UnitBackward() as phased tasks (comm/overlap): a unit
+  // that exchanges tokens with other ranks (an expert-parallel MoE block)
+  // posts each exchange and returns from Step(), so that other work can run
+  // meanwhile; the result is in *out when the task is done. `state`, `out`
+  // and `store` must outlive the task. The default runs the unit in one
+  // step.
+  virtual std::unique_ptr<comm::PhasedTask> UnitForwardTask(int unit, Tensor x, std::unique_ptr<UnitState>* state,
+                                                            Tensor* out, const comm::PhaseOptions& options);
+  virtual std::unique_ptr<comm::PhasedTask> UnitBackwardTask(int unit, const UnitState& state, Tensor dy,
+                                                             WeightGradStore* store, Tensor* out,
+                                                             const comm::PhaseOptions& options);
 
   // UnitModel::Loss()
   //
@@ -126,6 +141,13 @@ class Model : public UnitModel {
   absl::StatusOr<Tensor> UnitForward(int unit, const Tensor& x, std::unique_ptr<UnitState>* state) override;
   absl::StatusOr<Tensor> UnitBackward(int unit, const UnitState& state, const Tensor& dy,
                                       WeightGradStore* store) override;
+  // MoE blocks as phased tasks over their MoeLayer's (moe_layer.h); other
+  // units in one step.
+  std::unique_ptr<comm::PhasedTask> UnitForwardTask(int unit, Tensor x, std::unique_ptr<UnitState>* state,
+                                                    Tensor* out, const comm::PhaseOptions& options) override;
+  std::unique_ptr<comm::PhasedTask> UnitBackwardTask(int unit, const UnitState& state, Tensor dy,
+                                                     WeightGradStore* store, Tensor* out,
+                                                     const comm::PhaseOptions& options) override;
 
   // Trainable parameters of one unit / of all units, in a fixed order.
   std::vector<Parameter*> UnitParameters(int unit);

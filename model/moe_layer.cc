@@ -1,9 +1,11 @@
 #include "model/moe_layer.h"
 
 #include <cstring>
+#include <string>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
 #include "base/status_macros.h"
 #include "model/internal/cpu_gemm.h"
 
@@ -86,29 +88,9 @@ absl::Status MoeLayer::CountRouted(absl::Span<const int32_t> idx) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<Tensor> MoeLayer::Forward(const Tensor& x, Saved* saved) {
-  if (x.rank() != 2 || x.dim(1) != config_.hidden) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(name_, ": input: expected shape [T, ", config_.hidden, "], got ", ShapeString(x.shape())));
-  }
-  Saved local;
-  Saved& s = saved != nullptr ? *saved : local;
+absl::StatusOr<Tensor> MoeLayer::ExpertsForward(Saved& s) {
   const int k = config_.top_k;
   const int64_t h = config_.hidden;
-  TANDEM_ASSIGN_OR_RETURN(Router::Output route, router_.Forward(x, &s.router));
-  TANDEM_RETURN_IF_ERROR(CountRouted(route.idx));
-  s.weights = route.weights;
-  Tensor shared_out;
-  if (shared_ != nullptr) {
-    TANDEM_ASSIGN_OR_RETURN(shared_out, shared_->Forward(x, &s.shared));
-  }
-  if (exchange_ != nullptr) {
-    TANDEM_ASSIGN_OR_RETURN(s.rows, exchange_->Dispatch(x, route.idx, route.weights));
-  } else {
-    s.rows.x = x;
-    s.rows.local_slot = route.idx;
-    s.rows.weights.assign(route.weights.data<float>(), route.weights.data<float>() + route.weights.numel());
-  }
   const int64_t rows = s.rows.x.dim(0);
   const size_t entries = s.rows.local_slot.size();
   if (entries != static_cast<size_t>(rows * k) || s.rows.weights.size() != entries) {
@@ -148,27 +130,13 @@ absl::StatusOr<Tensor> MoeLayer::Forward(const Tensor& x, Saved* saved) {
       for (int64_t c = 0; c < h; ++c) y[c] += wgt * o[c];
     }
   }
-  Tensor routed = yrows;
-  if (exchange_ != nullptr) {
-    TANDEM_ASSIGN_OR_RETURN(routed, exchange_->Combine(s.rows, yrows));
-  }
-  if (shared_ != nullptr) AddTo(routed, shared_out);
-  return routed;
+  return yrows;
 }
 
-absl::StatusOr<Tensor> MoeLayer::Backward(const Saved& s, const Tensor& dy, WeightGradStore* store) {
-  const int64_t t = s.weights.dim(0);
+absl::StatusOr<std::pair<Tensor, Tensor>> MoeLayer::ExpertsBackward(const Saved& s, const Tensor& drows,
+                                                                     WeightGradStore* store) {
   const int k = config_.top_k;
   const int64_t h = config_.hidden;
-  TANDEM_RETURN_IF_ERROR(dy.CheckShape(absl::StrCat(name_, ": output gradient"), {t, h}));
-  Tensor dx_shared;
-  if (shared_ != nullptr) {
-    TANDEM_ASSIGN_OR_RETURN(dx_shared, shared_->Backward(s.shared, dy, store));
-  }
-  Tensor drows = dy;
-  if (exchange_ != nullptr) {
-    TANDEM_ASSIGN_OR_RETURN(drows, exchange_->DispatchAgain(s.rows, dy));
-  }
   const int64_t rows = s.rows.x.dim(0);
   const size_t entries = s.rows.local_slot.size();
   Tensor dw_rows = Tensor::Zeros({rows, k});
@@ -200,16 +168,279 @@ absl::StatusOr<Tensor> MoeLayer::Backward(const Saved& s, const Tensor& dy, Weig
       for (int64_t c = 0; c < h; ++c) d[c] += g[c];
     }
   }
-  Tensor dx = dx_rows;
-  Tensor dweights = dw_rows;
-  if (exchange_ != nullptr) {
-    TANDEM_ASSIGN_OR_RETURN(dx, exchange_->Combine(s.rows, dx_rows));
-    TANDEM_ASSIGN_OR_RETURN(dweights, exchange_->Combine(s.rows, dw_rows));
+  return std::make_pair(dx_rows, dw_rows);
+}
+
+namespace {
+
+using Kind = comm::PhaseEvent::Kind;
+
+// Trace labels of one layer: "L<moe index> <what>".
+class Marks {
+ public:
+  Marks(comm::PhaseTrace* trace, int layer) : trace_(trace), prefix_(absl::StrCat("L", layer, " ")) {}
+  void operator()(Kind kind, absl::string_view what) const {
+    if (trace_ != nullptr) trace_->Record(kind, absl::StrCat(prefix_, what));
   }
-  TANDEM_ASSIGN_OR_RETURN(Tensor dx_router, router_.Backward(s.router, dweights, store));
-  if (shared_ != nullptr) AddTo(dx, dx_shared);
-  AddTo(dx, dx_router);
-  return dx;
+
+ private:
+  comm::PhaseTrace* trace_;
+  std::string prefix_;
+};
+
+}  // namespace
+
+// The forward: route, post the count exchange; the shared expert while it
+// travels, then post the rows; the experts on the rows that arrived, post
+// the combine; add the shared expert's output.
+class MoeLayer::ForwardPass : public comm::PhasedTask {
+ public:
+  ForwardPass(MoeLayer* layer, Tensor x, Saved* saved, Tensor* out, const comm::PhaseOptions& o)
+      : l_(layer), x_(std::move(x)), s_(saved), out_(out), o_(o), mark_(o.trace, layer->moe_index_) {}
+
+  absl::StatusOr<bool> Step() override {
+    switch (phase_) {
+      case 0: {
+        TANDEM_RETURN_IF_ERROR(Route());
+        if (l_->exchange_ == nullptr) return Local();
+        TANDEM_ASSIGN_OR_RETURN(dispatch_, l_->exchange_->StartDispatch(x_, route_.idx, route_.weights));
+        mark_(Kind::kPost, "dispatch counts");
+        phase_ = 1;
+        if (o_.overlap) return false;
+        TANDEM_RETURN_IF_ERROR(PostRows());
+        TANDEM_RETURN_IF_ERROR(FinishDispatch());
+        [[fallthrough]];
+      }
+      case 1: {
+        TANDEM_RETURN_IF_ERROR(Shared());  // while the counts travel
+        phase_ = 2;
+        if (o_.overlap) {
+          TANDEM_RETURN_IF_ERROR(PostRows());
+          return false;
+        }
+        [[fallthrough]];
+      }
+      case 2: {
+        if (o_.overlap) TANDEM_RETURN_IF_ERROR(FinishDispatch());
+        mark_(Kind::kComputeBegin, "experts");
+        TANDEM_ASSIGN_OR_RETURN(yrows_, l_->ExpertsForward(*s_));
+        mark_(Kind::kComputeEnd, "experts");
+        TANDEM_ASSIGN_OR_RETURN(combine_, l_->exchange_->StartCombine(s_->rows, yrows_));
+        mark_(Kind::kPost, "combine");
+        phase_ = 3;
+        if (o_.overlap) return false;
+        [[fallthrough]];
+      }
+      default: {
+        mark_(Kind::kWaitBegin, "combine");
+        TANDEM_ASSIGN_OR_RETURN(Tensor routed, combine_->Finish());
+        mark_(Kind::kWaitEnd, "combine");
+        if (l_->shared_ != nullptr) AddTo(routed, shared_out_);
+        *out_ = routed;
+        return true;
+      }
+    }
+  }
+
+ private:
+  absl::Status Route() {
+    if (x_.rank() != 2 || x_.dim(1) != l_->config_.hidden) {
+      return absl::InvalidArgumentError(absl::StrCat(l_->name_, ": input: expected shape [T, ", l_->config_.hidden,
+                                                     "], got ", ShapeString(x_.shape())));
+    }
+    mark_(Kind::kComputeBegin, "router");
+    TANDEM_ASSIGN_OR_RETURN(route_, l_->router_.Forward(x_, &s_->router));
+    TANDEM_RETURN_IF_ERROR(l_->CountRouted(route_.idx));
+    s_->weights = route_.weights;
+    mark_(Kind::kComputeEnd, "router");
+    return absl::OkStatus();
+  }
+
+  absl::Status Shared() {
+    if (l_->shared_ == nullptr) return absl::OkStatus();
+    mark_(Kind::kComputeBegin, "shared");
+    TANDEM_ASSIGN_OR_RETURN(shared_out_, l_->shared_->Forward(x_, &s_->shared));
+    mark_(Kind::kComputeEnd, "shared");
+    return absl::OkStatus();
+  }
+
+  absl::Status PostRows() {
+    mark_(Kind::kWaitBegin, "dispatch counts");
+    TANDEM_RETURN_IF_ERROR(dispatch_->PostRows());
+    mark_(Kind::kWaitEnd, "dispatch counts");
+    mark_(Kind::kPost, "dispatch");
+    return absl::OkStatus();
+  }
+
+  absl::Status FinishDispatch() {
+    mark_(Kind::kWaitBegin, "dispatch");
+    TANDEM_ASSIGN_OR_RETURN(s_->rows, dispatch_->Finish());
+    mark_(Kind::kWaitEnd, "dispatch");
+    dispatch_.reset();
+    return absl::OkStatus();
+  }
+
+  // Every expert here: no exchange.
+  absl::StatusOr<bool> Local() {
+    TANDEM_RETURN_IF_ERROR(Shared());
+    s_->rows.x = x_;
+    s_->rows.local_slot = route_.idx;
+    s_->rows.weights.assign(route_.weights.data<float>(), route_.weights.data<float>() + route_.weights.numel());
+    TANDEM_ASSIGN_OR_RETURN(Tensor routed, l_->ExpertsForward(*s_));
+    if (l_->shared_ != nullptr) AddTo(routed, shared_out_);
+    *out_ = routed;
+    return true;
+  }
+
+  MoeLayer* l_;
+  Tensor x_;
+  Saved* s_;
+  Tensor* out_;
+  const comm::PhaseOptions o_;
+  const Marks mark_;
+  int phase_ = 0;
+  Router::Output route_;
+  Tensor shared_out_, yrows_;
+  std::unique_ptr<TokenExchange::PendingDispatch> dispatch_;
+  std::unique_ptr<TokenExchange::Pending> combine_;
+};
+
+// The backward: post dy to the rows; the shared expert while it travels;
+// the experts' input gradients, post their combine (with the gate-weight
+// gradients, one exchange); the experts' weight gradients while it travels;
+// the router; dx = (routed + shared) + router.
+class MoeLayer::BackwardPass : public comm::PhasedTask {
+ public:
+  BackwardPass(MoeLayer* layer, const Saved& saved, Tensor dy, WeightGradStore* store, Tensor* out,
+               const comm::PhaseOptions& o)
+      : l_(layer), s_(saved), dy_(std::move(dy)), store_(store), out_(out), o_(o), mark_(o.trace, layer->moe_index_) {}
+
+  absl::StatusOr<bool> Step() override {
+    const int64_t h = l_->config_.hidden;
+    const int k = l_->config_.top_k;
+    switch (phase_) {
+      case 0: {
+        const int64_t t = s_.weights.dim(0);
+        TANDEM_RETURN_IF_ERROR(dy_.CheckShape(absl::StrCat(l_->name_, ": output gradient"), {t, h}));
+        if (l_->exchange_ == nullptr) return Local();
+        TANDEM_ASSIGN_OR_RETURN(pending_, l_->exchange_->StartDispatchAgain(s_.rows, dy_));
+        mark_(Kind::kPost, "dispatch dy");
+        phase_ = 1;
+        if (o_.overlap) return false;
+        TANDEM_RETURN_IF_ERROR(Receive("dispatch dy", &drows_));
+        [[fallthrough]];
+      }
+      case 1: {
+        TANDEM_RETURN_IF_ERROR(Shared());  // while dy travels
+        if (o_.overlap) TANDEM_RETURN_IF_ERROR(Receive("dispatch dy", &drows_));
+        // Weight gradients wait in `later_` unless the caller defers them.
+        mark_(Kind::kComputeBegin, "experts");
+        TANDEM_ASSIGN_OR_RETURN(auto grads, l_->ExpertsBackward(s_, drows_, store_ != nullptr ? store_ : &later_));
+        if (store_ == nullptr) later_.Flush();
+        // dx rows and gate-weight gradients travel as one [R, H + top_k].
+        const int64_t rows = grads.first.dim(0);
+        merged_ = Tensor::Zeros({rows, h + k});
+        for (int64_t r = 0; r < rows; ++r) {
+          std::memcpy(merged_.data<float>() + r * (h + k), grads.first.data<float>() + r * h, h * 4);
+          std::memcpy(merged_.data<float>() + r * (h + k) + h, grads.second.data<float>() + r * k, k * 4);
+        }
+        mark_(Kind::kComputeEnd, "experts");
+        TANDEM_ASSIGN_OR_RETURN(pending_, l_->exchange_->StartCombine(s_.rows, merged_));
+        mark_(Kind::kPost, "combine dx");
+        phase_ = 2;
+        if (o_.overlap) return false;
+        TANDEM_RETURN_IF_ERROR(Receive("combine dx", &combined_));
+        [[fallthrough]];
+      }
+      default: {
+        if (store_ == nullptr) {  // the experts' weight gradients, while dx travels
+          mark_(Kind::kComputeBegin, "expert weights");
+          TANDEM_RETURN_IF_ERROR(later_.Pop());
+          mark_(Kind::kComputeEnd, "expert weights");
+        }
+        if (o_.overlap) TANDEM_RETURN_IF_ERROR(Receive("combine dx", &combined_));
+        const int64_t t = combined_.dim(0);
+        Tensor dx = Tensor::Zeros({t, h}), dweights = Tensor::Zeros({t, k});
+        for (int64_t i = 0; i < t; ++i) {
+          std::memcpy(dx.data<float>() + i * h, combined_.data<float>() + i * (h + k), h * 4);
+          std::memcpy(dweights.data<float>() + i * k, combined_.data<float>() + i * (h + k) + h, k * 4);
+        }
+        return Finish(dx, dweights);
+      }
+    }
+  }
+
+ private:
+  absl::Status Receive(absl::string_view what, Tensor* into) {
+    mark_(Kind::kWaitBegin, what);
+    TANDEM_ASSIGN_OR_RETURN(*into, pending_->Finish());
+    mark_(Kind::kWaitEnd, what);
+    pending_.reset();
+    return absl::OkStatus();
+  }
+
+  absl::Status Shared() {
+    if (l_->shared_ == nullptr) return absl::OkStatus();
+    mark_(Kind::kComputeBegin, "shared");
+    TANDEM_ASSIGN_OR_RETURN(dx_shared_, l_->shared_->Backward(s_.shared, dy_, store_));
+    mark_(Kind::kComputeEnd, "shared");
+    return absl::OkStatus();
+  }
+
+  // The router's backward and the input gradient from the routed part.
+  absl::StatusOr<bool> Finish(Tensor dx, const Tensor& dweights) {
+    mark_(Kind::kComputeBegin, "router");
+    TANDEM_ASSIGN_OR_RETURN(Tensor dx_router, l_->router_.Backward(s_.router, dweights, store_));
+    if (l_->shared_ != nullptr) AddTo(dx, dx_shared_);
+    AddTo(dx, dx_router);
+    mark_(Kind::kComputeEnd, "router");
+    *out_ = dx;
+    return true;
+  }
+
+  // Every expert here: no exchange.
+  absl::StatusOr<bool> Local() {
+    TANDEM_RETURN_IF_ERROR(Shared());
+    TANDEM_ASSIGN_OR_RETURN(auto grads, l_->ExpertsBackward(s_, dy_, store_));
+    return Finish(grads.first, grads.second);
+  }
+
+  MoeLayer* l_;
+  const Saved& s_;
+  Tensor dy_;
+  WeightGradStore* store_;
+  Tensor* out_;
+  const comm::PhaseOptions o_;
+  const Marks mark_;
+  int phase_ = 0;
+  Tensor dx_shared_, drows_, merged_, combined_;
+  WeightGradStore later_;
+  std::unique_ptr<TokenExchange::Pending> pending_;
+};
+
+std::unique_ptr<comm::PhasedTask> MoeLayer::ForwardTask(Tensor x, Saved* saved, Tensor* out,
+                                                        const comm::PhaseOptions& options) {
+  return std::make_unique<ForwardPass>(this, std::move(x), saved, out, options);
+}
+
+std::unique_ptr<comm::PhasedTask> MoeLayer::BackwardTask(const Saved& saved, Tensor dy, WeightGradStore* store,
+                                                         Tensor* out, const comm::PhaseOptions& options) {
+  return std::make_unique<BackwardPass>(this, saved, std::move(dy), store, out, options);
+}
+
+absl::StatusOr<Tensor> MoeLayer::Forward(const Tensor& x, Saved* saved) {
+  Saved local;
+  Tensor out;
+  std::unique_ptr<comm::PhasedTask> task = ForwardTask(x, saved != nullptr ? saved : &local, &out, {});
+  TANDEM_RETURN_IF_ERROR(comm::RunToEnd(*task));
+  return out;
+}
+
+absl::StatusOr<Tensor> MoeLayer::Backward(const Saved& saved, const Tensor& dy, WeightGradStore* store) {
+  Tensor out;
+  std::unique_ptr<comm::PhasedTask> task = BackwardTask(saved, dy, store, &out, {});
+  TANDEM_RETURN_IF_ERROR(comm::RunToEnd(*task));
+  return out;
 }
 
 absl::Status MoeLayer::UpdateBias() {

@@ -16,9 +16,15 @@
 // formed per holding rank in top-k order, then summed over ranks in rank
 // order (f32), so one rank reproduces the reference bit for bit.
 //
-// Thread safety: Forward() and Backward() of different micro-batches may run
-// concurrently (one forward at a time); UpdateBias() and expert
-// replacement need exclusive access.
+// With an exchange, ForwardTask() and BackwardTask() are the same passes as
+// phased tasks (comm/overlap/phased_task.h): each Step() posts one exchange
+// and returns, so another micro-batch can compute while it travels; inside
+// one micro-batch the shared expert runs while the dispatch travels, and the
+// backward's expert weight gradients while its combine travels. Results are
+// the same bits whether or not anything overlaps.
+//
+// Thread safety: one thread at a time; UpdateBias() and expert replacement
+// need no pass in flight.
 #ifndef TANDEM_MODEL_MOE_LAYER_H_
 #define TANDEM_MODEL_MOE_LAYER_H_
 
@@ -31,6 +37,7 @@
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
 #include "balance/load_recorder.h"
+#include "comm/overlap/phased_task.h"
 #include "model/config.h"
 #include "model/expert.h"
 #include "model/router.h"
@@ -43,7 +50,9 @@ namespace tandem::model {
 //
 // Moves routed tokens to the experts' holders and results back. Rows are
 // what the local experts see: x [R, H], for each row and top-k position the
-// local expert slot (-1 when that expert is elsewhere) and its weight.
+// local expert slot (-1 when that expert is elsewhere) and its weight. Every
+// exchange is posted and finished separately, so that other work can run
+// while it travels (comm/overlap); ranks post them in the same order.
 class TokenExchange {
  public:
   struct Rows {
@@ -52,16 +61,33 @@ class TokenExchange {
     std::vector<float> weights;       // [R, top_k]
     std::shared_ptr<void> handle;     // the exchange's own state
   };
+  // A dispatch in flight: PostRows() waits for the count exchange and posts
+  // the rows; Finish() waits for them.
+  class PendingDispatch {
+   public:
+    virtual ~PendingDispatch() = default;
+    virtual absl::Status PostRows() = 0;
+    virtual absl::StatusOr<Rows> Finish() = 0;
+  };
+  // One exchange of values in flight; Finish() waits for the result.
+  class Pending {
+   public:
+    virtual ~Pending() = default;
+    virtual absl::StatusOr<Tensor> Finish() = 0;
+  };
   virtual ~TokenExchange() = default;
 
-  // Sends token t to the holders of its experts idx[t, :] (logical ids).
-  virtual absl::StatusOr<Rows> Dispatch(const Tensor& x, absl::Span<const int32_t> idx, const Tensor& weights) = 0;
+  // Starts sending token t to the holders of its experts idx[t, :] (logical
+  // ids): posts the count exchange.
+  virtual absl::StatusOr<std::unique_ptr<PendingDispatch>> StartDispatch(const Tensor& x,
+                                                                         absl::Span<const int32_t> idx,
+                                                                         const Tensor& weights) = 0;
   // Per-row values [R, W] back to their tokens, summed over holders in
-  // rank order: [T, W].
-  virtual absl::StatusOr<Tensor> Combine(const Rows& rows, const Tensor& values) = 0;
+  // rank order: [T, W]. `values` must stay alive until Finish().
+  virtual absl::StatusOr<std::unique_ptr<Pending>> StartCombine(const Rows& rows, const Tensor& values) = 0;
   // Token values [T, H] to the rows of the dispatch: [R, H].
-  virtual absl::StatusOr<Tensor> DispatchAgain(const Rows& rows, const Tensor& values) = 0;
-  // Sums per-expert counts over all ranks, in place.
+  virtual absl::StatusOr<std::unique_ptr<Pending>> StartDispatchAgain(const Rows& rows, const Tensor& values) = 0;
+  // Sums per-expert counts over all ranks, in place (blocking).
   virtual absl::Status SumCounts(absl::Span<int64_t> counts) = 0;
 };
 
@@ -103,6 +129,15 @@ class MoeLayer {
   // dy [T, H] -> dx [T, H]; all weight gradients deferred into `store` (or
   // run now when nullptr).
   absl::StatusOr<Tensor> Backward(const Saved& saved, const Tensor& dy, WeightGradStore* store);
+
+  // MoeLayer::ForwardTask(), MoeLayer::BackwardTask()
+  //
+  // Forward() and Backward() as phased tasks; the result is in *out when the
+  // task is done. `x` / `dy` are kept by the task; `saved`, `out` and
+  // `store` must outlive it.
+  std::unique_ptr<comm::PhasedTask> ForwardTask(Tensor x, Saved* saved, Tensor* out, const comm::PhaseOptions& options);
+  std::unique_ptr<comm::PhasedTask> BackwardTask(const Saved& saved, Tensor dy, WeightGradStore* store, Tensor* out,
+                                                 const comm::PhaseOptions& options);
 
   // MoeLayer::UpdateBias()
   //
@@ -159,6 +194,18 @@ class MoeLayer {
   std::vector<Parameter*> expert_parameters();
 
  private:
+  class ForwardPass;
+  class BackwardPass;
+
+  // The local experts on rows: fills s.work and returns the weighted sums
+  // per row [R, H] (top-k order).
+  absl::StatusOr<Tensor> ExpertsForward(Saved& s);
+  // Their backward from row gradients [R, H]: input gradients summed per
+  // row [R, H] and gate-weight gradients [R, top_k]; weight gradients into
+  // `store` (nullptr: now).
+  absl::StatusOr<std::pair<Tensor, Tensor>> ExpertsBackward(const Saved& s, const Tensor& drows,
+                                                            WeightGradStore* store);
+
   std::string name_;
   ModelConfig config_;
   int moe_index_;

@@ -17,15 +17,18 @@
 //                            one unit of the WeightGradStore (I of ZB)
 //   Backward(mb, dy)         input and weight gradients now (B)
 //   BackwardWeight()         pops the oldest unit of the store (W)
-//   ForwardBackward(...)     an overlapped F and B (DualPipe's F&B); on the
-//                            CPU the two run on two threads
+//   ForwardBackward(f, ...)  an F on one stage and a B on another (or the
+//                            same), overlapped: DualPipe's F&B
 // A micro-batch's saved activations are released when its backward starts
 // (what W still needs is held by the deferred closures, released by W).
 //
-// Thread safety: one call at a time, except that ForwardBackward runs its
-// forward and backward concurrently. With expert parallelism the MoE layers
-// talk to other ranks; then set Options::overlap_threads = false so that
-// collectives keep the same order on every rank.
+// Every pass is a phased task over the units (comm/overlap): with expert
+// parallelism a MoE block posts its token exchanges and returns, so
+// ForwardBackward() computes one micro-batch while the other's exchange
+// travels, on one thread, in an order every EP rank shares. Results are the
+// same bits with or without overlap (Options::phases).
+//
+// Thread safety: one call at a time per stage.
 #ifndef TANDEM_MODEL_STAGE_H_
 #define TANDEM_MODEL_STAGE_H_
 
@@ -37,6 +40,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "comm/overlap/phased_task.h"
 #include "model/model.h"
 #include "model/tensor.h"
 #include "model/weight_grad_store.h"
@@ -58,8 +62,8 @@ class Stage {
     // The rank's store, shared by all its stages (DualPipe keeps one FIFO
     // per rank); nullptr: the stage owns one.
     WeightGradStore* store = nullptr;
-    // ForwardBackward() runs F and B on two threads.
-    bool overlap_threads = true;
+    // Overlap of communication with compute, and the trace of the passes.
+    comm::PhaseOptions phases;
   };
 
   // Stage::Create()
@@ -97,31 +101,29 @@ class Stage {
   // Pops and runs the oldest store unit; kFailedPrecondition when none.
   absl::Status BackwardWeight();
 
-  struct ForwardBackwardResult {
-    Tensor output;      // as Forward()
-    Tensor input_grad;  // as Backward()
-  };
-  // Stage::ForwardBackward()
+  // Stage::ForwardTask(), Stage::BackwardTask()
   //
-  // Forward(mb_f, ...) and Backward(mb_b, ...) (full backward, as in
-  // DualPipe), concurrently when overlap_threads. mb_f must differ from
-  // mb_b. The first error of the two is returned.
-  absl::StatusOr<ForwardBackwardResult> ForwardBackward(int mb_f, const Tensor& input, const Target* target, int mb_b,
-                                                        const Tensor& output_grad);
+  // Forward() and Backward() (BackwardInput() when `defer_weights`) as
+  // phased tasks; *out holds the result when the task is done. Errors are
+  // those of the passes, returned by Step().
+  std::unique_ptr<comm::PhasedTask> ForwardTask(int mb, Tensor input, const Target* target, Tensor* out);
+  std::unique_ptr<comm::PhasedTask> BackwardTask(int mb, Tensor output_grad, bool defer_weights, Tensor* out);
 
   // The loss of micro-batch mb (last stage, after its Forward()).
   absl::StatusOr<double> loss(int mb) const;
   // Micro-batches whose activations are held (forward done, backward not).
   int live_microbatches() const;
   WeightGradStore& store() { return *store_; }
+  const Options& options() const { return options_; }
 
  private:
   struct MicroBatch {
     std::vector<std::unique_ptr<UnitModel::UnitState>> states;  // per unit
     Tensor loss_grad;                                           // last stage: dL/d(head output)
   };
+  class ForwardPass;
+  class BackwardPass;
   Stage(UnitModel* model, int begin, int end, Options options);
-  absl::StatusOr<Tensor> RunBackward(int mb, const Tensor& output_grad, WeightGradStore* store);
 
   UnitModel* model_;
   int begin_;
@@ -133,6 +135,21 @@ class Stage {
   std::map<int, MicroBatch> live_ ABSL_GUARDED_BY(mu_);
   std::map<int, double> losses_ ABSL_GUARDED_BY(mu_);
 };
+
+struct ForwardBackwardResult {
+  Tensor output;      // as Stage::Forward()
+  Tensor input_grad;  // as Stage::Backward()
+};
+
+// ForwardBackward()
+//
+// Forward(mb_f, input, target) on stage `f` and the full Backward(mb_b,
+// output_grad) on stage `b` (they may be the same stage, then mb_f !=
+// mb_b), interleaved (comm::Interleave, F first): while one's exchange
+// travels, the other computes. With f's options.phases.overlap false, F
+// runs to its end, then B. The first error of the two is returned.
+absl::StatusOr<ForwardBackwardResult> ForwardBackward(Stage& f, int mb_f, const Tensor& input, const Target* target,
+                                                      Stage& b, int mb_b, const Tensor& output_grad);
 
 }  // namespace tandem::model
 

@@ -205,7 +205,7 @@ TEST_F(PipelineTest, SplitBackwardMatchesReferenceBitForBit) {
 }
 
 // A 1F1B-style schedule where stage s pairs F(i) with B(i - S + s) in one
-// ForwardBackward call (two threads). Backwards stay in micro-batch order
+// ForwardBackward call (interleaved; nothing to overlap without EP). Backwards stay in micro-batch order
 // per stage, so losses and gradients equal the reference bit for bit.
 TEST_F(PipelineTest, OverlappedForwardBackwardMatchesReference) {
   const int num_stages = 3;
@@ -223,7 +223,7 @@ TEST_F(PipelineTest, OverlappedForwardBackwardMatchesReference) {
       const Target* t = st.is_last() && f >= 0 ? &ts_[f] : nullptr;
       Tensor out, in_grad;
       if (f >= 0 && has_b) {
-        ASSERT_OK_AND_ASSIGN(Stage::ForwardBackwardResult r, st.ForwardBackward(f, inputs[s][f], t, b, grads[s][b]));
+        ASSERT_OK_AND_ASSIGN(ForwardBackwardResult r, ForwardBackward(st, f, inputs[s][f], t, st, b, grads[s][b]));
         out = r.output;
         in_grad = r.input_grad;
         ++pairs;
@@ -305,7 +305,7 @@ TEST_F(PipelineTest, MisuseRejected) {
   EXPECT_THAT(stages_[2]->Forward(0, Tensor::Zeros({5, 8})).status(),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("expected a target")));
   EXPECT_THAT(first.BackwardWeight(), StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("no queued unit")));
-  EXPECT_THAT(first.ForwardBackward(0, xs_[0], nullptr, 0, Tensor()).status(),
+  EXPECT_THAT(ForwardBackward(first, 0, xs_[0], nullptr, first, 0, Tensor()).status(),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("two micro-batches")));
   EXPECT_THAT(Stage::Create(model_.get(), 3, 3, {}).status(),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("expected 0 <= begin < end <= 5")));

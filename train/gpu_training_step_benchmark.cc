@@ -92,7 +92,6 @@ void BM_GpuStep(benchmark::State& state, Kind kind) {
       return std::unique_ptr<model::UnitModel>(*std::move(g));
     };
     ModelStageWork::Options wo;
-    wo.overlap_threads = false;
     wo.placer = placer;
     auto w = ModelStageWork::Create(s, r, c, EvenBounds(model::NumUnits(c), s.stages), wo);
     const absl::Status st = w.ok() ? (*w)->SetData(&data) : w.status();

@@ -25,7 +25,7 @@ absl::StatusOr<std::unique_ptr<ModelStageWork>> ModelStageWork::Create(const Sch
           absl::StrFormat("bounds: stage %d has no units ([%d, %d))", i, bounds[i], bounds[i + 1]));
     }
   }
-  std::unique_ptr<ModelStageWork> w(new ModelStageWork(s, std::move(bounds)));
+  std::unique_ptr<ModelStageWork> w(new ModelStageWork(s, std::move(bounds), options));
   for (int d = 0; d < s.directions; ++d) {
     for (int st = 0; st < s.stages; ++st) {
       if (s.RankOf(d, st) != rank) continue;
@@ -37,7 +37,8 @@ absl::StatusOr<std::unique_ptr<ModelStageWork>> ModelStageWork::Create(const Sch
       }
       model::Stage::Options o;
       o.store = &w->store_;
-      o.overlap_threads = options.overlap_threads;
+      o.phases.overlap = options.overlap;
+      o.phases.trace = options.trace ? &w->trace_ : nullptr;
       model::UnitModel* runs = c.placed != nullptr ? c.placed.get() : c.model.get();
       TANDEM_ASSIGN_OR_RETURN(c.stage, model::Stage::Create(runs, w->bounds_[st], w->bounds_[st + 1], o));
       w->copies_[{st, d}] = std::move(c);
@@ -151,10 +152,6 @@ absl::StatusOr<std::pair<Buffer, Buffer>> ModelStageWork::ForwardBackward(const 
                                                                           Buffer output_grad) {
   TANDEM_ASSIGN_OR_RETURN(Copy * cf, At(f));
   TANDEM_ASSIGN_OR_RETURN(Copy * cb, At(b));
-  if (cf != cb) {
-    // Different stage objects: the F and B run one after the other.
-    return schedule::StageWork::ForwardBackward(f, std::move(input), b, std::move(output_grad));
-  }
   const int gf = Global(f);
   model::Tensor x;
   if (f.stage == 0) {
@@ -164,7 +161,8 @@ absl::StatusOr<std::pair<Buffer, Buffer>> ModelStageWork::ForwardBackward(const 
   }
   TANDEM_ASSIGN_OR_RETURN(model::Tensor dy, AsTensor(b, std::move(output_grad)));
   const model::Target* target = cf->stage->is_last() ? &data_->targets[gf] : nullptr;
-  TANDEM_ASSIGN_OR_RETURN(auto r, cf->stage->ForwardBackward(gf, x, target, Global(b), dy));
+  TANDEM_ASSIGN_OR_RETURN(model::ForwardBackwardResult r,
+                          model::ForwardBackward(*cf->stage, gf, x, target, *cb->stage, Global(b), dy));
   return std::make_pair(cf->stage->is_last() ? Buffer() : AsBuffer(r.output),
                         b.stage == 0 ? Buffer() : AsBuffer(r.input_grad));
 }

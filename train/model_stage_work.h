@@ -26,6 +26,7 @@
 #include "absl/status/statusor.h"
 #include "base/deadline.h"
 #include "comm/communicator.h"
+#include "comm/overlap/phase_trace.h"
 #include "model/config.h"
 #include "model/model.h"
 #include "model/stage.h"
@@ -51,9 +52,13 @@ std::vector<int> EvenBounds(int units, int stages);
 class ModelStageWork : public schedule::StageWork {
  public:
   struct Options {
-    // ForwardBackward() runs F and B on two threads (model::Stage); off
-    // with expert parallelism, whose collectives need one order.
-    bool overlap_threads = true;
+    // F&B interleaves its forward and backward on this thread, each
+    // computing while the other's expert-parallel exchange travels, and MoE
+    // passes overlap the shared expert with their own dispatch (false:
+    // every exchange is waited for at once). Same bits either way.
+    bool overlap = true;
+    // Record every pass's phases (trace()).
+    bool trace = false;
     // Runs on each new model copy, in (direction, stage) order (for example
     // to distribute its experts; collectives then keep one order).
     std::function<absl::Status(model::Model&)> prepare;
@@ -89,6 +94,10 @@ class ModelStageWork : public schedule::StageWork {
   // parameters of the stage's units are the ones this copy trains.
   model::Model* model(int stage, int direction) const;
   const std::vector<int>& bounds() const { return bounds_; }
+  // The phases of the passes since the last ClearTrace() (Options::trace),
+  // chain 0 the forward of an F&B, 1 its backward; nullptr without trace.
+  const comm::PhaseTrace* trace() const { return options_.trace ? &trace_ : nullptr; }
+  void ClearTrace() { trace_.Clear(); }
   // Every (stage, direction) copy on this rank, in (stage, direction) order.
   std::vector<std::pair<int, int>> copies() const;
   // SumCopyGradients()
@@ -112,13 +121,16 @@ class ModelStageWork : public schedule::StageWork {
     std::unique_ptr<model::UnitModel> placed;  // with a ModelPlacer
     std::unique_ptr<model::Stage> stage;       // over placed, else model
   };
-  ModelStageWork(const Schedule& s, std::vector<int> bounds) : s_(s), bounds_(std::move(bounds)) {}
+  ModelStageWork(const Schedule& s, std::vector<int> bounds, Options options)
+      : s_(s), bounds_(std::move(bounds)), options_(std::move(options)) {}
   absl::StatusOr<Copy*> At(const Slot& s);
   int Global(const Slot& s) const { return s.direction * s_.microbatches_per_direction() + s.mb; }
   absl::StatusOr<model::Tensor> AsTensor(const Slot& s, Buffer b) const;
 
   const Schedule& s_;
   const std::vector<int> bounds_;
+  const Options options_;
+  comm::PhaseTrace trace_;
   const PipelineData* data_ = nullptr;
   model::WeightGradStore store_;
   std::map<std::pair<int, int>, Copy> copies_;  // (stage, direction)

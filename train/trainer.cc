@@ -64,7 +64,8 @@ absl::Status Trainer::Init() {
   std::vector<int> bounds =
       options_.bounds.empty() ? EvenBounds(model::NumUnits(c), schedule_.stages) : options_.bounds;
   ModelStageWork::Options wo;
-  wo.overlap_threads = false;  // expert parallelism: one collective order
+  wo.overlap = options_.overlap;
+  wo.trace = options_.trace;
   wo.prepare = prepare;
   wo.placer = placer;
   TANDEM_ASSIGN_OR_RETURN(work_, ModelStageWork::Create(schedule_, mesh_.pp_rank, c, std::move(bounds), wo));

@@ -60,6 +60,12 @@ struct TrainerOptions {
   // the load recorder's window is as many steps.
   int rebalance_every = 0;
   model::AdamWOptions adamw;
+  // F&B overlaps the expert-parallel exchanges of one micro-batch with the
+  // other's compute, and MoE passes their shared expert with their own
+  // dispatch (same bits either way); `trace` records the phases
+  // (work().trace()).
+  bool overlap = true;
+  bool trace = false;
   absl::Duration timeout = absl::Minutes(1);  // every wait of a step
   schedule::AbortBoard* abort = nullptr;      // shared by the ranks, optional
   // Places each stage copy's model elsewhere (a GPU), given the device

@@ -35,7 +35,6 @@ void BM_ModelStep(benchmark::State& state, Kind kind) {
   std::vector<std::unique_ptr<ModelStageWork>> work;
   for (int r = 0; r < kRanks; ++r) {
     ModelStageWork::Options wo;
-    wo.overlap_threads = false;
     work.push_back(*ModelStageWork::Create(s, r, c, EvenBounds(model::NumUnits(c), s.stages), wo));
     if (!work.back()->SetData(&data).ok()) {
       state.SkipWithError("data");

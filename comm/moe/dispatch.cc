@@ -179,8 +179,8 @@ void ReadRowMetadata(const char* in, int top_k, Dispatched* out) {
   }
 }
 
-absl::StatusOr<Dispatched> Dispatch(Communicator& comm, const void* x, DataType dtype, int hidden,
-                                    const Routing& routing, const DispatchOptions& options, Deadline deadline) {
+absl::StatusOr<PendingDispatch> PendingDispatch::Start(Communicator& comm, const void* x, DataType dtype, int hidden,
+                                                      const Routing& routing, const DispatchOptions& options) {
   const int ranks = comm.size(), me = comm.rank(), k = routing.top_k;
   TANDEM_RETURN_IF_ERROR(CheckDtype(dtype));
   if (hidden < 1) return absl::InvalidArgumentError(absl::StrFormat("hidden: expected >= 1, got %d", hidden));
@@ -189,26 +189,26 @@ absl::StatusOr<Dispatched> Dispatch(Communicator& comm, const void* x, DataType 
         absl::StrFormat("expert_alignment: expected >= 1, got %d", options.expert_alignment));
   }
   TANDEM_ASSIGN_OR_RETURN(Layout layout, GetDispatchLayout(routing, ranks));
-  const int per_rank = routing.num_experts / ranks;
+  PendingDispatch d;
+  d.comm_ = &comm;
+  d.dtype_ = dtype;
+  d.options_ = options;
+  d.top_k_ = k;
+  d.per_rank_ = routing.num_experts / ranks;
   const int64_t es = SizeOf(dtype);
   // Row record: payload (x, or FP8 codes + scales), local ids, weights, source.
-  const int64_t payload = options.fp8 ? hidden + 4 * Groups(hidden) : hidden * es;
-  const int64_t record = payload + 8 * int64_t{k} + 8;
-
-  Dispatched out;
-  out.handle = PlanSends(layout, ranks, routing.num_tokens, hidden);
-  Handle& h = out.handle;
+  d.payload_ = options.fp8 ? hidden + 4 * Groups(hidden) : hidden * es;
+  d.record_ = d.payload_ + 8 * int64_t{k} + 8;
+  d.out_.handle = PlanSends(layout, ranks, routing.num_tokens, hidden);
+  Handle& h = d.out_.handle;
   h.recv_counts.assign(ranks, 0);
-  TANDEM_RETURN_IF_ERROR(
-      PostAndWait(comm.AllToAll(h.send_counts.data(), h.recv_counts.data(), 1, DataType::kI64), deadline));
-
-  std::vector<char> send(h.send_tokens.size() * record);
+  d.send_.resize(h.send_tokens.size() * d.record_);
   std::vector<float> scales(Groups(hidden));
   int64_t row = 0;
   for (int r = 0; r < ranks; ++r) {
     for (int64_t i = 0; i < h.send_counts[r]; ++i, ++row) {
       const int t = h.send_tokens[row];
-      char* rec = send.data() + row * record;
+      char* rec = d.send_.data() + row * d.record_;
       const char* xt = static_cast<const char*>(x) + int64_t{t} * hidden * es;
       if (options.fp8) {
         QuantizeRow(dtype, xt, hidden, reinterpret_cast<uint8_t*>(rec), scales.data());
@@ -216,49 +216,75 @@ absl::StatusOr<Dispatched> Dispatch(Communicator& comm, const void* x, DataType 
       } else {
         std::memcpy(rec, xt, hidden * es);
       }
-      RowMetadata(routing, ranks, me, r, t, rec + payload);
+      RowMetadata(routing, ranks, me, r, t, rec + d.payload_);
     }
   }
-  std::vector<int64_t> send_bytes(ranks), recv_bytes(ranks);
-  for (int r = 0; r < ranks; ++r) {
-    send_bytes[r] = h.send_counts[r] * record;
-    recv_bytes[r] = h.recv_counts[r] * record;
-    out.num_rows += h.recv_counts[r];
-  }
-  std::vector<char> recv(out.num_rows * record);
-  TANDEM_RETURN_IF_ERROR(
-      PostAndWait(comm.AllToAllV(send.data(), send_bytes, recv.data(), recv_bytes, DataType::kBytes), deadline));
-
-  out.x.resize(out.num_rows * hidden * es);
-  out.tokens_per_expert.assign(per_rank, 0);
-  for (int64_t i = 0; i < out.num_rows; ++i) {
-    const char* rec = recv.data() + i * record;
-    if (options.fp8) {
-      std::memcpy(scales.data(), rec + hidden, 4 * scales.size());
-      DequantizeRow(dtype, reinterpret_cast<const uint8_t*>(rec), scales.data(), hidden,
-                    out.x.data() + i * hidden * es);
-    } else {
-      std::memcpy(out.x.data() + i * hidden * es, rec, hidden * es);
-    }
-    ReadRowMetadata(rec + payload, k, &out);
-  }
-  for (int32_t& c : out.tokens_per_expert) {
-    c = (c + options.expert_alignment - 1) / options.expert_alignment * options.expert_alignment;
-  }
-  return out;
+  // The count exchange: the receivers size their buffers with it.
+  TANDEM_ASSIGN_OR_RETURN(d.work_, comm.AllToAll(h.send_counts.data(), h.recv_counts.data(), 1, DataType::kI64));
+  return d;
 }
 
-absl::StatusOr<std::vector<char>> DispatchCached(Communicator& comm, const Handle& h, const void* x, DataType dtype,
-                                                 Deadline deadline) {
+absl::Status PendingDispatch::PostRows(Deadline deadline) {
+  if (work_ == nullptr || rows_posted_) return absl::FailedPreconditionError("dispatch: rows already posted");
+  TANDEM_RETURN_IF_ERROR(work_->Wait(deadline));
+  const Handle& h = out_.handle;
+  std::vector<int64_t> send_bytes(h.num_ranks), recv_bytes(h.num_ranks);
+  for (int r = 0; r < h.num_ranks; ++r) {
+    if (h.recv_counts[r] < 0 || h.recv_counts[r] > (int64_t{1} << 31)) {
+      return absl::InvalidArgumentError(
+          absl::StrFormat("dispatch: rank %d announces %d rows: expected 0..2^31", r, h.recv_counts[r]));
+    }
+    send_bytes[r] = h.send_counts[r] * record_;
+    recv_bytes[r] = h.recv_counts[r] * record_;
+    out_.num_rows += h.recv_counts[r];
+  }
+  recv_.resize(out_.num_rows * record_);
+  TANDEM_ASSIGN_OR_RETURN(work_, comm_->AllToAllV(send_.data(), send_bytes, recv_.data(), recv_bytes, DataType::kBytes));
+  rows_posted_ = true;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Dispatched> PendingDispatch::Finish(Deadline deadline) {
+  if (!rows_posted_) TANDEM_RETURN_IF_ERROR(PostRows(deadline));
+  TANDEM_RETURN_IF_ERROR(work_->Wait(deadline));
+  work_.reset();
+  const int hidden = out_.handle.hidden;
+  const int64_t es = SizeOf(dtype_);
+  out_.x.resize(out_.num_rows * hidden * es);
+  out_.tokens_per_expert.assign(per_rank_, 0);
+  std::vector<float> scales(Groups(hidden));
+  for (int64_t i = 0; i < out_.num_rows; ++i) {
+    const char* rec = recv_.data() + i * record_;
+    if (options_.fp8) {
+      std::memcpy(scales.data(), rec + hidden, 4 * scales.size());
+      DequantizeRow(dtype_, reinterpret_cast<const uint8_t*>(rec), scales.data(), hidden,
+                    out_.x.data() + i * hidden * es);
+    } else {
+      std::memcpy(out_.x.data() + i * hidden * es, rec, hidden * es);
+    }
+    ReadRowMetadata(rec + payload_, top_k_, &out_);
+  }
+  for (int32_t& c : out_.tokens_per_expert) {
+    c = (c + options_.expert_alignment - 1) / options_.expert_alignment * options_.expert_alignment;
+  }
+  send_.clear();
+  recv_.clear();
+  return std::move(out_);
+}
+
+absl::StatusOr<PendingRows> PendingRows::StartDispatchCached(Communicator& comm, const Handle& h, const void* x,
+                                                             DataType dtype) {
   TANDEM_RETURN_IF_ERROR(CheckDtype(dtype));
   if (h.num_ranks != comm.size()) {
     return absl::InvalidArgumentError(
         absl::StrFormat("handle: made for %d ranks, communicator has %d", h.num_ranks, comm.size()));
   }
+  PendingRows p;
   const int64_t row_bytes = int64_t{h.hidden} * SizeOf(dtype);
-  std::vector<char> send(h.send_tokens.size() * row_bytes);
+  p.send_.resize(h.send_tokens.size() * row_bytes);
   for (size_t i = 0; i < h.send_tokens.size(); ++i) {
-    std::memcpy(send.data() + i * row_bytes, static_cast<const char*>(x) + h.send_tokens[i] * row_bytes, row_bytes);
+    std::memcpy(p.send_.data() + i * row_bytes, static_cast<const char*>(x) + h.send_tokens[i] * row_bytes,
+                row_bytes);
   }
   std::vector<int64_t> send_bytes(h.num_ranks), recv_bytes(h.num_ranks);
   int64_t rows = 0;
@@ -267,39 +293,72 @@ absl::StatusOr<std::vector<char>> DispatchCached(Communicator& comm, const Handl
     recv_bytes[r] = h.recv_counts[r] * row_bytes;
     rows += h.recv_counts[r];
   }
-  std::vector<char> out(rows * row_bytes);
-  TANDEM_RETURN_IF_ERROR(
-      PostAndWait(comm.AllToAllV(send.data(), send_bytes, out.data(), recv_bytes, DataType::kBytes), deadline));
-  return out;
+  p.recv_.resize(rows * row_bytes);
+  TANDEM_ASSIGN_OR_RETURN(
+      p.work_, comm.AllToAllV(p.send_.data(), send_bytes, p.recv_.data(), recv_bytes, DataType::kBytes));
+  return p;
 }
 
-absl::StatusOr<std::vector<char>> Combine(Communicator& comm, const Handle& h, const void* rows, DataType dtype,
-                                          Deadline deadline) {
+absl::StatusOr<PendingRows> PendingRows::StartCombine(Communicator& comm, const Handle& h, const void* rows,
+                                                      DataType dtype) {
   TANDEM_RETURN_IF_ERROR(CheckDtype(dtype));
   if (h.num_ranks != comm.size()) {
     return absl::InvalidArgumentError(
         absl::StrFormat("handle: made for %d ranks, communicator has %d", h.num_ranks, comm.size()));
   }
-  const int64_t es = SizeOf(dtype), row_bytes = int64_t{h.hidden} * es;
+  PendingRows p;
+  p.combine_ = true;
+  p.dtype_ = dtype;
+  p.handle_ = &h;
+  const int64_t row_bytes = int64_t{h.hidden} * SizeOf(dtype);
   // Rows go back the way they came: my recv counts are now my send counts.
   std::vector<int64_t> send_bytes(h.num_ranks), recv_bytes(h.num_ranks);
   for (int r = 0; r < h.num_ranks; ++r) {
     send_bytes[r] = h.recv_counts[r] * row_bytes;
     recv_bytes[r] = h.send_counts[r] * row_bytes;
   }
-  std::vector<char> back(h.send_tokens.size() * row_bytes);
-  TANDEM_RETURN_IF_ERROR(
-      PostAndWait(comm.AllToAllV(rows, send_bytes, back.data(), recv_bytes, DataType::kBytes), deadline));
+  p.recv_.resize(h.send_tokens.size() * row_bytes);
+  TANDEM_ASSIGN_OR_RETURN(p.work_, comm.AllToAllV(rows, send_bytes, p.recv_.data(), recv_bytes, DataType::kBytes));
+  return p;
+}
+
+absl::StatusOr<std::vector<char>> PendingRows::Finish(Deadline deadline) {
+  if (work_ == nullptr) return absl::FailedPreconditionError("rows: already finished");
+  TANDEM_RETURN_IF_ERROR(work_->Wait(deadline));
+  work_.reset();
+  send_.clear();
+  if (!combine_) return std::move(recv_);
+  const Handle& h = *handle_;
+  const int64_t es = SizeOf(dtype_), row_bytes = int64_t{h.hidden} * es;
   // Per token, the rows of the ranks it went to, in rank order, in f32.
   std::vector<float> acc(int64_t{h.num_tokens} * h.hidden, 0.0f);
   for (size_t i = 0; i < h.send_tokens.size(); ++i) {
     float* a = &acc[int64_t{h.send_tokens[i]} * h.hidden];
-    const char* row = back.data() + i * row_bytes;
-    for (int c = 0; c < h.hidden; ++c) a[c] += Load(dtype, row + c * es);
+    const char* row = recv_.data() + i * row_bytes;
+    for (int c = 0; c < h.hidden; ++c) a[c] += Load(dtype_, row + c * es);
   }
   std::vector<char> out(int64_t{h.num_tokens} * row_bytes);
-  for (int64_t i = 0; i < static_cast<int64_t>(acc.size()); ++i) Store(dtype, acc[i], out.data() + i * es);
+  for (int64_t i = 0; i < static_cast<int64_t>(acc.size()); ++i) Store(dtype_, acc[i], out.data() + i * es);
+  recv_.clear();
   return out;
+}
+
+absl::StatusOr<Dispatched> Dispatch(Communicator& comm, const void* x, DataType dtype, int hidden,
+                                    const Routing& routing, const DispatchOptions& options, Deadline deadline) {
+  TANDEM_ASSIGN_OR_RETURN(PendingDispatch d, PendingDispatch::Start(comm, x, dtype, hidden, routing, options));
+  return d.Finish(deadline);
+}
+
+absl::StatusOr<std::vector<char>> DispatchCached(Communicator& comm, const Handle& h, const void* x, DataType dtype,
+                                                 Deadline deadline) {
+  TANDEM_ASSIGN_OR_RETURN(PendingRows p, PendingRows::StartDispatchCached(comm, h, x, dtype));
+  return p.Finish(deadline);
+}
+
+absl::StatusOr<std::vector<char>> Combine(Communicator& comm, const Handle& h, const void* rows, DataType dtype,
+                                          Deadline deadline) {
+  TANDEM_ASSIGN_OR_RETURN(PendingRows p, PendingRows::StartCombine(comm, h, rows, dtype));
+  return p.Finish(deadline);
 }
 
 }  // namespace tandem::comm::moe

@@ -35,6 +35,7 @@
 #define TANDEM_COMM_MOE_DISPATCH_H_
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -117,6 +118,56 @@ absl::StatusOr<std::vector<char>> DispatchCached(Communicator& comm, const Handl
 // nowhere (all top-k slots -1) are zero.
 absl::StatusOr<std::vector<char>> Combine(Communicator& comm, const Handle& handle, const void* rows, DataType dtype,
                                           Deadline deadline);
+
+// Asynchronous forms, to overlap the all-to-alls with other work
+// (comm/overlap): Start posts, Finish waits and returns what the blocking
+// function returns (which is Start then Finish). Operations are posted on
+// `comm` in call order, so ranks must call the same steps in the same order.
+//
+// PendingDispatch: Start() lays the rows out and posts the count exchange
+// (x may be released once it returns); PostRows() waits for the counts and
+// posts the rows; Finish() waits for them (posting them first if needed).
+class PendingDispatch {
+ public:
+  static absl::StatusOr<PendingDispatch> Start(Communicator& comm, const void* x, DataType dtype, int hidden,
+                                               const Routing& routing, const DispatchOptions& options);
+  absl::Status PostRows(Deadline deadline);
+  absl::StatusOr<Dispatched> Finish(Deadline deadline);
+
+ private:
+  Communicator* comm_ = nullptr;
+  DataType dtype_ = DataType::kF32;
+  DispatchOptions options_;
+  int top_k_ = 0;
+  int per_rank_ = 0;
+  int64_t payload_ = 0;
+  int64_t record_ = 0;
+  std::vector<char> send_, recv_;
+  std::unique_ptr<Work> work_;
+  bool rows_posted_ = false;
+  Dispatched out_;
+};
+
+// PendingRows: one all-to-all of rows with a dispatch's handle, which must
+// outlive it. StartDispatchCached() sends new token data as the dispatch did
+// (x may be released once it returns); StartCombine() sends rows back to
+// their tokens (`rows` must stay valid until Finish()) and Finish() sums
+// them per token in rank order, as Combine().
+class PendingRows {
+ public:
+  static absl::StatusOr<PendingRows> StartDispatchCached(Communicator& comm, const Handle& handle, const void* x,
+                                                         DataType dtype);
+  static absl::StatusOr<PendingRows> StartCombine(Communicator& comm, const Handle& handle, const void* rows,
+                                                  DataType dtype);
+  absl::StatusOr<std::vector<char>> Finish(Deadline deadline);
+
+ private:
+  bool combine_ = false;
+  DataType dtype_ = DataType::kF32;
+  const Handle* handle_ = nullptr;
+  std::vector<char> send_, recv_;
+  std::unique_ptr<Work> work_;
+};
 
 // Building blocks shared by Dispatch() and the GPU path (dispatch_gpu.h).
 //

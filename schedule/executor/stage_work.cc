@@ -1,8 +1,9 @@
 #include "schedule/executor/stage_work.h"
 
-#include <thread>
+#include <chrono>
 
-#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "base/sleep.h"
 
 namespace tandem::schedule {
 
@@ -23,13 +24,7 @@ absl::StatusOr<std::pair<Buffer, Buffer>> StageWork::ForwardBackward(const Slot&
 }
 
 void EmulatedStageWork::Spend(const Action& a) const {
-  // Sleep to just before the deadline, then yield until it: a plain sleep
-  // overshoots by tens of microseconds, which would add up along the
-  // critical path.
-  const absl::Time until = absl::Now() + unit_ * cost_.Duration(a);
-  const absl::Duration margin = absl::Microseconds(300);
-  if (until - absl::Now() > margin) absl::SleepFor(until - absl::Now() - margin);
-  while (absl::Now() < until) std::this_thread::yield();
+  SleepUntil(std::chrono::steady_clock::now() + absl::ToChronoNanoseconds(unit_ * cost_.Duration(a)));
 }
 
 absl::StatusOr<Buffer> EmulatedStageWork::Forward(const Slot& s, Buffer) {

@@ -56,7 +56,6 @@ StepResult RunStep(const Schedule& s, const model::ModelConfig& c, const Pipelin
   for (int rank = 0; rank < s.ranks; ++rank) {
     ModelStageWork::Options wo;
     if (placer) {
-      wo.overlap_threads = false;
       wo.placer = placer(rank);
     }
     auto w = ModelStageWork::Create(s, rank, c, bounds, wo);
