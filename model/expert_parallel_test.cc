@@ -138,7 +138,7 @@ void CheckAgainstReference(int n, const balance::Placement& placement, bool bitw
     Target tr;
     tr.values = Rows(target.values, r * kTokens, kTokens);
     tr.normalizer = static_cast<double>(n * kTokens * c.output_dim);  // the global count
-    TANDEM_ASSIGN_OR_RETURN(auto stage, Stage::Create(model.get(), 0, model->num_units(), {nullptr, false}));
+    TANDEM_ASSIGN_OR_RETURN(auto stage, Stage::Create(model.get(), 0, model->num_units(), {}));
     TANDEM_RETURN_IF_ERROR(stage->Forward(0, xr, &tr).status());
     TANDEM_ASSIGN_OR_RETURN(losses[r], stage->loss(0));
     TANDEM_RETURN_IF_ERROR(stage->Backward(0, Tensor()).status());
@@ -229,7 +229,7 @@ TEST(ExpertParallelTest, RebalanceAndCheckpointMoveStateExactly) {
       for (int step = 0; step < 2; ++step) {
         Target t;
         t.values = RandomTensor({kTokens, c.output_dim}, 90 + r + 10 * step);
-        TANDEM_ASSIGN_OR_RETURN(auto stage, Stage::Create(model.get(), 0, model->num_units(), {nullptr, false}));
+        TANDEM_ASSIGN_OR_RETURN(auto stage, Stage::Create(model.get(), 0, model->num_units(), {}));
         TANDEM_RETURN_IF_ERROR(
             stage->Forward(0, RandomTensor({kTokens, c.input_dim}, 95 + r + 10 * step, 2.0f), &t).status());
         TANDEM_RETURN_IF_ERROR(stage->Backward(0, Tensor()).status());
@@ -314,7 +314,7 @@ TEST(ExpertParallelTest, MissingGradientSyncIsDetected) {
     Target tr;
     tr.values = Rows(target.values, r * kTokens, kTokens);
     tr.normalizer = static_cast<double>(n * kTokens * c.output_dim);
-    TANDEM_ASSIGN_OR_RETURN(auto stage, Stage::Create(model.get(), 0, model->num_units(), {nullptr, false}));
+    TANDEM_ASSIGN_OR_RETURN(auto stage, Stage::Create(model.get(), 0, model->num_units(), {}));
     TANDEM_RETURN_IF_ERROR(stage->Forward(0, Rows(x, r * kTokens, kTokens), &tr).status());
     TANDEM_RETURN_IF_ERROR(stage->Backward(0, Tensor()).status());
     double g = 0;

@@ -80,6 +80,8 @@ struct World;
 struct Collective {
   struct Slot {
     bool present = false;
+    bool waiting = false;  // the rank is inside Wait() for it
+    bool claimed = false;  // some rank runs (or ran) this rank's part
     Fingerprint fp;
     const void* send = nullptr;
     void* recv = nullptr;
@@ -93,20 +95,25 @@ struct Collective {
   std::map<int, std::shared_ptr<World>> split_worlds;
 };
 
-// One send, waiting for its matching receive.
+// One point-to-point message: the k-th send from src to dst and the k-th
+// receive there. Whichever side posts second moves the data, so a message
+// moves without either side waiting.
 struct Message {
-  const void* data = nullptr;
-  int64_t count = 0;
-  DataType dtype = DataType::kBytes;
-  int64_t seq = 0;  // sender's op sequence
-  bool consumed = false;
-  bool acked = false;
+  int src = 0, dst = 0;
+  int64_t index = 0;
+  const void* send = nullptr;
+  int64_t send_count = 0;
+  DataType send_dtype = DataType::kBytes;
+  void* recv = nullptr;
+  int64_t recv_count = 0;
+  DataType recv_dtype = DataType::kBytes;
+  bool sent = false, received = false;  // posted
+  bool done = false;                    // moved, or refused
   absl::Status status;
 };
 
 struct Channel {
-  std::deque<std::shared_ptr<Message>> sends;
-  int64_t first = 0;  // index of sends.front()
+  absl::flat_hash_map<int64_t, std::shared_ptr<Message>> open;  // by index, until both sides posted
   int64_t sends_posted = 0;
   int64_t recvs_posted = 0;
 };
@@ -125,18 +132,13 @@ struct Op {
   std::string name;
   bool done = false;
   absl::Status status;
-  // Point to point.
-  struct Recv {
-    P2POp op;
-    int64_t index;  // k-th receive from op.peer
-  };
-  std::vector<Recv> recvs;
-  std::vector<std::pair<int, std::shared_ptr<Message>>> sends;  // (peer, message)
-  size_t recvs_done = 0, sends_done = 0;                        // progress kept across timeouts
+  // Point to point: its messages, receives first (progress kept across
+  // timeouts).
+  std::vector<std::shared_ptr<Message>> messages;
+  size_t messages_done = 0;
   // Collective.
   std::shared_ptr<Collective> coll;
   int64_t coll_seq = -1;
-  bool part_done = false;  // this rank's share ran and counted in `done`
 };
 
 class LocalCommunicator;
@@ -188,26 +190,45 @@ class LocalCommunicator : public Communicator {
     auto op = std::make_shared<Op>();
     op->seq = next_seq_++;
     std::vector<std::string> parts;
+    std::vector<std::shared_ptr<Message>> ready, sends;
     {
       absl::MutexLock lock(&world_->mu);
       for (const P2POp& p : ops) {
-        if (p.kind == P2POp::Kind::kSend) {
-          Channel& ch = world_->channels[int64_t{rank_} * size() + p.peer];
-          auto msg = std::make_shared<Message>();
-          msg->data = p.data;
-          msg->count = p.count;
-          msg->dtype = p.dtype;
-          msg->seq = op->seq;
-          ch.sends.push_back(msg);
-          op->sends.emplace_back(p.peer, msg);
-          parts.push_back(absl::StrFormat("send #%d to %d", ch.sends_posted++, p.peer));
-        } else {
-          Channel& ch = world_->channels[int64_t{p.peer} * size() + rank_];
-          op->recvs.push_back({p, ch.recvs_posted});
-          parts.push_back(absl::StrFormat("recv #%d from %d", ch.recvs_posted++, p.peer));
+        const bool send = p.kind == P2POp::Kind::kSend;
+        const int src = send ? rank_ : p.peer, dst = send ? p.peer : rank_;
+        Channel& ch = world_->channels[int64_t{src} * size() + dst];
+        const int64_t index = send ? ch.sends_posted++ : ch.recvs_posted++;
+        std::shared_ptr<Message>& slot = ch.open[index];
+        if (slot == nullptr) {
+          slot = std::make_shared<Message>();
+          slot->src = src;
+          slot->dst = dst;
+          slot->index = index;
         }
+        std::shared_ptr<Message> msg = slot;
+        if (send) {
+          msg->send = p.data;
+          msg->send_count = p.count;
+          msg->send_dtype = p.dtype;
+          msg->sent = true;
+          sends.push_back(msg);
+        } else {
+          msg->recv = p.data;
+          msg->recv_count = p.count;
+          msg->recv_dtype = p.dtype;
+          msg->received = true;
+          op->messages.push_back(msg);
+        }
+        if (msg->sent && msg->received) {
+          ch.open.erase(index);
+          ready.push_back(msg);
+        }
+        parts.push_back(absl::StrFormat(send ? "send #%d to %d" : "recv #%d from %d", index, p.peer));
       }
     }
+    op->messages.insert(op->messages.end(), sends.begin(), sends.end());
+    // The messages whose other side is already posted move now.
+    for (const std::shared_ptr<Message>& m : ready) Move(*m);
     op->name = absl::StrCat("send_recv [", absl::StrJoin(parts, ", "), "]");
     recorder_.Posted(op->seq, op->name);
     pending_.push_back(op);
@@ -287,6 +308,7 @@ class LocalCommunicator : public Communicator {
     op->seq = next_seq_++;
     op->coll_seq = next_coll_++;
     op->name = absl::StrFormat("%s (collective #%d)", name, op->coll_seq);
+    std::vector<int> parts;
     {
       absl::MutexLock lock(&world_->mu);
       std::shared_ptr<Collective>& c = world_->collectives[op->coll_seq];
@@ -294,8 +316,19 @@ class LocalCommunicator : public Communicator {
       op->coll = c;
       slot.present = true;
       c->slots[rank_] = std::move(slot);
-      if (++c->arrived == size()) c->mismatch = CheckAgreement(*c);
+      if (++c->arrived == size()) {
+        c->mismatch = CheckAgreement(*c);
+        // The last to post runs the parts of the ranks that are not waiting
+        // for it (they compute meanwhile); waiting ranks run their own.
+        for (int r = 0; r < size(); ++r) {
+          if (!c->slots[r].waiting && !c->slots[r].claimed) {
+            c->slots[r].claimed = true;
+            parts.push_back(r);
+          }
+        }
+      }
     }
+    RunParts(*op->coll, parts);
     recorder_.Posted(op->seq, op->name);
     pending_.push_back(op);
     return op;
@@ -335,24 +368,24 @@ class LocalCommunicator : public Communicator {
     Collective& c = *op->coll;
     const int n = size();
     World& w = *world_;
-    if (!op->part_done) {
-      {
-        absl::MutexLock lock(&w.mu);
-        auto all_arrived = [&c, n]() { return c.arrived == n; };
-        if (!w.mu.AwaitWithDeadline(absl::Condition(&all_arrived), deadline.time())) {
-          std::vector<int> missing;
-          for (int r = 0; r < n; ++r) {
-            if (!c.slots[r].present) missing.push_back(r);
-          }
-          return Timeout(*op, deadline, absl::StrCat("waiting for ranks ", RankList(missing), " to post it"));
-        }
-      }
-      if (c.mismatch.ok()) RunMyPart(c);
-      absl::MutexLock lock(&w.mu);
-      ++c.done;
-      op->part_done = true;
-    }
     absl::MutexLock lock(&w.mu);
+    Collective::Slot& me = c.slots[rank_];
+    me.waiting = true;
+    auto all_arrived = [&c, n]() { return c.arrived == n; };
+    if (!w.mu.AwaitWithDeadline(absl::Condition(&all_arrived), deadline.time())) {
+      me.waiting = false;
+      std::vector<int> missing;
+      for (int r = 0; r < n; ++r) {
+        if (!c.slots[r].present) missing.push_back(r);
+      }
+      return Timeout(*op, deadline, absl::StrCat("waiting for ranks ", RankList(missing), " to post it"));
+    }
+    if (!me.claimed) {
+      me.claimed = true;
+      w.mu.Unlock();
+      RunParts(c, {rank_});
+      w.mu.Lock();
+    }
     auto all_done = [&c, n]() { return c.done == n; };
     if (!w.mu.AwaitWithDeadline(absl::Condition(&all_done), deadline.time())) {
       return Timeout(*op, deadline, "waiting for the other ranks to finish with its buffers");
@@ -362,10 +395,20 @@ class LocalCommunicator : public Communicator {
     return status;
   }
 
-  // This rank's share of the data movement (all ranks have arrived, so every
-  // buffer is registered and stays valid until all are done).
-  void RunMyPart(const Collective& c) {
-    const Collective::Slot& me = c.slots[rank_];
+  // Runs the parts of `ranks` (all ranks have arrived, so every buffer is
+  // registered and stays valid until all parts are done) and counts them.
+  void RunParts(const Collective& c, const std::vector<int>& ranks) ABSL_LOCKS_EXCLUDED(world_->mu) {
+    if (ranks.empty()) return;
+    if (c.mismatch.ok()) {
+      for (int r : ranks) RunPart(c, r);
+    }
+    absl::MutexLock lock(&world_->mu);
+    const_cast<Collective&>(c).done += static_cast<int>(ranks.size());
+  }
+
+  // Rank `me_rank`'s share of the data movement: what it receives.
+  void RunPart(const Collective& c, int me_rank) const {
+    const Collective::Slot& me = c.slots[me_rank];
     const Fingerprint& fp = me.fp;
     const int n = size();
     const int64_t es = SizeOf(fp.dtype);
@@ -374,7 +417,7 @@ class LocalCommunicator : public Communicator {
     switch (fp.op) {
       case OpType::kAllReduce: {
         // My slice of the elements, reduced in rank order, written to all.
-        const int64_t lo = fp.count * rank_ / n, hi = fp.count * (rank_ + 1) / n;
+        const int64_t lo = fp.count * me_rank / n, hi = fp.count * (me_rank + 1) / n;
         constexpr int64_t kBlock = 1 << 14;
         std::vector<char> acc(std::min(kBlock, std::max<int64_t>(hi - lo, 1)) * es);
         for (int64_t b = lo; b < hi; b += kBlock) {
@@ -387,7 +430,7 @@ class LocalCommunicator : public Communicator {
         return;
       }
       case OpType::kReduceScatter: {
-        const int64_t base = fp.count * rank_;
+        const int64_t base = fp.count * me_rank;
         std::vector<char> acc(std::max<int64_t>(fp.count, 1) * es);
         if (fp.count > 0) std::memcpy(acc.data(), src(0, base), fp.count * es);
         for (int r = 1; r < n; ++r) ReduceInto(fp.dtype, fp.reduce, acc.data(), src(r, base), fp.count);
@@ -397,16 +440,16 @@ class LocalCommunicator : public Communicator {
       }
       case OpType::kAllGather:
         for (int r = 0; r < n; ++r) {
-          char* to = dst(rank_, fp.count * r);
+          char* to = dst(me_rank, fp.count * r);
           if (to != src(r, 0) && fp.count > 0) std::memmove(to, src(r, 0), fp.count * es);
         }
         return;
       case OpType::kBroadcast:
-        if (rank_ != fp.root && fp.count > 0) std::memcpy(me.recv, c.slots[fp.root].send, fp.count * es);
+        if (me_rank != fp.root && fp.count > 0) std::memcpy(me.recv, c.slots[fp.root].send, fp.count * es);
         return;
       case OpType::kAllToAll:
         for (int r = 0; r < n; ++r) {
-          if (fp.count > 0) std::memcpy(dst(rank_, fp.count * r), src(r, fp.count * rank_), fp.count * es);
+          if (fp.count > 0) std::memcpy(dst(me_rank, fp.count * r), src(r, fp.count * me_rank), fp.count * es);
         }
         return;
       case OpType::kAllToAllV: {
@@ -414,9 +457,9 @@ class LocalCommunicator : public Communicator {
         for (int r = 0; r < n; ++r) {
           const Collective::Slot& peer = c.slots[r];
           int64_t offset = 0;
-          for (int q = 0; q < rank_; ++q) offset += peer.send_counts[q];
+          for (int q = 0; q < me_rank; ++q) offset += peer.send_counts[q];
           const int64_t len = me.recv_counts[r];
-          if (len > 0) std::memcpy(dst(rank_, at), src(r, offset), len * es);
+          if (len > 0) std::memcpy(dst(me_rank, at), src(r, offset), len * es);
           at += len;
         }
         return;
@@ -428,51 +471,35 @@ class LocalCommunicator : public Communicator {
     }
   }
 
+  // Moves a message whose both sides are posted, or refuses a mismatch.
+  void Move(Message& m) ABSL_LOCKS_EXCLUDED(world_->mu) {
+    absl::Status s;
+    if (m.send_count != m.recv_count || m.send_dtype != m.recv_dtype) {
+      s = absl::InvalidArgumentError(absl::StrFormat(
+          "message #%d from rank %d to rank %d: ranks disagree: sent %d %s, receive expects %d %s", m.index, m.src,
+          m.dst, m.send_count, DataTypeName(m.send_dtype), m.recv_count, DataTypeName(m.recv_dtype)));
+    } else if (m.recv_count > 0) {
+      std::memcpy(m.recv, m.send, m.recv_count * SizeOf(m.recv_dtype));
+    }
+    absl::MutexLock lock(&world_->mu);
+    m.status = std::move(s);
+    m.done = true;
+  }
+
   absl::Status CompleteP2P(Op* op, Deadline deadline) {
     World& w = *world_;
-    // Receives first: sends of the same batch may wait for the peer's receive.
-    for (; op->recvs_done < op->recvs.size(); ++op->recvs_done) {
-      const Op::Recv& r = op->recvs[op->recvs_done];
-      std::shared_ptr<Message> msg;
-      {
-        absl::MutexLock lock(&w.mu);
-        Channel& ch = w.channels[int64_t{r.op.peer} * size() + rank_];
-        auto posted = [&ch, &r]() { return ch.sends_posted > r.index; };
-        if (!w.mu.AwaitWithDeadline(absl::Condition(&posted), deadline.time())) {
-          return Timeout(
-              *op, deadline,
-              absl::StrFormat("waiting for rank %d to post its send #%d to rank %d", r.op.peer, r.index, rank_));
+    for (; op->messages_done < op->messages.size(); ++op->messages_done) {
+      Message* m = op->messages[op->messages_done].get();
+      absl::MutexLock lock(&w.mu);
+      auto done = [m]() { return m->done; };
+      if (!w.mu.AwaitWithDeadline(absl::Condition(&done), deadline.time())) {
+        if (m->dst == rank_) {
+          return Timeout(*op, deadline,
+                         absl::StrFormat("waiting for rank %d to post its send #%d to rank %d", m->src, m->index, rank_));
         }
-        msg = ch.sends[r.index - ch.first];
-      }
-      absl::Status s;
-      if (msg->count != r.op.count || msg->dtype != r.op.dtype) {
-        s = absl::InvalidArgumentError(absl::StrFormat(
-            "message #%d from rank %d to rank %d: ranks disagree: sent %d %s, receive expects %d %s", r.index,
-            r.op.peer, rank_, msg->count, DataTypeName(msg->dtype), r.op.count, DataTypeName(r.op.dtype)));
-      } else if (r.op.count > 0) {
-        std::memcpy(r.op.data, msg->data, r.op.count * SizeOf(r.op.dtype));
-      }
-      absl::MutexLock lock(&w.mu);
-      msg->status = s;
-      msg->consumed = true;
-      if (op->status.ok()) op->status = s;
-    }
-    for (; op->sends_done < op->sends.size(); ++op->sends_done) {
-      const auto& [peer, msg] = op->sends[op->sends_done];
-      absl::MutexLock lock(&w.mu);
-      Message* m = msg.get();
-      auto consumed = [m]() { return m->consumed; };
-      if (!w.mu.AwaitWithDeadline(absl::Condition(&consumed), deadline.time())) {
-        return Timeout(*op, deadline, absl::StrFormat("waiting for rank %d to receive its message", peer));
+        return Timeout(*op, deadline, absl::StrFormat("waiting for rank %d to receive its message", m->dst));
       }
       if (op->status.ok()) op->status = m->status;
-      m->acked = true;
-      Channel& ch = w.channels[int64_t{rank_} * size() + peer];
-      while (!ch.sends.empty() && ch.sends.front()->acked) {
-        ch.sends.pop_front();
-        ++ch.first;
-      }
     }
     return op->status;
   }

@@ -9,8 +9,18 @@
 // count, sequence) are always compared: ranks calling different operations
 // get kInvalidArgument on every rank.
 //
+// Progress: an operation moves its data as soon as every rank involved has
+// posted it, whether or not anyone waits (as NCCL does once everything is
+// enqueued): the rank that posts last does the copying for the ranks that
+// are not inside Wait() (a point-to-point message: the side that posts
+// second); ranks already waiting copy their own share, so ranks that wait
+// together copy in parallel. Wait() returns once every rank's share is done.
+// So a rank can post an exchange and compute while it completes.
+//
 // Thread safety: rank r's communicator and its Work handles belong to one
-// thread at a time; different ranks run on different threads.
+// thread at a time; different ranks run on different threads (a rank's
+// posts may copy into other ranks' posted receive buffers, which the API
+// leaves untouched until Wait()).
 //
 // Example:
 //   std::vector<std::unique_ptr<Communicator>> comms = CreateLocalGroup(4);
