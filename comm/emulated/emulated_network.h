@@ -50,22 +50,9 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "comm/communicator.h"
+#include "comm/emulated/link.h"
 
 namespace tandem::comm {
-
-struct Link {
-  double latency_us = 0;
-  double gbps = 0;  // 1e9 bytes per second; 0: unlimited
-
-  // Microseconds on the wire for `bytes` (the egress is busy this long).
-  double SerializationUs(int64_t bytes) const { return gbps > 0 ? static_cast<double>(bytes) / (gbps * 1e3) : 0; }
-};
-
-// ParseLink()
-//
-// "LATENCY_US:GBPS", e.g. "20:25"; kInvalidArgument naming `flag` for
-// anything else, negative or non-finite values, or a zero bandwidth.
-absl::StatusOr<Link> ParseLink(absl::string_view flag, absl::string_view text);
 
 struct NetworkModel {
   int ranks_per_node = 1;  // world ranks [k * n, (k + 1) * n) form node k

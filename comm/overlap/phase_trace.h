@@ -56,6 +56,19 @@ struct PhaseTotals {
   int posts = 0;
 };
 
+// One exchange as a trace shows it: posted, and its result in hand.
+struct ExchangeSpan {
+  int chain = 0;
+  std::string what;
+  std::chrono::steady_clock::time_point posted, done;
+};
+
+// ExchangeSpans()
+//
+// Each post paired with the end of the wait for it (same chain and label),
+// in posting order; a post never waited for is left out.
+std::vector<ExchangeSpan> ExchangeSpans(const std::vector<PhaseEvent>& events);
+
 // Summarize()
 //
 // The totals of the events in [from, to) (e.g. one F&B pair's).

@@ -85,6 +85,12 @@ TEST(PhasedTaskTest, SummarizeSubtractsWaits) {
   EXPECT_EQ(t.posts, 1);
   // Outside the window nothing counts.
   EXPECT_DOUBLE_EQ(Summarize(events, at(60), at(100)).compute_us, 0);
+  // The exchange: posted at 5, in hand at 45.
+  const std::vector<ExchangeSpan> spans = ExchangeSpans(events);
+  ASSERT_EQ(spans.size(), 1u);
+  EXPECT_EQ(spans[0].what, "a");
+  EXPECT_EQ(spans[0].posted, at(5));
+  EXPECT_EQ(spans[0].done, at(45));
 }
 
 }  // namespace

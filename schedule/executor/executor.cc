@@ -82,6 +82,9 @@ class RankRunner {
       ++i;
     }
     run_.step_us = Us(Clock::now());
+    for (const comm::ExchangeSpan& e : work_.Exchanges()) {
+      if (e.posted >= start_) run_.exchanges.push_back({Us(e.posted), Us(e.done), e.what});
+    }
     return run_;
   }
 
@@ -290,6 +293,10 @@ absl::StatusOr<std::string> ExecutorChromeTrace(const Schedule& s, const std::ve
     t = r.timeline;
     // To ms from the first start: RenderChromeTrace's unit.
     for (Interval& i : t) i = {(i.start + offset) / 1000.0, (i.end + offset) / 1000.0};
+    as_sim.exchanges.resize(s.ranks);
+    for (const RankRun::Exchange& e : r.exchanges) {
+      as_sim.exchanges[r.rank].push_back({0, (e.start + offset) / 1000.0, (e.end + offset) / 1000.0, e.what});
+    }
   }
   return RenderChromeTrace(s, as_sim, /*unit_us=*/1000.0);
 }

@@ -85,6 +85,14 @@ struct RankRun {
   // Per action, microseconds from the start of the step: compute start/end,
   // or a send/receive's posting and completion.
   std::vector<Interval> timeline;
+  // The stage work's expert-parallel exchanges (StageWork::Exchanges()),
+  // microseconds from the start of the step: posted, result in hand.
+  struct Exchange {
+    double start = 0;
+    double end = 0;
+    std::string what;
+  };
+  std::vector<Exchange> exchanges;
 };
 
 // RunRank()
@@ -94,8 +102,9 @@ absl::StatusOr<RankRun> RunRank(const Schedule& s, int rank, StageWork& work, co
                                 const ExecutorOptions& options);
 
 // Chrome/Perfetto trace JSON of the ranks' runs, with the action ids
-// "r<rank>.<index>" that RenderChromeTrace gives the simulator's timeline;
-// times are from the earliest rank's start.
+// "r<rank>.<index>" that RenderChromeTrace gives the simulator's timeline
+// and the expert-parallel exchanges on the communication track; times are
+// from the earliest rank's start.
 absl::StatusOr<std::string> ExecutorChromeTrace(const Schedule& s, const std::vector<RankRun>& runs);
 
 }  // namespace tandem::schedule

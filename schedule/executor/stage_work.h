@@ -16,11 +16,14 @@
 #define TANDEM_SCHEDULE_EXECUTOR_STAGE_WORK_H_
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "comm/communicator.h"
+#include "comm/overlap/phase_trace.h"
 #include "schedule/ir/schedule.h"
 #include "schedule/simulator/cost_model.h"
 
@@ -79,6 +82,10 @@ class StageWork {
   // default runs them one after the other.
   virtual absl::StatusOr<std::pair<Buffer, Buffer>> ForwardBackward(const Slot& f, Buffer input, const Slot& b,
                                                                     Buffer output_grad);
+
+  // The expert-parallel exchanges the passes posted, for the executor's
+  // trace (a work that records them); none by default.
+  virtual std::vector<comm::ExchangeSpan> Exchanges() const { return {}; }
 };
 
 // EmulatedStageWork: every action sleeps for its cost-model duration
@@ -97,14 +104,54 @@ class EmulatedStageWork : public StageWork {
   absl::StatusOr<std::pair<Buffer, Buffer>> ForwardBackward(const Slot& f, Buffer input, const Slot& b,
                                                             Buffer output_grad) override;
 
- private:
+ protected:
+  // Sleeps for `a`'s cost; a buffer of zeros (empty when `empty`).
   void Spend(const Action& a) const;
   Buffer Out(bool empty) const { return empty ? Buffer() : Buffer(std::vector<float>(elements_)); }
+  bool IsLast(const Slot& s) const { return s.stage == schedule_.stages - 1; }
+
+ private:
 
   const Schedule& schedule_;
   const CostModel cost_;
   const absl::Duration unit_;
   const int64_t elements_;
+};
+
+// EmulatedPhasedStageWork: every action runs its phases (CostModel::phases,
+// simulator/phase_program.h): compute phases sleep their time, exchanges are
+// real all-to-alls of their bytes over `ep` (through an emulated network
+// they take the modeled time), and an F&B interleaves its two passes as the
+// model's F&B does (comm::Interleave). An action without a program sleeps
+// its scalar cost (`unit` per cost unit, as EmulatedStageWork). Every rank
+// of an EP group must run the same stage. Used to check the executor and
+// the emulated network against the simulator's phase model.
+class EmulatedPhasedStageWork : public EmulatedStageWork {
+ public:
+  EmulatedPhasedStageWork(const Schedule& s, CostModel cost, absl::Duration unit, int64_t elements,
+                          comm::Communicator* ep, bool overlap = true);
+
+  absl::StatusOr<Buffer> Forward(const Slot& s, Buffer input) override;
+  absl::StatusOr<Buffer> Backward(const Slot& s, Buffer output_grad) override;
+  absl::StatusOr<Buffer> BackwardInput(const Slot& s, Buffer output_grad) override;
+  absl::Status BackwardWeight(const Slot& s) override;
+  absl::StatusOr<std::pair<Buffer, Buffer>> ForwardBackward(const Slot& f, Buffer input, const Slot& b,
+                                                            Buffer output_grad) override;
+  std::vector<comm::ExchangeSpan> Exchanges() const override { return comm::ExchangeSpans(trace_.events()); }
+
+ private:
+  class Pass;
+  // Send and receive buffers by (chain, exchange), kept across passes.
+  using Buffers = std::map<std::pair<int, int>, std::vector<char>>;
+  // Runs action `a` (one pass, or an F&B pair) by its phases, or sleeps its
+  // cost when it has no program.
+  absl::Status Run(const Action& a);
+
+  const CostModel cost_;
+  comm::Communicator* ep_;
+  const bool overlap_;
+  comm::PhaseTrace trace_;
+  Buffers buffers_;
 };
 
 }  // namespace tandem::schedule

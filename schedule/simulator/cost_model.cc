@@ -16,7 +16,45 @@ double At(const std::vector<double>& v, int stage) { return v.size() == 1 ? v[0]
 
 }  // namespace
 
+namespace {
+
+// The phase programs of action `a` (both for F&B); false when one is missing.
+bool ProgramsOf(const PhaseCosts& p, const Action& a, const PhaseProgram** first, const PhaseProgram** second) {
+  switch (a.op) {
+    case Op::kForward:
+      *first = p.Program('F', a.stage);
+      return *first != nullptr;
+    case Op::kBackward:
+      *first = p.Program('B', a.stage);
+      return *first != nullptr;
+    case Op::kBackwardInput:
+      *first = p.Program('I', a.stage);
+      return *first != nullptr;
+    case Op::kBackwardWeight:
+      *first = p.Program('W', a.stage);
+      return *first != nullptr;
+    case Op::kForwardBackward:
+      *first = p.Program('F', a.stage);
+      *second = p.Program('B', a.stage_b);
+      return *first != nullptr && *second != nullptr;
+    default:
+      return false;
+  }
+}
+
+}  // namespace
+
+PhaseTimeline CostModel::Phases(const Action& a) const {
+  const PhaseProgram *first = nullptr, *second = nullptr;
+  if (phases != nullptr && ProgramsOf(*phases, a, &first, &second)) {
+    return second != nullptr ? SimulatePair(*first, *second, *phases) : SimulatePass(*first, *phases);
+  }
+  return {Duration(a), {}};
+}
+
 double CostModel::Duration(const Action& a) const {
+  const PhaseProgram *first = nullptr, *second = nullptr;
+  if (phases != nullptr && ProgramsOf(*phases, a, &first, &second)) return Phases(a).duration;
   switch (a.op) {
     case Op::kForward:
       return At(f, a.stage);
@@ -34,7 +72,7 @@ double CostModel::Duration(const Action& a) const {
 }
 
 CostModel CostModel::Scaled(double factor) const {
-  CostModel c = *this;
+  CostModel c = *this;  // phases keep their own times
   for (std::vector<double>* v : {&c.f, &c.b, &c.i, &c.w, &c.fb}) {
     for (double& x : *v) x *= factor;
   }

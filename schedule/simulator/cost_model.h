@@ -6,7 +6,9 @@
 // backward), I (input gradient), W (weight gradient) and FB (an overlapped
 // forward and full backward) times, point-to-point latency and bandwidth, and
 // the bytes of one message and of one stage-activation. A single value per
-// op applies to every stage.
+// op applies to every stage. With `phases` (phase_program.h) the F, B, I, W
+// and F&B durations come from the passes' compute and expert-parallel
+// exchanges instead of the scalars.
 //
 // Example:
 //   absl::StatusOr<CostModel> c = ParseCost("F=1,B=2,I=1,W=1,FB=3");
@@ -14,12 +16,14 @@
 #ifndef TANDEM_SCHEDULE_SIMULATOR_COST_MODEL_H_
 #define TANDEM_SCHEDULE_SIMULATOR_COST_MODEL_H_
 
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "schedule/ir/schedule.h"
+#include "schedule/simulator/phase_program.h"
 
 namespace tandem::schedule {
 
@@ -34,9 +38,16 @@ struct CostModel {
   double p2p_bandwidth = 0.0;     // bytes per time unit; 0 = infinite
   double message_bytes = 0.0;     // one activation or gradient message
   double activation_bytes = 0.0;  // one micro-batch's activations of one stage
+  // When set, compute durations (and the exchanges inside them) come from
+  // these phases, for every op that has a program (the others keep the
+  // scalars).
+  std::shared_ptr<const PhaseCosts> phases;
 
   // Duration of compute action `a`.
   double Duration(const Action& a) const;
+  // With phases: action `a`'s phase timeline (its exchanges from its start);
+  // without (or for an op without a program): its duration alone.
+  PhaseTimeline Phases(const Action& a) const;
   // Time one message spends in flight.
   double TransferTime() const { return p2p_latency + (p2p_bandwidth > 0 ? message_bytes / p2p_bandwidth : 0.0); }
   // A copy with every compute duration multiplied by `factor` (stages of a

@@ -139,6 +139,17 @@ absl::StatusOr<std::string> RenderChromeTrace(const Schedule& s, const SimResult
                         {"dur", (t.end - t.start) * unit_us},
                         {"args", {{"id", absl::StrCat("r", r, ".", i)}}}});
     }
+    if (r < static_cast<int>(res.exchanges.size())) {
+      for (const PhaseSpan& e : res.exchanges[r]) {
+        events.push_back({{"ph", "X"},
+                          {"name", e.label.empty() ? std::string("ep exchange") : e.label},
+                          {"cat", "ep"},
+                          {"pid", r},
+                          {"tid", 1},
+                          {"ts", e.start * unit_us},
+                          {"dur", (e.end - e.start) * unit_us}});
+      }
+    }
   }
   return json::Dump(json::Json{{"traceEvents", std::move(events)}});
 }

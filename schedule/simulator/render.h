@@ -6,8 +6,9 @@
 // style of the DualPipe figure: colour by action, micro-batch numbers in the
 // cells) or ASCII (one cell per time unit, two characters: action and local
 // chunk, ".." for idle), and Chrome/Perfetto trace JSON (one process per
-// rank with a compute and a communication track; action ids "r<rank>.<index>"
-// are shared with the executor's traces).
+// rank with a compute and a communication track, the latter with the
+// pipeline's messages and the expert-parallel exchanges; action ids
+// "r<rank>.<index>" are shared with the executor's traces).
 
 #ifndef TANDEM_SCHEDULE_SIMULATOR_RENDER_H_
 #define TANDEM_SCHEDULE_SIMULATOR_RENDER_H_

@@ -28,6 +28,7 @@ class Clocks {
     post_.assign(m_.size(), 0);
     rank_.assign(s_.ranks, {});
     if (o_.timeline) {
+      exchanges_.resize(s_.ranks);
       post_cause_.assign(m_.size(), -1);
       cause_.assign(m_.size(), -1);
       timeline_.resize(s_.ranks);
@@ -40,7 +41,18 @@ class Clocks {
   void Compute(int r, int pos, int32_t id) {
     RankState& st = rank_[r];
     const Action& a = s_.programs[r].actions[pos];
-    const double d = o_.cost.Duration(a);
+    double d;
+    if (o_.cost.phases != nullptr && o_.timeline) {
+      PhaseTimeline t = o_.cost.Phases(a);
+      d = t.duration;
+      for (PhaseSpan& span : t.exchanges) {
+        span.start += st.clock;
+        span.end += st.clock;
+        exchanges_[r].push_back(std::move(span));
+      }
+    } else {
+      d = o_.cost.Duration(a);
+    }
     if (o_.timeline) {
       timeline_[r][pos] = {st.clock, st.clock + d};
       cause_[id] = st.cause;
@@ -115,6 +127,7 @@ class Clocks {
     }
     std::reverse(out.critical_path.begin(), out.critical_path.end());
     out.timeline = std::move(timeline_);
+    out.exchanges = std::move(exchanges_);
     return out;
   }
 
@@ -134,6 +147,7 @@ class Clocks {
   std::vector<double> post_;  // when each op was posted
   std::vector<int32_t> post_cause_, cause_;
   std::vector<std::vector<Interval>> timeline_;
+  std::vector<std::vector<PhaseSpan>> exchanges_;
   std::vector<RankState> rank_;
 };
 
@@ -156,6 +170,7 @@ absl::StatusOr<SimResult> Simulate(const Schedule& s, const SimOptions& options)
     return Simulate(lowered, options);
   }
   TANDEM_RETURN_IF_ERROR(CheckCostLists(options.cost, s.stages));
+  if (options.cost.phases != nullptr) TANDEM_RETURN_IF_ERROR(options.cost.phases->Validate(s.stages));
   TANDEM_ASSIGN_OR_RETURN(const MessageIndex m, MatchMessages(s));
   Clocks clocks(s, m, options);
   TANDEM_RETURN_IF_ERROR(RendezvousEngine<Clocks>(s, m, &clocks).Run());

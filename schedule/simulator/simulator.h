@@ -7,6 +7,8 @@
 // compute takes the cost model's time; a batch of sends and receives is
 // posted (instantly) where its first operation stands and the rank waits for
 // it before the action at its wait_before. Communication is not busy time.
+// With phase costs (CostModel::phases) each compute action's time comes
+// from its phases, and its expert-parallel exchanges are kept for traces.
 // Two semantics:
 //   kBuffered    a send completes when posted; a receive completes when it
 //                and the matching send are posted, plus the transfer time.
@@ -59,6 +61,9 @@ struct SimResult {
   double bubble_ratio = 0;  // bubble / makespan
   std::vector<RankStats> ranks;
   std::vector<std::vector<Interval>> timeline;  // [rank][action]
+  // With phase costs: each rank's expert-parallel exchanges, in absolute
+  // times (for traces).
+  std::vector<std::vector<PhaseSpan>> exchanges;  // [rank]
   // Compute actions (rank, index) whose chain of waits decides the makespan,
   // first to last.
   std::vector<std::pair<int, int>> critical_path;

@@ -163,3 +163,45 @@ TEST(SimulatorTest, RejectsWrongPerStageCostLength) {
 
 }  // namespace
 }  // namespace tandem::schedule
+
+namespace tandem::schedule {
+namespace {
+
+// Phase costs give each action the duration of its phases (an F&B the
+// interleaved pair's), so the run equals one with those scalar costs; the
+// exchanges are kept for the trace.
+TEST(SimulatorTest, PhaseCostsGiveTheDurationsOfTheirPhases) {
+  auto phases = std::make_shared<PhaseCosts>();
+  phases->ep = 2;
+  phases->ep_link = {10, 1};  // 30 kB: 40 us
+  phases->f = {{PhaseStep::Compute(10), PhaseStep::Post(0, 30000, "dispatch"), PhaseStep::Wait(0),
+                PhaseStep::Compute(10)}};
+  phases->b = {{PhaseStep::Compute(20), PhaseStep::Post(0, 30000, "dispatch dy"), PhaseStep::Wait(0),
+                PhaseStep::Compute(20)}};
+  ASSERT_OK_AND_ASSIGN(Schedule s, Lower(*Generate({Kind::kDualPipe, 4, 8})));
+  CostModel with;
+  with.phases = phases;
+  ASSERT_OK_AND_ASSIGN(SimResult r, Simulate(s, {with}));
+  CostModel scalar;
+  scalar.f = {60};    // 10 + 40 + 10 (phase_program_test)
+  scalar.b = {80};    // 20 + 40 + 20
+  scalar.fb = {110};  // interleaved
+  scalar.i = {1};     // DualPipe's I and W have no programs: the scalars stay
+  scalar.w = {1};
+  with.i = scalar.i;
+  with.w = scalar.w;
+  ASSERT_OK_AND_ASSIGN(r, Simulate(s, {with}));
+  ASSERT_OK_AND_ASSIGN(SimResult want, Simulate(s, {scalar}));
+  EXPECT_DOUBLE_EQ(r.makespan, want.makespan);
+  EXPECT_DOUBLE_EQ(r.bubble, want.bubble);
+  int exchanges = 0;
+  for (const auto& rank : r.exchanges) exchanges += static_cast<int>(rank.size());
+  EXPECT_GT(exchanges, 0);
+  // Must-fail twin: without the interleave the pair would take 140.
+  scalar.fb = {140};
+  ASSERT_OK_AND_ASSIGN(want, Simulate(s, {scalar}));
+  EXPECT_NE(r.makespan, want.makespan);
+}
+
+}  // namespace
+}  // namespace tandem::schedule
