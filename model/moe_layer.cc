@@ -134,7 +134,7 @@ absl::StatusOr<Tensor> MoeLayer::ExpertsForward(Saved& s) {
 }
 
 absl::StatusOr<std::pair<Tensor, Tensor>> MoeLayer::ExpertsBackward(const Saved& s, const Tensor& drows,
-                                                                     WeightGradStore* store) {
+                                                                    WeightGradStore* store) {
   const int k = config_.top_k;
   const int64_t h = config_.hidden;
   const int64_t rows = s.rows.x.dim(0);
@@ -190,14 +190,16 @@ class Marks {
 
 }  // namespace
 
-// The forward: route, post the count exchange; the shared expert while it
-// travels, then post the rows; the experts on the rows that arrived, post
-// the combine; add the shared expert's output.
+// The forward: route, post the count exchange; post the rows and compute
+// the shared expert while they travel; the experts on the rows that
+// arrived, post the combine; add the shared expert's output.
 class MoeLayer::ForwardPass : public comm::PhasedTask {
  public:
   ForwardPass(MoeLayer* layer, Tensor x, Saved* saved, Tensor* out, const comm::PhaseOptions& o)
       : l_(layer), x_(std::move(x)), s_(saved), out_(out), o_(o), mark_(o.trace, layer->moe_index_) {}
 
+  // Each step runs until it needs an exchange it posted, and returns there
+  // (overlap); without overlap every exchange is waited for at once.
   absl::StatusOr<bool> Step() override {
     switch (phase_) {
       case 0: {
@@ -207,17 +209,14 @@ class MoeLayer::ForwardPass : public comm::PhasedTask {
         mark_(Kind::kPost, "dispatch counts");
         phase_ = 1;
         if (o_.overlap) return false;
-        TANDEM_RETURN_IF_ERROR(PostRows());
-        TANDEM_RETURN_IF_ERROR(FinishDispatch());
         [[fallthrough]];
       }
       case 1: {
-        TANDEM_RETURN_IF_ERROR(Shared());  // while the counts travel
+        TANDEM_RETURN_IF_ERROR(PostRows());
+        if (!o_.overlap) TANDEM_RETURN_IF_ERROR(FinishDispatch());
+        TANDEM_RETURN_IF_ERROR(Shared());  // while the rows travel
         phase_ = 2;
-        if (o_.overlap) {
-          TANDEM_RETURN_IF_ERROR(PostRows());
-          return false;
-        }
+        if (o_.overlap) return false;
         [[fallthrough]];
       }
       case 2: {
@@ -325,13 +324,13 @@ class MoeLayer::BackwardPass : public comm::PhasedTask {
         if (l_->exchange_ == nullptr) return Local();
         TANDEM_ASSIGN_OR_RETURN(pending_, l_->exchange_->StartDispatchAgain(s_.rows, dy_));
         mark_(Kind::kPost, "dispatch dy");
+        if (!o_.overlap) TANDEM_RETURN_IF_ERROR(Receive("dispatch dy", &drows_));
+        TANDEM_RETURN_IF_ERROR(Shared());  // while dy travels
         phase_ = 1;
         if (o_.overlap) return false;
-        TANDEM_RETURN_IF_ERROR(Receive("dispatch dy", &drows_));
         [[fallthrough]];
       }
       case 1: {
-        TANDEM_RETURN_IF_ERROR(Shared());  // while dy travels
         if (o_.overlap) TANDEM_RETURN_IF_ERROR(Receive("dispatch dy", &drows_));
         // Weight gradients wait in `later_` unless the caller defers them.
         mark_(Kind::kComputeBegin, "experts");
@@ -347,17 +346,25 @@ class MoeLayer::BackwardPass : public comm::PhasedTask {
         mark_(Kind::kComputeEnd, "experts");
         TANDEM_ASSIGN_OR_RETURN(pending_, l_->exchange_->StartCombine(s_.rows, merged_));
         mark_(Kind::kPost, "combine dx");
+        if (!o_.overlap) TANDEM_RETURN_IF_ERROR(Receive("combine dx", &combined_));
         phase_ = 2;
-        if (o_.overlap) return false;
-        TANDEM_RETURN_IF_ERROR(Receive("combine dx", &combined_));
+        // An F&B's other pass computes next, then the weight gradients: both
+        // while dx travels, and the weights also hide the other pass's
+        // exchange posted meanwhile (often its last, which nothing else can).
+        if (o_.overlap && store_ == nullptr) return false;
         [[fallthrough]];
       }
-      default: {
-        if (store_ == nullptr) {  // the experts' weight gradients, while dx travels
+      case 2: {
+        if (store_ == nullptr) {
           mark_(Kind::kComputeBegin, "expert weights");
           TANDEM_RETURN_IF_ERROR(later_.Pop());
           mark_(Kind::kComputeEnd, "expert weights");
         }
+        phase_ = 3;
+        if (o_.overlap) return false;
+        [[fallthrough]];
+      }
+      default: {
         if (o_.overlap) TANDEM_RETURN_IF_ERROR(Receive("combine dx", &combined_));
         const int64_t t = combined_.dim(0);
         Tensor dx = Tensor::Zeros({t, h}), dweights = Tensor::Zeros({t, k});

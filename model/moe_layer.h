@@ -17,11 +17,14 @@
 // order (f32), so one rank reproduces the reference bit for bit.
 //
 // With an exchange, ForwardTask() and BackwardTask() are the same passes as
-// phased tasks (comm/overlap/phased_task.h): each Step() posts one exchange
-// and returns, so another micro-batch can compute while it travels; inside
-// one micro-batch the shared expert runs while the dispatch travels, and the
-// backward's expert weight gradients while its combine travels. Results are
-// the same bits whether or not anything overlaps.
+// phased tasks (comm/overlap/phased_task.h): a Step() returns before it
+// would wait for an exchange, so another micro-batch can compute while it
+// travels. Forward steps: router, post counts | post rows, shared expert |
+// experts, post combine | the sum. Backward: post dy, shared expert |
+// experts' input gradients, post combine of dx | experts' weight gradients
+// (a step of their own, so an F&B's forward can post its combine before
+// them) | router. Results are the same bits whether or not anything
+// overlaps.
 //
 // Thread safety: one thread at a time; UpdateBias() and expert replacement
 // need no pass in flight.
@@ -79,8 +82,7 @@ class TokenExchange {
 
   // Starts sending token t to the holders of its experts idx[t, :] (logical
   // ids): posts the count exchange.
-  virtual absl::StatusOr<std::unique_ptr<PendingDispatch>> StartDispatch(const Tensor& x,
-                                                                         absl::Span<const int32_t> idx,
+  virtual absl::StatusOr<std::unique_ptr<PendingDispatch>> StartDispatch(const Tensor& x, absl::Span<const int32_t> idx,
                                                                          const Tensor& weights) = 0;
   // Per-row values [R, W] back to their tokens, summed over holders in
   // rank order: [T, W]. `values` must stay alive until Finish().

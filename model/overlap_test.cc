@@ -92,8 +92,8 @@ void RunRanks(std::vector<std::unique_ptr<comm::Communicator>>& comms,
 }
 
 struct PairResult {
-  std::vector<comm::PhaseEvent> events;  // rank 0's F&B pair
-  std::vector<double> losses;            // per rank, micro-batch 1
+  std::vector<comm::PhaseEvent> events;   // rank 0's F&B pair
+  std::vector<double> losses;             // per rank, micro-batch 1
   std::vector<std::vector<float>> grads;  // per rank, every parameter
 };
 
@@ -101,8 +101,8 @@ struct PairResult {
 PairResult RunPair(bool overlap, bool emulated) {
   comm::NetworkModel net;
   net.other_node = {200, 1};
-  auto comms = emulated ? comm::EmulatedNetwork(net).Wrap(comm::CreateLocalGroup(kRanks))
-                        : comm::CreateLocalGroup(kRanks);
+  auto comms =
+      emulated ? comm::EmulatedNetwork(net).Wrap(comm::CreateLocalGroup(kRanks)) : comm::CreateLocalGroup(kRanks);
   PairResult out;
   out.losses.resize(kRanks);
   out.grads.resize(kRanks);
@@ -147,8 +147,9 @@ bool Encloses(const std::vector<comm::PhaseEvent>& ev, int a, const std::string&
 
 // In the recorded order of one F&B pair: F's dispatch is posted before B's
 // expert compute starts and waited for after it ends; B's combine of dx
-// likewise around F's experts; B's dispatch of dy around F's compute; F's
-// combine around B's compute. Without overlap none of it holds.
+// likewise around F's experts; B's dispatch of dy around F's shared expert;
+// F's combine around B's expert weight gradients. Without overlap none of it
+// holds.
 TEST(OverlapTest, ExchangesOfOneMicroBatchTravelWhileTheOtherComputes) {
   const PairResult overlapped = RunPair(/*overlap=*/true, /*emulated=*/false);
   const auto& ev = overlapped.events;
@@ -156,19 +157,19 @@ TEST(OverlapTest, ExchangesOfOneMicroBatchTravelWhileTheOtherComputes) {
   EXPECT_TRUE(Encloses(ev, 0, "dispatch", "experts"));
   EXPECT_TRUE(Encloses(ev, 1, "combine dx", "experts"));
   EXPECT_TRUE(Encloses(ev, 1, "dispatch dy", "shared"));
-  EXPECT_TRUE(Encloses(ev, 0, "combine", "router"));
-  // Inside one micro-batch: the shared expert while its own dispatch counts
+  EXPECT_TRUE(Encloses(ev, 0, "combine", "expert weights"));
+  // Inside one micro-batch: the shared expert while its own dispatched rows
   // travel.
-  const int post = Find(ev, 0, Kind::kPost, "L0 dispatch counts");
+  const int post = Find(ev, 0, Kind::kPost, "L0 dispatch");
   const int shared = Find(ev, 0, Kind::kComputeBegin, "L0 shared");
-  const int wait = Find(ev, 0, Kind::kWaitBegin, "L0 dispatch counts");
+  const int wait = Find(ev, 0, Kind::kWaitBegin, "L0 dispatch");
   EXPECT_TRUE(post >= 0 && post < shared && shared < wait) << post << " " << shared << " " << wait;
 
   const PairResult serial = RunPair(/*overlap=*/false, /*emulated=*/false);
   EXPECT_FALSE(Encloses(serial.events, 0, "dispatch", "experts"));
   EXPECT_FALSE(Encloses(serial.events, 1, "combine dx", "experts"));
   EXPECT_FALSE(Encloses(serial.events, 1, "dispatch dy", "shared"));
-  EXPECT_FALSE(Encloses(serial.events, 0, "combine", "router"));
+  EXPECT_FALSE(Encloses(serial.events, 0, "combine", "expert weights"));
 }
 
 // Overlap changes when things run, not what they compute: losses and

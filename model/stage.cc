@@ -65,7 +65,7 @@ absl::StatusOr<std::unique_ptr<Stage>> Stage::Create(UnitModel* model, int begin
   return std::unique_ptr<Stage>(new Stage(model, begin, end, options));
 }
 
-// Forward over the units: each unit's task until it posts (or ends), then
+// Forward over the units: each unit's task until it would wait (or ends), then
 // the next unit; the loss on the last stage.
 class Stage::ForwardPass : public comm::PhasedTask {
  public:
@@ -227,13 +227,13 @@ absl::Status Stage::BackwardWeight() { return store_->Pop(); }
 absl::StatusOr<ForwardBackwardResult> ForwardBackward(Stage& f, int mb_f, const Tensor& input, const Target* target,
                                                       Stage& b, int mb_b, const Tensor& output_grad) {
   if (&f == &b && mb_f == mb_b) {
-    return absl::InvalidArgumentError(absl::StrCat("stage [", f.begin(), ", ", f.end(),
-                                                   ") forward-backward: expected two micro-batches, got ", mb_f,
-                                                   " twice"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "stage [", f.begin(), ", ", f.end(), ") forward-backward: expected two micro-batches, got ", mb_f, " twice"));
   }
   ForwardBackwardResult r;
   std::unique_ptr<comm::PhasedTask> forward = f.ForwardTask(mb_f, input, target, &r.output);
-  std::unique_ptr<comm::PhasedTask> backward = b.BackwardTask(mb_b, output_grad, /*defer_weights=*/false, &r.input_grad);
+  std::unique_ptr<comm::PhasedTask> backward =
+      b.BackwardTask(mb_b, output_grad, /*defer_weights=*/false, &r.input_grad);
   const comm::PhaseOptions& o = f.options().phases;
   if (o.overlap) {
     TANDEM_RETURN_IF_ERROR(comm::Interleave(*forward, *backward, o.trace));

@@ -9,6 +9,10 @@
 // step against sequential training, balancedness before and after each
 // rebalance and the per-rank bubble (simulated and measured), and writes the
 // schedule's SVG Gantt chart, the executor's Perfetto trace and a JSON report.
+// With an emulated network (--ep_link, --pp_link, --ranks_per_node) it
+// reports, per pipeline rank, how much of an F&B pair's expert-parallel
+// communication its compute hid (train/overlap_report.h), beside the
+// simulator's prediction.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -24,12 +28,14 @@
 #include "absl/synchronization/mutex.h"
 #include "base/status_macros.h"
 #include "base/strict_json.h"
+#include "comm/emulated/emulated_network.h"
 #include "comm/local/local_communicator.h"
 #include "comm/store_backend/store_communicator.h"
 #include "schedule/generators/generate.h"
 #include "schedule/simulator/render.h"
 #include "schedule/simulator/simulator.h"
 #include "train/data.h"
+#include "train/overlap_report.h"
 #include "train/trainer.h"
 
 #ifdef TANDEM_WITH_CUDA
@@ -45,6 +51,9 @@ ABSL_FLAG(int, steps, 30, "Training steps.");
 ABSL_FLAG(int, rebalance_every, 10, "EPLB rebalancing interval in steps (0: never).");
 ABSL_FLAG(int, tokens, 16, "Tokens per micro-batch on each expert-parallel rank.");
 ABSL_FLAG(int, hidden, 32, "Model width.");
+ABSL_FLAG(int, units_per_stage, 2,
+          "Units per pipeline stage (the first stage's input unit and the last's output unit count; the rest are MoE "
+          "blocks).");
 ABSL_FLAG(int, experts, 8, "Routed experts per MoE layer.");
 ABSL_FLAG(int, top_k, 2, "Experts per token.");
 ABSL_FLAG(int, extra_slots, 2, "Redundant expert slots per layer (EPLB replicas).");
@@ -53,6 +62,16 @@ ABSL_FLAG(std::string, backend, "local",
           "(virtual ranks on one GPU).");
 ABSL_FLAG(std::string, out, "/tmp/tandem_demo", "Folder for schedule.svg, executor_trace.json and report.json.");
 ABSL_FLAG(int, seed, 1, "Seed of the model and data.");
+ABSL_FLAG(bool, overlap, true,
+          "F&B pairs compute one micro-batch while the other's expert-parallel exchanges travel (same bits either "
+          "way).");
+ABSL_FLAG(std::string, ep_link, "",
+          "Emulated link between expert-parallel ranks, LATENCY_US:GBPS (e.g. 20:25); with --pp_link and "
+          "--ranks_per_node: an emulated network (default: none).");
+ABSL_FLAG(std::string, pp_link, "", "Emulated link between pipeline ranks, LATENCY_US:GBPS.");
+ABSL_FLAG(int, ranks_per_node, 0,
+          "Ranks per node of the emulated network (world rank = pipeline rank x ep + expert rank); ranks of one "
+          "node talk for free. 0: one rank per node.");
 
 namespace tandem {
 namespace {
@@ -63,8 +82,39 @@ struct Shared {
   std::vector<double> step_loss;                  // per step, from rank 0
   std::vector<std::vector<double>> first_losses;  // [ep][g] first step, from the last stages
   std::vector<schedule::RankRun> runs;            // pipeline ranks' second step (ep 0)
+  std::vector<std::vector<double>> step_ms;       // [step][world rank]
+  // Pipeline ranks' F&B pairs of the last step (ep 0), by rank.
+  std::vector<std::vector<train::PairOverlap>> pairs;
   json::Json rebalances = json::Json::array();
 };
+
+// The emulated network of the flags, or nullptr without one.
+absl::StatusOr<std::unique_ptr<comm::EmulatedNetwork>> Network(int ep) {
+  const std::string ep_link = absl::GetFlag(FLAGS_ep_link), pp_link = absl::GetFlag(FLAGS_pp_link);
+  const int per_node = absl::GetFlag(FLAGS_ranks_per_node);
+  if (per_node < 0) {
+    return absl::InvalidArgumentError(absl::StrFormat("--ranks_per_node: expected >= 0, got %d", per_node));
+  }
+  if (ep_link.empty() && pp_link.empty() && per_node == 0) return nullptr;
+  comm::Link ep_spec, pp_spec;
+  if (!ep_link.empty()) {
+    TANDEM_ASSIGN_OR_RETURN(ep_spec, comm::ParseLink("--ep_link", ep_link));
+  }
+  if (!pp_link.empty()) {
+    TANDEM_ASSIGN_OR_RETURN(pp_spec, comm::ParseLink("--pp_link", pp_link));
+  }
+  comm::NetworkModel m;
+  m.ranks_per_node = std::max(per_node, 1);
+  m.between_nodes = [ep, ep_spec, pp_spec](int a, int b) { return a / ep == b / ep ? ep_spec : pp_spec; };
+  return std::make_unique<comm::EmulatedNetwork>(m);
+}
+
+// The median of `v` (not empty).
+double Median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 == 1 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
 
 #ifdef TANDEM_WITH_CUDA
 // Each stage copy on the GPU of `pipe`'s stream, its MoE tokens moving
@@ -132,21 +182,27 @@ absl::Status Main() {
   o.microbatches = absl::GetFlag(FLAGS_microbatches);
   o.extra_slots = absl::GetFlag(FLAGS_extra_slots);
   o.rebalance_every = absl::GetFlag(FLAGS_rebalance_every);
+  o.overlap = absl::GetFlag(FLAGS_overlap);
   const int steps = absl::GetFlag(FLAGS_steps), tokens = absl::GetFlag(FLAGS_tokens), n = o.microbatches;
   const std::string out = absl::GetFlag(FLAGS_out), backend = absl::GetFlag(FLAGS_backend);
-  // Two units per stage; stages per rank come from the schedule.
+  // Stages per rank come from the schedule.
   TANDEM_ASSIGN_OR_RETURN(schedule::Schedule probe, schedule::Generate({o.kind, o.pp, n}));
+  const int units_per_stage = absl::GetFlag(FLAGS_units_per_stage);
+  if (units_per_stage < 2) {
+    return absl::InvalidArgumentError(absl::StrFormat("--units_per_stage: expected >= 2, got %d", units_per_stage));
+  }
   model::ModelConfig& c = o.model;
   c.hidden = absl::GetFlag(FLAGS_hidden);
   c.input_dim = 8;
   c.output_dim = 8;
-  c.num_layers = 2 * probe.stages - 2;
+  c.num_layers = units_per_stage * probe.stages - 2;
   c.num_experts = absl::GetFlag(FLAGS_experts);
   c.top_k = absl::GetFlag(FLAGS_top_k);
   c.moe_inter = 2 * c.hidden;
   c.bias_update_speed = 0.0f;  // the DualPipe copies must stay identical
   c.seed = absl::GetFlag(FLAGS_seed);
   TANDEM_RETURN_IF_ERROR(model::ValidateConfig(c));
+  TANDEM_ASSIGN_OR_RETURN(std::unique_ptr<comm::EmulatedNetwork> network, Network(o.ep));
   std::printf("tandem demo: %s on %d pipeline x %d expert-parallel ranks (%s backend), %d stages, %d micro-batches\n",
               std::string(schedule::KindName(o.kind)).c_str(), o.pp, o.ep, backend.c_str(), probe.stages, n);
   std::printf("  model: %d MoE blocks, hidden %d, %d experts (+%d redundant slots), top-%d\n", c.num_layers, c.hidden,
@@ -176,10 +232,19 @@ absl::Status Main() {
 #endif
   }
 
+  if (network != nullptr) {
+    world = network->Wrap(std::move(world));
+    o.trace = true;
+    std::printf("  emulated network: %d ranks per node, EP link %s, PP link %s; overlap %s\n",
+                std::max(absl::GetFlag(FLAGS_ranks_per_node), 1), absl::GetFlag(FLAGS_ep_link).c_str(),
+                absl::GetFlag(FLAGS_pp_link).c_str(), o.overlap ? "on" : "off");
+  }
   TANDEM_ASSIGN_OR_RETURN(const std::vector<double> sequential, SequentialFirstStep(o, tokens));
   Shared shared;
   shared.first_losses.assign(o.ep, std::vector<double>(n, 0.0));
   shared.runs.resize(o.pp);
+  shared.step_ms.assign(steps, std::vector<double>(world_size, 0.0));
+  shared.pairs.resize(o.pp);
   schedule::MemoryAbortBoard board;
   o.abort = &board;
   schedule::Schedule s;
@@ -195,7 +260,24 @@ absl::Status Main() {
     if (r == 0) s = (*t)->schedule();
     auto data = [&](int step) { return train::TeacherData(c, n, tokens, mesh.ep_rank, step, tokens * o.ep); };
     auto on_step = [&](const train::StepStats& st) {
+      std::vector<train::PairOverlap> pairs;
+      if (network != nullptr && st.step == steps - 1 && mesh.ep_rank == 0) {
+        // This rank's F&B pairs of the last step.
+        const std::vector<comm::ModeledOp> log = network->Log(r);
+        const auto& actions = (*t)->schedule().programs[mesh.pp_rank].actions;
+        for (size_t i = 0; i < actions.size(); ++i) {
+          if (actions[i].op != schedule::Op::kForwardBackward) continue;
+          const auto at = [&](double us) {
+            return st.run.start + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                                      std::chrono::duration<double, std::micro>(us));
+          };
+          pairs.push_back(train::PairFigures((*t)->work().trace()->events(), at(st.run.timeline[i].start),
+                                             at(st.run.timeline[i].end), log, o.overlap));
+        }
+      }
       absl::MutexLock lock(&shared.mu);
+      shared.step_ms[st.step][r] = st.run.step_us / 1000;
+      if (!pairs.empty()) shared.pairs[mesh.pp_rank] = std::move(pairs);
       if (st.step == 0) {
         for (const auto& [g, l] : st.losses) shared.first_losses[mesh.ep_rank][g] = l;
       }
@@ -254,6 +336,46 @@ absl::Status Main() {
   TANDEM_RETURN_IF_ERROR(WriteText(out + "/schedule.svg", schedule::RenderSvg(s, sim)));
   TANDEM_ASSIGN_OR_RETURN(std::string trace, schedule::ExecutorChromeTrace(s, shared.runs));
   TANDEM_RETURN_IF_ERROR(WriteText(out + "/executor_trace.json", trace));
+  // The F&B pairs: per pipeline rank the median of each figure over its
+  // pairs of the last step.
+  json::Json overlap = json::Json::array();
+  if (network != nullptr) {
+    std::printf("F&B pairs of the last step (medians over each pipeline rank's pairs; overlap %s):\n",
+                o.overlap ? "on" : "off");
+    for (int r = 0; r < o.pp; ++r) {
+      const std::vector<train::PairOverlap>& pairs = shared.pairs[r];
+      if (pairs.empty()) continue;
+      std::vector<double> fb, compute, comm, predicted;
+      for (const train::PairOverlap& p : pairs) {
+        fb.push_back(p.fb_ms);
+        compute.push_back(p.compute_ms);
+        comm.push_back(p.comm_ms);
+        predicted.push_back(p.predicted_fb_ms);
+      }
+      train::PairOverlap m;
+      m.fb_ms = Median(fb);
+      m.compute_ms = Median(compute);
+      m.comm_ms = Median(comm);
+      m.predicted_fb_ms = Median(predicted);
+      if (m.comm_ms > 0) m.hidden_fraction = std::clamp(1 - (m.fb_ms - m.compute_ms) / m.comm_ms, 0.0, 1.0);
+      json::Json row = {{"rank", r},
+                        {"pairs", pairs.size()},
+                        {"fb_ms", m.fb_ms},
+                        {"compute_ms", m.compute_ms},
+                        {"comm_ms", m.comm_ms}};
+      if (m.hidden_fraction) row["hidden_fraction"] = *m.hidden_fraction;
+      row["predicted_fb_ms"] = m.predicted_fb_ms;
+      overlap.push_back(row);
+      std::printf(
+          "  pipeline rank %d (%zu pairs): fb %.2f ms, compute %.2f ms, comm %.2f ms, hidden %s, predicted fb "
+          "%.2f ms\n",
+          r, pairs.size(), m.fb_ms, m.compute_ms, m.comm_ms,
+          m.hidden_fraction ? absl::StrFormat("%.2f", *m.hidden_fraction).c_str() : "-", m.predicted_fb_ms);
+    }
+  }
+  std::vector<double> step_ms;
+  for (const std::vector<double>& ranks : shared.step_ms)
+    step_ms.push_back(*std::max_element(ranks.begin(), ranks.end()));
   const json::Json report = {{"kind", schedule::KindName(o.kind)},
                              {"pp", o.pp},
                              {"ep", o.ep},
@@ -263,7 +385,9 @@ absl::Status Main() {
                              {"first_step_max_relative_loss_error", first_error},
                              {"loss", shared.step_loss},
                              {"rebalances", shared.rebalances},
-                             {"bubble", bubble}};
+                             {"bubble", bubble},
+                             {"step_ms_median", Median(step_ms)},
+                             {"overlap", overlap}};
   TANDEM_ASSIGN_OR_RETURN(std::string text, json::Dump(report));
   TANDEM_RETURN_IF_ERROR(WriteText(out + "/report.json", text + "\n"));
   std::printf("loss %.4f -> %.4f over %d steps in %.1f s\n", shared.step_loss.front(), shared.step_loss.back(), steps,

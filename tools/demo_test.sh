@@ -24,6 +24,26 @@ for args in "--kind=1f1b --steps=2 --rebalance_every=0" "--kind=dualpipev --pp=2
   grep -q "first step vs sequential training .* (ok," <<<"$log" || { echo "FAIL: $args"; echo "$log"; exit 1; }
   check "$out/other/report.json" 'len(d["loss"]) == 2'
 done
+# An emulated network: per pipeline rank the F&B figures of the last step,
+# with overlap and without.
+for overlap in true false; do
+  "$demo" --pp=2 --steps=2 --rebalance_every=0 --ep_link=50:1 --pp_link=10:10 --overlap=$overlap \
+    --out="$out/net" >"$out/net.log"
+  grep -q "F&B pairs of the last step" "$out/net.log"
+  check "$out/net/report.json" 'd["step_ms_median"] > 0' \
+    '[r["rank"] for r in d["overlap"]] == [0, 1]' \
+    'all(r["pairs"] > 0 and r["fb_ms"] > 0 and r["compute_ms"] > 0 and r["comm_ms"] > 0 for r in d["overlap"])' \
+    'all(0 <= r["hidden_fraction"] <= 1 and r["predicted_fb_ms"] > 0 for r in d["overlap"])'
+done
+# Without one there is nothing to report.
+check "$out/report.json" 'd["overlap"] == [] and d["step_ms_median"] > 0'
+# Bad flags name themselves and the value.
+for flag in "--ep_link=bad" "--pp_link=10:-1" "--ranks_per_node=-2" "--units_per_stage=1"; do
+  if err="$("$demo" --steps=1 "$flag" --out="$out/other" 2>&1)"; then
+    echo "FAIL: $flag succeeded"; exit 1
+  fi
+  grep -q -- "${flag%%=*}: expected .*got '*${flag#*=}" <<<"$err" || { echo "FAIL: $flag: $err"; exit 1; }
+done
 # A backend this build lacks is a clean error that says where it is.
 if err="$("$demo" --backend=cuda_local --steps=1 --out="$out/other" 2>&1)"; then
   echo "FAIL: --backend=cuda_local succeeded in the CPU build"; exit 1

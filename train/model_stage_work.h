@@ -98,6 +98,8 @@ class ModelStageWork : public schedule::StageWork {
   // chain 0 the forward of an F&B, 1 its backward; nullptr without trace.
   const comm::PhaseTrace* trace() const { return options_.trace ? &trace_ : nullptr; }
   void ClearTrace() { trace_.Clear(); }
+  // The traced expert-parallel exchanges (for the executor's trace).
+  std::vector<comm::ExchangeSpan> Exchanges() const override { return comm::ExchangeSpans(trace_.events()); }
   // Every (stage, direction) copy on this rank, in (stage, direction) order.
   std::vector<std::pair<int, int>> copies() const;
   // SumCopyGradients()

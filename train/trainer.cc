@@ -78,6 +78,7 @@ absl::Status Trainer::Init() {
 
 absl::StatusOr<StepStats> Trainer::Step(const PipelineData& data) {
   TANDEM_RETURN_IF_ERROR(work_->SetData(&data));
+  work_->ClearTrace();  // the trace holds one step
   for (Copy& c : copies_) c.model->ZeroGrad();
   schedule::ExecutorOptions eo;
   eo.timeout = options_.timeout;

@@ -28,14 +28,16 @@ Clock::duration Us(double us) {
 // One collective call, shared by its participants (keyed by group and
 // collective sequence).
 struct Collective {
-  explicit Collective(std::vector<int> w) : world(std::move(w)), sends(world.size()), end(world.size()) {}
+  explicit Collective(std::vector<int> w)
+      : world(std::move(w)), sends(world.size()), end(world.size()), alone_us(world.size()) {}
   std::vector<int> world;                                   // local rank -> world rank
   std::vector<std::vector<std::pair<int, int64_t>>> sends;  // per local rank: (local dst, bytes)
   int posted = 0;
   TimePoint last_post;
   bool scheduled = false;
   TimePoint ready;
-  std::vector<TimePoint> end;  // per local rank
+  std::vector<TimePoint> end;    // per local rank
+  std::vector<double> alone_us;  // per local rank: end - ready had every egress been free
 };
 
 // One point-to-point message (keyed by group, sender, receiver and number).
@@ -46,6 +48,7 @@ struct Message {
   TimePoint last_post;
   bool scheduled = false;
   TimePoint ready, end;
+  double alone_us = 0;
 };
 
 }  // namespace
@@ -76,10 +79,16 @@ struct EmulatedNetwork::Fabric {
     c.ready = c.last_post;
     std::fill(c.end.begin(), c.end.end(), c.ready);
     for (size_t src = 0; src < c.sends.size(); ++src) {
+      double busy_us = 0;  // src's egress, had it been free at ready
       for (const auto& [dst, bytes] : c.sends[src]) {
         const TimePoint arrival = Transfer(c.world[src], c.world[dst], bytes, c.ready);
         c.end[src] = std::max(c.end[src], arrival);
         c.end[dst] = std::max(c.end[dst], arrival);
+        if (c.world[src] == c.world[dst]) continue;
+        const Link link = LinkBetween(c.world[src], c.world[dst]);
+        busy_us += link.SerializationUs(bytes);
+        c.alone_us[src] = std::max(c.alone_us[src], busy_us + link.latency_us);
+        c.alone_us[dst] = std::max(c.alone_us[dst], busy_us + link.latency_us);
       }
     }
     c.scheduled = true;
@@ -88,6 +97,10 @@ struct EmulatedNetwork::Fabric {
   void Schedule(Message& m) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
     m.ready = m.last_post;
     m.end = Transfer(m.src, m.dst, m.bytes, m.ready);
+    if (m.src != m.dst) {
+      const Link link = LinkBetween(m.src, m.dst);
+      m.alone_us = link.SerializationUs(m.bytes) + link.latency_us;
+    }
     m.scheduled = true;
   }
 
@@ -168,12 +181,14 @@ class EmulatedWork : public Work {
     if (coll_ != nullptr) {
       op_.ready = coll_->ready;
       op_.end = coll_->end[local_];
+      op_.alone_us = coll_->alone_us[local_];
       coll_.reset();
     } else {
       op_.ready = op_.end = op_.posted;
       for (const auto& m : messages_) {
         op_.ready = std::max(op_.ready, m->ready);
         op_.end = std::max(op_.end, m->end);
+        op_.alone_us = std::max(op_.alone_us, m->alone_us);
       }
       messages_.clear();
     }

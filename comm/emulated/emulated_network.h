@@ -70,6 +70,10 @@ struct ModeledOp {
   std::chrono::steady_clock::time_point posted;  // this rank posted it
   std::chrono::steady_clock::time_point ready;   // its last participant posted it
   std::chrono::steady_clock::time_point end;     // modeled completion on this rank
+  // Its modeled time alone: end - ready had every egress been free at
+  // ready (no queueing behind other operations), what the simulator's
+  // phase model charges for it.
+  double alone_us = 0;
 
   double modeled_us() const { return std::chrono::duration<double, std::micro>(end - ready).count(); }
 };

@@ -70,6 +70,7 @@ TEST(EmulatedNetworkTest, AnOperationTakesLatencyPlusSerialization) {
     ASSERT_EQ(log.size(), 1u);
     EXPECT_EQ(log[0].name, "all_to_all 1000000 B");
     EXPECT_NEAR(log[0].modeled_us(), 2000, 1e-3);
+    EXPECT_NEAR(log[0].alone_us, 2000, 1e-3);     // nothing queued before it
     EXPECT_GE(Us(done[r] - log[0].ready), 2000);  // never earlier than modeled
   }
 }
@@ -121,8 +122,10 @@ TEST(EmulatedNetworkTest, EgressIsServedInOrder) {
   ASSERT_EQ(log.size(), 2u);
   EXPECT_NEAR(log[0].modeled_us(), 5000, 1e-3);
   // The second starts when the first's bytes have left: its end is one
-  // serialization after the first's.
+  // serialization after the first's. Alone it would have taken one.
   EXPECT_NEAR(Us(log[1].end - log[0].end), 5000, 1e-3);
+  EXPECT_NEAR(log[1].modeled_us(), 10000 - Us(log[1].ready - log[0].ready), 1e-3);
+  EXPECT_NEAR(log[1].alone_us, 5000, 1e-3);
 }
 
 // Link classes: ranks of one node talk over same_node (free here), others

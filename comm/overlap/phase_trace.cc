@@ -39,7 +39,7 @@ PhaseTotals Summarize(const std::vector<PhaseEvent>& events, std::chrono::steady
   PhaseTotals t;
   std::chrono::steady_clock::time_point step, wait, first = to, last = from;
   for (const PhaseEvent& e : events) {
-    if (e.at < from || e.at >= to) continue;
+    if (e.at < from || e.at > to) continue;
     switch (e.kind) {
       case K::kStepBegin:
         step = e.at;

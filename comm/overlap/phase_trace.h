@@ -71,7 +71,7 @@ std::vector<ExchangeSpan> ExchangeSpans(const std::vector<PhaseEvent>& events);
 
 // Summarize()
 //
-// The totals of the events in [from, to) (e.g. one F&B pair's).
+// The totals of the events in [from, to] (e.g. one F&B pair's).
 PhaseTotals Summarize(const std::vector<PhaseEvent>& events, std::chrono::steady_clock::time_point from,
                       std::chrono::steady_clock::time_point to);
 

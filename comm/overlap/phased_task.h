@@ -3,13 +3,14 @@
 // -----------------------------------------------------------------------------
 //
 // Work that overlaps its communication with other work on one thread. A
-// PhasedTask is compute separated by posted communication: Step() computes
-// until it has posted an operation (returns false) or is done (returns
-// true); a later Step() waits for what was posted when it needs the result.
-// Interleave() runs two tasks by alternating at posts: while one task's
-// operation is in flight, the other computes (DualPipe's F&B). The order is
-// fixed by the tasks alone, so ranks that run the same pair of tasks post
-// their collectives in the same order, and nothing needs a second thread.
+// PhasedTask is compute and posted communication: Step() computes and posts
+// up to a point where the other task of a pair should run, usually where it
+// needs the result of something it posted (it returns false there, leaving
+// the wait to the next Step()), or to its end (true). Interleave() runs two
+// tasks by alternating at those points: while one task's operations are in
+// flight, the other computes (DualPipe's F&B). The order is fixed by the
+// tasks alone, so ranks that run the same pair of tasks post their
+// collectives in the same order, and nothing needs a second thread.
 //
 // A PhaseTrace, when set, records what the tasks did and when: steps,
 // posts, waits and labelled compute, for tests of the order and for the
@@ -32,8 +33,8 @@ class PhasedTask {
 
   // PhasedTask::Step()
   //
-  // Runs to the next post (false) or to the end (true). Not called again
-  // after true or an error.
+  // Runs to the task's next yield point (false) or to the end (true). Not
+  // called again after true or an error.
   virtual absl::StatusOr<bool> Step() = 0;
 };
 
@@ -59,8 +60,8 @@ absl::Status RunToEnd(PhasedTask& task, PhaseTrace* trace = nullptr, int chain =
 // Interleave()
 //
 // Steps `first` (chain 0) and `second` (chain 1) alternately, starting with
-// `first`, each until it posts or ends; when one ends the other runs to its
-// end. The first error of either is returned; the other task is then left
+// `first`, each until it would wait or ends; when one ends the other runs to
+// its end. The first error of either is returned; the other task is then left
 // unfinished (its posted operations are abandoned with it).
 absl::Status Interleave(PhasedTask& first, PhasedTask& second, PhaseTrace* trace = nullptr);
 

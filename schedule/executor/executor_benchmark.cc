@@ -63,7 +63,7 @@ void BM_EmulatedStep(benchmark::State& state, Kind kind) {
 
 // The phases of one stage of `layers` MoE layers, in the order of the
 // model's passes (model/moe_layer.h): forward per layer router, post the
-// count exchange, shared expert, post the rows, experts, post the combine,
+// count exchange, post the rows, shared expert, experts, post the combine,
 // residual; backward per layer (last first) post dy, shared expert, experts,
 // post the combine of dx, expert weight gradients, router and norm. I is B
 // without the weight gradients; W computes them. Times in microseconds.
@@ -80,12 +80,15 @@ PhaseCosts MoePhases(int layers) {
   for (int l = 0; l < layers; ++l) {
     f.push_back(PhaseStep::Compute(kRouter, "router"));
     f.push_back(PhaseStep::Post(x, 8, "dispatch counts"));
-    f.push_back(PhaseStep::Compute(kShared, "shared"));
+    f.push_back(PhaseStep::Yield());
     f.push_back(PhaseStep::Wait(x++));
     f.push_back(PhaseStep::Post(x, kRows, "dispatch"));
+    f.push_back(PhaseStep::Compute(kShared, "shared"));
+    f.push_back(PhaseStep::Yield());
     f.push_back(PhaseStep::Wait(x++));
     f.push_back(PhaseStep::Compute(kExperts, "experts"));
     f.push_back(PhaseStep::Post(x, kRows, "combine"));
+    f.push_back(PhaseStep::Yield());
     f.push_back(PhaseStep::Wait(x++));
     f.push_back(PhaseStep::Compute(kSum, "residual"));
   }
@@ -94,10 +97,15 @@ PhaseCosts MoePhases(int layers) {
     for (int l = 0; l < layers; ++l) {
       p->push_back(PhaseStep::Post(y, kRows, "dispatch dy"));
       p->push_back(PhaseStep::Compute(kShared, "shared"));
+      p->push_back(PhaseStep::Yield());
       p->push_back(PhaseStep::Wait(y++));
       p->push_back(PhaseStep::Compute(kExperts, "experts"));
       p->push_back(PhaseStep::Post(y, kRows, "combine dx"));
-      if (p == &b) p->push_back(PhaseStep::Compute(kWeights, "expert weights"));
+      if (p == &b) {  // the other pass computes while dx travels, then these
+        p->push_back(PhaseStep::Yield());
+        p->push_back(PhaseStep::Compute(kWeights, "expert weights"));
+      }
+      p->push_back(PhaseStep::Yield());
       p->push_back(PhaseStep::Wait(y++));
       p->push_back(PhaseStep::Compute(kRouter + kSum, "router"));
     }

@@ -65,16 +65,19 @@ class EmulatedPhasedStageWork::Pass : public comm::PhasedTask {
        int chain)
       : p_(p), ep_(ep), overlap_(overlap), trace_(trace), buffers_(buffers), chain_(chain) {}
 
+  // Runs up to the next yield or the end; without overlap, to the end.
   absl::StatusOr<bool> Step() override {
     using Kind = comm::PhaseEvent::Kind;
     while (next_ < p_.size()) {
       const PhaseStep& s = p_[next_++];
       switch (s.kind) {
+        case PhaseStep::Kind::kYield:
+          if (overlap_ && next_ < p_.size()) return false;
+          break;
         case PhaseStep::Kind::kCompute:
           trace_->Record(Kind::kComputeBegin, s.label);
-          SleepUntil(std::chrono::steady_clock::now() +
-                     std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-                         std::chrono::duration<double, std::micro>(s.us)));
+          SleepUntil(std::chrono::steady_clock::now() + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                                                            std::chrono::duration<double, std::micro>(s.us)));
           trace_->Record(Kind::kComputeEnd, s.label);
           break;
         case PhaseStep::Kind::kPost: {
@@ -84,12 +87,11 @@ class EmulatedPhasedStageWork::Pass : public comm::PhasedTask {
           // faults that no compute phase accounts for.
           std::vector<char>& buffer = (*buffers_)[{chain_, s.exchange}];
           buffer.resize(2 * s.bytes * ep_->size());
-          absl::StatusOr<std::unique_ptr<comm::Work>> w = ep_->AllToAll(
-              buffer.data(), buffer.data() + s.bytes * ep_->size(), s.bytes, comm::DataType::kBytes);
+          absl::StatusOr<std::unique_ptr<comm::Work>> w =
+              ep_->AllToAll(buffer.data(), buffer.data() + s.bytes * ep_->size(), s.bytes, comm::DataType::kBytes);
           if (!w.ok()) return w.status();
           x.work = *std::move(w);
           trace_->Record(Kind::kPost, s.label);
-          if (overlap_) return false;
           break;
         }
         case PhaseStep::Kind::kWait: {
@@ -165,8 +167,8 @@ absl::Status EmulatedPhasedStageWork::BackwardWeight(const Slot& s) {
   return Run(Action::Compute(Op::kBackwardWeight, s.stage, s.mb, s.direction));
 }
 
-absl::StatusOr<std::pair<Buffer, Buffer>> EmulatedPhasedStageWork::ForwardBackward(const Slot& f, Buffer,
-                                                                                   const Slot& b, Buffer) {
+absl::StatusOr<std::pair<Buffer, Buffer>> EmulatedPhasedStageWork::ForwardBackward(const Slot& f, Buffer, const Slot& b,
+                                                                                   Buffer) {
   TANDEM_RETURN_IF_ERROR(Run(Action::Overlap(f.stage, f.mb, f.direction, b.stage, b.mb, b.direction)));
   return std::make_pair(Out(IsLast(f)), Out(b.stage == 0));
 }

@@ -25,10 +25,14 @@ class VirtualPass : public comm::PhasedTask {
   VirtualPass(const PhaseProgram& p, const PhaseCosts& c, VirtualRank* rank, int chain)
       : p_(p), c_(c), rank_(rank), chain_(chain) {}
 
+  // Runs up to the next yield or the end.
   absl::StatusOr<bool> Step() override {
     while (next_ < p_.size()) {
       const PhaseStep& s = p_[next_++];
       switch (s.kind) {
+        case PhaseStep::Kind::kYield:
+          if (next_ < p_.size()) return false;
+          break;
         case PhaseStep::Kind::kCompute:
           rank_->clock += s.us;
           break;
@@ -41,7 +45,7 @@ class VirtualPass : public comm::PhasedTask {
           rank_->net_free = end;
           end_[s.exchange] = end;
           rank_->spans.push_back({chain_, start, end, s.label});
-          return false;
+          break;
         }
       }
     }

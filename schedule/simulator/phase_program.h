@@ -14,9 +14,11 @@
 // over the same programs, on a virtual clock). EmulatedPhasedStageWork
 // (executor/stage_work.h) runs the same programs for real.
 //
-// Example (a forward whose dispatch hides the shared expert):
+// Example (a forward whose dispatch hides the shared expert, and in an F&B
+// the other pass's next step):
 //   PhaseProgram f = {PhaseStep::Compute(300, "router"), PhaseStep::Post(0, 1 << 20, "dispatch"),
-//                     PhaseStep::Compute(200, "shared"), PhaseStep::Wait(0), PhaseStep::Compute(900, "experts")};
+//                     PhaseStep::Compute(200, "shared"), PhaseStep::Yield(), PhaseStep::Wait(0),
+//                     PhaseStep::Compute(900, "experts")};
 #ifndef TANDEM_SCHEDULE_SIMULATOR_PHASE_PROGRAM_H_
 #define TANDEM_SCHEDULE_SIMULATOR_PHASE_PROGRAM_H_
 
@@ -30,7 +32,7 @@
 namespace tandem::schedule {
 
 struct PhaseStep {
-  enum class Kind : uint8_t { kCompute, kPost, kWait };
+  enum class Kind : uint8_t { kCompute, kPost, kWait, kYield };
   Kind kind = Kind::kCompute;
   double us = 0;      // kCompute: its time; kPost: the exchange's time if > 0 (else from bytes)
   int64_t bytes = 0;  // kPost: bytes to each EP peer
@@ -45,6 +47,9 @@ struct PhaseStep {
     return {Kind::kPost, us, 0, exchange, std::move(label)};
   }
   static PhaseStep Wait(int exchange) { return {Kind::kWait, 0, 0, exchange, ""}; }
+  // Ends the pass's step (comm::PhasedTask::Step()): in an F&B the other
+  // pass runs next. Without yields a pass runs to its end in one step.
+  static PhaseStep Yield() { return {Kind::kYield, 0, 0, 0, ""}; }
 };
 
 using PhaseProgram = std::vector<PhaseStep>;
@@ -83,8 +88,8 @@ struct PhaseTimeline {
 
 // SimulatePass(), SimulatePair()
 //
-// One pass alone, and an F&B pair (F first, interleaved at posts), on the
-// virtual clock of one rank. The programs must be valid.
+// One pass alone, and an F&B pair (F first, interleaved at their yields),
+// on the virtual clock of one rank. The programs must be valid.
 PhaseTimeline SimulatePass(const PhaseProgram& pass, const PhaseCosts& costs);
 PhaseTimeline SimulatePair(const PhaseProgram& f, const PhaseProgram& b, const PhaseCosts& costs);
 

@@ -31,14 +31,16 @@ TEST(PhaseProgramTest, APassWaitsOnlyForWhatItsComputeDidNotHide) {
   EXPECT_EQ(t.exchanges[0].label, "dispatch");
 }
 
-// An F&B pair, interleaved at posts: F computes 10 and posts (10..50), B
-// computes 20 and posts, but the egress is busy until 50 (50..90); F waits
-// to 50 and computes to 60; B waits to 90 and computes to 110. Alone they
-// would take 60 + 80 = 140.
-TEST(PhaseProgramTest, APairInterleavesAtPostsAndSharesOneEgress) {
+// An F&B pair, interleaved at its yields: F computes 10 and posts
+// (10..50), B computes 20 and posts, but the egress is busy until 50
+// (50..90); F waits to 50 and computes to 60; B waits to 90 and computes to
+// 110. Alone they would take 60 + 80 = 140.
+TEST(PhaseProgramTest, APairInterleavesAtYieldsAndSharesOneEgress) {
   const PhaseCosts c = Costs();
-  const PhaseProgram f = {PhaseStep::Compute(10), PhaseStep::Post(0, 30000), PhaseStep::Wait(0), PhaseStep::Compute(10)};
-  const PhaseProgram b = {PhaseStep::Compute(20), PhaseStep::Post(0, 30000), PhaseStep::Wait(0), PhaseStep::Compute(20)};
+  const PhaseProgram f = {PhaseStep::Compute(10), PhaseStep::Post(0, 30000), PhaseStep::Yield(), PhaseStep::Wait(0),
+                          PhaseStep::Compute(10)};
+  const PhaseProgram b = {PhaseStep::Compute(20), PhaseStep::Post(0, 30000), PhaseStep::Yield(), PhaseStep::Wait(0),
+                          PhaseStep::Compute(20)};
   EXPECT_DOUBLE_EQ(SimulatePass(f, c).duration, 60);
   EXPECT_DOUBLE_EQ(SimulatePass(b, c).duration, 80);
   const PhaseTimeline pair = SimulatePair(f, b, c);
@@ -47,6 +49,11 @@ TEST(PhaseProgramTest, APairInterleavesAtPostsAndSharesOneEgress) {
   EXPECT_EQ(pair.exchanges[1].chain, 1);
   EXPECT_DOUBLE_EQ(pair.exchanges[1].start, 50);
   EXPECT_DOUBLE_EQ(pair.exchanges[1].end, 90);
+  // Must-fail twin: without yields each pass is one step, F then B.
+  PhaseProgram f1 = f, b1 = b;
+  f1.erase(f1.begin() + 2);
+  b1.erase(b1.begin() + 2);
+  EXPECT_DOUBLE_EQ(SimulatePair(f1, b1, c).duration, 140);
   // A fixed exchange time overrides the bytes.
   const PhaseProgram fixed = {PhaseStep::PostTimed(0, 7), PhaseStep::Wait(0)};
   EXPECT_DOUBLE_EQ(SimulatePass(fixed, c).duration, 7);

@@ -174,10 +174,10 @@ TEST(SimulatorTest, PhaseCostsGiveTheDurationsOfTheirPhases) {
   auto phases = std::make_shared<PhaseCosts>();
   phases->ep = 2;
   phases->ep_link = {10, 1};  // 30 kB: 40 us
-  phases->f = {{PhaseStep::Compute(10), PhaseStep::Post(0, 30000, "dispatch"), PhaseStep::Wait(0),
+  phases->f = {{PhaseStep::Compute(10), PhaseStep::Post(0, 30000, "dispatch"), PhaseStep::Yield(), PhaseStep::Wait(0),
                 PhaseStep::Compute(10)}};
-  phases->b = {{PhaseStep::Compute(20), PhaseStep::Post(0, 30000, "dispatch dy"), PhaseStep::Wait(0),
-                PhaseStep::Compute(20)}};
+  phases->b = {{PhaseStep::Compute(20), PhaseStep::Post(0, 30000, "dispatch dy"), PhaseStep::Yield(),
+                PhaseStep::Wait(0), PhaseStep::Compute(20)}};
   ASSERT_OK_AND_ASSIGN(Schedule s, Lower(*Generate({Kind::kDualPipe, 4, 8})));
   CostModel with;
   with.phases = phases;
