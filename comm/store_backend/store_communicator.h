@@ -12,6 +12,12 @@
 // contribution carries the operation's fingerprint, so ranks calling
 // different operations get kInvalidArgument.
 //
+// Progress: posting an operation writes this rank's contribution (or
+// message) to the store at once, so peers can complete their side while this
+// rank computes; Wait() fetches what the others wrote and completes this
+// rank's operations in posting order. Nothing runs on a background thread of
+// the communicator; one thread at a time per communicator.
+//
 // Example:
 //   TANDEM_ASSIGN_OR_RETURN(Bootstrap b, BootstrapFromEnv(deadline));
 //   StoreCommunicator comm(b.store.get(), b.info.rank, b.info.world_size);
