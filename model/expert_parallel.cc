@@ -100,8 +100,9 @@ class EpExchange : public TokenExchange {
     routing.num_experts = layout_.num_slots;
     routing.topk_idx = slots;
     routing.topk_weights = absl::MakeConstSpan(weights.data<float>(), weights.numel());
-    TANDEM_ASSIGN_OR_RETURN(comm::moe::PendingDispatch d, comm::moe::PendingDispatch::Start(
-                                                              *comm_, x.data<float>(), DataType::kF32, hidden_, routing, {}));
+    TANDEM_ASSIGN_OR_RETURN(
+        comm::moe::PendingDispatch d,
+        comm::moe::PendingDispatch::Start(*comm_, x.data<float>(), DataType::kF32, hidden_, routing, {}));
     return std::unique_ptr<PendingDispatch>(new Dispatching(std::move(d), hidden_, layout_.timeout));
   }
 
@@ -112,15 +113,15 @@ class EpExchange : public TokenExchange {
     TANDEM_ASSIGN_OR_RETURN(comm::moe::PendingRows p,
                             comm::moe::PendingRows::StartCombine(*comm_, *h, values.data<float>(), DataType::kF32));
     const int64_t tokens = h->num_tokens;
-    return std::unique_ptr<Pending>(
-        new Exchanging(std::move(p), std::move(h), tokens, values.dim(1), layout_.timeout));
+    return std::unique_ptr<Pending>(new Exchanging(std::move(p), std::move(h), tokens, values.dim(1), layout_.timeout));
   }
 
   absl::StatusOr<std::unique_ptr<Pending>> StartDispatchAgain(const Rows& rows, const Tensor& values) override {
     const auto& h = *static_cast<const comm::moe::Handle*>(rows.handle.get());
     TANDEM_ASSIGN_OR_RETURN(comm::moe::PendingRows p, comm::moe::PendingRows::StartDispatchCached(
                                                           *comm_, h, values.data<float>(), DataType::kF32));
-    return std::unique_ptr<Pending>(new Exchanging(std::move(p), nullptr, rows.x.dim(0), values.dim(1), layout_.timeout));
+    return std::unique_ptr<Pending>(
+        new Exchanging(std::move(p), nullptr, rows.x.dim(0), values.dim(1), layout_.timeout));
   }
 
   absl::Status SumCounts(absl::Span<int64_t> counts) override {

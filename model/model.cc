@@ -84,7 +84,12 @@ class MoeBlockBackward : public comm::PhasedTask {
  public:
   MoeBlockBackward(RmsNorm* norm, MoeLayer* moe, const BlockState& s, Tensor dy, WeightGradStore* store, Tensor* out,
                    const comm::PhaseOptions& o)
-      : norm_(norm), s_(s), dy_(dy), store_(store), out_(out), task_(moe->BackwardTask(s.moe, std::move(dy), store, &dn_, o)) {}
+      : norm_(norm),
+        s_(s),
+        dy_(dy),
+        store_(store),
+        out_(out),
+        task_(moe->BackwardTask(s.moe, std::move(dy), store, &dn_, o)) {}
 
   absl::StatusOr<bool> Step() override {
     TANDEM_ASSIGN_OR_RETURN(bool done, task_->Step());

@@ -143,8 +143,8 @@ class Model : public UnitModel {
                                       WeightGradStore* store) override;
   // MoE blocks as phased tasks over their MoeLayer's (moe_layer.h); other
   // units in one step.
-  std::unique_ptr<comm::PhasedTask> UnitForwardTask(int unit, Tensor x, std::unique_ptr<UnitState>* state,
-                                                    Tensor* out, const comm::PhaseOptions& options) override;
+  std::unique_ptr<comm::PhasedTask> UnitForwardTask(int unit, Tensor x, std::unique_ptr<UnitState>* state, Tensor* out,
+                                                    const comm::PhaseOptions& options) override;
   std::unique_ptr<comm::PhasedTask> UnitBackwardTask(int unit, const UnitState& state, Tensor dy,
                                                      WeightGradStore* store, Tensor* out,
                                                      const comm::PhaseOptions& options) override;

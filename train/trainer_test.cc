@@ -172,9 +172,9 @@ TEST(TrainerTest, RebalanceBetweenStepsKeepsTraining) {
 TEST(TrainerTest, OverlapGivesTheSameBitsForEveryKind) {
   comm::NetworkModel net;
   net.other_node = {50, 5};
-  for (schedule::Kind kind : {schedule::Kind::kGPipe, schedule::Kind::k1F1B, schedule::Kind::kInterleaved1F1B,
-                              schedule::Kind::kZB1P, schedule::Kind::kZBV, schedule::Kind::kDualPipe,
-                              schedule::Kind::kDualPipeV}) {
+  for (schedule::Kind kind :
+       {schedule::Kind::kGPipe, schedule::Kind::k1F1B, schedule::Kind::kInterleaved1F1B, schedule::Kind::kZB1P,
+        schedule::Kind::kZBV, schedule::Kind::kDualPipe, schedule::Kind::kDualPipeV}) {
     SCOPED_TRACE(schedule::KindName(kind));
     TrainerOptions o = Options(kind, 2, 2);
     o.overlap = false;

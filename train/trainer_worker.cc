@@ -55,7 +55,8 @@ absl::Status Main() {
   const int replica = trainer->mesh().ep_rank;
   uint64_t h = 0xcbf29ce484222325ULL;
   TANDEM_RETURN_IF_ERROR(trainer->Run(
-      absl::GetFlag(FLAGS_steps), [&](int step) { return TeacherData(o.model, o.microbatches, 6, replica, step, 6 * o.ep); },
+      absl::GetFlag(FLAGS_steps),
+      [&](int step) { return TeacherData(o.model, o.microbatches, 6, replica, step, 6 * o.ep); },
       [&](const StepStats& s) { h = Fnv(h, &s.loss, sizeof(s.loss)); }));
   for (auto [st, d] : trainer->work().copies()) {
     model::Model* m = trainer->work().model(st, d);

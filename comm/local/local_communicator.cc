@@ -494,8 +494,9 @@ class LocalCommunicator : public Communicator {
       auto done = [m]() { return m->done; };
       if (!w.mu.AwaitWithDeadline(absl::Condition(&done), deadline.time())) {
         if (m->dst == rank_) {
-          return Timeout(*op, deadline,
-                         absl::StrFormat("waiting for rank %d to post its send #%d to rank %d", m->src, m->index, rank_));
+          return Timeout(
+              *op, deadline,
+              absl::StrFormat("waiting for rank %d to post its send #%d to rank %d", m->src, m->index, rank_));
         }
         return Timeout(*op, deadline, absl::StrFormat("waiting for rank %d to receive its message", m->dst));
       }

@@ -180,7 +180,7 @@ void ReadRowMetadata(const char* in, int top_k, Dispatched* out) {
 }
 
 absl::StatusOr<PendingDispatch> PendingDispatch::Start(Communicator& comm, const void* x, DataType dtype, int hidden,
-                                                      const Routing& routing, const DispatchOptions& options) {
+                                                       const Routing& routing, const DispatchOptions& options) {
   const int ranks = comm.size(), me = comm.rank(), k = routing.top_k;
   TANDEM_RETURN_IF_ERROR(CheckDtype(dtype));
   if (hidden < 1) return absl::InvalidArgumentError(absl::StrFormat("hidden: expected >= 1, got %d", hidden));
@@ -239,7 +239,8 @@ absl::Status PendingDispatch::PostRows(Deadline deadline) {
     out_.num_rows += h.recv_counts[r];
   }
   recv_.resize(out_.num_rows * record_);
-  TANDEM_ASSIGN_OR_RETURN(work_, comm_->AllToAllV(send_.data(), send_bytes, recv_.data(), recv_bytes, DataType::kBytes));
+  TANDEM_ASSIGN_OR_RETURN(work_,
+                          comm_->AllToAllV(send_.data(), send_bytes, recv_.data(), recv_bytes, DataType::kBytes));
   rows_posted_ = true;
   return absl::OkStatus();
 }
@@ -283,8 +284,7 @@ absl::StatusOr<PendingRows> PendingRows::StartDispatchCached(Communicator& comm,
   const int64_t row_bytes = int64_t{h.hidden} * SizeOf(dtype);
   p.send_.resize(h.send_tokens.size() * row_bytes);
   for (size_t i = 0; i < h.send_tokens.size(); ++i) {
-    std::memcpy(p.send_.data() + i * row_bytes, static_cast<const char*>(x) + h.send_tokens[i] * row_bytes,
-                row_bytes);
+    std::memcpy(p.send_.data() + i * row_bytes, static_cast<const char*>(x) + h.send_tokens[i] * row_bytes, row_bytes);
   }
   std::vector<int64_t> send_bytes(h.num_ranks), recv_bytes(h.num_ranks);
   int64_t rows = 0;
@@ -294,8 +294,8 @@ absl::StatusOr<PendingRows> PendingRows::StartDispatchCached(Communicator& comm,
     rows += h.recv_counts[r];
   }
   p.recv_.resize(rows * row_bytes);
-  TANDEM_ASSIGN_OR_RETURN(
-      p.work_, comm.AllToAllV(p.send_.data(), send_bytes, p.recv_.data(), recv_bytes, DataType::kBytes));
+  TANDEM_ASSIGN_OR_RETURN(p.work_,
+                          comm.AllToAllV(p.send_.data(), send_bytes, p.recv_.data(), recv_bytes, DataType::kBytes));
   return p;
 }
 

@@ -74,8 +74,8 @@ TEST(PhasedTaskTest, SummarizeSubtractsWaits) {
   const auto t0 = std::chrono::steady_clock::now();
   auto at = [&](int us) { return t0 + std::chrono::microseconds(us); };
   const std::vector<PhaseEvent> events = {
-      {K::kStepBegin, 0, "", at(0)},   {K::kPost, 0, "a", at(5)},      {K::kStepEnd, 0, "", at(10)},
-      {K::kStepBegin, 1, "", at(10)},  {K::kStepEnd, 1, "", at(40)},   {K::kStepBegin, 0, "", at(40)},
+      {K::kStepBegin, 0, "", at(0)},   {K::kPost, 0, "a", at(5)},     {K::kStepEnd, 0, "", at(10)},
+      {K::kStepBegin, 1, "", at(10)},  {K::kStepEnd, 1, "", at(40)},  {K::kStepBegin, 0, "", at(40)},
       {K::kWaitBegin, 0, "a", at(40)}, {K::kWaitEnd, 0, "a", at(45)}, {K::kStepEnd, 0, "", at(50)},
   };
   const PhaseTotals t = Summarize(events, at(0), at(100));

@@ -111,7 +111,6 @@ class EmulatedStageWork : public StageWork {
   bool IsLast(const Slot& s) const { return s.stage == schedule_.stages - 1; }
 
  private:
-
   const Schedule& schedule_;
   const CostModel cost_;
   const absl::Duration unit_;
