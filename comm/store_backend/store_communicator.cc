@@ -29,8 +29,14 @@ struct Header {
 const char* kOpNames[] = {"?",          "all_reduce",   "all_gather", "reduce_scatter", "broadcast",
                           "all_to_all", "all_to_all_v", "barrier",    "split"};
 
+// A peer's op and dtype may be anything: out-of-range values print as "?".
+const char* OpName(int64_t op) { return op >= 1 && op <= 8 ? kOpNames[op] : "?"; }
+absl::string_view DtypeName(int64_t t) {
+  return t >= 0 && t <= static_cast<int64_t>(DataType::kBytes) ? DataTypeName(static_cast<DataType>(t)) : "?";
+}
+
 std::string Describe(const Header& h) {
-  return absl::StrFormat("%s %s x%d", kOpNames[h.op], DataTypeName(static_cast<DataType>(h.dtype)), h.count);
+  return absl::StrFormat("%s %s x%d", OpName(h.op), DtypeName(h.dtype), h.count);
 }
 
 // A posted operation, completed in order by Wait().
@@ -232,13 +238,20 @@ class StoreCommunicator : public Communicator {
       TANDEM_RETURN_IF_ERROR(store_->Delete(r.key).status());
       wire::Reader in(*v);
       int64_t count = 0, dtype = 0;
-      in.Int(&count);
-      in.Int(&dtype);
+      const bool header = in.Int(&count) && in.Int(&dtype);
+      const int64_t bytes = r.op.count * SizeOf(r.op.dtype);
       std::string problem;
-      if (count != r.op.count || dtype != static_cast<int64_t>(r.op.dtype)) {
+      if (!header) {
+        problem = absl::StrFormat("message from rank %d to rank %d: truncated header (%d bytes)", r.op.peer, rank_,
+                                  v->size());
+      } else if (count != r.op.count || dtype != static_cast<int64_t>(r.op.dtype)) {
         problem = absl::StrFormat("message from rank %d to rank %d: ranks disagree: sent %d %s, receive expects %d %s",
-                                  r.op.peer, rank_, count, DataTypeName(static_cast<DataType>(dtype)), r.op.count,
-                                  DataTypeName(r.op.dtype));
+                                  r.op.peer, rank_, count, DtypeName(dtype), r.op.count, DataTypeName(r.op.dtype));
+      } else if (static_cast<int64_t>(v->size()) - 16 != bytes) {
+        problem = absl::StrFormat("message from rank %d to rank %d: expected %d bytes of data, got %d", r.op.peer,
+                                  rank_, bytes, static_cast<int64_t>(v->size()) - 16);
+      }
+      if (!problem.empty()) {
         if (op->status.ok()) op->status = absl::InvalidArgumentError(problem);
       } else if (r.op.count > 0) {
         std::memcpy(r.op.data, v->data() + 16, r.op.count * SizeOf(r.op.dtype));
@@ -279,10 +292,10 @@ class StoreCommunicator : public Communicator {
       TANDEM_ASSIGN_OR_RETURN(values[r], store_->Get(keys[r], deadline));
       wire::Reader in(values[r]);
       Header& h = headers[r];
-      in.Int(&h.op);
-      in.Int(&h.dtype);
-      in.Int(&h.count);
-      in.Int(&h.extra);
+      if (!(in.Int(&h.op) && in.Int(&h.dtype) && in.Int(&h.count) && in.Int(&h.extra)) && status.ok()) {
+        status = absl::InvalidArgumentError(absl::StrFormat(
+            "collective #%d: rank %d's contribution: truncated header (%d bytes)", op->coll, r, values[r].size()));
+      }
       // Every rank compares with rank 0, so all report the same message.
       const Header& first = headers[0];
       if (status.ok() &&
@@ -291,8 +304,11 @@ class StoreCommunicator : public Communicator {
             absl::StrFormat("collective #%d: ranks disagree: rank 0 called %s, rank %d called %s", op->coll,
                             Describe(first), r, Describe(h)));
       }
-      values[r].erase(0, 32);
+      values[r].erase(0, std::min<size_t>(32, values[r].size()));
     }
+    // Every header equals this rank's own: each payload must be the size
+    // that header implies before anything reads it.
+    for (int r = 0; r < size_ && status.ok(); ++r) status = CheckPayload(*op, r, values[r]);
     if (status.ok()) status = Apply(op, values);
     // Release: the last reader frees the contributions' bookkeeping.
     TANDEM_ASSIGN_OR_RETURN(int64_t readers, store_->Add(CollKey(op->coll, "read"), 1));
@@ -301,6 +317,53 @@ class StoreCommunicator : public Communicator {
       TANDEM_RETURN_IF_ERROR(store_->Delete(CollKey(op->coll, "read")).status());
     }
     return status;
+  }
+
+  // kInvalidArgument unless rank r's payload `v` is exactly what this
+  // rank's own header implies (all_to_all_v: its counts, then their data).
+  absl::Status CheckPayload(const Op& op, int r, const std::string& v) const {
+    const Header& h = op.header;
+    const int64_t es = SizeOf(static_cast<DataType>(h.dtype));
+    const int64_t got = static_cast<int64_t>(v.size());
+    int64_t want = 0;
+    switch (h.op) {
+      case 1:  // all_reduce
+      case 2:  // all_gather
+        want = h.count * es;
+        break;
+      case 3:  // reduce_scatter
+      case 5:  // all_to_all
+        want = size_ * h.count * es;
+        break;
+      case 4:  // broadcast: the root's data only
+        want = r == h.extra ? h.count * es : 0;
+        break;
+      case 6: {  // all_to_all_v
+        wire::Reader in(v);
+        want = size_ * 8;
+        for (int q = 0; q < size_; ++q) {
+          int64_t c = 0;
+          if (!in.Int(&c) || c < 0 || c > got / es) {
+            return absl::InvalidArgumentError(
+                absl::StrFormat("collective #%d (all_to_all_v): rank %d's contribution: count for rank %d is missing "
+                                "or out of range (%d, with %d bytes sent)",
+                                op.coll, r, q, c, got));
+          }
+          want += c * es;
+        }
+        break;
+      }
+      case 8:  // split: "color key", parsed with a check
+        return absl::OkStatus();
+      default:  // barrier
+        break;
+    }
+    if (got != want) {
+      return absl::InvalidArgumentError(
+          absl::StrFormat("collective #%d (%s): rank %d's contribution: expected %d bytes of data, got %d", op.coll,
+                          OpName(h.op), r, want, got));
+    }
+    return absl::OkStatus();
   }
 
   absl::Status Apply(Op* op, const std::vector<std::string>& v) {
