@@ -68,6 +68,19 @@ TEST_P(StoreTest, GetWaitsForTheKeyAndTimesOutNamingIt) {
               StatusIs(absl::StatusCode::kDeadlineExceeded, HasSubstr("[nope1, nope2]")));
 }
 
+// Regression: a timed-out wait said the last 200 ms slice of the server's
+// wait ("deadline 200ms exceeded"), not the wait, and callers could learn
+// the missing keys only by asking the store again (which fails once its
+// host is gone). The timeout names the whole wait and carries the keys.
+TEST_P(StoreTest, AWaitTimeoutNamesTheWholeWaitAndCarriesTheMissingKeys) {
+  ASSERT_OK(at(1).Set("here", "v"));
+  const absl::Status s = at(0).Wait({"here", "gone1", "gone2"}, Deadline::In(absl::Milliseconds(700)));
+  EXPECT_THAT(s, StatusIs(absl::StatusCode::kDeadlineExceeded, HasSubstr("deadline 700ms exceeded")));
+  EXPECT_EQ(MissingKeys(s), (std::vector<std::string>{"gone1", "gone2"}));
+  EXPECT_TRUE(MissingKeys(absl::OkStatus()).empty());
+  EXPECT_TRUE(MissingKeys(absl::DeadlineExceededError("another timeout")).empty());
+}
+
 TEST_P(StoreTest, AddIsAtomicUnderContention) {
   std::vector<std::thread> threads;
   for (int r = 0; r < 8; ++r) {

@@ -2,13 +2,19 @@
 // store, and threads each with its own TCP client of one loopback server.
 #include "comm/store_backend/store_communicator.h"
 
+#include <thread>
+
 #include "absl/strings/str_cat.h"
+#include "base/testing/status_matchers.h"
 #include "comm/store/tcp_store.h"
 #include "comm/testing/conformance.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
 namespace tandem::comm::testing {
 namespace {
+
+using ::tandem::testing::StatusIs;
 
 Backend StoreBackend(bool tcp) {
   Backend b = LocalBackend();  // host buffers
@@ -46,6 +52,46 @@ INSTANTIATE_TEST_SUITE_P(Store, ConformanceTest,
                          [](const ::testing::TestParamInfo<ConformanceTest::ParamType>& info) {
                            return absl::StrCat(std::get<0>(info.param).name, "_", std::get<1>(info.param), "ranks");
                          });
+
+// A store whose host is gone right after the ranks' waits time out: waits
+// and reads still answer, checks fail.
+class GoneAfterTimeout : public Store {
+ public:
+  explicit GoneAfterTimeout(Store* inner) : inner_(inner) {}
+  absl::Status Set(absl::string_view k, absl::string_view v) override { return inner_->Set(k, v); }
+  absl::StatusOr<std::string> Get(absl::string_view k, Deadline d) override { return inner_->Get(k, d); }
+  absl::Status Wait(absl::Span<const std::string> keys, Deadline d) override { return inner_->Wait(keys, d); }
+  absl::StatusOr<int64_t> Add(absl::string_view k, int64_t delta) override { return inner_->Add(k, delta); }
+  absl::StatusOr<bool> Delete(absl::string_view k) override { return inner_->Delete(k); }
+  absl::StatusOr<bool> Check(absl::string_view) override { return absl::UnavailableError("store host gone"); }
+
+ private:
+  Store* inner_;
+};
+
+// Regression: when rank 2 never posted, the ranks other than the store's
+// host said "waiting for ranks [] to post it" (they asked the store which
+// contributions were missing after its host had exited). Every rank names
+// rank 2.
+TEST(StoreCommunicatorTest, EveryRankNamesTheRankThatNeverPosted) {
+  MemoryStore memory;
+  GoneAfterTimeout store(&memory);
+  std::vector<absl::Status> status(2);
+  std::vector<std::thread> threads;
+  for (int r = 0; r < 2; ++r) {
+    threads.emplace_back([&, r] {
+      std::unique_ptr<Communicator> c = MakeStoreCommunicator(&store, r, 3, "t/");
+      float x = 1, y = 0;
+      absl::StatusOr<std::unique_ptr<Work>> w = c->AllReduce(&x, &y, 1, DataType::kF32, ReduceOp::kSum);
+      status[r] = w.ok() ? (*w)->Wait(Deadline::In(absl::Milliseconds(300))) : w.status();
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  for (int r = 0; r < 2; ++r) {
+    EXPECT_THAT(status[r], StatusIs(absl::StatusCode::kDeadlineExceeded, ::testing::HasSubstr("waiting for ranks [2]")))
+        << "rank " << r;
+  }
+}
 
 }  // namespace
 }  // namespace tandem::comm::testing
