@@ -1,9 +1,11 @@
 #include "comm/store/store.h"
 
+#include "absl/strings/cord.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/types/optional.h"
 
 namespace tandem::comm {
 
@@ -19,10 +21,44 @@ absl::Status CheckKeyValue(absl::string_view key, int64_t value_bytes) {
   return absl::OkStatus();
 }
 
+namespace {
+
+// The status payload of a store timeout: each missing key as "<bytes>:<key>".
+constexpr absl::string_view kMissingKeysUrl = "tandem/store/missing_keys";
+
+}  // namespace
+
 absl::Status StoreTimeout(absl::string_view op, Deadline deadline, absl::Span<const std::string> missing) {
-  return absl::DeadlineExceededError(absl::StrFormat("store %s: deadline %s exceeded; waiting for key(s) [%s]", op,
-                                                     absl::FormatDuration(deadline.timeout()),
-                                                     absl::StrJoin(missing, ", ")));
+  return WithMissingKeys(absl::DeadlineExceededError(
+                             absl::StrFormat("store %s: deadline %s exceeded; waiting for key(s) [%s]", op,
+                                             absl::FormatDuration(deadline.timeout()), absl::StrJoin(missing, ", "))),
+                         missing);
+}
+
+absl::Status WithMissingKeys(absl::Status timeout, absl::Span<const std::string> missing) {
+  std::string payload;
+  for (const std::string& k : missing) absl::StrAppend(&payload, k.size(), ":", k);
+  timeout.SetPayload(kMissingKeysUrl, absl::Cord(payload));
+  return timeout;
+}
+
+std::vector<std::string> MissingKeys(const absl::Status& s) {
+  std::vector<std::string> keys;
+  const absl::optional<absl::Cord> payload = s.GetPayload(kMissingKeysUrl);
+  if (!payload.has_value()) return keys;
+  const std::string text(*payload);
+  absl::string_view rest = text;
+  while (!rest.empty()) {
+    const size_t colon = rest.find(':');
+    size_t n = 0;
+    if (colon == absl::string_view::npos || !absl::SimpleAtoi(rest.substr(0, colon), &n) ||
+        n > rest.size() - colon - 1) {
+      return {};  // not ours
+    }
+    keys.emplace_back(rest.substr(colon + 1, n));
+    rest.remove_prefix(colon + 1 + n);
+  }
+  return keys;
 }
 
 absl::Status MemoryStore::Set(absl::string_view key, absl::string_view value) {

@@ -68,8 +68,18 @@ class MemoryStore : public Store {
 // Checks a key and value against the limits (kInvalidArgument naming them).
 absl::Status CheckKeyValue(absl::string_view key, int64_t value_bytes);
 
-// "store wait: deadline 1s exceeded; waiting for key(s) [a, b]".
+// "store wait: deadline 1s exceeded; waiting for key(s) [a, b]", carrying
+// the missing keys (MissingKeys()).
 absl::Status StoreTimeout(absl::string_view op, Deadline deadline, absl::Span<const std::string> missing);
+
+// The keys a StoreTimeout() status names, in the order given (empty for
+// any other status). The TCP store carries them from its server, so a
+// caller knows what was missing even when the store is gone a moment later.
+std::vector<std::string> MissingKeys(const absl::Status& s);
+
+// `timeout` carrying `missing` (what StoreTimeout() attaches; for a store
+// that receives the keys with a timeout from elsewhere).
+absl::Status WithMissingKeys(absl::Status timeout, absl::Span<const std::string> missing);
 
 }  // namespace tandem::comm
 

@@ -88,11 +88,16 @@ std::string Reply(wire::Reply status, absl::string_view body) {
   return wire::Frame(p);
 }
 
+// A timeout also carries the keys still missing (i64 n, n x str).
 std::string ErrorReply(const absl::Status& s) {
   std::string body;
   wire::PutInt(static_cast<int64_t>(s.code()), &body);
   wire::PutString(s.message(), &body);
-  return Reply(absl::IsDeadlineExceeded(s) ? wire::Reply::kTimeout : wire::Reply::kError, body);
+  if (!absl::IsDeadlineExceeded(s)) return Reply(wire::Reply::kError, body);
+  const std::vector<std::string> missing = MissingKeys(s);
+  wire::PutInt(static_cast<int64_t>(missing.size()), &body);
+  for (const std::string& k : missing) wire::PutString(k, &body);
+  return Reply(wire::Reply::kTimeout, body);
 }
 
 absl::Time Until(int64_t timeout_ms) { return absl::Now() + absl::Milliseconds(timeout_ms); }
@@ -215,6 +220,9 @@ void TcpStoreServer::Serve(int fd) {
         do {
           status = data_.Wait(req->keys, Deadline::In(std::min(until - absl::Now(), absl::Milliseconds(200))));
         } while (absl::IsDeadlineExceeded(status) && absl::Now() < until && !stopping_);
+        if (absl::IsDeadlineExceeded(status)) {  // the whole wait, not its last slice
+          status = StoreTimeout("wait", Deadline::In(absl::Milliseconds(req->timeout_ms)), MissingKeys(status));
+        }
         break;
       }
       case wire::OpCode::kAdd: {
@@ -302,7 +310,15 @@ absl::StatusOr<std::string> TcpStore::Call(const std::string& payload, Deadline 
   if (!err.Int(&code) || !err.String(&message, wire::kMaxFrameBytes) || code <= 0 || code > 16) {
     return absl::InternalError(absl::StrCat(where_, ": malformed error reply"));
   }
-  if (status == static_cast<uint8_t>(wire::Reply::kTimeout)) return absl::DeadlineExceededError(message);
+  if (status == static_cast<uint8_t>(wire::Reply::kTimeout)) {
+    int64_t n = 0;
+    std::vector<std::string> missing;
+    if (err.Int(&n) && n >= 0 && n <= wire::kMaxWaitKeys) {
+      std::string k;
+      for (int64_t i = 0; i < n && err.String(&k, kMaxStoreKeyBytes); ++i) missing.push_back(k);
+    }
+    return WithMissingKeys(absl::DeadlineExceededError(message), missing);
+  }
   return absl::Status(static_cast<absl::StatusCode>(code), absl::StrCat(where_, ": ", message));
 }
 
@@ -330,9 +346,12 @@ absl::StatusOr<std::string> TcpStore::Get(absl::string_view key, Deadline deadli
   r.op = wire::OpCode::kGet;
   r.keys = {std::string(key)};
   r.timeout_ms = TimeoutMs(deadline);
-  TANDEM_ASSIGN_OR_RETURN(std::string body, Call(wire::EncodeRequest(r), deadline));
+  absl::StatusOr<std::string> body = Call(wire::EncodeRequest(r), deadline);
+  // A timeout in this client's terms (its whole deadline).
+  if (absl::IsDeadlineExceeded(body.status())) return StoreTimeout("get", deadline, {std::string(key)});
+  if (!body.ok()) return body.status();
   std::string value;
-  wire::Reader in(body);
+  wire::Reader in(*body);
   if (!in.String(&value, kMaxStoreValueBytes))
     return absl::InternalError(absl::StrCat(where_, ": malformed get reply"));
   return value;
@@ -348,7 +367,9 @@ absl::Status TcpStore::Wait(absl::Span<const std::string> keys, Deadline deadlin
   r.op = wire::OpCode::kWait;
   r.keys.assign(keys.begin(), keys.end());
   r.timeout_ms = TimeoutMs(deadline);
-  return Call(wire::EncodeRequest(r), deadline).status();
+  const absl::Status s = Call(wire::EncodeRequest(r), deadline).status();
+  // A timeout in this client's terms, with the keys the server found missing.
+  return absl::IsDeadlineExceeded(s) ? StoreTimeout("wait", deadline, MissingKeys(s)) : s;
 }
 
 absl::StatusOr<int64_t> TcpStore::Add(absl::string_view key, int64_t delta) {

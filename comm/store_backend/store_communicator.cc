@@ -276,10 +276,12 @@ class StoreCommunicator : public Communicator {
     for (int r = 0; r < size_; ++r) keys.push_back(CollKey(op->coll, absl::StrCat(r)));
     absl::Status waited = store_->Wait(keys, deadline);
     if (absl::IsDeadlineExceeded(waited)) {
+      // The store names the missing contributions with its timeout: asking
+      // it again could fail once its host has gone.
+      const std::vector<std::string> absent = MissingKeys(waited);
       std::vector<int> missing;
       for (int r = 0; r < size_; ++r) {
-        absl::StatusOr<bool> present = store_->Check(keys[r]);
-        if (present.ok() && !*present) missing.push_back(r);
+        if (std::find(absent.begin(), absent.end(), keys[r]) != absent.end()) missing.push_back(r);
       }
       return Timeout(*op, deadline, absl::StrFormat("waiting for ranks [%s] to post it", absl::StrJoin(missing, ", ")));
     }
