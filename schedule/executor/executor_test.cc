@@ -152,7 +152,8 @@ TEST(ExecutorTest, AFailingStageStopsEveryRankNamingIt) {
 }
 
 // A rank that never runs makes its peers fail within the timeout, naming the
-// operation and the rank they wait for.
+// operation, the rank they wait for and the whole wait (regression: the
+// message gave the last 50 ms slice of the wait, "deadline 8.8ms exceeded").
 TEST(ExecutorTest, AMissingRankTimesOutNamingIt) {
   const Schedule s = Lowered(Kind::kGPipe, 3, 2);
   auto work = Emulated(s, CostModel(), absl::Microseconds(100));
@@ -163,6 +164,7 @@ TEST(ExecutorTest, AMissingRankTimesOutNamingIt) {
   EXPECT_THAT(out.runs[1].status(), StatusIs(absl::StatusCode::kDeadlineExceeded, HasSubstr("rank 1 position")));
   EXPECT_THAT(out.runs[1].status(),
               StatusIs(absl::StatusCode::kDeadlineExceeded, HasSubstr("waiting for rank 2 to receive")));
+  EXPECT_THAT(out.runs[1].status(), StatusIs(absl::StatusCode::kDeadlineExceeded, HasSubstr("deadline 500ms exceeded")));
 }
 
 // Counts the stage work the executor asks for.
