@@ -44,6 +44,14 @@ class Deadline {
   // Time left until the deadline, never negative.
   absl::Duration Remaining() const { return std::max(time_ - absl::Now(), absl::ZeroDuration()); }
 
+  // Slice()
+  //
+  // A slice of this wait, for waiting in steps (to check something between
+  // them): it expires after at most `at_most`, no later than this deadline,
+  // but its timeout() is this deadline's, so a timeout message names the
+  // whole wait, not its last slice.
+  Deadline Slice(absl::Duration at_most) const { return Deadline(std::min(absl::Now() + at_most, time_), timeout_); }
+
   // Exceeded()
   //
   // The error to return when a wait for `what` ran past this deadline:

@@ -100,8 +100,6 @@ std::string ErrorReply(const absl::Status& s) {
   return Reply(wire::Reply::kTimeout, body);
 }
 
-absl::Time Until(int64_t timeout_ms) { return absl::Now() + absl::Milliseconds(timeout_ms); }
-
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<TcpStoreServer>> TcpStoreServer::Start(const std::string& host, int port,
@@ -201,28 +199,20 @@ void TcpStoreServer::Serve(int fd) {
         break;
       case wire::OpCode::kGet: {
         // Wait in slices so that shutdown is never blocked for long.
-        const absl::Time until = Until(req->timeout_ms);
+        const Deadline whole = Deadline::In(absl::Milliseconds(req->timeout_ms));
         absl::StatusOr<std::string> v = absl::DeadlineExceededError("");
         do {
-          v = data_.Get(req->keys[0], Deadline::In(std::min(until - absl::Now(), absl::Milliseconds(200))));
-        } while (absl::IsDeadlineExceeded(v.status()) && absl::Now() < until && !stopping_);
-        if (v.ok()) {
-          wire::PutString(*v, &body);
-        } else {
-          status = absl::IsDeadlineExceeded(v.status())
-                       ? StoreTimeout("get", Deadline::In(absl::Milliseconds(req->timeout_ms)), req->keys)
-                       : v.status();
-        }
+          v = data_.Get(req->keys[0], whole.Slice(absl::Milliseconds(200)));
+        } while (absl::IsDeadlineExceeded(v.status()) && !whole.expired() && !stopping_);
+        if (v.ok()) wire::PutString(*v, &body);
+        status = v.status();
         break;
       }
       case wire::OpCode::kWait: {
-        const absl::Time until = Until(req->timeout_ms);
+        const Deadline whole = Deadline::In(absl::Milliseconds(req->timeout_ms));
         do {
-          status = data_.Wait(req->keys, Deadline::In(std::min(until - absl::Now(), absl::Milliseconds(200))));
-        } while (absl::IsDeadlineExceeded(status) && absl::Now() < until && !stopping_);
-        if (absl::IsDeadlineExceeded(status)) {  // the whole wait, not its last slice
-          status = StoreTimeout("wait", Deadline::In(absl::Milliseconds(req->timeout_ms)), MissingKeys(status));
-        }
+          status = data_.Wait(req->keys, whole.Slice(absl::Milliseconds(200)));
+        } while (absl::IsDeadlineExceeded(status) && !whole.expired() && !stopping_);
         break;
       }
       case wire::OpCode::kAdd: {

@@ -235,7 +235,7 @@ class RankRunner {
     const auto t0 = Clock::now();
     const Deadline deadline = Deadline::In(o_.timeout);
     while (true) {
-      absl::Status st = p.work->Wait(Deadline::In(std::min(absl::Milliseconds(50), deadline.Remaining())));
+      absl::Status st = p.work->Wait(deadline.Slice(absl::Milliseconds(50)));
       if (st.ok()) break;
       if (!absl::IsDeadlineExceeded(st)) return Fail(p.positions.front(), st);
       if (o_.abort != nullptr) {
@@ -243,10 +243,7 @@ class RankRunner {
           return absl::AbortedError(absl::StrFormat("rank %d stopped before position %d: %s", rank_, position, *why));
         }
       }
-      if (deadline.expired()) {
-        return Fail(p.positions.front(), absl::DeadlineExceededError(absl::StrFormat(
-                                             "waited %s: %s", absl::FormatDuration(o_.timeout), st.message())));
-      }
+      if (deadline.expired()) return Fail(p.positions.front(), st);  // names the whole wait
     }
     const auto t1 = Clock::now();
     run_.wait_us += std::chrono::duration<double, std::micro>(t1 - t0).count();
