@@ -19,6 +19,14 @@ absl::Status Range(absl::string_view field, int64_t v, int64_t lo, int64_t hi, a
 
 }  // namespace
 
+int64_t NumParameters(const ModelConfig& c) {
+  const int64_t h = c.hidden;
+  const int64_t swiglu = 3 * h * c.moe_inter;  // w1, w3: [inter, h]; w2: [h, inter]
+  const int64_t moe = h * c.num_experts + int64_t{c.num_experts} * swiglu + int64_t{c.num_shared_experts} * swiglu;
+  return int64_t{c.input_dim} * h + h + h * c.output_dim + int64_t{c.num_layers} * h +
+         int64_t{c.num_dense_layers} * 3 * h * c.dense_inter + int64_t{NumMoeLayers(c)} * moe;
+}
+
 absl::Status ValidateConfig(const ModelConfig& c) {
   constexpr int64_t kMaxWidth = int64_t{1} << 20;
   const struct {

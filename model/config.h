@@ -64,6 +64,11 @@ inline int NumUnits(const ModelConfig& c) { return c.num_layers + 2; }
 // Number of MoE blocks (num_layers - num_dense_layers).
 inline int NumMoeLayers(const ModelConfig& c) { return c.num_layers - c.num_dense_layers; }
 
+// Parameter elements of a whole model with every expert (Model::Parameters();
+// the router's bias is state, not a parameter). Computed in int64 from a
+// valid config; used to size memory before anything is allocated.
+int64_t NumParameters(const ModelConfig& c);
+
 // ConfigToJson(), ConfigFromJson()
 //
 // The config as a compact JSON object (stored in checkpoint metadata; keys

@@ -17,6 +17,27 @@ constexpr absl::StatusCode kInvalid = absl::StatusCode::kInvalidArgument;
 
 TEST(ConfigTest, DefaultsAreValid) { EXPECT_OK(ValidateConfig(ModelConfig())); }
 
+// The closed form against the parameters a model really has: with and
+// without dense blocks and shared experts.
+TEST(ConfigTest, NumParametersCountsTheModelsParameters) {
+  for (int dense : {0, 1, 2}) {
+    for (int shared : {0, 1, 3}) {
+      ModelConfig c;
+      c.num_layers = 3;
+      c.num_dense_layers = dense;
+      c.num_shared_experts = shared;
+      c.input_dim = 5;
+      c.output_dim = 7;
+      c.dense_inter = 11;
+      c.moe_inter = 6;
+      ASSERT_OK_AND_ASSIGN(auto m, Model::Create(c));
+      int64_t n = 0;
+      for (Parameter* p : m->Parameters()) n += p->value.numel();
+      EXPECT_EQ(NumParameters(c), n) << dense << " dense, " << shared << " shared";
+    }
+  }
+}
+
 // Each bad field is named with what was expected.
 TEST(ConfigTest, BadConfigsRejected) {
   ModelConfig c;

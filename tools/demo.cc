@@ -13,6 +13,8 @@
 // reports, per pipeline rank, how much of an F&B pair's expert-parallel
 // communication its compute hid (train/overlap_report.h), beside the
 // simulator's prediction.
+#include <unistd.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -72,6 +74,9 @@ ABSL_FLAG(std::string, pp_link, "", "Emulated link between pipeline ranks, LATEN
 ABSL_FLAG(int, ranks_per_node, 0,
           "Ranks per node of the emulated network (world rank = pipeline rank x ep + expert rank); ranks of one "
           "node talk for free. 0: one rank per node.");
+ABSL_FLAG(double, max_memory_gb, 0,
+          "Refuse sizes whose estimated memory exceeds this many GiB (0: 80% of this machine's memory).");
+ABSL_FLAG(bool, validate_only, false, "Check the flags and exit: 0 if they are valid, 2 if not.");
 
 namespace tandem {
 namespace {
@@ -174,8 +179,23 @@ absl::Status WriteText(const std::string& path, const std::string& text) {
   return absl::OkStatus();
 }
 
-absl::Status Main() {
+// kInvalidArgument "--<flag>: expected lo..hi, got v".
+absl::Status Range(absl::string_view flag, int64_t v, int64_t lo, int64_t hi, absl::string_view why = "") {
+  if (v >= lo && v <= hi) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrFormat("--%s: expected %d..%d%s, got %d", flag, lo, hi, why, v));
+}
+
+// What the flags decide, all checked before anything runs.
+struct Setup {
   train::TrainerOptions o;
+  int steps = 0, tokens = 0, stages = 0;
+  std::string out, backend;
+  std::unique_ptr<comm::EmulatedNetwork> network;
+};
+
+absl::StatusOr<Setup> FromFlags() {
+  Setup setup;
+  train::TrainerOptions& o = setup.o;
   TANDEM_ASSIGN_OR_RETURN(o.kind, schedule::ParseKind(absl::GetFlag(FLAGS_kind)));
   o.pp = absl::GetFlag(FLAGS_pp);
   o.ep = absl::GetFlag(FLAGS_ep);
@@ -183,28 +203,86 @@ absl::Status Main() {
   o.extra_slots = absl::GetFlag(FLAGS_extra_slots);
   o.rebalance_every = absl::GetFlag(FLAGS_rebalance_every);
   o.overlap = absl::GetFlag(FLAGS_overlap);
-  const int steps = absl::GetFlag(FLAGS_steps), tokens = absl::GetFlag(FLAGS_tokens), n = o.microbatches;
-  const std::string out = absl::GetFlag(FLAGS_out), backend = absl::GetFlag(FLAGS_backend);
-  // Stages per rank come from the schedule.
-  TANDEM_ASSIGN_OR_RETURN(schedule::Schedule probe, schedule::Generate({o.kind, o.pp, n}));
+  setup.steps = absl::GetFlag(FLAGS_steps);
+  setup.tokens = absl::GetFlag(FLAGS_tokens);
+  setup.out = absl::GetFlag(FLAGS_out);
+  setup.backend = absl::GetFlag(FLAGS_backend);
   const int units_per_stage = absl::GetFlag(FLAGS_units_per_stage);
-  if (units_per_stage < 2) {
-    return absl::InvalidArgumentError(absl::StrFormat("--units_per_stage: expected >= 2, got %d", units_per_stage));
+  const int experts = absl::GetFlag(FLAGS_experts);
+  TANDEM_RETURN_IF_ERROR(Range("pp", o.pp, 1, 256));
+  TANDEM_RETURN_IF_ERROR(Range("ep", o.ep, 1, 256));
+  TANDEM_RETURN_IF_ERROR(Range("ep", int64_t{o.pp} * o.ep, 1, 1024, " rank threads (--pp x --ep)"));
+  TANDEM_RETURN_IF_ERROR(Range("microbatches", o.microbatches, 1, 1 << 16));
+  TANDEM_RETURN_IF_ERROR(Range("steps", setup.steps, 1, 1000000));
+  TANDEM_RETURN_IF_ERROR(Range("rebalance_every", o.rebalance_every, 0, 1000000));
+  TANDEM_RETURN_IF_ERROR(Range("tokens", setup.tokens, 1, 1 << 20));
+  TANDEM_RETURN_IF_ERROR(Range("hidden", absl::GetFlag(FLAGS_hidden), 1, 1 << 16));
+  TANDEM_RETURN_IF_ERROR(Range("units_per_stage", units_per_stage, 2, 1024));
+  TANDEM_RETURN_IF_ERROR(Range("experts", experts, 1, 4096));
+  TANDEM_RETURN_IF_ERROR(Range("top_k", absl::GetFlag(FLAGS_top_k), 1, experts, " (--experts)"));
+  TANDEM_RETURN_IF_ERROR(Range("extra_slots", o.extra_slots, 0, 4096));
+  if (setup.backend != "local" && setup.backend != "store") {
+#ifdef TANDEM_WITH_CUDA
+    if (setup.backend != "cuda_local") {
+      return absl::InvalidArgumentError(
+          absl::StrFormat("--backend: expected local, store or cuda_local, got '%s'", setup.backend));
+    }
+#else
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "--backend: expected local or store, got '%s' (cuda_local is in the GPU build: bazel run //tools:demo_gpu)",
+        setup.backend));
+#endif
   }
+  // Stages per rank come from the schedule.
+  TANDEM_ASSIGN_OR_RETURN(schedule::Schedule probe, schedule::Generate({o.kind, o.pp, o.microbatches}));
+  setup.stages = probe.stages;
   model::ModelConfig& c = o.model;
   c.hidden = absl::GetFlag(FLAGS_hidden);
   c.input_dim = 8;
   c.output_dim = 8;
   c.num_layers = units_per_stage * probe.stages - 2;
-  c.num_experts = absl::GetFlag(FLAGS_experts);
+  c.num_experts = experts;
   c.top_k = absl::GetFlag(FLAGS_top_k);
   c.moe_inter = 2 * c.hidden;
   c.bias_update_speed = 0.0f;  // the DualPipe copies must stay identical
   c.seed = absl::GetFlag(FLAGS_seed);
   TANDEM_RETURN_IF_ERROR(model::ValidateConfig(c));
-  TANDEM_ASSIGN_OR_RETURN(std::unique_ptr<comm::EmulatedNetwork> network, Network(o.ep));
+  TANDEM_RETURN_IF_ERROR(train::EvenPlacement(c, o.extra_slots, o.ep).status());
+  // The trainers, and the sequential reference of the first step (one more
+  // model and every micro-batch's tokens).
+  TANDEM_ASSIGN_OR_RETURN(double bytes, train::EstimateMemoryBytes(o, setup.tokens));
+  train::TrainerOptions reference = o;
+  reference.kind = schedule::Kind::kGPipe;
+  reference.pp = 1;
+  reference.ep = 1;
+  TANDEM_ASSIGN_OR_RETURN(const double reference_bytes, train::EstimateMemoryBytes(reference, setup.tokens * o.ep));
+  bytes += reference_bytes;
+  double limit_gb = absl::GetFlag(FLAGS_max_memory_gb);
+  if (!(limit_gb >= 0) || !std::isfinite(limit_gb)) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("--max_memory_gb: expected a finite value >= 0, got %g", limit_gb));
+  }
+  if (limit_gb == 0) limit_gb = 0.8 * static_cast<double>(sysconf(_SC_PHYS_PAGES)) * sysconf(_SC_PAGESIZE) / (1 << 30);
+  if (bytes / (1 << 30) > limit_gb) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "sizes (--pp %d x --ep %d, --microbatches %d x --tokens %d, --hidden %d, --experts %d, %d MoE blocks) need "
+        "about %.1f GiB, over --max_memory_gb = %.1f GiB",
+        o.pp, o.ep, o.microbatches, setup.tokens, c.hidden, c.num_experts, model::NumMoeLayers(c), bytes / (1 << 30),
+        limit_gb));
+  }
+  TANDEM_ASSIGN_OR_RETURN(setup.network, Network(o.ep));
+  return setup;
+}
+
+absl::Status Run(Setup setup) {
+  train::TrainerOptions& o = setup.o;
+  const model::ModelConfig& c = o.model;
+  const int steps = setup.steps, tokens = setup.tokens, n = o.microbatches;
+  const std::string& out = setup.out;
+  const std::string& backend = setup.backend;
+  std::unique_ptr<comm::EmulatedNetwork> network = std::move(setup.network);
   std::printf("tandem demo: %s on %d pipeline x %d expert-parallel ranks (%s backend), %d stages, %d micro-batches\n",
-              std::string(schedule::KindName(o.kind)).c_str(), o.pp, o.ep, backend.c_str(), probe.stages, n);
+              std::string(schedule::KindName(o.kind)).c_str(), o.pp, o.ep, backend.c_str(), setup.stages, n);
   std::printf("  model: %d MoE blocks, hidden %d, %d experts (+%d redundant slots), top-%d\n", c.num_layers, c.hidden,
               c.num_experts, o.extra_slots, c.top_k);
 
@@ -215,20 +293,11 @@ absl::Status Main() {
     for (int r = 0; r < world_size; ++r) world.push_back(comm::MakeStoreCommunicator(&store, r, world_size, "demo/"));
   } else if (backend == "local") {
     world = comm::CreateLocalGroup(world_size);
+  } else {
 #ifdef TANDEM_WITH_CUDA
-  } else if (backend == "cuda_local") {
     world = comm::CreateLocalGroup(world_size);
     TANDEM_ASSIGN_OR_RETURN(device_world, comm::CreateCudaLocalGroup(world_size));  // names a missing GPU
     o.placer = GpuPlacer;
-#endif
-  } else {
-#ifdef TANDEM_WITH_CUDA
-    return absl::InvalidArgumentError(
-        absl::StrFormat("backend: expected local, store or cuda_local, got '%s'", backend));
-#else
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "backend: expected local or store, got '%s' (cuda_local is in the GPU build: bazel run //tools:demo_gpu)",
-        backend));
 #endif
   }
 
@@ -401,9 +470,20 @@ absl::Status Main() {
 }  // namespace tandem
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage("tandem end-to-end demo: MoE training with a pipeline schedule, EP and EPLB");
+  absl::SetProgramUsageMessage(
+      "tandem end-to-end demo: MoE training with a pipeline schedule, EP and EPLB.\n"
+      "Exit status: 0 done, 2 bad flags (named, before anything runs), 1 a failure while running.");
   absl::ParseCommandLine(argc, argv);
-  const absl::Status s = tandem::Main();
+  absl::StatusOr<tandem::Setup> setup = tandem::FromFlags();
+  if (!setup.ok()) {
+    std::fprintf(stderr, "demo: %s\n", std::string(setup.status().message()).c_str());
+    return 2;
+  }
+  if (absl::GetFlag(FLAGS_validate_only)) {
+    std::printf("demo: flags ok\n");
+    return 0;
+  }
+  const absl::Status s = tandem::Run(*std::move(setup));
   if (!s.ok()) {
     std::fprintf(stderr, "demo: %s\n", std::string(s.message()).c_str());
     return 1;

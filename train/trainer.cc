@@ -156,6 +156,20 @@ absl::Status Trainer::Run(int steps, const std::function<PipelineData(int step)>
   return absl::OkStatus();
 }
 
+absl::StatusOr<double> EstimateMemoryBytes(const TrainerOptions& o, int tokens) {
+  TANDEM_ASSIGN_OR_RETURN(schedule::Schedule s, schedule::Generate({o.kind, o.pp, o.microbatches}));
+  const model::ModelConfig& c = o.model;
+  const double copies = static_cast<double>(o.ep) * s.stages * s.directions;
+  const double states = copies * static_cast<double>(model::NumParameters(c)) * 4 /*value, grad, m, v*/ * 4;
+  // Saved per token and unit: inputs, norms, router outputs, expert rows
+  // (top_k of them) with their inner activations, the shared expert's.
+  const double per_token_unit =
+      4.0 * (8.0 * c.hidden + 2.0 * c.num_experts + 3.0 * (c.top_k + c.num_shared_experts) * (c.moe_inter + c.hidden) +
+             3.0 * c.dense_inter);
+  const double activations = static_cast<double>(o.ep) * o.microbatches * tokens * model::NumUnits(c) * per_token_unit;
+  return states + activations;
+}
+
 absl::Status RunOnThreads(int ranks, const std::function<absl::Status(int rank)>& fn) {
   std::vector<absl::Status> status(ranks);
   std::vector<std::thread> threads;

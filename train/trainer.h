@@ -153,6 +153,16 @@ class Trainer {
 // extra_slots slots per MoE layer over `ep` ranks.
 absl::StatusOr<balance::Placement> EvenPlacement(const model::ModelConfig& c, int extra_slots, int ep);
 
+// EstimateMemoryBytes()
+//
+// A rough upper bound of the host memory that a whole world of Trainers
+// (every rank) needs with `tokens` tokens per micro-batch on each EP rank:
+// parameters, gradients and both AdamW moments of every stage copy (each
+// created as a whole model before its experts are distributed), and every
+// micro-batch's activations through every unit alive at once. For refusing
+// sizes up front; kInvalidArgument for options Generate() refuses.
+absl::StatusOr<double> EstimateMemoryBytes(const TrainerOptions& o, int tokens);
+
 // RunOnThreads()
 //
 // Runs fn(rank) for rank 0..ranks-1 on one thread each and returns the

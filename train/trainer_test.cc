@@ -15,6 +15,7 @@
 #include "gtest/gtest.h"
 #include "model/model.h"
 #include "model/stage.h"
+#include "schedule/generators/generate.h"
 #include "train/data.h"
 
 namespace tandem::train {
@@ -211,6 +212,27 @@ TEST(TrainerTest, BadOptionsAreRefusedNamingThem) {
   o.model.num_layers = 4;
   EXPECT_THAT(Trainer::Create(o, *world[0]).status(),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("bounds")));
+}
+
+// The estimate covers what the trainers hold for certain: every stage copy
+// (counted from the schedule's placement) with value, gradient and two
+// AdamW moments in f32; activations grow with micro-batches x tokens.
+TEST(TrainerTest, MemoryEstimateCoversTheStageCopies) {
+  for (schedule::Kind kind : {schedule::Kind::kDualPipe, schedule::Kind::k1F1B, schedule::Kind::kZBV}) {
+    const TrainerOptions o = Options(kind, 2, 2);
+    ASSERT_OK_AND_ASSIGN(schedule::Schedule s, schedule::Generate({o.kind, o.pp, o.microbatches}));
+    int copies = 0;
+    for (int d = 0; d < s.directions; ++d) {
+      for (int st = 0; st < s.stages; ++st) copies += s.RankOf(d, st) >= 0 ? o.ep : 0;
+    }
+    ASSERT_OK_AND_ASSIGN(const double bytes, EstimateMemoryBytes(o, 6));
+    EXPECT_GE(bytes, 16.0 * copies * model::NumParameters(o.model)) << schedule::KindName(kind);
+    ASSERT_OK_AND_ASSIGN(const double more_tokens, EstimateMemoryBytes(o, 12));
+    EXPECT_GT(more_tokens, bytes);
+  }
+  TrainerOptions bad = Options(schedule::Kind::kDualPipe, 2, 2);
+  bad.microbatches = 3;  // DualPipe needs an even count
+  EXPECT_THAT(EstimateMemoryBytes(bad, 6).status(), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("even")));
 }
 
 }  // namespace
