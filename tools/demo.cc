@@ -23,7 +23,6 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -36,6 +35,7 @@
 #include "schedule/generators/generate.h"
 #include "schedule/simulator/render.h"
 #include "schedule/simulator/simulator.h"
+#include "tools/cli.h"
 #include "train/data.h"
 #include "train/overlap_report.h"
 #include "train/trainer.h"
@@ -233,21 +233,30 @@ absl::StatusOr<Setup> FromFlags() {
         setup.backend));
 #endif
   }
-  // Stages per rank come from the schedule.
-  TANDEM_ASSIGN_OR_RETURN(schedule::Schedule probe, schedule::Generate({o.kind, o.pp, o.microbatches}));
-  setup.stages = probe.stages;
+  // Stages per rank come from the schedule. Library errors name the flags
+  // they came from.
+  auto from = [](absl::string_view flags, const absl::Status& s) {
+    return absl::Status(s.code(), absl::StrCat(flags, ": ", s.message()));
+  };
+  absl::StatusOr<schedule::Schedule> probe = schedule::Generate({o.kind, o.pp, o.microbatches});
+  if (!probe.ok()) return from("--kind, --pp, --microbatches", probe.status());
+  setup.stages = probe->stages;
   model::ModelConfig& c = o.model;
   c.hidden = absl::GetFlag(FLAGS_hidden);
   c.input_dim = 8;
   c.output_dim = 8;
-  c.num_layers = units_per_stage * probe.stages - 2;
+  c.num_layers = units_per_stage * probe->stages - 2;
   c.num_experts = experts;
   c.top_k = absl::GetFlag(FLAGS_top_k);
   c.moe_inter = 2 * c.hidden;
   c.bias_update_speed = 0.0f;  // the DualPipe copies must stay identical
   c.seed = absl::GetFlag(FLAGS_seed);
-  TANDEM_RETURN_IF_ERROR(model::ValidateConfig(c));
-  TANDEM_RETURN_IF_ERROR(train::EvenPlacement(c, o.extra_slots, o.ep).status());
+  if (absl::Status s = model::ValidateConfig(c); !s.ok()) {
+    return from("--hidden, --experts, --top_k, --units_per_stage", s);
+  }
+  if (absl::Status s = train::EvenPlacement(c, o.extra_slots, o.ep).status(); !s.ok()) {
+    return from("--experts, --extra_slots, --ep", s);
+  }
   // The trainers, and the sequential reference of the first step (one more
   // model and every micro-batch's tokens).
   TANDEM_ASSIGN_OR_RETURN(double bytes, train::EstimateMemoryBytes(o, setup.tokens));
@@ -473,11 +482,11 @@ int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "tandem end-to-end demo: MoE training with a pipeline schedule, EP and EPLB.\n"
       "Exit status: 0 done, 2 bad flags (named, before anything runs), 1 a failure while running.");
-  absl::ParseCommandLine(argc, argv);
+  tandem::cli::ParseFlags(argc, argv);
   absl::StatusOr<tandem::Setup> setup = tandem::FromFlags();
   if (!setup.ok()) {
     std::fprintf(stderr, "demo: %s\n", std::string(setup.status().message()).c_str());
-    return 2;
+    return tandem::cli::kBadInvocation;
   }
   if (absl::GetFlag(FLAGS_validate_only)) {
     std::printf("demo: flags ok\n");
@@ -486,7 +495,7 @@ int main(int argc, char** argv) {
   const absl::Status s = tandem::Run(*std::move(setup));
   if (!s.ok()) {
     std::fprintf(stderr, "demo: %s\n", std::string(s.message()).c_str());
-    return 1;
+    return tandem::cli::kFailure;
   }
   return 0;
 }

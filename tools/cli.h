@@ -1,0 +1,28 @@
+// -----------------------------------------------------------------------------
+// File: cli.h
+// -----------------------------------------------------------------------------
+//
+// The command lines' shared contract: exit status 0 when done, 2 for a bad
+// invocation or input (a message naming the flag or value, before any work),
+// 1 for a failure while running. ParseFlags() parses with Abseil and keeps
+// that contract for what Abseil refuses itself (an unknown flag, a value
+// that is not a number), which it reports and would end with status 1.
+#ifndef TANDEM_TOOLS_CLI_H_
+#define TANDEM_TOOLS_CLI_H_
+
+#include <vector>
+
+namespace tandem::cli {
+
+inline constexpr int kBadInvocation = 2;
+inline constexpr int kFailure = 1;
+
+// ParseFlags()
+//
+// absl::ParseCommandLine(), exiting with kBadInvocation (not 1) when Abseil
+// refuses the command line. Returns the positional arguments.
+std::vector<char*> ParseFlags(int argc, char** argv);
+
+}  // namespace tandem::cli
+
+#endif  // TANDEM_TOOLS_CLI_H_
