@@ -73,6 +73,27 @@ check "$tmp/cmp.json" 'd["ranks"] == 8' \
   '{k["kind"]: (k["stages"], k["chunks"], k["bubble"]) for k in d["kinds"]}["zb1p"] == (8, 1, 7)'
 "$bin" compare --ranks=3 --microbatches=5 --format=json | \
   check - '[k for k in d["kinds"] if k["kind"] == "dualpipe"][0]["error"].startswith("ranks: expected an even number")'
+# Bad invocations and inputs exit 2 naming what was wrong (regressions: a
+# 1e308 cost printed inf and -nan and exited 0; compare --ranks=0 exited 0
+# with every row an error; --cost=F=1,F=2 was accepted; generate with
+# 100000 x 100000 aborted on allocation); a failure while running exits 1.
+bad() {  # bad PATTERN ARGS...: exit 2, one line naming PATTERN, nothing on stdout
+  local pattern="$1" rc=0
+  shift
+  timeout 60 "$bin" "$@" >"$tmp/out" 2>"$tmp/err" || rc=$?
+  [[ $rc -eq 2 && ! -s "$tmp/out" ]] || { echo "FAIL: $*: rc=$rc"; cat "$tmp/err"; exit 1; }
+  grep -q -- "$pattern" "$tmp/err" || { echo "FAIL: $*: $(cat "$tmp/err")"; exit 1; }
+}
+bad "cost F: expected a finite number in \[0, 1e+12\]" simulate "$tmp/dp.json" --cost=F=1e308,B=1e308
+bad "cost F: given twice" simulate "$tmp/dp.json" --cost=F=1,F=2
+bad "ranks: expected" compare --ranks=0 --microbatches=4
+bad "microbatches: expected" compare --ranks=4 --microbatches=-1
+bad "ranks x chunks x microbatches: expected at most" generate --kind=1f1b --ranks=100000 --microbatches=100000
+bad "flag 'ranks'" generate --kind=1f1b --ranks=abc
+rc=0
+"$bin" generate --kind=1f1b --ranks=2 --microbatches=2 --out=/nonexistent/dir/x 2>"$tmp/err" || rc=$?
+[[ $rc -eq 1 ]] || { echo "FAIL: unwritable --out: rc=$rc"; exit 1; }
+"$bin" --help 2>&1 | grep -q "Exit status: 0 done, 2 bad invocation or input, 1 a failure while running"
 # Must-fail twin of the strict parse: NaN and repeated keys are refused.
 echo '{"a": NaN}' | check - && { echo "FAIL: NaN accepted"; exit 1; }
 echo '{"a": 1, "a": 2}' | check - && { echo "FAIL: repeated key accepted"; exit 1; }
