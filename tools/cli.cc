@@ -3,7 +3,9 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdio>
 #include <cstdlib>
+#include <iostream>
 
 #include "absl/flags/parse.h"
 #include "absl/strings/match.h"
@@ -20,7 +22,11 @@ std::atomic<bool> usage{false};
 // --help and its kin with exit(1) after printing: while parsing, those
 // become a bad invocation and success.
 void ExitFromParsing() {
-  if (parsing.load()) _exit(usage.load() ? 0 : kBadInvocation);
+  if (!parsing.load()) return;
+  std::cout.flush();  // what Abseil printed
+  std::cerr.flush();
+  std::fflush(nullptr);
+  _exit(usage.load() ? 0 : kBadInvocation);
 }
 
 bool IsUsageFlag(absl::string_view arg) {
@@ -41,6 +47,18 @@ std::vector<char*> ParseFlags(int argc, char** argv) {
   std::vector<char*> positional = absl::ParseCommandLine(argc, argv);
   parsing.store(false);
   return positional;
+}
+
+int ExitCode(const absl::Status& s) {
+  switch (s.code()) {
+    case absl::StatusCode::kInvalidArgument:
+    case absl::StatusCode::kNotFound:
+    case absl::StatusCode::kOutOfRange:
+    case absl::StatusCode::kFailedPrecondition:
+      return kBadInvocation;
+    default:
+      return kFailure;
+  }
 }
 
 }  // namespace tandem::cli

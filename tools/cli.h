@@ -12,6 +12,8 @@
 
 #include <vector>
 
+#include "absl/status/status.h"
+
 namespace tandem::cli {
 
 inline constexpr int kBadInvocation = 2;
@@ -22,6 +24,13 @@ inline constexpr int kFailure = 1;
 // absl::ParseCommandLine(), exiting with kBadInvocation (not 1) when Abseil
 // refuses the command line. Returns the positional arguments.
 std::vector<char*> ParseFlags(int argc, char** argv);
+
+// ExitCode()
+//
+// The status of a failed command: kBadInvocation for what the caller gave
+// (kInvalidArgument, kNotFound, kOutOfRange, kFailedPrecondition), else
+// kFailure.
+int ExitCode(const absl::Status& s);
 
 }  // namespace tandem::cli
 

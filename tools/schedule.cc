@@ -24,7 +24,6 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -43,6 +42,7 @@
 #include "schedule/simulator/render.h"
 #include "schedule/simulator/simulator.h"
 #include "schedule/validator/validator.h"
+#include "tools/cli.h"
 
 ABSL_FLAG(std::string, kind, "",
           "Schedule kind: gpipe, 1f1b, interleaved1f1b, loopedbfs, zb1p, zbv, dualpipe, dualpipev.");
@@ -270,6 +270,8 @@ absl::Status Validate(const std::string& path) {
 // Every kind on the same ranks; stage costs scale with ranks / stages.
 absl::Status Compare() {
   const int ranks = absl::GetFlag(FLAGS_ranks), n = absl::GetFlag(FLAGS_microbatches);
+  if (ranks < 1) return absl::InvalidArgumentError(absl::StrFormat("--ranks: expected >= 1, got %d", ranks));
+  if (n < 1) return absl::InvalidArgumentError(absl::StrFormat("--microbatches: expected >= 1, got %d", n));
   TANDEM_ASSIGN_OR_RETURN(SimOptions base, Options());
   struct Row {
     std::string kind, error;
@@ -370,12 +372,13 @@ int main(int argc, char** argv) {
       "generate, check, simulate, draw and convert pipeline schedules.\n"
       "  schedule generate --kind=K --ranks=R --microbatches=N [--chunks=V] [--with_comm] --format=F\n"
       "  schedule validate|simulate|render|convert FILE\n"
-      "  schedule compare --ranks=R --microbatches=N --cost=... --format=json|table");
-  const std::vector<char*> args = absl::ParseCommandLine(argc, argv);
+      "  schedule compare --ranks=R --microbatches=N --cost=... --format=json|table\n"
+      "Exit status: 0 done, 2 bad invocation or input, 1 a failure while running.");
+  const std::vector<char*> args = tandem::cli::ParseFlags(argc, argv);
   const absl::Status s = tandem::schedule::Main(args);
   if (!s.ok()) {
     std::fprintf(stderr, "schedule: %s\n", std::string(s.message()).c_str());
-    return 2;
+    return tandem::cli::ExitCode(s);
   }
   return 0;
 }

@@ -88,7 +88,7 @@ bad "cost F: expected a finite number in \[0, 1e+12\]" simulate "$tmp/dp.json" -
 bad "cost F: given twice" simulate "$tmp/dp.json" --cost=F=1,F=2
 bad "ranks: expected" compare --ranks=0 --microbatches=4
 bad "microbatches: expected" compare --ranks=4 --microbatches=-1
-bad "ranks x chunks x microbatches: expected at most" generate --kind=1f1b --ranks=100000 --microbatches=100000
+bad "ranks x stages per rank x microbatches: expected at most" generate --kind=1f1b --ranks=100000 --microbatches=100000
 bad "flag 'ranks'" generate --kind=1f1b --ranks=abc
 rc=0
 "$bin" generate --kind=1f1b --ranks=2 --microbatches=2 --out=/nonexistent/dir/x 2>"$tmp/err" || rc=$?

@@ -24,6 +24,13 @@ absl::Status CheckParameters(const GenerateOptions& o, int chunks) {
   }
   if (o.ranks < 1) return Rule("ranks", ">= 1", k, o.ranks);
   if (o.microbatches < 1) return Rule("microbatches", ">= 1", k, o.microbatches);
+  if (chunks > kMaxChunks) return Rule("chunks", absl::StrFormat("<= %d", kMaxChunks), k, chunks);
+  const int copies = k == Kind::kDualPipe ? 2 : chunks;
+  if (int64_t{o.ranks} * copies * o.microbatches > kMaxStagePasses) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("ranks x stages per rank x microbatches: expected at most %d, got %d x %d x %d for %s",
+                        kMaxStagePasses, o.ranks, copies, o.microbatches, KindName(k)));
+  }
   switch (k) {
     case Kind::kInterleaved1F1B:
     case Kind::kLoopedBFS:

@@ -20,6 +20,13 @@
 
 namespace tandem::schedule {
 
+// Bounds on what Generate() accepts, so that a schedule's size (and memory)
+// is known to be modest before it is built: stage copies per rank, and
+// ranks x stage copies per rank x micro-batches (each a forward and a
+// backward pass to schedule).
+inline constexpr int kMaxChunks = 64;
+inline constexpr int64_t kMaxStagePasses = int64_t{1} << 22;
+
 struct GenerateOptions {
   Kind kind = Kind::k1F1B;
   int ranks = 1;

@@ -1,6 +1,8 @@
 #include "schedule/simulator/cost_model.h"
 
 #include <cmath>
+#include <set>
+#include <string>
 
 #include "absl/status/status.h"
 #include "absl/strings/numbers.h"
@@ -81,15 +83,21 @@ CostModel CostModel::Scaled(double factor) const {
 
 absl::StatusOr<CostModel> ParseCost(absl::string_view spec) {
   CostModel c;
+  std::set<std::string> seen;
+  // At most 40 characters of what was given.
+  auto excerpt = [](absl::string_view s) {
+    return s.size() <= 40 ? std::string(s) : absl::StrCat(s.substr(0, 40), "... (", s.size(), " characters)");
+  };
   for (absl::string_view item : absl::StrSplit(spec, ',', absl::SkipWhitespace())) {
     std::pair<absl::string_view, absl::string_view> kv = absl::StrSplit(item, absl::MaxSplits('=', 1));
-    const absl::string_view key = absl::StripAsciiWhitespace(kv.first);
+    const std::string key = excerpt(absl::StripAsciiWhitespace(kv.first));
+    if (!seen.insert(key).second) return absl::InvalidArgumentError(absl::StrFormat("cost %s: given twice", key));
     std::vector<double> values;
     for (absl::string_view v : absl::StrSplit(kv.second, ':')) {
       double x;
-      if (!absl::SimpleAtod(absl::StripAsciiWhitespace(v), &x) || !std::isfinite(x) || x < 0) {
-        return absl::InvalidArgumentError(
-            absl::StrFormat("cost %s: expected a finite number >= 0, got '%s'", key, kv.second));
+      if (!absl::SimpleAtod(absl::StripAsciiWhitespace(v), &x) || !(x >= 0 && x <= kMaxCostValue)) {
+        return absl::InvalidArgumentError(absl::StrFormat("cost %s: expected a finite number in [0, %g], got '%s'", key,
+                                                          kMaxCostValue, excerpt(kv.second)));
       }
       values.push_back(x);
     }

@@ -55,12 +55,17 @@ struct CostModel {
   CostModel Scaled(double factor) const;
 };
 
+// Every value ParseCost() accepts is in [0, kMaxCostValue], so sums over a
+// schedule's actions stay finite.
+inline constexpr double kMaxCostValue = 1e12;
+
 // ParseCost()
 //
 // Parses "F=1,B=2,I=1,W=1,FB=3,p2p_latency=0.1,p2p_bandwidth=1e9,
-// message_bytes=4096,activation_bytes=1e6". Any subset; unknown keys,
-// malformed, negative or non-finite values give kInvalidArgument naming the
-// key. A value may be a list "F=1:1:2" (one per stage).
+// message_bytes=4096,activation_bytes=1e6". Any subset; unknown or repeated
+// keys, malformed values and values outside [0, kMaxCostValue] give
+// kInvalidArgument naming the key (quoting at most 40 characters). A value
+// may be a list "F=1:1:2" (one per stage).
 absl::StatusOr<CostModel> ParseCost(absl::string_view spec);
 
 // "F=1,B=2,I=1,W=1,FB=3" (per-stage lists joined with ':').
