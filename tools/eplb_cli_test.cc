@@ -1,6 +1,6 @@
 // Runs the eplb binary as a user would: every shared vector case in
 // reference mode, the default stable mode, CSV input with the SVG,
-// --repeat and --previous, and bad inputs (exit 1, one line on stderr).
+// --repeat and --previous, and bad inputs (exit 2, one line on stderr).
 
 #include <sys/wait.h>
 
@@ -73,10 +73,11 @@ void ExpectOutputs(const Result& r, const ExpectedOutputs& expected, const std::
   EXPECT_EQ(got.width, expected.width) << name;
 }
 
-// Exit status 1 and exactly one line on stderr containing `message`.
+// Exit status 2 (bad invocation or input) and exactly one line on stderr
+// containing `message`.
 void ExpectFailure(const std::string& args, const std::string& message) {
   const Result r = RunEplb(args);
-  EXPECT_EQ(r.exit_code, 1) << args;
+  EXPECT_EQ(r.exit_code, 2) << args;
   EXPECT_THAT(r.err, StartsWith("eplb: ")) << args;
   EXPECT_THAT(r.err, HasSubstr(message)) << args;
   EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
@@ -173,6 +174,15 @@ TEST(EplbCliTest, BadInputExitsWithOneLine) {
                     "--gpus=2",
                 "line 2: expected 2 loads as in the first row, got 1");
   ExpectFailure("--input=" + bad_counts + " extra", "unexpected argument");
+  // Regression: a malformed million-digit number was echoed whole (a 1 MB
+  // error line); the message quotes a short excerpt.
+  WriteFile(csv, "1," + std::string(1000000, '7') + "x\n");
+  ExpectFailure("--input=" + csv + " --replicas=2 --groups=1 --nodes=1 --gpus=2",
+                "line 1: expected a number, got '777");
+  EXPECT_LT(RunEplb("--input=" + csv + " --replicas=2 --groups=1 --nodes=1 --gpus=2").err.size(), 300u);
+  const Result not_a_number = RunEplb("--input=" + csv + " --replicas=abc");
+  EXPECT_EQ(not_a_number.exit_code, 2);
+  EXPECT_THAT(not_a_number.err, HasSubstr("flag 'replicas'"));
   const std::string plan = TempPath("short_plan.json");
   WriteFile(plan, "{\"phy2log\": [[0, 1, 2, 3, 0, 1]]}");
   ExpectFailure("--input=" + bad_counts + " --replicas=8 --previous=" + plan,
