@@ -142,7 +142,8 @@ absl::Status LoadsFromCsv(absl::string_view text, Problem* problem) {
     for (const std::string& f : fields) {
       double d;
       if (!absl::SimpleAtod(f, &d)) {
-        return absl::InvalidArgumentError(absl::StrCat("line ", line_number, ": expected a number, got '", f, "'"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("line ", line_number, ": expected a number, got '", json::Excerpt(f, 40), "'"));
       }
     }
     rows.push_back(std::move(fields));

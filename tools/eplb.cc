@@ -25,7 +25,6 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -37,6 +36,7 @@
 #include "balance/placement.h"
 #include "base/status_macros.h"
 #include "base/strict_json.h"
+#include "tools/cli.h"
 #include "tools/eplb_heatmap.h"
 
 ABSL_FLAG(std::string, input, "", "problem: .json (vector-case inputs) or .csv");
@@ -256,16 +256,18 @@ int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "expert replica placement (EPLB).\n"
       "  eplb --input=FILE.json [--mode=stable|reference|refined] ...\n"
-      "  eplb --input=LOADS.csv --replicas=R --groups=G --nodes=N --gpus=P");
-  const std::vector<char*> args = absl::ParseCommandLine(argc, argv);
+      "  eplb --input=LOADS.csv --replicas=R --groups=G --nodes=N --gpus=P\n"
+      "Exit status: 0 done, 2 bad invocation or input, 1 a failure while running.");
+  const std::vector<char*> args = tandem::cli::ParseFlags(argc, argv);
   if (args.size() > 1) {
-    std::fprintf(stderr, "eplb: unexpected argument '%s' (use --input=FILE)\n", args[1]);
-    return 1;
+    std::fprintf(stderr, "eplb: unexpected argument '%s' (use --input=FILE)\n",
+                 tandem::json::Excerpt(args[1], 40).c_str());
+    return tandem::cli::kBadInvocation;
   }
   const absl::Status status = tandem::tools::Run();
   if (!status.ok()) {
     std::fprintf(stderr, "eplb: %s\n", std::string(status.message()).c_str());
-    return 1;
+    return tandem::cli::ExitCode(status);
   }
   return 0;
 }
