@@ -1,6 +1,7 @@
 // The same checks against the in-memory store and the TCP store on loopback.
 #include "comm/store/store.h"
 
+#include <limits>
 #include <memory>
 #include <string>
 #include <thread>
@@ -92,6 +93,18 @@ TEST_P(StoreTest, AddIsAtomicUnderContention) {
   EXPECT_THAT(at(0).Add("counter", 0), IsOkAndHolds(400));
   ASSERT_OK(at(0).Set("text", "abc"));
   EXPECT_THAT(at(0).Add("text", 1), StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("not an integer")));
+}
+
+// Regression: INT64_MAX + INT64_MAX returned -2. An add that would overflow
+// is refused and leaves the value as it was.
+TEST_P(StoreTest, AddRefusesOverflow) {
+  constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
+  ASSERT_THAT(at(0).Add("big", kMax), IsOkAndHolds(kMax));
+  EXPECT_THAT(at(1).Add("big", kMax), StatusIs(absl::StatusCode::kOutOfRange, HasSubstr("overflow")));
+  EXPECT_THAT(at(2).Add("big", 0), IsOkAndHolds(kMax));
+  ASSERT_THAT(at(0).Add("small", std::numeric_limits<int64_t>::min()),
+              IsOkAndHolds(std::numeric_limits<int64_t>::min()));
+  EXPECT_THAT(at(1).Add("small", -1), StatusIs(absl::StatusCode::kOutOfRange, HasSubstr("overflow")));
 }
 
 TEST_P(StoreTest, LimitsAreEnforced) {
