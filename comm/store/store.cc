@@ -102,14 +102,18 @@ absl::Status MemoryStore::Wait(absl::Span<const std::string> keys, Deadline dead
 absl::StatusOr<int64_t> MemoryStore::Add(absl::string_view key, int64_t delta) {
   if (absl::Status s = CheckKeyValue(key, 0); !s.ok()) return s;
   absl::MutexLock lock(&mu_);
-  std::string& v = data_[key];
+  auto it = data_.find(key);
   int64_t x = 0;
-  if (!v.empty() && !absl::SimpleAtoi(v, &x)) {
-    return absl::FailedPreconditionError(absl::StrFormat("store add '%s': value '%s' is not an integer", key, v));
+  if (it != data_.end() && !it->second.empty() && !absl::SimpleAtoi(it->second, &x)) {
+    return absl::FailedPreconditionError(
+        absl::StrFormat("store add '%s': the value (%d bytes) is not an integer", key, it->second.size()));
   }
-  x += delta;
-  v = absl::StrCat(x);
-  return x;
+  int64_t sum = 0;
+  if (__builtin_add_overflow(x, delta, &sum)) {
+    return absl::OutOfRangeError(absl::StrFormat("store add '%s': %d + %d would overflow int64", key, x, delta));
+  }
+  data_[key] = absl::StrCat(sum);
+  return sum;
 }
 
 absl::StatusOr<bool> MemoryStore::Delete(absl::string_view key) {
