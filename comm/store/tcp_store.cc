@@ -19,8 +19,6 @@
 namespace tandem::comm {
 namespace {
 
-constexpr int kMaxConnections = 4096;
-
 // Waits until fd is readable (or writable) or the deadline passes.
 bool PollUntil(int fd, short events, absl::Time deadline) {
   while (true) {
@@ -65,19 +63,26 @@ bool RecvAll(int fd, char* out, size_t bytes, absl::Time deadline) {
   return true;
 }
 
-// One frame's payload, or an error describing why none could be read.
-absl::StatusOr<std::string> RecvFrame(int fd, absl::Time deadline) {
+// One frame's payload (at most max_bytes), or an error describing why none
+// could be read. Memory grows with the bytes that arrive, not with the
+// length a peer declares.
+absl::StatusOr<std::string> RecvFrame(int fd, absl::Time deadline, int64_t max_bytes, absl::string_view limit_name) {
   char len[4];
   if (!RecvAll(fd, len, 4, deadline)) return absl::UnavailableError("connection closed or timed out");
   uint32_t n = 0;
   for (int i = 0; i < 4; ++i) n |= uint32_t{static_cast<uint8_t>(len[i])} << (8 * i);
-  if (n > wire::kMaxFrameBytes) {
+  if (n > max_bytes) {
     return absl::InvalidArgumentError(
-        absl::StrFormat("store frame: %d bytes exceeds the limit of %d", n, wire::kMaxFrameBytes));
+        absl::StrFormat("store frame: %d bytes %s exceeds the limit of %d", n, limit_name, max_bytes));
   }
-  std::string payload(n, '\0');
-  if (!RecvAll(fd, payload.data(), n, deadline)) {
-    return absl::UnavailableError(absl::StrFormat("truncated frame: expected %d bytes", n));
+  constexpr size_t kChunk = 64 << 10;
+  std::string payload;
+  while (payload.size() < n) {
+    const size_t at = payload.size();
+    payload.resize(std::min<size_t>(n, at + kChunk));
+    if (!RecvAll(fd, payload.data() + at, payload.size() - at, deadline)) {
+      return absl::UnavailableError(absl::StrFormat("truncated frame: expected %d bytes", n));
+    }
   }
   return payload;
 }
@@ -100,12 +105,26 @@ std::string ErrorReply(const absl::Status& s) {
   return Reply(wire::Reply::kTimeout, body);
 }
 
+std::string ClosingReply(absl::string_view reason) {
+  std::string body;
+  wire::PutString(reason, &body);
+  return Reply(wire::Reply::kClosing, body);
+}
+
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<TcpStoreServer>> TcpStoreServer::Start(const std::string& host, int port,
-                                                                      int world_size) {
+absl::StatusOr<std::unique_ptr<TcpStoreServer>> TcpStoreServer::Start(const std::string& host, int port, int world_size,
+                                                                      const TcpStoreServerOptions& options) {
   if (world_size < 1) {
     return absl::InvalidArgumentError(absl::StrFormat("store server: world_size: expected >= 1, got %d", world_size));
+  }
+  if (options.max_connections < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("store server: max_connections: expected >= 1, got %d", options.max_connections));
+  }
+  if (static_cast<int64_t>(options.job_token.size()) > wire::kMaxJobTokenBytes) {
+    return absl::InvalidArgumentError(absl::StrFormat("store server: job token: expected at most %d bytes, got %d",
+                                                      wire::kMaxJobTokenBytes, options.job_token.size()));
   }
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
@@ -124,7 +143,7 @@ absl::StatusOr<std::unique_ptr<TcpStoreServer>> TcpStoreServer::Start(const std:
   }
   socklen_t len = sizeof(addr);
   ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  std::unique_ptr<TcpStoreServer> server(new TcpStoreServer(fd, ntohs(addr.sin_port), world_size));
+  std::unique_ptr<TcpStoreServer> server(new TcpStoreServer(fd, ntohs(addr.sin_port), world_size, options));
   server->acceptor_ = std::thread([s = server.get()] { s->AcceptLoop(); });
   return server;
 }
@@ -134,7 +153,7 @@ TcpStoreServer::~TcpStoreServer() {
   ::shutdown(listen_fd_, SHUT_RDWR);
   acceptor_.join();
   ::close(listen_fd_);
-  std::vector<std::thread> workers;
+  std::map<int, std::thread> workers;
   {
     absl::MutexLock lock(&mu_);
     // Stop reading but let replies in flight go out (a client's last request
@@ -142,32 +161,76 @@ TcpStoreServer::~TcpStoreServer() {
     for (int fd : fds_) ::shutdown(fd, SHUT_RD);
     workers.swap(workers_);
   }
-  for (std::thread& t : workers) t.join();
+  for (auto& [id, t] : workers) t.join();
+}
+
+void TcpStoreServer::JoinFinished() {
+  std::vector<std::thread> done;
+  {
+    absl::MutexLock lock(&mu_);
+    for (int id : finished_) {
+      auto it = workers_.find(id);
+      if (it == workers_.end()) continue;
+      done.push_back(std::move(it->second));
+      workers_.erase(it);
+    }
+    finished_.clear();
+  }
+  for (std::thread& t : done) t.join();
 }
 
 void TcpStoreServer::AcceptLoop() {
   while (!stopping_) {
+    JoinFinished();
     if (!PollUntil(listen_fd_, POLLIN, absl::Now() + absl::Milliseconds(200))) continue;
     const int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
-    if (fd < 0) continue;
+    if (fd < 0) {
+      // Out of descriptors (or another transient failure): back off rather
+      // than spin on a listening socket that stays readable.
+      if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+        absl::SleepFor(absl::Milliseconds(100));
+      }
+      continue;
+    }
     absl::MutexLock lock(&mu_);
-    if (stopping_ || static_cast<int>(fds_.size()) >= kMaxConnections) {
+    if (stopping_) {
+      ::close(fd);
+      continue;
+    }
+    if (static_cast<int>(fds_.size()) >= options_.max_connections) {
+      const std::string refusal = ErrorReply(absl::ResourceExhaustedError(
+          absl::StrFormat("store server on port %d: connection limit %d reached; connection refused", port_,
+                          options_.max_connections)));
+      ::send(fd, refusal.data(), refusal.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
       ::close(fd);
       continue;
     }
     const int one = 1;
     ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     fds_.push_back(fd);
-    workers_.emplace_back([this, fd] { Serve(fd); });
+    const int id = next_id_++;
+    workers_.emplace(id, std::thread([this, fd, id] { Serve(fd, id); }));
   }
 }
 
-void TcpStoreServer::Serve(int fd) {
+void TcpStoreServer::Serve(int fd, int id) {
   bool hello = false;
+  const absl::Time hello_by = absl::Now() + options_.hello_timeout;
+  absl::Time last = absl::Now();
   while (!stopping_) {
-    // Idle connections wait forever; a started frame must finish in 30 s.
-    if (!PollUntil(fd, POLLIN, absl::Now() + absl::Milliseconds(200))) continue;
-    absl::StatusOr<std::string> payload = RecvFrame(fd, absl::Now() + absl::Seconds(30));
+    const absl::Time expires = hello ? last + options_.idle_timeout : hello_by;
+    if (absl::Now() >= expires) {
+      SendAll(fd,
+              ClosingReply(hello ? absl::StrFormat("idle for %s", absl::FormatDuration(options_.idle_timeout))
+                                 : absl::StrFormat("no HELLO within %s", absl::FormatDuration(options_.hello_timeout))),
+              absl::Now() + absl::Seconds(1));
+      break;
+    }
+    if (!PollUntil(fd, POLLIN, std::min(expires, absl::Now() + absl::Milliseconds(200)))) continue;
+    // A started frame must finish in 30 s.
+    absl::StatusOr<std::string> payload =
+        RecvFrame(fd, absl::Now() + absl::Seconds(30), hello ? wire::kMaxFrameBytes : wire::kMaxHelloFrameBytes,
+                  hello ? "" : "before HELLO");
     if (!payload.ok()) {
       if (absl::IsInvalidArgument(payload.status()))
         SendAll(fd, ErrorReply(payload.status()), absl::Now() + absl::Seconds(1));
@@ -183,71 +246,107 @@ void TcpStoreServer::Serve(int fd) {
               absl::Now() + absl::Seconds(1));
       break;
     }
-    std::string body;
-    absl::Status status;
-    switch (req->op) {
-      case wire::OpCode::kHello:
-        if (req->number2 != world_size_ || req->number < 0 || req->number >= world_size_) {
-          status = absl::InvalidArgumentError(
-              absl::StrFormat("store: unknown rank %d of world size %d (the server expects ranks 0..%d of %d)",
-                              req->number, req->number2, world_size_ - 1, world_size_));
-        }
-        hello = status.ok();
-        break;
-      case wire::OpCode::kSet:
-        status = data_.Set(req->keys[0], req->value);
-        break;
-      case wire::OpCode::kGet: {
-        // Wait in slices so that shutdown is never blocked for long.
-        const Deadline whole = Deadline::In(absl::Milliseconds(req->timeout_ms));
-        absl::StatusOr<std::string> v = absl::DeadlineExceededError("");
-        do {
-          v = data_.Get(req->keys[0], whole.Slice(absl::Milliseconds(200)));
-        } while (absl::IsDeadlineExceeded(v.status()) && !whole.expired() && !stopping_);
-        if (v.ok()) wire::PutString(*v, &body);
-        status = v.status();
-        break;
-      }
-      case wire::OpCode::kWait: {
-        const Deadline whole = Deadline::In(absl::Milliseconds(req->timeout_ms));
-        do {
-          status = data_.Wait(req->keys, whole.Slice(absl::Milliseconds(200)));
-        } while (absl::IsDeadlineExceeded(status) && !whole.expired() && !stopping_);
-        break;
-      }
-      case wire::OpCode::kAdd: {
-        absl::StatusOr<int64_t> v = data_.Add(req->keys[0], req->number);
-        if (v.ok()) wire::PutInt(*v, &body);
-        status = v.status();
-        break;
-      }
-      case wire::OpCode::kDelete:
-      case wire::OpCode::kCheck: {
-        absl::StatusOr<bool> v =
-            req->op == wire::OpCode::kDelete ? data_.Delete(req->keys[0]) : data_.Check(req->keys[0]);
-        if (v.ok()) wire::PutInt(*v ? 1 : 0, &body);
-        status = v.status();
-        break;
-      }
-    }
-    const std::string reply = status.ok() ? Reply(wire::Reply::kOk, body) : ErrorReply(status);
-    if (!SendAll(fd, reply, absl::Now() + absl::Seconds(30))) break;
-    if (req->op == wire::OpCode::kHello && !hello) break;
+    if (!Answer(fd, *req, &hello)) break;
+    last = absl::Now();
   }
   absl::MutexLock lock(&mu_);
   ::close(fd);
   fds_.erase(std::find(fds_.begin(), fds_.end(), fd));
+  finished_.push_back(id);
 }
 
+bool TcpStoreServer::Answer(int fd, const wire::Request& req, bool* hello) {
+  std::string body;
+  absl::Status status;
+  // Waits in slices so that shutdown is never blocked for long, with a
+  // heartbeat to the client at least every wire::kHeartbeat.
+  absl::Time beat = absl::Now();
+  auto heartbeat = [&] {
+    if (absl::Now() - beat < wire::kHeartbeat) return true;
+    beat = absl::Now();
+    return SendAll(fd, Reply(wire::Reply::kWorking, ""), absl::Now() + absl::Seconds(5));
+  };
+  switch (req.op) {
+    case wire::OpCode::kHello:
+      if (req.number2 != world_size_ || req.number < 0 || req.number >= world_size_) {
+        status = absl::InvalidArgumentError(
+            absl::StrFormat("store: unknown rank %d of world size %d (the server expects ranks 0..%d of %d)",
+                            req.number, req.number2, world_size_ - 1, world_size_));
+      } else if (!options_.job_token.empty() && req.value.empty()) {
+        status = absl::PermissionDeniedError(
+            "store: no job token in HELLO, but this server's job has one (the launcher sets TANDEM_JOB_TOKEN for "
+            "every rank)");
+      } else if (!options_.job_token.empty() && req.value != options_.job_token) {
+        status = absl::PermissionDeniedError("store: the job token does not match this server's job");
+      }
+      *hello = status.ok();
+      break;
+    case wire::OpCode::kSet:
+      status = data_.Set(req.keys[0], req.value);
+      break;
+    case wire::OpCode::kGet: {
+      const Deadline whole = Deadline::In(absl::Milliseconds(req.timeout_ms));
+      absl::StatusOr<std::string> v = absl::DeadlineExceededError("");
+      do {
+        if (!heartbeat()) return false;
+        v = data_.Get(req.keys[0], whole.Slice(absl::Milliseconds(200)));
+      } while (absl::IsDeadlineExceeded(v.status()) && !whole.expired() && !stopping_);
+      if (v.ok()) wire::PutString(*v, &body);
+      status = v.status();
+      break;
+    }
+    case wire::OpCode::kWait: {
+      const Deadline whole = Deadline::In(absl::Milliseconds(req.timeout_ms));
+      do {
+        if (!heartbeat()) return false;
+        status = data_.Wait(req.keys, whole.Slice(absl::Milliseconds(200)));
+      } while (absl::IsDeadlineExceeded(status) && !whole.expired() && !stopping_);
+      break;
+    }
+    case wire::OpCode::kAdd: {
+      absl::StatusOr<int64_t> v = data_.Add(req.keys[0], req.number);
+      if (v.ok()) wire::PutInt(*v, &body);
+      status = v.status();
+      break;
+    }
+    case wire::OpCode::kDelete:
+    case wire::OpCode::kCheck: {
+      absl::StatusOr<bool> v = req.op == wire::OpCode::kDelete ? data_.Delete(req.keys[0]) : data_.Check(req.keys[0]);
+      if (v.ok()) wire::PutInt(*v ? 1 : 0, &body);
+      status = v.status();
+      break;
+    }
+  }
+  const std::string reply = status.ok() ? Reply(wire::Reply::kOk, body) : ErrorReply(status);
+  if (!SendAll(fd, reply, absl::Now() + absl::Seconds(30))) return false;
+  return req.op != wire::OpCode::kHello || *hello;
+}
+
+TcpStore::TcpStore(std::string host, int port, int rank, int world_size, TcpStoreOptions options)
+    : host_(std::move(host)),
+      port_(port),
+      rank_(rank),
+      world_size_(world_size),
+      options_(std::move(options)),
+      where_(absl::StrFormat("store %s:%d", host_, port_)) {}
+
 absl::StatusOr<std::unique_ptr<TcpStore>> TcpStore::Connect(const std::string& host, int port, int rank, int world_size,
-                                                            Deadline deadline) {
-  const std::string where = absl::StrFormat("store %s:%d", host, port);
+                                                            Deadline deadline, const TcpStoreOptions& options) {
+  std::unique_ptr<TcpStore> store(new TcpStore(host, port, rank, world_size, options));
+  absl::MutexLock lock(&store->mu_);
+  TANDEM_RETURN_IF_ERROR(store->Open(deadline));
+  return store;
+}
+
+absl::Status TcpStore::Open(Deadline deadline) {
+  if (fd_ >= 0) ::close(fd_);
+  fd_ = -1;
   addrinfo hints{};
   hints.ai_family = AF_INET;
   hints.ai_socktype = SOCK_STREAM;
   addrinfo* res = nullptr;
-  if (::getaddrinfo(host.c_str(), absl::StrCat(port).c_str(), &hints, &res) != 0 || res == nullptr) {
-    return absl::InvalidArgumentError(absl::StrCat(where, ": cannot resolve host"));
+  if (::getaddrinfo(host_.c_str(), absl::StrCat(port_).c_str(), &hints, &res) != 0 || res == nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat(where_, ": cannot resolve host"));
   }
   int fd = -1;
   std::string last_error = "no attempt";
@@ -263,53 +362,96 @@ absl::StatusOr<std::unique_ptr<TcpStore>> TcpStore::Connect(const std::string& h
   ::freeaddrinfo(res);
   if (fd < 0) {
     return absl::DeadlineExceededError(absl::StrFormat("%s: rank %d could not connect: deadline %s exceeded (%s)",
-                                                       where, rank, absl::FormatDuration(deadline.timeout()),
+                                                       where_, rank_, absl::FormatDuration(deadline.timeout()),
                                                        last_error));
   }
   const int one = 1;
   ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-  std::unique_ptr<TcpStore> store(new TcpStore(fd, where));
+  fd_ = fd;
   wire::Request hello;
   hello.op = wire::OpCode::kHello;
-  hello.number = rank;
-  hello.number2 = world_size;
-  TANDEM_RETURN_IF_ERROR(store->Call(wire::EncodeRequest(hello), deadline).status());
-  return store;
+  hello.number = rank_;
+  hello.number2 = world_size_;
+  hello.value = options_.job_token;
+  bool closed = false;
+  return CallOnce(hello, deadline, &closed).status();
 }
 
-TcpStore::~TcpStore() { ::close(fd_); }
-
-absl::StatusOr<std::string> TcpStore::Call(const std::string& payload, Deadline deadline) {
+TcpStore::~TcpStore() {
   absl::MutexLock lock(&mu_);
-  // Replies to waiting requests come after their server-side timeout.
+  if (fd_ >= 0) ::close(fd_);
+}
+
+absl::StatusOr<std::string> TcpStore::Call(const wire::Request& request, Deadline deadline) {
+  absl::MutexLock lock(&mu_);
+  bool closed = false;
+  absl::StatusOr<std::string> reply = CallOnce(request, deadline, &closed);
+  if (!closed) return reply;
+  // The server closed this idle connection without reading the request.
+  TANDEM_RETURN_IF_ERROR(Open(Deadline::In(std::min(options_.answer_timeout, deadline.Remaining()))));
+  return CallOnce(request, deadline, &closed);
+}
+
+absl::StatusOr<std::string> TcpStore::CallOnce(const wire::Request& request, Deadline deadline, bool* closed) {
+  *closed = false;
+  const std::string what = absl::StrFormat("%s (rank %d)", where_, rank_);
+  // A server that closed this connection while it was idle left a notice.
+  pollfd pending{fd_, POLLIN, 0};
+  const bool notice = ::poll(&pending, 1, 0) > 0;
+  if (!notice && !SendAll(fd_, wire::Frame(wire::EncodeRequest(request)), absl::Now() + options_.answer_timeout)) {
+    return absl::UnavailableError(absl::StrCat(what, ": server unreachable (send failed)"));
+  }
+  // Replies to waiting requests come after their server-side timeout; until
+  // then heartbeats show the server is alive.
+  const absl::Time start = absl::Now();
   const absl::Time until =
       deadline.time() == absl::InfiniteFuture() ? deadline.time() : deadline.time() + absl::Seconds(5);
-  if (!SendAll(fd_, wire::Frame(payload), until)) {
-    return absl::UnavailableError(absl::StrCat(where_, ": server unreachable (send failed)"));
-  }
-  absl::StatusOr<std::string> reply = RecvFrame(fd_, until);
-  if (!reply.ok()) return absl::UnavailableError(absl::StrCat(where_, ": no reply (", reply.status().message(), ")"));
-  wire::Reader in(*reply);
-  uint8_t status = 0;
-  if (!in.Byte(&status)) return absl::InternalError(absl::StrCat(where_, ": empty reply"));
-  const std::string body = reply->substr(1);
-  if (status == static_cast<uint8_t>(wire::Reply::kOk)) return body;
-  int64_t code = 0;
-  std::string message;
-  wire::Reader err(body);
-  if (!err.Int(&code) || !err.String(&message, wire::kMaxFrameBytes) || code <= 0 || code > 16) {
-    return absl::InternalError(absl::StrCat(where_, ": malformed error reply"));
-  }
-  if (status == static_cast<uint8_t>(wire::Reply::kTimeout)) {
-    int64_t n = 0;
-    std::vector<std::string> missing;
-    if (err.Int(&n) && n >= 0 && n <= wire::kMaxWaitKeys) {
-      std::string k;
-      for (int64_t i = 0; i < n && err.String(&k, kMaxStoreKeyBytes); ++i) missing.push_back(k);
+  absl::Time heard = start;
+  while (true) {
+    absl::StatusOr<std::string> reply =
+        RecvFrame(fd_, std::min(until, absl::Now() + options_.answer_timeout), wire::kMaxFrameBytes, "");
+    if (!reply.ok()) {
+      if (notice) {  // the server is gone from this connection: reconnect
+        *closed = true;
+        return absl::UnavailableError(absl::StrCat(what, ": connection closed"));
+      }
+      const absl::Duration ms = absl::Milliseconds(1);
+      return absl::UnavailableError(absl::StrFormat(
+          "%s: the store host stopped answering: nothing for %s while waiting for the reply to %s (%s in all; %s)",
+          what, absl::FormatDuration(absl::Trunc(absl::Now() - heard, ms)), wire::OpName(request.op),
+          absl::FormatDuration(absl::Trunc(absl::Now() - start, ms)), reply.status().message()));
     }
-    return WithMissingKeys(absl::DeadlineExceededError(message), missing);
+    heard = absl::Now();
+    wire::Reader in(*reply);
+    uint8_t status = 0;
+    if (!in.Byte(&status)) return absl::InternalError(absl::StrCat(what, ": empty reply"));
+    const std::string body = reply->substr(1);
+    if (status == static_cast<uint8_t>(wire::Reply::kWorking)) continue;
+    if (status == static_cast<uint8_t>(wire::Reply::kClosing)) {
+      *closed = true;
+      return absl::UnavailableError(absl::StrCat(what, ": the server closed the connection"));
+    }
+    if (notice) {
+      return absl::InternalError(absl::StrCat(what, ": unexpected frame before a request"));
+    }
+    if (status == static_cast<uint8_t>(wire::Reply::kOk)) return body;
+    int64_t code = 0;
+    std::string message;
+    wire::Reader err(body);
+    if (!err.Int(&code) || !err.String(&message, wire::kMaxFrameBytes) || code <= 0 || code > 16) {
+      return absl::InternalError(absl::StrCat(what, ": malformed error reply"));
+    }
+    if (status == static_cast<uint8_t>(wire::Reply::kTimeout)) {
+      int64_t n = 0;
+      std::vector<std::string> missing;
+      if (err.Int(&n) && n >= 0 && n <= wire::kMaxWaitKeys) {
+        std::string k;
+        for (int64_t i = 0; i < n && err.String(&k, kMaxStoreKeyBytes); ++i) missing.push_back(k);
+      }
+      return WithMissingKeys(absl::DeadlineExceededError(message), missing);
+    }
+    return absl::Status(static_cast<absl::StatusCode>(code), absl::StrCat(where_, ": ", message));
   }
-  return absl::Status(static_cast<absl::StatusCode>(code), absl::StrCat(where_, ": ", message));
 }
 
 namespace {
@@ -327,7 +469,7 @@ absl::Status TcpStore::Set(absl::string_view key, absl::string_view value) {
   r.op = wire::OpCode::kSet;
   r.keys = {std::string(key)};
   r.value = std::string(value);
-  return Call(wire::EncodeRequest(r), Deadline::In(absl::Seconds(60))).status();
+  return Call(r, Deadline::In(options_.answer_timeout)).status();
 }
 
 absl::StatusOr<std::string> TcpStore::Get(absl::string_view key, Deadline deadline) {
@@ -336,7 +478,7 @@ absl::StatusOr<std::string> TcpStore::Get(absl::string_view key, Deadline deadli
   r.op = wire::OpCode::kGet;
   r.keys = {std::string(key)};
   r.timeout_ms = TimeoutMs(deadline);
-  absl::StatusOr<std::string> body = Call(wire::EncodeRequest(r), deadline);
+  absl::StatusOr<std::string> body = Call(r, deadline);
   // A timeout in this client's terms (its whole deadline).
   if (absl::IsDeadlineExceeded(body.status())) return StoreTimeout("get", deadline, {std::string(key)});
   if (!body.ok()) return body.status();
@@ -357,7 +499,7 @@ absl::Status TcpStore::Wait(absl::Span<const std::string> keys, Deadline deadlin
   r.op = wire::OpCode::kWait;
   r.keys.assign(keys.begin(), keys.end());
   r.timeout_ms = TimeoutMs(deadline);
-  const absl::Status s = Call(wire::EncodeRequest(r), deadline).status();
+  const absl::Status s = Call(r, deadline).status();
   // A timeout in this client's terms, with the keys the server found missing.
   return absl::IsDeadlineExceeded(s) ? StoreTimeout("wait", deadline, MissingKeys(s)) : s;
 }
@@ -368,7 +510,7 @@ absl::StatusOr<int64_t> TcpStore::Add(absl::string_view key, int64_t delta) {
   r.op = wire::OpCode::kAdd;
   r.keys = {std::string(key)};
   r.number = delta;
-  TANDEM_ASSIGN_OR_RETURN(std::string body, Call(wire::EncodeRequest(r), Deadline::In(absl::Seconds(60))));
+  TANDEM_ASSIGN_OR_RETURN(std::string body, Call(r, Deadline::In(options_.answer_timeout)));
   int64_t v = 0;
   wire::Reader in(body);
   if (!in.Int(&v)) return absl::InternalError(absl::StrCat(where_, ": malformed add reply"));
@@ -380,7 +522,7 @@ absl::StatusOr<bool> TcpStore::Delete(absl::string_view key) {
   wire::Request r;
   r.op = wire::OpCode::kDelete;
   r.keys = {std::string(key)};
-  TANDEM_ASSIGN_OR_RETURN(std::string body, Call(wire::EncodeRequest(r), Deadline::In(absl::Seconds(60))));
+  TANDEM_ASSIGN_OR_RETURN(std::string body, Call(r, Deadline::In(options_.answer_timeout)));
   int64_t v = 0;
   wire::Reader(body).Int(&v);
   return v != 0;
@@ -391,7 +533,7 @@ absl::StatusOr<bool> TcpStore::Check(absl::string_view key) {
   wire::Request r;
   r.op = wire::OpCode::kCheck;
   r.keys = {std::string(key)};
-  TANDEM_ASSIGN_OR_RETURN(std::string body, Call(wire::EncodeRequest(r), Deadline::In(absl::Seconds(60))));
+  TANDEM_ASSIGN_OR_RETURN(std::string body, Call(r, Deadline::In(options_.answer_timeout)));
   int64_t v = 0;
   wire::Reader(body).Int(&v);
   return v != 0;

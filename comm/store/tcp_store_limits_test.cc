@@ -14,6 +14,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
+#include "absl/strings/strip.h"
 #include "base/testing/status_matchers.h"
 #include "comm/store/tcp_store.h"
 #include "comm/store/wire.h"
@@ -66,7 +67,8 @@ int Threads() {
   std::string line;
   while (std::getline(status, line)) {
     int n = 0;
-    if (absl::ConsumePrefix(&line, "Threads:") && absl::SimpleAtoi(line, &n)) return n;
+    absl::string_view rest = line;
+    if (absl::ConsumePrefix(&rest, "Threads:") && absl::SimpleAtoi(rest, &n)) return n;
   }
   return -1;
 }

@@ -48,12 +48,33 @@ bool Reader::String(std::string* s, int64_t max_bytes) {
   return true;
 }
 
+absl::string_view OpName(OpCode op) {
+  switch (op) {
+    case OpCode::kHello:
+      return "hello";
+    case OpCode::kSet:
+      return "set";
+    case OpCode::kGet:
+      return "get";
+    case OpCode::kWait:
+      return "wait";
+    case OpCode::kAdd:
+      return "add";
+    case OpCode::kDelete:
+      return "delete";
+    case OpCode::kCheck:
+      return "check";
+  }
+  return "?";
+}
+
 std::string EncodeRequest(const Request& r) {
   std::string out(1, static_cast<char>(r.op));
   switch (r.op) {
     case OpCode::kHello:
       PutInt(r.number, &out);
       PutInt(r.number2, &out);
+      if (!r.value.empty()) PutString(r.value, &out);
       break;
     case OpCode::kSet:
       PutString(r.keys[0], &out);
@@ -97,6 +118,7 @@ absl::StatusOr<Request> DecodeRequest(absl::string_view payload) {
   switch (r.op) {
     case OpCode::kHello:
       ok = in.Int(&r.number) && in.Int(&r.number2);
+      if (ok && !in.done()) ok = in.String(&r.value, kMaxJobTokenBytes);
       break;
     case OpCode::kSet:
       read_key();
