@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Starts N local processes of a command, torchrun-style: each gets RANK,
-# WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR and MASTER_PORT. Output
+# WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR and MASTER_PORT, and
+# TANDEM_JOB_TOKEN (random per launch unless set: the store refuses clients
+# of other jobs; a guard against accidents, not encryption). Output
 # lines are prefixed with "[rank K] ". When a rank exits non-zero, the others
 # are killed at once and the launcher exits with that status; --timeout kills
 # everything after S seconds (exit 124).
@@ -36,8 +38,11 @@ pick_port() {
 set -m  # each rank in its own process group, so a kill takes its pipeline
 pids=()
 kill_all() {
-  for p in "${pids[@]}"; do kill -TERM -- "-$p" 2>/dev/null; done
+  # CONT too: a stopped rank (SIGSTOP) acts on TERM only once it runs.
+  for p in "${pids[@]}"; do kill -TERM -- "-$p" 2>/dev/null; kill -CONT -- "-$p" 2>/dev/null; done
 }
+[[ -n "${TANDEM_JOB_TOKEN:-}" ]] || TANDEM_JOB_TOKEN="$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')"
+export TANDEM_JOB_TOKEN
 if ((timeout > 0)); then
   (sleep "$timeout"; echo "launch: timeout after ${timeout}s; killing all ranks" >&2; kill -TERM $$) &
   watchdog=$!

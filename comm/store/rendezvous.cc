@@ -5,6 +5,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
 #include "base/status_macros.h"
+#include "comm/store/wire.h"
 
 namespace tandem::comm {
 namespace {
@@ -52,6 +53,21 @@ absl::StatusOr<RendezvousInfo> ReadRendezvousEnv(const GetEnv& getenv) {
                                 &info.local_rank));
   TANDEM_RETURN_IF_ERROR(IntVar(env, {"MASTER_PORT"}, 1, 65535, "[1, 65535]", false, &info.master_port));
   if (const char* addr = env("MASTER_ADDR"); addr != nullptr && *addr != '\0') info.master_addr = addr;
+  if (const char* token = env("TANDEM_JOB_TOKEN"); token != nullptr) {
+    info.job_token = token;
+    if (static_cast<int64_t>(info.job_token.size()) > wire::kMaxJobTokenBytes) {
+      return absl::InvalidArgumentError(absl::StrFormat("TANDEM_JOB_TOKEN: expected at most %d bytes, got %d",
+                                                        wire::kMaxJobTokenBytes, info.job_token.size()));
+    }
+  }
+  if (const char* t = env("TANDEM_STORE_TIMEOUT"); t != nullptr && *t != '\0') {
+    double seconds = 0;
+    if (!absl::SimpleAtod(t, &seconds) || !(seconds > 0 && seconds <= 86400)) {
+      return absl::InvalidArgumentError(
+          absl::StrFormat("TANDEM_STORE_TIMEOUT: expected seconds in (0, 86400], got '%s'", t));
+    }
+    info.store_timeout = absl::Seconds(seconds);
+  }
   return info;
 }
 
@@ -60,9 +76,15 @@ absl::StatusOr<Bootstrap> ConnectRendezvous(const RendezvousInfo& info, Deadline
   b.info = info;
   const std::string host = info.master_addr == "localhost" ? "127.0.0.1" : info.master_addr;
   if (info.rank == 0) {
-    TANDEM_ASSIGN_OR_RETURN(b.server, TcpStoreServer::Start(host, info.master_port, info.world_size));
+    TcpStoreServerOptions server;
+    server.job_token = info.job_token;
+    TANDEM_ASSIGN_OR_RETURN(b.server, TcpStoreServer::Start(host, info.master_port, info.world_size, server));
   }
-  TANDEM_ASSIGN_OR_RETURN(b.store, TcpStore::Connect(host, info.master_port, info.rank, info.world_size, deadline));
+  TcpStoreOptions client;
+  client.job_token = info.job_token;
+  client.answer_timeout = info.store_timeout;
+  TANDEM_ASSIGN_OR_RETURN(b.store,
+                          TcpStore::Connect(host, info.master_port, info.rank, info.world_size, deadline, client));
   return b;
 }
 

@@ -6,7 +6,11 @@
 // LOCAL_RANK, MASTER_ADDR, MASTER_PORT, falling back to Open MPI's
 // OMPI_COMM_WORLD_{RANK,SIZE,LOCAL_RANK} and PMI_{RANK,SIZE}, so that mpirun
 // works without linking MPI. Rank 0 serves the TCP store on
-// MASTER_ADDR:MASTER_PORT; every rank connects to it.
+// MASTER_ADDR:MASTER_PORT; every rank connects to it. Two more variables:
+// TANDEM_JOB_TOKEN (the launcher sets a random one per job: the store then
+// refuses clients without it) and TANDEM_STORE_TIMEOUT (seconds, default
+// 30: how long a rank waits without a word from the store host before it
+// reports that host as stopped or dead).
 //
 // Example:
 //   TANDEM_ASSIGN_OR_RETURN(Bootstrap b, BootstrapFromEnv(Deadline::In(absl::Seconds(60))));
@@ -31,6 +35,8 @@ struct RendezvousInfo {
   int local_rank = 0;
   std::string master_addr = "127.0.0.1";
   int master_port = 29500;
+  std::string job_token;                             // TANDEM_JOB_TOKEN
+  absl::Duration store_timeout = absl::Seconds(30);  // TANDEM_STORE_TIMEOUT
 };
 
 using GetEnv = std::function<const char*(const char*)>;

@@ -1,6 +1,11 @@
 // The same checks against the in-memory store and the TCP store on loopback.
 #include "comm/store/store.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <limits>
 #include <memory>
 #include <string>
@@ -10,6 +15,7 @@
 #include "base/testing/status_matchers.h"
 #include "comm/store/rendezvous.h"
 #include "comm/store/tcp_store.h"
+#include "comm/store/wire.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -18,6 +24,7 @@ namespace {
 
 using ::tandem::testing::IsOkAndHolds;
 using ::tandem::testing::StatusIs;
+using ::testing::AllOf;
 using ::testing::HasSubstr;
 
 class StoreTest : public ::testing::TestWithParam<bool> {
@@ -165,6 +172,55 @@ TEST(RendezvousTest, ReadsTorchrunAndOpenMpiVariables) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("WORLD_SIZE: not set")));
   EXPECT_THAT(ReadRendezvousEnv(env({{"RANK", "0"}, {"WORLD_SIZE", "1"}, {"MASTER_PORT", "http"}})),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("MASTER_PORT: expected an integer")));
+  // The job token and the store timeout.
+  ASSERT_OK_AND_ASSIGN(
+      RendezvousInfo c,
+      ReadRendezvousEnv(
+          env({{"RANK", "0"}, {"WORLD_SIZE", "2"}, {"TANDEM_JOB_TOKEN", "abc"}, {"TANDEM_STORE_TIMEOUT", "2.5"}})));
+  EXPECT_EQ(c.job_token, "abc");
+  EXPECT_EQ(c.store_timeout, absl::Milliseconds(2500));
+  EXPECT_EQ(b.store_timeout, absl::Seconds(30));
+  EXPECT_THAT(ReadRendezvousEnv(env({{"RANK", "0"}, {"WORLD_SIZE", "1"}, {"TANDEM_STORE_TIMEOUT", "-1"}})),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("TANDEM_STORE_TIMEOUT: expected seconds")));
+}
+
+// Regression: with the store's host stopped (SIGSTOP), ranks waited 71 s
+// and 131 s, past every deadline, and their messages said neither that the
+// store host had stopped answering nor how long they had waited. Here the
+// "host" accepts and answers HELLO, then goes silent: a wait with a long
+// deadline ends within the answer timeout, naming the host, the request and
+// the time.
+TEST(TcpStoreTest, AFrozenStoreHostIsReportedWithinTheAnswerTimeout) {
+  const int listener = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  ::inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
+  ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  ASSERT_EQ(::listen(listener, 4), 0);
+  socklen_t len = sizeof(addr);
+  ::getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len);
+  const int port = ntohs(addr.sin_port);
+  std::thread frozen([&] {
+    const int fd = ::accept(listener, nullptr, nullptr);
+    char hello[64];
+    ::recv(fd, hello, sizeof(hello), 0);
+    const std::string ok = wire::Frame(std::string(1, '\0'));
+    ::send(fd, ok.data(), ok.size(), MSG_NOSIGNAL);
+    absl::SleepFor(absl::Seconds(3));  // stopped
+    ::close(fd);
+  });
+  TcpStoreOptions o;
+  o.answer_timeout = absl::Milliseconds(500);
+  ASSERT_OK_AND_ASSIGN(auto store, TcpStore::Connect("127.0.0.1", port, 1, 2, Deadline::In(absl::Seconds(5)), o));
+  const absl::Time start = absl::Now();
+  const absl::Status s = store->Wait({"never"}, Deadline::In(absl::Seconds(60)));
+  const absl::Duration took = absl::Now() - start;
+  EXPECT_THAT(s, StatusIs(absl::StatusCode::kUnavailable,
+                          AllOf(HasSubstr(absl::StrCat("store 127.0.0.1:", port)),
+                                HasSubstr("stopped answering: nothing for 5"), HasSubstr("reply to wait"))));
+  EXPECT_LT(took, absl::Seconds(2));
+  frozen.join();
+  ::close(listener);
 }
 
 }  // namespace
