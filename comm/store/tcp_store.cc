@@ -416,10 +416,14 @@ absl::StatusOr<std::string> TcpStore::CallOnce(const wire::Request& request, Dea
         return absl::UnavailableError(absl::StrCat(what, ": connection closed"));
       }
       const absl::Duration ms = absl::Milliseconds(1);
-      return absl::UnavailableError(absl::StrFormat(
-          "%s: the store host stopped answering: nothing for %s while waiting for the reply to %s (%s in all; %s)",
-          what, absl::FormatDuration(absl::Trunc(absl::Now() - heard, ms)), wire::OpName(request.op),
-          absl::FormatDuration(absl::Trunc(absl::Now() - start, ms)), reply.status().message()));
+      const absl::Duration silent = absl::Now() - heard;
+      const std::string why = silent < options_.answer_timeout && absl::Now() < until
+                                  ? "the store host closed the connection (it exited or was killed)"
+                                  : absl::StrFormat("the store host stopped answering: nothing for %s",
+                                                    absl::FormatDuration(absl::Trunc(silent, ms)));
+      return absl::UnavailableError(absl::StrFormat("%s: %s while waiting for the reply to %s (%s in all)", what, why,
+                                                    wire::OpName(request.op),
+                                                    absl::FormatDuration(absl::Trunc(absl::Now() - start, ms))));
     }
     heard = absl::Now();
     wire::Reader in(*reply);
