@@ -16,9 +16,11 @@
 // with one device-to-device copy; other backends compare algbw.
 // `nccl` runs one process per GPU: start it with bazel-bin/tools/launch.
 #include <malloc.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <memory>
@@ -29,7 +31,7 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
@@ -38,6 +40,7 @@
 #include "comm/local/local_communicator.h"
 #include "comm/moe/dispatch.h"
 #include "comm/store_backend/store_communicator.h"
+#include "tools/cli.h"
 #ifdef TANDEM_WITH_CUDA
 #include <cuda_runtime.h>
 
@@ -58,6 +61,9 @@ ABSL_FLAG(int, tokens, 1024, "dispatch/combine: tokens per rank.");
 ABSL_FLAG(int, hidden, 1024, "dispatch/combine: hidden size (f32).");
 ABSL_FLAG(int, topk, 8, "dispatch/combine: experts per token.");
 ABSL_FLAG(int, experts, 64, "dispatch/combine: experts in total (multiple of ranks).");
+ABSL_FLAG(double, max_memory_gb, 0,
+          "Refuse sizes whose buffers would exceed this many GiB (0: half of this machine's memory).");
+ABSL_FLAG(bool, validate_only, false, "Check the flags and exit: 0 if they are valid, 2 if not.");
 
 namespace tandem::comm {
 namespace {
@@ -241,17 +247,79 @@ double BusFactor(const std::string& op, int n) {
   return 1.0;
 }
 
-absl::Status Main() {
-  const std::string backend = absl::GetFlag(FLAGS_backend), op = absl::GetFlag(FLAGS_op);
-  const int n = absl::GetFlag(FLAGS_ranks);
+// kInvalidArgument "--<flag>: expected lo..hi, got v".
+absl::Status Range(absl::string_view flag, int64_t v, int64_t lo, int64_t hi) {
+  if (v >= lo && v <= hi) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrFormat("--%s: expected %d..%d, got %d", flag, lo, hi, v));
+}
+
+// The flags, checked before anything is allocated; the byte range.
+absl::StatusOr<std::pair<int64_t, int64_t>> CheckFlags() {
+  const std::string op = absl::GetFlag(FLAGS_op);
+  const int n = absl::GetFlag(FLAGS_ranks), experts = absl::GetFlag(FLAGS_experts);
+  static const char* const kOps[] = {"allreduce", "allgather", "reducescatter", "alltoall",
+                                     "sendrecv",  "dispatch",  "combine"};
+  if (std::find(std::begin(kOps), std::end(kOps), op) == std::end(kOps)) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "--op: expected allreduce, allgather, reducescatter, alltoall, sendrecv, dispatch or combine, got '%s'",
+        json::Excerpt(op, 40)));
+  }
+  const std::string backend = absl::GetFlag(FLAGS_backend);
+#ifdef TANDEM_WITH_CUDA
+  const bool known = backend == "local" || backend == "store" || backend == "cuda_local" || backend == "nccl";
+#else
+  const bool known = backend == "local" || backend == "store";
+#endif
+  if (!known) {
+    return absl::InvalidArgumentError(absl::StrFormat("--backend: expected local, store%s, got '%s'",
+#ifdef TANDEM_WITH_CUDA
+                                                      ", cuda_local or nccl",
+#else
+                                                      " (this build has no CUDA: use comm_bench_gpu)",
+#endif
+                                                      json::Excerpt(backend, 40)));
+  }
+  TANDEM_RETURN_IF_ERROR(Range("ranks", n, 1, 256));
+  TANDEM_RETURN_IF_ERROR(Range("iters", absl::GetFlag(FLAGS_iters), 1, 1000000));
+  TANDEM_RETURN_IF_ERROR(Range("warmup", absl::GetFlag(FLAGS_warmup), 0, 1000000));
+  TANDEM_RETURN_IF_ERROR(Range("tokens", absl::GetFlag(FLAGS_tokens), 1, 1 << 20));
+  TANDEM_RETURN_IF_ERROR(Range("hidden", absl::GetFlag(FLAGS_hidden), 1, 1 << 16));
+  TANDEM_RETURN_IF_ERROR(Range("experts", experts, 1, 1 << 16));
+  TANDEM_RETURN_IF_ERROR(Range("topk", absl::GetFlag(FLAGS_topk), 1, experts));
   std::vector<std::string> parts = absl::StrSplit(absl::GetFlag(FLAGS_bytes), ':');
   int64_t lo = 0, hi = 0;
-  if (parts.empty() || !absl::SimpleAtoi(parts[0], &lo) || lo < 4 ||
-      (parts.size() > 1 && !absl::SimpleAtoi(parts[1], &hi))) {
-    return absl::InvalidArgumentError(
-        absl::StrFormat("bytes: expected N or MIN:MAX (>= 4), got '%s'", absl::GetFlag(FLAGS_bytes)));
+  if (parts.size() > 2 || !absl::SimpleAtoi(parts[0], &lo) || lo < 4 || lo > (int64_t{1} << 34) ||
+      (parts.size() > 1 && (!absl::SimpleAtoi(parts[1], &hi) || hi > (int64_t{1} << 34)))) {
+    return absl::InvalidArgumentError(absl::StrFormat("--bytes: expected N or MIN:MAX in [4, 2^34], got '%s'",
+                                                      json::Excerpt(absl::GetFlag(FLAGS_bytes), 40)));
   }
   hi = std::max(hi, lo);
+  // Send and receive buffers of every rank (the collectives' largest: the
+  // all-gather's receive holds ranks x bytes), or the MoE layer's rows.
+  const bool moe = op == "dispatch" || op == "combine";
+  const double bytes = moe ? 4.0 * n * absl::GetFlag(FLAGS_tokens) * absl::GetFlag(FLAGS_hidden) *
+                                 (2.0 + 2.0 * absl::GetFlag(FLAGS_topk))
+                           : static_cast<double>(n) * hi * (2.0 + n);
+  double limit_gb = absl::GetFlag(FLAGS_max_memory_gb);
+  if (!(limit_gb >= 0) || !std::isfinite(limit_gb)) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("--max_memory_gb: expected a finite value >= 0, got %g", limit_gb));
+  }
+  if (limit_gb == 0) limit_gb = 0.5 * static_cast<double>(sysconf(_SC_PHYS_PAGES)) * sysconf(_SC_PAGESIZE) / (1 << 30);
+  if (bytes / (1 << 30) > limit_gb) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("sizes (--ranks %d, %s) need about %.1f GiB of buffers, over --max_memory_gb = %.1f GiB", n,
+                        moe ? absl::StrFormat("--tokens %d x --hidden %d x --topk %d", absl::GetFlag(FLAGS_tokens),
+                                              absl::GetFlag(FLAGS_hidden), absl::GetFlag(FLAGS_topk))
+                            : absl::StrFormat("--bytes up to %d", hi),
+                        bytes / (1 << 30), limit_gb));
+  }
+  return std::make_pair(lo, hi);
+}
+
+absl::Status Main(int64_t lo, int64_t hi) {
+  const std::string backend = absl::GetFlag(FLAGS_backend), op = absl::GetFlag(FLAGS_op);
+  const int n = absl::GetFlag(FLAGS_ranks);
   Memory mem;
   std::vector<std::unique_ptr<Communicator>> owned;
   std::unique_ptr<MemoryStore> store;
@@ -276,14 +344,6 @@ absl::Status Main() {
     owned.push_back(std::move(c));
     world = boot.info.world_size;
 #endif
-  } else {
-    return absl::InvalidArgumentError(absl::StrFormat("backend: expected local, store%s, got '%s'",
-#ifdef TANDEM_WITH_CUDA
-                                                      ", cuda_local, nccl",
-#else
-                                                      " (this build has no CUDA: use comm_bench_gpu)",
-#endif
-                                                      backend));
   }
   std::vector<Communicator*> comms;
   for (auto& c : owned) comms.push_back(c.get());
@@ -324,11 +384,23 @@ int main(int argc, char** argv) {
   // the kernel zeroing fresh pages for every call's buffers.
   mallopt(M_MMAP_THRESHOLD, 1 << 30);
   mallopt(M_TRIM_THRESHOLD, 1 << 30);
-  absl::ParseCommandLine(argc, argv);
-  const absl::Status s = tandem::comm::Main();
+  absl::SetProgramUsageMessage(
+      "collective and MoE dispatch/combine bandwidth, nccl-tests metrics, one JSON line per size.\n"
+      "Exit status: 0 done, 2 bad invocation, 1 a failure while running.");
+  tandem::cli::ParseFlags(argc, argv);
+  const absl::StatusOr<std::pair<int64_t, int64_t>> bytes = tandem::comm::CheckFlags();
+  if (!bytes.ok()) {
+    std::fprintf(stderr, "comm_bench: %s\n", std::string(bytes.status().message()).c_str());
+    return tandem::cli::kBadInvocation;
+  }
+  if (absl::GetFlag(FLAGS_validate_only)) {
+    std::printf("comm_bench: flags ok\n");
+    return 0;
+  }
+  const absl::Status s = tandem::comm::Main(bytes->first, bytes->second);
   if (!s.ok()) {
     std::fprintf(stderr, "comm_bench: %s\n", std::string(s.message()).c_str());
-    return 1;
+    return tandem::cli::ExitCode(s);
   }
   return 0;
 }
