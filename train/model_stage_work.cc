@@ -53,6 +53,25 @@ absl::Status ModelStageWork::SetData(const PipelineData* data) {
     return absl::InvalidArgumentError(absl::StrFormat("data: expected inputs and targets for %d micro-batches, got %d",
                                                       s_.microbatches, data == nullptr ? 0 : data->inputs.size()));
   }
+  // Shapes, before anything runs (an empty micro-batch would otherwise
+  // leave its peers waiting for a message that never comes).
+  const model::ModelConfig& c = copies_.begin()->second.model->config();
+  for (int g = 0; g < s_.microbatches; ++g) {
+    const model::Tensor& x = data->inputs[g];
+    if (x.rank() != 2 || x.dim(0) < 1 || x.dim(1) != c.input_dim) {
+      return absl::InvalidArgumentError(absl::StrFormat("data: micro-batch %d: expected inputs [T >= 1, %d], got %s", g,
+                                                        c.input_dim, model::ShapeString(x.shape())));
+    }
+    const model::Target& t = data->targets[g];
+    const bool values = t.values.rank() == 2 && t.values.dim(0) == x.dim(0) && t.values.dim(1) == c.output_dim;
+    bool labels = t.values.numel() == 0 && static_cast<int64_t>(t.labels.size()) == x.dim(0);
+    for (int32_t l : t.labels) labels = labels && l >= 0 && l < c.output_dim;
+    if (!values && !labels) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "data: micro-batch %d: expected targets [%d, %d] or %d labels in [0, %d), got values %s and %d labels", g,
+          x.dim(0), c.output_dim, x.dim(0), c.output_dim, model::ShapeString(t.values.shape()), t.labels.size()));
+    }
+  }
   data_ = data;
   return absl::OkStatus();
 }

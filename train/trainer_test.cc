@@ -214,6 +214,27 @@ TEST(TrainerTest, BadOptionsAreRefusedNamingThem) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("bounds")));
 }
 
+// Regression: a step whose micro-batches had no tokens (demo --tokens=0)
+// stalled for a minute; data of the wrong shape is refused naming the
+// micro-batch, before anything runs.
+TEST(TrainerTest, BadDataIsRefusedNamingTheMicroBatch) {
+  auto world = comm::CreateLocalGroup(1);
+  const TrainerOptions o = Options(schedule::Kind::k1F1B, 1, 1);
+  ASSERT_OK_AND_ASSIGN(auto t, Trainer::Create(o, *world[0]));
+  PipelineData empty = TeacherData(o.model, o.microbatches, 0, 0, 0, 1);
+  EXPECT_THAT(t->Step(empty).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("micro-batch 0: expected inputs [T >= 1, 8]")));
+  PipelineData narrow = Data(o, 0, 0);
+  narrow.inputs[2] = model::Tensor::Zeros({kTokens, 3});
+  EXPECT_THAT(t->Step(narrow).status(), StatusIs(absl::StatusCode::kInvalidArgument,
+                                                 HasSubstr("micro-batch 2: expected inputs [T >= 1, 8], got [6, 3]")));
+  PipelineData mismatched = Data(o, 0, 0);
+  mismatched.targets[1].values = model::Tensor::Zeros({kTokens + 1, o.model.output_dim});
+  EXPECT_THAT(t->Step(mismatched).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("micro-batch 1: expected targets")));
+  EXPECT_OK(t->Step(Data(o, 0, 0)).status());  // the twin: good data steps
+}
+
 // The estimate covers what the trainers hold for certain: every stage copy
 // (counted from the schedule's placement) with value, gradient and two
 // AdamW moments in f32; activations grow with micro-batches x tokens.
