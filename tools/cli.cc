@@ -3,12 +3,14 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
 
 #include "absl/flags/parse.h"
 #include "absl/strings/match.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/string_view.h"
 #include "absl/strings/strip.h"
 
@@ -47,6 +49,23 @@ std::vector<char*> ParseFlags(int argc, char** argv) {
   std::vector<char*> positional = absl::ParseCommandLine(argc, argv);
   parsing.store(false);
   return positional;
+}
+
+absl::Status FlagRange(absl::string_view flag, int64_t v, int64_t lo, int64_t hi, absl::string_view why) {
+  if (v >= lo && v <= hi) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrFormat("--%s: expected %d..%d%s, got %d", flag, lo, hi, why, v));
+}
+
+absl::Status CheckMemory(double bytes, double limit_gb, double fraction, absl::string_view sizes) {
+  if (!(limit_gb >= 0) || !std::isfinite(limit_gb)) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("--max_memory_gb: expected a finite value >= 0, got %g", limit_gb));
+  }
+  constexpr double kGiB = 1 << 30;
+  if (limit_gb == 0) limit_gb = fraction * static_cast<double>(sysconf(_SC_PHYS_PAGES)) * sysconf(_SC_PAGESIZE) / kGiB;
+  if (bytes / kGiB <= limit_gb) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      absl::StrFormat("%s need about %.1f GiB, over --max_memory_gb = %.1f GiB", sizes, bytes / kGiB, limit_gb));
 }
 
 int ExitCode(const absl::Status& s) {

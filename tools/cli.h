@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/strings/string_view.h"
 
 namespace tandem::cli {
 
@@ -24,6 +25,20 @@ inline constexpr int kFailure = 1;
 // absl::ParseCommandLine(), exiting with kBadInvocation (not 1) when Abseil
 // refuses the command line. Returns the positional arguments.
 std::vector<char*> ParseFlags(int argc, char** argv);
+
+// FlagRange()
+//
+// kInvalidArgument "--<flag>: expected lo..hi<why>, got v" unless
+// lo <= v <= hi.
+absl::Status FlagRange(absl::string_view flag, int64_t v, int64_t lo, int64_t hi, absl::string_view why = "");
+
+// CheckMemory()
+//
+// kInvalidArgument "<sizes> need about X GiB, over --max_memory_gb = Y GiB"
+// when `bytes` exceeds `limit_gb` (the --max_memory_gb flag: 0 means
+// `fraction` of this machine's memory); also for a limit that is negative or
+// not finite.
+absl::Status CheckMemory(double bytes, double limit_gb, double fraction, absl::string_view sizes);
 
 // ExitCode()
 //

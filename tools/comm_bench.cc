@@ -16,11 +16,9 @@
 // with one device-to-device copy; other backends compare algbw.
 // `nccl` runs one process per GPU: start it with bazel-bin/tools/launch.
 #include <malloc.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
-#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <memory>
@@ -247,12 +245,6 @@ double BusFactor(const std::string& op, int n) {
   return 1.0;
 }
 
-// kInvalidArgument "--<flag>: expected lo..hi, got v".
-absl::Status Range(absl::string_view flag, int64_t v, int64_t lo, int64_t hi) {
-  if (v >= lo && v <= hi) return absl::OkStatus();
-  return absl::InvalidArgumentError(absl::StrFormat("--%s: expected %d..%d, got %d", flag, lo, hi, v));
-}
-
 // The flags, checked before anything is allocated; the byte range.
 absl::StatusOr<std::pair<int64_t, int64_t>> CheckFlags() {
   const std::string op = absl::GetFlag(FLAGS_op);
@@ -279,13 +271,13 @@ absl::StatusOr<std::pair<int64_t, int64_t>> CheckFlags() {
 #endif
                                                       json::Excerpt(backend, 40)));
   }
-  TANDEM_RETURN_IF_ERROR(Range("ranks", n, 1, 256));
-  TANDEM_RETURN_IF_ERROR(Range("iters", absl::GetFlag(FLAGS_iters), 1, 1000000));
-  TANDEM_RETURN_IF_ERROR(Range("warmup", absl::GetFlag(FLAGS_warmup), 0, 1000000));
-  TANDEM_RETURN_IF_ERROR(Range("tokens", absl::GetFlag(FLAGS_tokens), 1, 1 << 20));
-  TANDEM_RETURN_IF_ERROR(Range("hidden", absl::GetFlag(FLAGS_hidden), 1, 1 << 16));
-  TANDEM_RETURN_IF_ERROR(Range("experts", experts, 1, 1 << 16));
-  TANDEM_RETURN_IF_ERROR(Range("topk", absl::GetFlag(FLAGS_topk), 1, experts));
+  TANDEM_RETURN_IF_ERROR(cli::FlagRange("ranks", n, 1, 256));
+  TANDEM_RETURN_IF_ERROR(cli::FlagRange("iters", absl::GetFlag(FLAGS_iters), 1, 1000000));
+  TANDEM_RETURN_IF_ERROR(cli::FlagRange("warmup", absl::GetFlag(FLAGS_warmup), 0, 1000000));
+  TANDEM_RETURN_IF_ERROR(cli::FlagRange("tokens", absl::GetFlag(FLAGS_tokens), 1, 1 << 20));
+  TANDEM_RETURN_IF_ERROR(cli::FlagRange("hidden", absl::GetFlag(FLAGS_hidden), 1, 1 << 16));
+  TANDEM_RETURN_IF_ERROR(cli::FlagRange("experts", experts, 1, 1 << 16));
+  TANDEM_RETURN_IF_ERROR(cli::FlagRange("topk", absl::GetFlag(FLAGS_topk), 1, experts));
   std::vector<std::string> parts = absl::StrSplit(absl::GetFlag(FLAGS_bytes), ':');
   int64_t lo = 0, hi = 0;
   if (parts.size() > 2 || !absl::SimpleAtoi(parts[0], &lo) || lo < 4 || lo > (int64_t{1} << 34) ||
@@ -300,20 +292,12 @@ absl::StatusOr<std::pair<int64_t, int64_t>> CheckFlags() {
   const double bytes = moe ? 4.0 * n * absl::GetFlag(FLAGS_tokens) * absl::GetFlag(FLAGS_hidden) *
                                  (2.0 + 2.0 * absl::GetFlag(FLAGS_topk))
                            : static_cast<double>(n) * hi * (2.0 + n);
-  double limit_gb = absl::GetFlag(FLAGS_max_memory_gb);
-  if (!(limit_gb >= 0) || !std::isfinite(limit_gb)) {
-    return absl::InvalidArgumentError(
-        absl::StrFormat("--max_memory_gb: expected a finite value >= 0, got %g", limit_gb));
-  }
-  if (limit_gb == 0) limit_gb = 0.5 * static_cast<double>(sysconf(_SC_PHYS_PAGES)) * sysconf(_SC_PAGESIZE) / (1 << 30);
-  if (bytes / (1 << 30) > limit_gb) {
-    return absl::InvalidArgumentError(
-        absl::StrFormat("sizes (--ranks %d, %s) need about %.1f GiB of buffers, over --max_memory_gb = %.1f GiB", n,
-                        moe ? absl::StrFormat("--tokens %d x --hidden %d x --topk %d", absl::GetFlag(FLAGS_tokens),
-                                              absl::GetFlag(FLAGS_hidden), absl::GetFlag(FLAGS_topk))
-                            : absl::StrFormat("--bytes up to %d", hi),
-                        bytes / (1 << 30), limit_gb));
-  }
+  TANDEM_RETURN_IF_ERROR(cli::CheckMemory(
+      bytes, absl::GetFlag(FLAGS_max_memory_gb), 0.5,
+      absl::StrFormat("buffers for --ranks %d and %s", n,
+                      moe ? absl::StrFormat("--tokens %d x --hidden %d x --topk %d", absl::GetFlag(FLAGS_tokens),
+                                            absl::GetFlag(FLAGS_hidden), absl::GetFlag(FLAGS_topk))
+                          : absl::StrFormat("--bytes up to %d", hi))));
   return std::make_pair(lo, hi);
 }
 

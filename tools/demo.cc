@@ -13,8 +13,6 @@
 // reports, per pipeline rank, how much of an F&B pair's expert-parallel
 // communication its compute hid (train/overlap_report.h), beside the
 // simulator's prediction.
-#include <unistd.h>
-
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -179,12 +177,6 @@ absl::Status WriteText(const std::string& path, const std::string& text) {
   return absl::OkStatus();
 }
 
-// kInvalidArgument "--<flag>: expected lo..hi, got v".
-absl::Status Range(absl::string_view flag, int64_t v, int64_t lo, int64_t hi, absl::string_view why = "") {
-  if (v >= lo && v <= hi) return absl::OkStatus();
-  return absl::InvalidArgumentError(absl::StrFormat("--%s: expected %d..%d%s, got %d", flag, lo, hi, why, v));
-}
-
 // What the flags decide, all checked before anything runs.
 struct Setup {
   train::TrainerOptions o;
@@ -209,18 +201,18 @@ absl::StatusOr<Setup> FromFlags() {
   setup.backend = absl::GetFlag(FLAGS_backend);
   const int units_per_stage = absl::GetFlag(FLAGS_units_per_stage);
   const int experts = absl::GetFlag(FLAGS_experts);
-  TANDEM_RETURN_IF_ERROR(Range("pp", o.pp, 1, 256));
-  TANDEM_RETURN_IF_ERROR(Range("ep", o.ep, 1, 256));
-  TANDEM_RETURN_IF_ERROR(Range("ep", int64_t{o.pp} * o.ep, 1, 1024, " rank threads (--pp x --ep)"));
-  TANDEM_RETURN_IF_ERROR(Range("microbatches", o.microbatches, 1, 1 << 16));
-  TANDEM_RETURN_IF_ERROR(Range("steps", setup.steps, 1, 1000000));
-  TANDEM_RETURN_IF_ERROR(Range("rebalance_every", o.rebalance_every, 0, 1000000));
-  TANDEM_RETURN_IF_ERROR(Range("tokens", setup.tokens, 1, 1 << 20));
-  TANDEM_RETURN_IF_ERROR(Range("hidden", absl::GetFlag(FLAGS_hidden), 1, 1 << 16));
-  TANDEM_RETURN_IF_ERROR(Range("units_per_stage", units_per_stage, 2, 1024));
-  TANDEM_RETURN_IF_ERROR(Range("experts", experts, 1, 4096));
-  TANDEM_RETURN_IF_ERROR(Range("top_k", absl::GetFlag(FLAGS_top_k), 1, experts, " (--experts)"));
-  TANDEM_RETURN_IF_ERROR(Range("extra_slots", o.extra_slots, 0, 4096));
+  TANDEM_RETURN_IF_ERROR(cli::FlagRange("pp", o.pp, 1, 256));
+  TANDEM_RETURN_IF_ERROR(cli::FlagRange("ep", o.ep, 1, 256));
+  TANDEM_RETURN_IF_ERROR(cli::FlagRange("ep", int64_t{o.pp} * o.ep, 1, 1024, " rank threads (--pp x --ep)"));
+  TANDEM_RETURN_IF_ERROR(cli::FlagRange("microbatches", o.microbatches, 1, 1 << 16));
+  TANDEM_RETURN_IF_ERROR(cli::FlagRange("steps", setup.steps, 1, 1000000));
+  TANDEM_RETURN_IF_ERROR(cli::FlagRange("rebalance_every", o.rebalance_every, 0, 1000000));
+  TANDEM_RETURN_IF_ERROR(cli::FlagRange("tokens", setup.tokens, 1, 1 << 20));
+  TANDEM_RETURN_IF_ERROR(cli::FlagRange("hidden", absl::GetFlag(FLAGS_hidden), 1, 1 << 16));
+  TANDEM_RETURN_IF_ERROR(cli::FlagRange("units_per_stage", units_per_stage, 2, 1024));
+  TANDEM_RETURN_IF_ERROR(cli::FlagRange("experts", experts, 1, 4096));
+  TANDEM_RETURN_IF_ERROR(cli::FlagRange("top_k", absl::GetFlag(FLAGS_top_k), 1, experts, " (--experts)"));
+  TANDEM_RETURN_IF_ERROR(cli::FlagRange("extra_slots", o.extra_slots, 0, 4096));
   if (setup.backend != "local" && setup.backend != "store") {
 #ifdef TANDEM_WITH_CUDA
     if (setup.backend != "cuda_local") {
@@ -266,19 +258,11 @@ absl::StatusOr<Setup> FromFlags() {
   reference.ep = 1;
   TANDEM_ASSIGN_OR_RETURN(const double reference_bytes, train::EstimateMemoryBytes(reference, setup.tokens * o.ep));
   bytes += reference_bytes;
-  double limit_gb = absl::GetFlag(FLAGS_max_memory_gb);
-  if (!(limit_gb >= 0) || !std::isfinite(limit_gb)) {
-    return absl::InvalidArgumentError(
-        absl::StrFormat("--max_memory_gb: expected a finite value >= 0, got %g", limit_gb));
-  }
-  if (limit_gb == 0) limit_gb = 0.8 * static_cast<double>(sysconf(_SC_PHYS_PAGES)) * sysconf(_SC_PAGESIZE) / (1 << 30);
-  if (bytes / (1 << 30) > limit_gb) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "sizes (--pp %d x --ep %d, --microbatches %d x --tokens %d, --hidden %d, --experts %d, %d MoE blocks) need "
-        "about %.1f GiB, over --max_memory_gb = %.1f GiB",
-        o.pp, o.ep, o.microbatches, setup.tokens, c.hidden, c.num_experts, model::NumMoeLayers(c), bytes / (1 << 30),
-        limit_gb));
-  }
+  TANDEM_RETURN_IF_ERROR(cli::CheckMemory(
+      bytes, absl::GetFlag(FLAGS_max_memory_gb), 0.8,
+      absl::StrFormat("sizes (--pp %d x --ep %d, --microbatches %d x --tokens %d, --hidden %d, --experts %d, %d MoE "
+                      "blocks)",
+                      o.pp, o.ep, o.microbatches, setup.tokens, c.hidden, c.num_experts, model::NumMoeLayers(c))));
   TANDEM_ASSIGN_OR_RETURN(setup.network, Network(o.ep));
   return setup;
 }

@@ -44,14 +44,14 @@ for flag in "--ep_link=bad" "--pp_link=10:-1" "--ranks_per_node=-2" "--units_per
   "--tokens=0" "--pp=0" "--ep=-3" "--microbatches=0" "--hidden=0" "--experts=0" "--top_k=9" "--extra_slots=-1" \
   "--rebalance_every=-1" "--hidden=100000"; do
   rc=0
-  err="$(timeout 20 "$demo" --steps=1 "$flag" --out="$out/other" 2>&1)" || rc=$?
+  err="$(ulimit -v 4194304; timeout 20 "$demo" --steps=1 "$flag" --out="$out/other" 2>&1)" || rc=$?
   ((rc == 2)) || { echo "FAIL: $flag: exit $rc, expected 2: $err"; exit 1; }
   grep -q -- "${flag%%=*}: expected .*got '*${flag#*=}" <<<"$err" || { echo "FAIL: $flag: $err"; exit 1; }
 done
 # Sizes whose product needs more memory than allowed are refused with the
 # estimate, before anything is allocated.
 rc=0
-err="$(timeout 20 "$demo" --hidden=60000 --out="$out/other" 2>&1)" || rc=$?
+err="$(ulimit -v 4194304; timeout 20 "$demo" --hidden=60000 --out="$out/other" 2>&1)" || rc=$?
 ((rc == 2)) || { echo "FAIL: --hidden=60000: exit $rc: $err"; exit 1; }
 grep -q "need about .* GiB, over --max_memory_gb" <<<"$err" || { echo "FAIL: --hidden=60000: $err"; exit 1; }
 # A backend this build lacks is a clean error that says where it is.

@@ -80,7 +80,7 @@ check "$tmp/cmp.json" 'd["ranks"] == 8' \
 bad() {  # bad PATTERN ARGS...: exit 2, one line naming PATTERN, nothing on stdout
   local pattern="$1" rc=0
   shift
-  timeout 60 "$bin" "$@" >"$tmp/out" 2>"$tmp/err" || rc=$?
+  (ulimit -v 4194304; timeout 60 "$bin" "$@") >"$tmp/out" 2>"$tmp/err" || rc=$?
   [[ $rc -eq 2 && ! -s "$tmp/out" ]] || { echo "FAIL: $*: rc=$rc"; cat "$tmp/err"; exit 1; }
   grep -q -- "$pattern" "$tmp/err" || { echo "FAIL: $*: $(cat "$tmp/err")"; exit 1; }
 }

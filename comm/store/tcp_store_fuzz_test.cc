@@ -12,24 +12,14 @@
 
 #include "base/testing/status_matchers.h"
 #include "comm/store/tcp_store.h"
+#include "comm/store/testing/raw_client.h"
 #include "comm/store/wire.h"
 #include "gtest/gtest.h"
 
 namespace tandem::comm {
 namespace {
 
-int RawConnect(int port) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(port);
-  ::inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-    ::close(fd);
-    return -1;
-  }
-  return fd;
-}
+using ::tandem::comm::testing::RawConnect;
 
 // Sends bytes, then reads until the server closes or 300 ms pass.
 void Poke(int port, const std::string& bytes) {

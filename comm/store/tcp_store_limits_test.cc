@@ -17,6 +17,7 @@
 #include "absl/strings/strip.h"
 #include "base/testing/status_matchers.h"
 #include "comm/store/tcp_store.h"
+#include "comm/store/testing/raw_client.h"
 #include "comm/store/wire.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -24,23 +25,12 @@
 namespace tandem::comm {
 namespace {
 
+using ::tandem::comm::testing::RawConnect;
+
 using ::tandem::testing::IsOkAndHolds;
 using ::tandem::testing::StatusIs;
 using ::testing::AllOf;
 using ::testing::HasSubstr;
-
-int RawConnect(int port) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(port);
-  ::inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-    ::close(fd);
-    return -1;
-  }
-  return fd;
-}
 
 // Everything the server sends until it closes the connection or `wait`
 // passes; `closed` says which.

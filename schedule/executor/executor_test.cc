@@ -164,7 +164,8 @@ TEST(ExecutorTest, AMissingRankTimesOutNamingIt) {
   EXPECT_THAT(out.runs[1].status(), StatusIs(absl::StatusCode::kDeadlineExceeded, HasSubstr("rank 1 position")));
   EXPECT_THAT(out.runs[1].status(),
               StatusIs(absl::StatusCode::kDeadlineExceeded, HasSubstr("waiting for rank 2 to receive")));
-  EXPECT_THAT(out.runs[1].status(), StatusIs(absl::StatusCode::kDeadlineExceeded, HasSubstr("deadline 500ms exceeded")));
+  EXPECT_THAT(out.runs[1].status(),
+              StatusIs(absl::StatusCode::kDeadlineExceeded, HasSubstr("deadline 500ms exceeded")));
 }
 
 // Counts the stage work the executor asks for.
