@@ -5,9 +5,11 @@
 # of other jobs; a guard against accidents, not encryption). Output
 # lines are prefixed with "[rank K] ". When a rank exits non-zero, the others
 # are killed at once and the launcher exits with that status; --timeout kills
-# everything after S seconds (exit 124).
+# everything after S seconds (exit 124). --store_timeout S sets
+# TANDEM_STORE_TIMEOUT: how long a rank waits without a word from the store
+# host before it reports that host as stopped (default 30 s).
 #
-# Usage: launch -n N [--port P] [--timeout S] -- COMMAND [ARGS...]
+# Usage: launch -n N [--port P] [--timeout S] [--store_timeout S] -- COMMAND [ARGS...]
 set -uo pipefail
 n=1
 port="${MASTER_PORT:-}"
@@ -17,8 +19,9 @@ while (($#)); do
     -n) n="$2"; shift 2 ;;
     --port) port="$2"; shift 2 ;;
     --timeout) timeout="$2"; shift 2 ;;
+    --store_timeout) export TANDEM_STORE_TIMEOUT="$2"; shift 2 ;;
     --) shift; break ;;
-    *) echo "launch: unknown option '$1' (usage: launch -n N [--port P] [--timeout S] -- COMMAND)" >&2; exit 2 ;;
+    *) echo "launch: unknown option '$1' (usage: launch -n N [--port P] [--timeout S] [--store_timeout S] -- COMMAND)" >&2; exit 2 ;;
   esac
 done
 (($#)) || { echo "launch: no command (usage: launch -n N -- COMMAND)" >&2; exit 2; }

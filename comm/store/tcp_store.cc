@@ -435,7 +435,9 @@ absl::StatusOr<std::string> TcpStore::CallOnce(const wire::Request& request, Dea
       *closed = true;
       return absl::UnavailableError(absl::StrCat(what, ": the server closed the connection"));
     }
-    if (notice) {
+    // Before a request the server may only have closed the connection or
+    // refused it (at its connection limit, say): an error reply is that word.
+    if (notice && status != static_cast<uint8_t>(wire::Reply::kError)) {
       return absl::InternalError(absl::StrCat(what, ": unexpected frame before a request"));
     }
     if (status == static_cast<uint8_t>(wire::Reply::kOk)) return body;

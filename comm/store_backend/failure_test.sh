@@ -10,13 +10,12 @@
 set -uo pipefail
 launch="$1"
 worker="$2"
-export TANDEM_STORE_TIMEOUT=3
 run() {  # run NAME LIMIT_S PATTERN RANKS ARGS...: every rank in RANKS reports PATTERN within LIMIT_S
   local name="$1" limit="$2" pattern="$3" ranks="$4"
   shift 4
   local start out
   start=$(date +%s%N)
-  out="$("$launch" -n 4 --timeout 120 -- "$worker" --timeout_s=5 "$@" 2>&1)"
+  out="$("$launch" -n 4 --timeout 120 --store_timeout 3 -- "$worker" --timeout_s=5 "$@" 2>&1)"
   local took_ms=$((($(date +%s%N) - start) / 1000000))
   for r in $ranks; do
     local line
