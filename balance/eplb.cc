@@ -1,5 +1,7 @@
 #include "balance/eplb.h"
 
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <vector>
 
@@ -8,6 +10,7 @@
 #include "balance/internal/hierarchical.h"
 #include "balance/internal/packing.h"
 #include "balance/internal/refine.h"
+#include "balance/internal/speed_packing.h"
 #include "base/status_macros.h"
 
 namespace tandem::balance {
@@ -61,6 +64,18 @@ absl::Status ValidateRebalanceInput(const Weights& weights, int num_replicas, in
                                                    " slots per GPU (the experts of a node), got ",
                                                    num_replicas / num_gpus));
   }
+  if (!options.gpu_speed.empty()) {
+    if (static_cast<int>(options.gpu_speed.size()) != num_gpus) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("gpu_speed: expected num_gpus = ", num_gpus, " speeds, got ", options.gpu_speed.size()));
+    }
+    for (size_t g = 0; g < options.gpu_speed.size(); ++g) {
+      const double v = options.gpu_speed[g];
+      if (!(v > 0) || std::isinf(v)) {
+        return absl::InvalidArgumentError(absl::StrCat("gpu_speed[", g, "]: expected a finite speed > 0, got ", v));
+      }
+    }
+  }
   return absl::OkStatus();
 }
 
@@ -94,6 +109,24 @@ absl::StatusOr<Placement> RebalanceExperts(const Weights& weights, int num_repli
     refine.no_duplicates = options.no_duplicates;
     refine.cross_node = options.cross_node_replicas;
     internal::RefineLayers(weights, shape, refine, &phy2log, &rank);
+  }
+  if (!options.gpu_speed.empty()) {
+    std::vector<double> w64(shape.num_experts);
+    std::vector<int32_t> p2l(num_replicas), r(num_replicas);
+    for (int l = 0; l < layers; ++l) {
+      for (int e = 0; e < shape.num_experts; ++e) w64[e] = weights.AsDouble(int64_t{l} * shape.num_experts + e);
+      int32_t* layer_p2l = &phy2log[int64_t{l} * num_replicas];
+      int32_t* layer_rank = &rank[int64_t{l} * num_replicas];
+      std::copy(layer_p2l, layer_p2l + num_replicas, p2l.begin());
+      std::copy(layer_rank, layer_rank + num_replicas, r.begin());
+      const double* speed = options.gpu_speed.data();
+      if (internal::RepackForSpeed(w64.data(), shape, speed, options.no_duplicates, p2l.data(), r.data()) &&
+          internal::SpeedScaledMax(w64.data(), shape, speed, p2l.data()) <
+              internal::SpeedScaledMax(w64.data(), shape, speed, layer_p2l)) {
+        std::copy(p2l.begin(), p2l.end(), layer_p2l);
+        std::copy(r.begin(), r.end(), layer_rank);
+      }
+    }
   }
   return MakePlacement(layers, shape.num_experts, num_replicas, std::vector<int64_t>(phy2log.begin(), phy2log.end()),
                        rank);

@@ -20,6 +20,8 @@
 #ifndef TANDEM_BALANCE_EPLB_H_
 #define TANDEM_BALANCE_EPLB_H_
 
+#include <vector>
+
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "balance/placement.h"
@@ -53,6 +55,15 @@ struct RebalanceOptions {
   // on its group's node. Off by default to keep the reference's rule that
   // a group's replicas share a node.
   bool cross_node_replicas = false;
+  // Relative GPU speeds (num_gpus values > 0; empty: all equal). The
+  // objective becomes the maximum over GPUs of load / speed: after the
+  // mode's plan, each layer's replicas are repacked inside each node for
+  // the speeds, with swaps and recounts (balance/internal/speed_packing.h),
+  // and the repacked plan is kept only where it lowers that maximum, so no
+  // layer is worse than the speed-blind plan on it. Every GPU keeps its
+  // slot count and every replica its node. Refused by migration-aware
+  // rebalancing.
+  std::vector<double> gpu_speed;
 };
 
 // UsesHierarchicalPolicy()
@@ -68,7 +79,9 @@ bool UsesHierarchicalPolicy(int num_groups, int num_nodes);
 // Validate), non-positive counts, and the reference's constraints:
 // num_experts % num_groups, num_gpus % num_nodes (hierarchical path only),
 // num_replicas % num_gpus, num_replicas >= num_experts; at most 2^26 slots
-// over all layers; with no_duplicates, slots per GPU <= experts per node.
+// over all layers; with no_duplicates, slots per GPU <= experts per node;
+// gpu_speed of another length than num_gpus, or a speed that is not finite
+// and > 0.
 absl::Status ValidateRebalanceInput(const Weights& weights, int num_replicas, int num_groups, int num_nodes,
                                     int num_gpus, const RebalanceOptions& options = {});
 

@@ -1,6 +1,7 @@
 #include "balance/metrics.h"
 
 #include <algorithm>
+#include <cmath>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -65,6 +66,24 @@ absl::StatusOr<PlacementMetrics> ComputeMetrics(const Weights& weights, const Pl
   m.balancedness_aggregate = sum_max > 0 ? sum_mean / sum_max : 1.0;
   m.imbalance_ratio_aggregate = sum_mean > 0 ? sum_max / sum_mean - 1.0 : 0.0;
   return m;
+}
+
+absl::StatusOr<std::vector<double>> MaxLoadPerSpeed(const Weights& weights, const Placement& placement,
+                                                    absl::Span<const double> gpu_speed) {
+  const int gpus = static_cast<int>(gpu_speed.size());
+  for (int g = 0; g < gpus; ++g) {
+    if (!(gpu_speed[g] > 0) || std::isinf(gpu_speed[g])) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("gpu_speed[", g, "]: expected a finite speed > 0, got ", gpu_speed[g]));
+    }
+  }
+  if (gpus == 0) return absl::InvalidArgumentError("gpu_speed: expected one speed per GPU, got none");
+  TANDEM_ASSIGN_OR_RETURN(std::vector<double> loads, GpuLoads(weights, placement, gpus));
+  std::vector<double> out(placement.num_layers, 0.0);
+  for (int l = 0; l < placement.num_layers; ++l) {
+    for (int g = 0; g < gpus; ++g) out[l] = std::max(out[l], loads[static_cast<size_t>(l) * gpus + g] / gpu_speed[g]);
+  }
+  return out;
 }
 
 }  // namespace tandem::balance

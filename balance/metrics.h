@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/types/span.h"
 #include "balance/placement.h"
 
 namespace tandem::balance {
@@ -48,6 +49,15 @@ absl::StatusOr<std::vector<double>> GpuLoads(const Weights& weights, const Place
 //
 // The metrics above for `placement` under `weights`; errors as GpuLoads().
 absl::StatusOr<PlacementMetrics> ComputeMetrics(const Weights& weights, const Placement& placement, int num_gpus);
+
+// MaxLoadPerSpeed()
+//
+// Per layer, the largest GPU load divided by that GPU's speed (the time the
+// slowest GPU needs, for GPUs of relative speeds `gpu_speed`, one per GPU).
+// Errors as GpuLoads(), or kInvalidArgument naming a speed that is not
+// finite and > 0 or a count other than num_gpus.
+absl::StatusOr<std::vector<double>> MaxLoadPerSpeed(const Weights& weights, const Placement& placement,
+                                                    absl::Span<const double> gpu_speed);
 
 }  // namespace tandem::balance
 

@@ -110,6 +110,10 @@ absl::StatusOr<MigrationPlan> RebalanceWithMigration(const Weights& weights, abs
   if (options.expert_bytes < 0) {
     return absl::InvalidArgumentError(absl::StrCat("expert_bytes: expected a size >= 0, got ", options.expert_bytes));
   }
+  if (!options.solve.gpu_speed.empty()) {
+    return absl::InvalidArgumentError(
+        "gpu_speed: not supported by migration-aware rebalancing (its search balances equal GPUs); solve fresh");
+  }
   TANDEM_ASSIGN_OR_RETURN(Placement fresh,
                           RebalanceExperts(weights, num_replicas, num_groups, num_nodes, num_gpus, options.solve));
   absl::StatusOr<Placement> previous =

@@ -39,7 +39,7 @@
 namespace tandem::balance {
 
 struct MigrationOptions {
-  RebalanceOptions solve;    // how the fresh plan is solved
+  RebalanceOptions solve;    // how the fresh plan is solved (gpu_speed: refused)
   double tolerance = 0.01;   // balancedness points a layer may give up
   int64_t expert_bytes = 0;  // size of one expert's weights, for moved_bytes
 };

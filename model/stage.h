@@ -50,7 +50,7 @@ namespace tandem::model {
 // MeasureUnitCosts()
 //
 // Seconds per unit of `model` for one forward and full backward of `input`
-// (unit by unit, median of `repeats` runs), as costs for the partitioner.
+// (unit by unit, median of `repeats` runs), as costs for the partitioner (plan/partition.h).
 // Gradients accumulate into the model (call ZeroGrad() after).
 // kInvalidArgument for repeats < 1 or a bad input/target.
 absl::StatusOr<std::vector<double>> MeasureUnitCosts(Model& model, const Tensor& input, const Target& target,

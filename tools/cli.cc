@@ -10,7 +10,10 @@
 
 #include "absl/flags/parse.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
 #include "absl/strings/strip.h"
 
@@ -54,6 +57,26 @@ std::vector<char*> ParseFlags(int argc, char** argv) {
 absl::Status FlagRange(absl::string_view flag, int64_t v, int64_t lo, int64_t hi, absl::string_view why) {
   if (v >= lo && v <= hi) return absl::OkStatus();
   return absl::InvalidArgumentError(absl::StrFormat("--%s: expected %d..%d%s, got %d", flag, lo, hi, why, v));
+}
+
+absl::StatusOr<std::vector<double>> ParseSpeeds(absl::string_view flag, absl::string_view text, int count) {
+  std::vector<double> speeds;
+  if (text.empty()) return speeds;
+  const std::string shown = text.size() > 80 ? absl::StrCat(text.substr(0, 80), "...") : std::string(text);
+  for (absl::string_view item : absl::StrSplit(text, ',')) {
+    double v = 0;
+    if (!absl::SimpleAtod(item, &v) || !(v > 0) || !std::isfinite(v)) {
+      return absl::InvalidArgumentError(
+          absl::StrFormat("--%s: expected %d comma-separated finite speeds > 0, got '%s' (item %d is '%s')", flag,
+                          count, shown, speeds.size(), item.substr(0, 40)));
+    }
+    speeds.push_back(v);
+  }
+  if (static_cast<int>(speeds.size()) != count) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "--%s: expected %d comma-separated finite speeds > 0, got '%s' (%d)", flag, count, shown, speeds.size()));
+  }
+  return speeds;
 }
 
 absl::Status CheckMemory(double bytes, double limit_gb, double fraction, absl::string_view sizes) {

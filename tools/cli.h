@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 
 namespace tandem::cli {
@@ -39,6 +40,13 @@ absl::Status FlagRange(absl::string_view flag, int64_t v, int64_t lo, int64_t hi
 // `fraction` of this machine's memory); also for a limit that is negative or
 // not finite.
 absl::Status CheckMemory(double bytes, double limit_gb, double fraction, absl::string_view sizes);
+
+// ParseSpeeds()
+//
+// A comma-separated list of `count` relative speeds (finite, > 0), e.g.
+// "1,1,0.5,1"; empty text gives an empty list. kInvalidArgument naming the
+// flag and the bad item or count.
+absl::StatusOr<std::vector<double>> ParseSpeeds(absl::string_view flag, absl::string_view text, int count);
 
 // ExitCode()
 //

@@ -1,5 +1,6 @@
 // tandem's main job: trains a small MoE model for a few dozen steps on a mesh
-// of pipeline x expert-parallel ranks (threads; --backend=store for the store
+// of pipeline x data-parallel ranks with expert parallelism inside data
+// parallelism (threads; --backend=store for the store
 // backend; demo_gpu adds --backend=cuda_local: every rank a virtual rank on
 // one GPU, the model on the device) with //train's Trainer: a pipeline
 // schedule (DualPipe by default), expert-parallel dispatch and combine inside
@@ -30,6 +31,8 @@
 #include "comm/emulated/emulated_network.h"
 #include "comm/local/local_communicator.h"
 #include "comm/store_backend/store_communicator.h"
+#include "model/stage.h"
+#include "plan/partition.h"
 #include "schedule/generators/generate.h"
 #include "schedule/simulator/render.h"
 #include "schedule/simulator/simulator.h"
@@ -45,11 +48,12 @@
 
 ABSL_FLAG(std::string, kind, "dualpipe", "Pipeline schedule kind.");
 ABSL_FLAG(int, pp, 4, "Pipeline ranks.");
-ABSL_FLAG(int, ep, 2, "Expert-parallel ranks per pipeline rank.");
+ABSL_FLAG(int, dp, 2, "Data-parallel replicas of each pipeline stage.");
+ABSL_FLAG(int, ep, 2, "Expert-parallel group size (divides --dp; the groups hold the same expert placement).");
 ABSL_FLAG(int, microbatches, 8, "Micro-batches per step.");
 ABSL_FLAG(int, steps, 30, "Training steps.");
 ABSL_FLAG(int, rebalance_every, 10, "EPLB rebalancing interval in steps (0: never).");
-ABSL_FLAG(int, tokens, 16, "Tokens per micro-batch on each expert-parallel rank.");
+ABSL_FLAG(int, tokens, 16, "Tokens per micro-batch on each data-parallel rank.");
 ABSL_FLAG(int, hidden, 32, "Model width.");
 ABSL_FLAG(int, units_per_stage, 2,
           "Units per pipeline stage (the first stage's input unit and the last's output unit count; the rest are MoE "
@@ -70,8 +74,16 @@ ABSL_FLAG(std::string, ep_link, "",
           "--ranks_per_node: an emulated network (default: none).");
 ABSL_FLAG(std::string, pp_link, "", "Emulated link between pipeline ranks, LATENCY_US:GBPS.");
 ABSL_FLAG(int, ranks_per_node, 0,
-          "Ranks per node of the emulated network (world rank = pipeline rank x ep + expert rank); ranks of one "
-          "node talk for free. 0: one rank per node.");
+          "Ranks per node of the emulated network (world rank = pipeline rank x dp + data-parallel rank); ranks of "
+          "one node talk for free. 0: one rank per node.");
+ABSL_FLAG(std::string, partition, "flops",
+          "Stage boundaries: flops (per-unit costs from the model structure, plan::UnitFlops), measured (timed on "
+          "this machine; not bit-reproducible across runs) or even.");
+ABSL_FLAG(std::string, rank_speed, "",
+          "Relative speed of each pipeline rank, comma-separated (e.g. 1,1,0.5,1): the partition gives slower ranks "
+          "less work, and each rank's passes are emulated at that speed (run, then wait (1/speed - 1) x as long).");
+ABSL_FLAG(double, rank_memory_gb, 0,
+          "Memory cap of one pipeline rank in GiB for the partition (plan/memory.h estimate; 0: none).");
 ABSL_FLAG(double, max_memory_gb, 0,
           "Refuse sizes whose estimated memory exceeds this many GiB (0: 80% of this machine's memory).");
 ABSL_FLAG(bool, validate_only, false, "Check the flags and exit: 0 if they are valid, 2 if not.");
@@ -83,16 +95,16 @@ namespace {
 struct Shared {
   absl::Mutex mu;
   std::vector<double> step_loss;                  // per step, from rank 0
-  std::vector<std::vector<double>> first_losses;  // [ep][g] first step, from the last stages
-  std::vector<schedule::RankRun> runs;            // pipeline ranks' second step (ep 0)
+  std::vector<std::vector<double>> first_losses;  // [dp][g] first step, from the last stages
+  std::vector<schedule::RankRun> runs;            // pipeline ranks' second step (dp 0)
   std::vector<std::vector<double>> step_ms;       // [step][world rank]
-  // Pipeline ranks' F&B pairs of the last step (ep 0), by rank.
+  // Pipeline ranks' F&B pairs of the last step (dp 0), by rank.
   std::vector<std::vector<train::PairOverlap>> pairs;
   json::Json rebalances = json::Json::array();
 };
 
 // The emulated network of the flags, or nullptr without one.
-absl::StatusOr<std::unique_ptr<comm::EmulatedNetwork>> Network(int ep) {
+absl::StatusOr<std::unique_ptr<comm::EmulatedNetwork>> Network(int dp) {
   const std::string ep_link = absl::GetFlag(FLAGS_ep_link), pp_link = absl::GetFlag(FLAGS_pp_link);
   const int per_node = absl::GetFlag(FLAGS_ranks_per_node);
   if (per_node < 0) {
@@ -108,7 +120,8 @@ absl::StatusOr<std::unique_ptr<comm::EmulatedNetwork>> Network(int ep) {
   }
   comm::NetworkModel m;
   m.ranks_per_node = std::max(per_node, 1);
-  m.between_nodes = [ep, ep_spec, pp_spec](int a, int b) { return a / ep == b / ep ? ep_spec : pp_spec; };
+  // Ranks of one pipeline rank exchange MoE tokens; the others activations.
+  m.between_nodes = [dp, ep_spec, pp_spec](int a, int b) { return a / dp == b / dp ? ep_spec : pp_spec; };
   return std::make_unique<comm::EmulatedNetwork>(m);
 }
 
@@ -135,10 +148,7 @@ train::ModelPlacer GpuPlacer(comm::Communicator& pipe, comm::Communicator* exper
 // The first step's per-micro-batch losses of sequential training: all
 // tokens of a micro-batch on one rank with every expert local.
 absl::StatusOr<std::vector<double>> SequentialFirstStep(const train::TrainerOptions& o, int tokens) {
-  std::vector<train::PipelineData> parts;
-  for (int e = 0; e < o.ep; ++e)
-    parts.push_back(train::TeacherData(o.model, o.microbatches, tokens, e, 0, tokens * o.ep));
-  TANDEM_ASSIGN_OR_RETURN(train::PipelineData all, train::ConcatTokens(parts));
+  TANDEM_ASSIGN_OR_RETURN(train::PipelineData all, train::TeacherData(o.model, 0, o.microbatches, tokens * o.dp));
   TANDEM_ASSIGN_OR_RETURN(auto reference, model::Model::Create(o.model));
   return train::Sequential(*reference, all);
 }
@@ -180,6 +190,7 @@ absl::Status WriteText(const std::string& path, const std::string& text) {
 // What the flags decide, all checked before anything runs.
 struct Setup {
   train::TrainerOptions o;
+  std::vector<int> bounds;  // units per stage
   int steps = 0, tokens = 0, stages = 0;
   std::string out, backend;
   std::unique_ptr<comm::EmulatedNetwork> network;
@@ -190,6 +201,7 @@ absl::StatusOr<Setup> FromFlags() {
   train::TrainerOptions& o = setup.o;
   TANDEM_ASSIGN_OR_RETURN(o.kind, schedule::ParseKind(absl::GetFlag(FLAGS_kind)));
   o.pp = absl::GetFlag(FLAGS_pp);
+  o.dp = absl::GetFlag(FLAGS_dp);
   o.ep = absl::GetFlag(FLAGS_ep);
   o.microbatches = absl::GetFlag(FLAGS_microbatches);
   o.extra_slots = absl::GetFlag(FLAGS_extra_slots);
@@ -202,8 +214,14 @@ absl::StatusOr<Setup> FromFlags() {
   const int units_per_stage = absl::GetFlag(FLAGS_units_per_stage);
   const int experts = absl::GetFlag(FLAGS_experts);
   TANDEM_RETURN_IF_ERROR(cli::FlagRange("pp", o.pp, 1, 256));
-  TANDEM_RETURN_IF_ERROR(cli::FlagRange("ep", o.ep, 1, 256));
-  TANDEM_RETURN_IF_ERROR(cli::FlagRange("ep", int64_t{o.pp} * o.ep, 1, 1024, " rank threads (--pp x --ep)"));
+  TANDEM_RETURN_IF_ERROR(cli::FlagRange("dp", o.dp, 1, 256));
+  TANDEM_RETURN_IF_ERROR(cli::FlagRange("ep", o.ep, 1, o.dp, " (--dp)"));
+  if (o.dp % o.ep != 0) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "--ep: expected a divisor of --dp %d (expert-parallel groups lie inside data parallelism), got %d", o.dp,
+        o.ep));
+  }
+  TANDEM_RETURN_IF_ERROR(cli::FlagRange("dp", int64_t{o.pp} * o.dp, 1, 1024, " rank threads (--pp x --dp)"));
   TANDEM_RETURN_IF_ERROR(cli::FlagRange("microbatches", o.microbatches, 1, 1 << 16));
   TANDEM_RETURN_IF_ERROR(cli::FlagRange("steps", setup.steps, 1, 1000000));
   TANDEM_RETURN_IF_ERROR(cli::FlagRange("rebalance_every", o.rebalance_every, 0, 1000000));
@@ -249,21 +267,51 @@ absl::StatusOr<Setup> FromFlags() {
   if (absl::Status s = train::EvenPlacement(c, o.extra_slots, o.ep).status(); !s.ok()) {
     return from("--experts, --extra_slots, --ep", s);
   }
+  // Stage boundaries: the partition for the costs, speeds and memory cap.
+  TANDEM_ASSIGN_OR_RETURN(o.rank_speed, cli::ParseSpeeds("rank_speed", absl::GetFlag(FLAGS_rank_speed), o.pp));
+  o.emulate_rank_speed = true;
+  o.tokens = setup.tokens;
+  const double rank_gb = absl::GetFlag(FLAGS_rank_memory_gb);
+  if (!(rank_gb >= 0) || !std::isfinite(rank_gb)) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("--rank_memory_gb: expected a finite value >= 0, got %g", rank_gb));
+  }
+  o.memory_cap_bytes = rank_gb * (1 << 30);
+  const std::string partition = absl::GetFlag(FLAGS_partition);
+  if (partition == "flops") {
+    o.unit_costs = plan::UnitFlops(c);
+  } else if (partition == "measured") {
+    TANDEM_ASSIGN_OR_RETURN(auto probe_model, model::Model::Create(c));
+    TANDEM_ASSIGN_OR_RETURN(train::PipelineData one, train::TeacherData(c, 0, 1, setup.tokens));
+    TANDEM_ASSIGN_OR_RETURN(o.unit_costs, model::MeasureUnitCosts(*probe_model, one.inputs[0], one.targets[0], 5));
+  } else if (partition == "even") {
+    o.bounds = train::EvenBounds(model::NumUnits(c), probe->stages);
+  } else {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("--partition: expected flops, measured or even, got '%s'", json::Excerpt(partition, 40)));
+  }
+  absl::StatusOr<std::vector<int>> bounds = train::StageBounds(o, *probe);
+  if (!bounds.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--partition, --rank_speed, --rank_memory_gb: ", bounds.status().message()));
+  }
+  setup.bounds = *bounds;
   // The trainers, and the sequential reference of the first step (one more
   // model and every micro-batch's tokens).
   TANDEM_ASSIGN_OR_RETURN(double bytes, train::EstimateMemoryBytes(o, setup.tokens));
   train::TrainerOptions reference = o;
   reference.kind = schedule::Kind::kGPipe;
   reference.pp = 1;
+  reference.dp = 1;
   reference.ep = 1;
-  TANDEM_ASSIGN_OR_RETURN(const double reference_bytes, train::EstimateMemoryBytes(reference, setup.tokens * o.ep));
+  TANDEM_ASSIGN_OR_RETURN(const double reference_bytes, train::EstimateMemoryBytes(reference, setup.tokens * o.dp));
   bytes += reference_bytes;
   TANDEM_RETURN_IF_ERROR(cli::CheckMemory(
       bytes, absl::GetFlag(FLAGS_max_memory_gb), 0.8,
-      absl::StrFormat("sizes (--pp %d x --ep %d, --microbatches %d x --tokens %d, --hidden %d, --experts %d, %d MoE "
+      absl::StrFormat("sizes (--pp %d x --dp %d, --microbatches %d x --tokens %d, --hidden %d, --experts %d, %d MoE "
                       "blocks)",
-                      o.pp, o.ep, o.microbatches, setup.tokens, c.hidden, c.num_experts, model::NumMoeLayers(c))));
-  TANDEM_ASSIGN_OR_RETURN(setup.network, Network(o.ep));
+                      o.pp, o.dp, o.microbatches, setup.tokens, c.hidden, c.num_experts, model::NumMoeLayers(c))));
+  TANDEM_ASSIGN_OR_RETURN(setup.network, Network(o.dp));
   return setup;
 }
 
@@ -274,12 +322,21 @@ absl::Status Run(Setup setup) {
   const std::string& out = setup.out;
   const std::string& backend = setup.backend;
   std::unique_ptr<comm::EmulatedNetwork> network = std::move(setup.network);
-  std::printf("tandem demo: %s on %d pipeline x %d expert-parallel ranks (%s backend), %d stages, %d micro-batches\n",
-              std::string(schedule::KindName(o.kind)).c_str(), o.pp, o.ep, backend.c_str(), setup.stages, n);
+  std::printf(
+      "tandem demo: %s on %d pipeline x %d data-parallel ranks, expert-parallel groups of %d (%s backend), %d stages, "
+      "%d micro-batches\n",
+      std::string(schedule::KindName(o.kind)).c_str(), o.pp, o.dp, o.ep, backend.c_str(), setup.stages, n);
   std::printf("  model: %d MoE blocks, hidden %d, %d experts (+%d redundant slots), top-%d\n", c.num_layers, c.hidden,
               c.num_experts, o.extra_slots, c.top_k);
+  std::string stages;
+  for (size_t st = 0; st + 1 < setup.bounds.size(); ++st) {
+    absl::StrAppend(&stages, st == 0 ? "" : " ", "[", setup.bounds[st], ",", setup.bounds[st + 1], ")");
+  }
+  std::printf("  stages (units, --partition=%s%s): %s\n", absl::GetFlag(FLAGS_partition).c_str(),
+              o.rank_speed.empty() ? "" : absl::StrCat(", --rank_speed=", absl::GetFlag(FLAGS_rank_speed)).c_str(),
+              stages.c_str());
 
-  const int world_size = o.pp * o.ep;
+  const int world_size = o.pp * o.dp;
   comm::MemoryStore store;
   std::vector<std::unique_ptr<comm::Communicator>> world, device_world;
   if (backend == "store") {
@@ -303,7 +360,7 @@ absl::Status Run(Setup setup) {
   }
   TANDEM_ASSIGN_OR_RETURN(const std::vector<double> sequential, SequentialFirstStep(o, tokens));
   Shared shared;
-  shared.first_losses.assign(o.ep, std::vector<double>(n, 0.0));
+  shared.first_losses.assign(o.dp, std::vector<double>(n, 0.0));
   shared.runs.resize(o.pp);
   shared.step_ms.assign(steps, std::vector<double>(world_size, 0.0));
   shared.pairs.resize(o.pp);
@@ -320,10 +377,10 @@ absl::Status Run(Setup setup) {
     }
     const train::Mesh& mesh = (*t)->mesh();
     if (r == 0) s = (*t)->schedule();
-    auto data = [&](int step) { return train::TeacherData(c, n, tokens, mesh.ep_rank, step, tokens * o.ep); };
+    auto data = [&](int step) { return *train::TeacherData(c, step, n, tokens * o.dp, o.dp, mesh.dp_rank); };
     auto on_step = [&](const train::StepStats& st) {
       std::vector<train::PairOverlap> pairs;
-      if (network != nullptr && st.step == steps - 1 && mesh.ep_rank == 0) {
+      if (network != nullptr && st.step == steps - 1 && mesh.dp_rank == 0) {
         // This rank's F&B pairs of the last step.
         const std::vector<comm::ModeledOp> log = network->Log(r);
         const auto& actions = (*t)->schedule().programs[mesh.pp_rank].actions;
@@ -341,9 +398,9 @@ absl::Status Run(Setup setup) {
       shared.step_ms[st.step][r] = st.run.step_us / 1000;
       if (!pairs.empty()) shared.pairs[mesh.pp_rank] = std::move(pairs);
       if (st.step == 0) {
-        for (const auto& [g, l] : st.losses) shared.first_losses[mesh.ep_rank][g] = l;
+        for (const auto& [g, l] : st.losses) shared.first_losses[mesh.dp_rank][g] = l;
       }
-      if (st.step == std::min(1, steps - 1) && mesh.ep_rank == 0) shared.runs[mesh.pp_rank] = st.run;
+      if (st.step == std::min(1, steps - 1) && mesh.dp_rank == 0) shared.runs[mesh.pp_rank] = st.run;
       if (r == 0) {
         shared.step_loss.push_back(st.loss);
         std::printf("step %3d  loss %.6f  (%.1f ms on pipeline rank 0)\n", st.step, st.loss, st.run.step_us / 1000);
@@ -371,7 +428,7 @@ absl::Status Run(Setup setup) {
   double first_error = 0;
   for (int g = 0; g < n; ++g) {
     double sum = 0;
-    for (int e = 0; e < o.ep; ++e) sum += shared.first_losses[e][g];
+    for (int e = 0; e < o.dp; ++e) sum += shared.first_losses[e][g];
     first_error = std::max(first_error, std::fabs(sum - sequential[g]) / std::max(1e-12, std::fabs(sequential[g])));
   }
   // f32 on the CPU: the same sums in another grouping; on the GPU, cuBLAS
@@ -440,6 +497,8 @@ absl::Status Run(Setup setup) {
     step_ms.push_back(*std::max_element(ranks.begin(), ranks.end()));
   const json::Json report = {{"kind", schedule::KindName(o.kind)},
                              {"pp", o.pp},
+                             {"dp", o.dp},
+                             {"bounds", setup.bounds},
                              {"ep", o.ep},
                              {"microbatches", n},
                              {"steps", steps},

@@ -24,6 +24,15 @@ for args in "--kind=1f1b --steps=2 --rebalance_every=0" "--kind=dualpipev --pp=2
   grep -q "first step vs sequential training .* (ok," <<<"$log" || { echo "FAIL: $args"; echo "$log"; exit 1; }
   check "$out/other/report.json" 'len(d["loss"]) == 2'
 done
+# A PP x DP mesh with two EP groups, and a half-speed pipeline rank whose
+# stage the partition shrinks.
+"$demo" --pp=2 --dp=4 --ep=2 --steps=2 --rebalance_every=1 --out="$out/mesh" >"$out/mesh.log"
+grep -q "first step vs sequential training .* (ok," "$out/mesh.log"
+check "$out/mesh/report.json" 'd["pp"] == 2 and d["dp"] == 4 and d["ep"] == 2 and len(d["loss"]) == 2'
+"$demo" --kind=1f1b --rank_speed=1,1,0.5,1 --steps=2 --out="$out/slow" >"$out/slow.log"
+check "$out/slow/report.json" \
+  'd["bounds"][3] - d["bounds"][2] < min(d["bounds"][1] - d["bounds"][0], d["bounds"][4] - d["bounds"][3])' \
+  'd["bounds"][0] == 0 and len(d["bounds"]) == 5'
 # An emulated network: per pipeline rank the F&B figures of the last step,
 # with overlap and without.
 for overlap in true false; do
@@ -42,7 +51,8 @@ check "$out/report.json" 'd["overlap"] == [] and d["step_ms_median"] > 0'
 # --hidden=100000 aborted on allocation).
 for flag in "--ep_link=bad" "--pp_link=10:-1" "--ranks_per_node=-2" "--units_per_stage=1" "--steps=0" "--steps=-1" \
   "--tokens=0" "--pp=0" "--ep=-3" "--microbatches=0" "--hidden=0" "--experts=0" "--top_k=9" "--extra_slots=-1" \
-  "--rebalance_every=-1" "--hidden=100000"; do
+  "--rebalance_every=-1" "--hidden=100000" "--dp=0" "--rank_speed=1,0,1,1" "--rank_memory_gb=-1" \
+  "--partition=bogus"; do
   rc=0
   err="$(ulimit -v 4194304; timeout 20 "$demo" --steps=1 "$flag" --out="$out/other" 2>&1)" || rc=$?
   ((rc == 2)) || { echo "FAIL: $flag: exit $rc, expected 2: $err"; exit 1; }

@@ -52,6 +52,9 @@ ABSL_FLAG(int, groups, 0, "num_groups (required for CSV input)");
 ABSL_FLAG(int, nodes, 0, "num_nodes (required for CSV input)");
 ABSL_FLAG(int, gpus, 0, "num_gpus (required for CSV input)");
 ABSL_FLAG(std::string, svg, "", "write a before/after GPU-load heatmap here");
+ABSL_FLAG(std::string, gpu_speed, "",
+          "relative GPU speeds, one per GPU, comma-separated (e.g. 1,1,0.5,1): balance max load / speed and report "
+          "it beside speed-blind EPLB's");
 ABSL_FLAG(std::string, output, "", "write the JSON here instead of stdout");
 
 namespace tandem::tools {
@@ -169,6 +172,7 @@ absl::Status Run() {
   options.expert_bytes = absl::GetFlag(FLAGS_expert_bytes);
   const balance::Weights weights = problem.weights();
   const int gpus = problem.num_gpus;
+  TANDEM_ASSIGN_OR_RETURN(options.solve.gpu_speed, cli::ParseSpeeds("gpu_speed", absl::GetFlag(FLAGS_gpu_speed), gpus));
 
   std::vector<int64_t> previous;
   const std::string previous_path = absl::GetFlag(FLAGS_previous);
@@ -217,6 +221,26 @@ absl::Status Run() {
                         {"moved_per_layer", migration.moved_per_layer},
                         {"tolerance", options.tolerance},
                         {"fresh_metrics", balance::MetricsToJson(migration.fresh_metrics)}};
+  }
+  if (!options.solve.gpu_speed.empty()) {
+    // Beside the same solve without speeds, on the same objective.
+    balance::RebalanceOptions blind_options = options.solve;
+    blind_options.gpu_speed.clear();
+    TANDEM_ASSIGN_OR_RETURN(
+        Placement blind, balance::RebalanceExperts(weights, problem.num_replicas, problem.num_groups, problem.num_nodes,
+                                                   gpus, blind_options));
+    TANDEM_ASSIGN_OR_RETURN(std::vector<double> aware_max,
+                            balance::MaxLoadPerSpeed(weights, placement, options.solve.gpu_speed));
+    TANDEM_ASSIGN_OR_RETURN(std::vector<double> blind_max,
+                            balance::MaxLoadPerSpeed(weights, blind, options.solve.gpu_speed));
+    double aware_sum = 0, blind_sum = 0;
+    for (double v : aware_max) aware_sum += v;
+    for (double v : blind_max) blind_sum += v;
+    out["gpu_speed"] = {{"speeds", options.solve.gpu_speed},
+                        {"max_load_per_speed", aware_max},
+                        {"max_load_per_speed_sum", aware_sum},
+                        {"speed_blind_max_load_per_speed", blind_max},
+                        {"speed_blind_max_load_per_speed_sum", blind_sum}};
   }
   if (repeat > 0) {
     std::sort(ms.begin(), ms.end());

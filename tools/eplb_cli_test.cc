@@ -143,6 +143,37 @@ TEST(EplbCliTest, CsvInputSvgRepeatAndPrevious) {
   EXPECT_THAT(ReadFile(svg), HasSubstr("previous plan"));
 }
 
+// --gpu_speed: the plan beside the speed-blind one on max load / speed,
+// recomputed here from the printed phy2log; bad speed lists are refused.
+TEST(EplbCliTest, GpuSpeeds) {
+  const std::string csv = TempPath("speed_loads.csv");
+  const std::vector<double> loads = {90, 132, 40, 61, 104, 165, 39, 4, 73, 56, 183, 86};
+  WriteFile(csv, "90,132,40,61,104,165,39,4,73,56,183,86\n");
+  const std::string flags = " --replicas=16 --groups=1 --nodes=1 --gpus=4";
+  const Result r = RunEplb("--input=" + csv + flags + " --gpu_speed=1,0.5,1,1");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  ASSERT_OK_AND_ASSIGN(json::Json doc, json::Parse(r.out));
+  const json::Json& g = doc.at("gpu_speed");
+  const double aware = g.at("max_load_per_speed").at(0).get<double>();
+  EXPECT_LT(aware, g.at("speed_blind_max_load_per_speed").at(0).get<double>());
+  std::vector<int> count(12, 0);
+  const json::Json& p2l = doc.at("phy2log").at(0);
+  for (const auto& e : p2l) ++count[e.get<int>()];
+  const std::vector<double> speed = {1, 0.5, 1, 1};
+  double worst = 0;
+  for (int gpu = 0; gpu < 4; ++gpu) {
+    double load = 0;
+    for (int k = 0; k < 4; ++k) {
+      const int e = p2l.at(gpu * 4 + k).get<int>();
+      load += loads[e] / count[e];
+    }
+    worst = std::max(worst, load / speed[gpu]);
+  }
+  EXPECT_DOUBLE_EQ(worst, aware);
+  ExpectFailure("--input=" + csv + flags + " --gpu_speed=1,0.5,1", "--gpu_speed: expected 4 comma-separated");
+  ExpectFailure("--input=" + csv + flags + " --gpu_speed=1,0,1,1", "(item 1 is '0')");
+}
+
 TEST(EplbCliTest, BadInputExitsWithOneLine) {
   ExpectFailure("--input=/nonexistent/x.json", "--input=/nonexistent/x.json: cannot open the file");
   ExpectFailure("", "--input: expected a .json or .csv file, got none");

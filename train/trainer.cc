@@ -1,6 +1,7 @@
 #include "train/trainer.h"
 
 #include <algorithm>
+#include <cmath>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -9,11 +10,34 @@
 #include "balance/metrics.h"
 #include "base/status_macros.h"
 #include "model/expert_parallel.h"
+#include "plan/memory.h"
+#include "plan/partition.h"
 #include "schedule/generators/generate.h"
 #include "schedule/lowering/lower.h"
 #include "schedule/validator/validator.h"
 
 namespace tandem::train {
+
+namespace {
+
+// Sums the gradients of `params` over `comm` (one all-reduce of them all,
+// in rank order); a no-op on one rank.
+absl::Status SumGradients(const std::vector<model::Parameter*>& params, comm::Communicator& comm, Deadline deadline) {
+  if (comm.size() == 1) return absl::OkStatus();
+  std::vector<float> flat;
+  for (const model::Parameter* p : params) flat.insert(flat.end(), p->grad.span().begin(), p->grad.span().end());
+  TANDEM_RETURN_IF_ERROR(comm::PostAndWait(comm.AllReduce(flat.data(), flat.data(), static_cast<int64_t>(flat.size()),
+                                                          comm::DataType::kF32, comm::ReduceOp::kSum),
+                                           deadline));
+  size_t at = 0;
+  for (model::Parameter* p : params) {
+    std::copy(flat.begin() + at, flat.begin() + at + p->grad.numel(), p->grad.span().begin());
+    at += p->grad.numel();
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
 
 absl::StatusOr<balance::Placement> EvenPlacement(const model::ModelConfig& c, int extra_slots, int ep) {
   const int layers = model::NumMoeLayers(c), slots = c.num_experts + extra_slots;
@@ -33,9 +57,14 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainerOptions& o
                           schedule::Generate({options.kind, options.pp, options.microbatches}));
   TANDEM_ASSIGN_OR_RETURN(schedule::Schedule s, schedule::Lower(compute));
   TANDEM_RETURN_IF_ERROR(schedule::Validate(s));
+  // Everything a rank can refuse alone, before the collectives.
+  TANDEM_RETURN_IF_ERROR(CheckMeshShape({options.pp, options.dp, options.ep}, world.size()));
+  TANDEM_ASSIGN_OR_RETURN(std::vector<int> bounds, StageBounds(options, s));
   const Deadline setup = Deadline::In(options.timeout);
-  TANDEM_ASSIGN_OR_RETURN(Mesh mesh, MakeMesh(world, device_world, options.pp, options.ep, s.directions, setup));
+  TANDEM_ASSIGN_OR_RETURN(Mesh mesh,
+                          MakeMesh(world, device_world, {options.pp, options.dp, options.ep}, s.directions, setup));
   std::unique_ptr<Trainer> t(new Trainer(options, std::move(mesh), std::move(s)));
+  t->bounds_ = std::move(bounds);
   TANDEM_RETURN_IF_ERROR(t->Init());
   return t;
 }
@@ -61,14 +90,12 @@ absl::Status Trainer::Init() {
     }
     placer = options_.placer(*mesh_.device_pipe, mesh_.device_experts.get());
   }
-  std::vector<int> bounds =
-      options_.bounds.empty() ? EvenBounds(model::NumUnits(c), schedule_.stages) : options_.bounds;
   ModelStageWork::Options wo;
   wo.overlap = options_.overlap;
   wo.trace = options_.trace;
   wo.prepare = prepare;
   wo.placer = placer;
-  TANDEM_ASSIGN_OR_RETURN(work_, ModelStageWork::Create(schedule_, mesh_.pp_rank, c, std::move(bounds), wo));
+  TANDEM_ASSIGN_OR_RETURN(work_, ModelStageWork::Create(schedule_, mesh_.pp_rank, c, bounds_, wo));
   for (auto [st, d] : work_->copies()) {
     copies_.push_back({work_->model(st, d), work_->bounds()[st], work_->bounds()[st + 1],
                        std::make_unique<model::AdamW>(options_.adamw)});
@@ -86,9 +113,15 @@ absl::StatusOr<StepStats> Trainer::Step(const PipelineData& data) {
   comm::Communicator& pipe = mesh_.device_pipe != nullptr ? *mesh_.device_pipe : *mesh_.pipe;
   StepStats stats;
   stats.step = steps_;
-  TANDEM_ASSIGN_OR_RETURN(stats.run, schedule::RunRank(schedule_, mesh_.pp_rank, *work_, pipe, eo));
+  if (options_.emulate_rank_speed && !options_.rank_speed.empty()) {
+    schedule::SlowedStageWork slowed(*work_, options_.rank_speed[mesh_.pp_rank]);
+    TANDEM_ASSIGN_OR_RETURN(stats.run, schedule::RunRank(schedule_, mesh_.pp_rank, slowed, pipe, eo));
+  } else {
+    TANDEM_ASSIGN_OR_RETURN(stats.run, schedule::RunRank(schedule_, mesh_.pp_rank, *work_, pipe, eo));
+  }
   recorder_->EndStep();
-  // Gradients: to the host copies, over the DualPipe pair, over EP.
+  // Gradients: to the host copies, over the DualPipe pair, over the EP
+  // group (dense parameters and expert replicas), over the EP groups.
   const Deadline d = Deadline::In(options_.timeout);
   TANDEM_RETURN_IF_ERROR(work_->SyncGradients());
   if (mesh_.pair != nullptr) TANDEM_RETURN_IF_ERROR(work_->SumCopyGradients(*mesh_.pair, d));
@@ -100,6 +133,7 @@ absl::StatusOr<StepStats> Trainer::Step(const PipelineData& data) {
     for (int u = c.begin; u < c.end; ++u) {
       for (model::Parameter* p : c.model->UnitParameters(u)) params.push_back(p);
     }
+    TANDEM_RETURN_IF_ERROR(SumGradients(params, *mesh_.groups, d));
     TANDEM_RETURN_IF_ERROR(c.opt->Step(params));
   }
   // The step's loss: the last stages' partial losses summed over the world.
@@ -108,7 +142,7 @@ absl::StatusOr<StepStats> Trainer::Step(const PipelineData& data) {
   for (const auto& [g, l] : stats.losses) local += static_cast<float>(l);
   TANDEM_RETURN_IF_ERROR(
       comm::PostAndWait(mesh_.world->AllReduce(&local, &local, 1, comm::DataType::kF32, comm::ReduceOp::kSum), d));
-  stats.loss = local / schedule_.microbatches;
+  stats.loss = local;
   TANDEM_RETURN_IF_ERROR(work_->ReloadParameters());
   ++steps_;
   return stats;
@@ -156,18 +190,59 @@ absl::Status Trainer::Run(int steps, const std::function<PipelineData(int step)>
   return absl::OkStatus();
 }
 
+absl::StatusOr<std::vector<int>> StageBounds(const TrainerOptions& o, const schedule::Schedule& s) {
+  const int units = model::NumUnits(o.model);
+  if (!o.rank_speed.empty() && static_cast<int>(o.rank_speed.size()) != s.ranks) {
+    return absl::InvalidArgumentError(absl::StrFormat("rank_speed: expected %d speeds (one per pipeline rank), got %d",
+                                                      s.ranks, o.rank_speed.size()));
+  }
+  for (size_t r = 0; r < o.rank_speed.size(); ++r) {
+    if (!(o.rank_speed[r] > 0) || std::isinf(o.rank_speed[r])) {
+      return absl::InvalidArgumentError(
+          absl::StrFormat("rank_speed[%d]: expected a finite speed > 0, got %g", r, o.rank_speed[r]));
+    }
+  }
+  TANDEM_ASSIGN_OR_RETURN(std::vector<plan::UnitMemory> memory, plan::UnitMemories(o.model, o.ep, o.extra_slots));
+  std::vector<int> bounds = o.bounds;
+  if (bounds.empty() && (!o.unit_costs.empty() || !o.rank_speed.empty() || o.memory_cap_bytes > 0)) {
+    plan::PartitionRequest r;
+    r.unit_costs = o.unit_costs.empty() ? std::vector<double>(units, 1.0) : o.unit_costs;
+    r.rank_speed = o.rank_speed;
+    r.unit_memory = memory;
+    r.tokens = o.tokens;
+    r.memory_cap_bytes = o.memory_cap_bytes;
+    TANDEM_ASSIGN_OR_RETURN(plan::StagePlan p, plan::PartitionStages(s, r));
+    bounds = p.bounds;
+  } else if (bounds.empty()) {
+    bounds = EvenBounds(units, s.stages);
+  }
+  TANDEM_RETURN_IF_ERROR(plan::CheckBounds(bounds, s.stages, units));
+  if (o.memory_cap_bytes > 0) {
+    TANDEM_ASSIGN_OR_RETURN(std::vector<double> bytes, plan::RankMemoryBytes(s, memory, bounds, o.tokens));
+    for (int r = 0; r < s.ranks; ++r) {
+      if (bytes[r] > o.memory_cap_bytes) {
+        return absl::ResourceExhaustedError(
+            absl::StrFormat("pipeline rank %d needs an estimated %.4g GiB, over the memory cap of %.4g GiB", r,
+                            bytes[r] / (1 << 30), o.memory_cap_bytes / (1 << 30)));
+      }
+    }
+  }
+  return bounds;
+}
+
 absl::StatusOr<double> EstimateMemoryBytes(const TrainerOptions& o, int tokens) {
   TANDEM_ASSIGN_OR_RETURN(schedule::Schedule s, schedule::Generate({o.kind, o.pp, o.microbatches}));
   const model::ModelConfig& c = o.model;
-  const double copies = static_cast<double>(o.ep) * s.stages * s.directions;
-  const double states = copies * static_cast<double>(model::NumParameters(c)) * 4 /*value, grad, m, v*/ * 4;
-  // Saved per token and unit: inputs, norms, router outputs, expert rows
-  // (top_k of them) with their inner activations, the shared expert's.
-  const double per_token_unit =
-      4.0 * (8.0 * c.hidden + 2.0 * c.num_experts + 3.0 * (c.top_k + c.num_shared_experts) * (c.moe_inter + c.hidden) +
-             3.0 * c.dense_inter);
-  const double activations = static_cast<double>(o.ep) * o.microbatches * tokens * model::NumUnits(c) * per_token_unit;
-  return states + activations;
+  TANDEM_ASSIGN_OR_RETURN(std::vector<plan::UnitMemory> units, plan::UnitMemories(c, o.ep, o.extra_slots));
+  const std::vector<int> bounds = o.bounds.empty() ? EvenBounds(model::NumUnits(c), s.stages) : o.bounds;
+  TANDEM_ASSIGN_OR_RETURN(std::vector<double> ranks, plan::RankMemoryBytes(s, units, bounds, tokens));
+  double total = 0;
+  for (double b : ranks) total += b;
+  // Each stage copy is created as a whole model (ModelStageWork) and keeps
+  // every unit's parameters: count them all again, an upper bound.
+  const double copies = static_cast<double>(s.stages) * s.directions;
+  const double whole = copies * 16.0 * static_cast<double>(model::NumParameters(c));
+  return static_cast<double>(o.dp) * (total + whole);
 }
 
 absl::Status RunOnThreads(int ranks, const std::function<absl::Status(int rank)>& fn) {

@@ -3,20 +3,22 @@
 // -----------------------------------------------------------------------------
 //
 // The training loop as a library. A Trainer is one rank of a pipeline x
-// expert-parallel mesh (mesh.h) training the reference MoE model (//model)
-// with a pipeline schedule (//schedule) and AdamW. Step() runs one step:
-// zero the gradients, run the rank's program of the lowered schedule,
-// record expert loads, sum gradients over DualPipe's two stage copies and
-// over the expert-parallel replicas (dense parameters and every replica of
-// each logical expert), and take the optimizer step. Rebalance() is EPLB
-// between steps: global loads, a new placement, expert weights and their
-// optimizer state moved. Run() is the loop of both.
+// data-parallel mesh with expert parallelism inside data parallelism
+// (mesh.h) training the reference MoE model (//model) with a pipeline
+// schedule (//schedule) and AdamW. Step() runs one step: zero the
+// gradients, run the rank's program of the lowered schedule, record expert
+// loads, sum gradients over DualPipe's two stage copies, over the
+// data-parallel replicas (dense parameters) and over every replica of each
+// logical expert (EPLB's redundant slots and the other EP groups), and take
+// the optimizer step. Rebalance() is EPLB between steps: loads summed over
+// the world, a new placement, expert weights and their optimizer state
+// moved inside every EP group. Run() is the loop of both.
 //
 // Every rank of the world calls the same methods in the same order (they
 // are collective); a failing rank makes the others fail with its reason
 // (options.abort) or a deadline naming it, never hang.
 //
-// Example (one thread per rank of comm::CreateLocalGroup(pp * ep)):
+// Example (one thread per rank of comm::CreateLocalGroup(pp * dp)):
 //   TANDEM_ASSIGN_OR_RETURN(auto t, Trainer::Create(options, *world[r]));
 //   TANDEM_ASSIGN_OR_RETURN(StepStats s, t->Step(data));
 #ifndef TANDEM_TRAIN_TRAINER_H_
@@ -47,14 +49,30 @@ namespace tandem::train {
 struct TrainerOptions {
   schedule::Kind kind = schedule::Kind::kDualPipe;
   int pp = 1;            // pipeline ranks
-  int ep = 1;            // expert-parallel ranks per pipeline rank
+  int dp = 1;            // data-parallel replicas of each stage
+  int ep = 1;            // expert-parallel group size, dividing dp
   int microbatches = 2;  // per step
   model::ModelConfig model;
-  // Unit boundaries per stage (model::NumUnits units); empty: as even as
-  // possible.
+  // Unit boundaries per stage (model::NumUnits units). Empty: from the
+  // partitioner (plan/partition.h) when unit_costs, rank_speed or
+  // memory_cap_bytes is given, else as even as possible.
   std::vector<int> bounds;
-  // Redundant expert slots per MoE layer (EPLB replicas); the total
-  // num_experts + extra_slots must divide by ep.
+  // Per-unit costs of one micro-batch (plan::UnitFlops(), or measured:
+  // model::MeasureUnitCosts()); empty: all equal. Same on every rank.
+  std::vector<double> unit_costs;
+  // Relative speed of each pipeline rank (pp values > 0; empty: all 1), for
+  // the partition; with emulate_rank_speed, each of the rank's passes also
+  // runs and then waits (1 / speed - 1) times its duration
+  // (schedule::SlowedStageWork), emulating a slower device.
+  std::vector<double> rank_speed;
+  bool emulate_rank_speed = false;
+  // A pipeline rank's memory cap (plan/memory.h estimate with `tokens`
+  // tokens per micro-batch; 0: none): the partition keeps under it, and
+  // Create() refuses bounds that do not fit, naming the rank and estimate.
+  double memory_cap_bytes = 0;
+  int tokens = 0;
+  // Redundant expert slots per MoE layer (EPLB replicas) in each EP group;
+  // the total num_experts + extra_slots must divide by ep.
   int extra_slots = 0;
   // Run(): EPLB after every rebalance_every-th step but the last (0: never);
   // the load recorder's window is as many steps.
@@ -75,7 +93,7 @@ struct TrainerOptions {
 
 struct StepStats {
   int step = 0;                  // 0-based index of the step just taken
-  double loss = 0;               // mean over micro-batches of the global loss (every rank)
+  double loss = 0;               // the global batch's loss: every partial loss summed (every rank)
   std::map<int, double> losses;  // this rank's last-stage partial losses, by micro-batch
   schedule::RankRun run;         // this pipeline rank's program
 };
@@ -95,14 +113,17 @@ class Trainer {
   // (same seed everywhere, experts spread over the EP group by an even
   // EPLB placement with extra_slots replicas) and one AdamW per stage copy.
   // kInvalidArgument naming the bad option (mesh, kind preconditions,
-  // bounds, model config, slots).
+  // bounds, speeds, model config, slots); kResourceExhausted when the
+  // stages do not fit memory_cap_bytes. Options a rank can refuse alone
+  // are refused before any collective.
   static absl::StatusOr<std::unique_ptr<Trainer>> Create(const TrainerOptions& options, comm::Communicator& world,
                                                          comm::Communicator* device_world = nullptr);
 
   // Trainer::Step()
   //
-  // One training step on `data` (this rank's EP replica: options.microbatches
-  // micro-batches; normalise targets by the global token count).
+  // One training step on `data`, this rank's data-parallel share of the
+  // global batch (options.microbatches micro-batches, targets normalised by
+  // the global batch: TeacherData(..., dp, mesh().dp_rank)).
   absl::StatusOr<StepStats> Step(const PipelineData& data);
 
   // Trainer::Rebalance()
@@ -140,6 +161,7 @@ class Trainer {
   const TrainerOptions options_;
   Mesh mesh_;
   const schedule::Schedule schedule_;
+  std::vector<int> bounds_;  // units per stage
   balance::Placement placement_;
   std::unique_ptr<balance::LoadRecorder> recorder_;
   std::unique_ptr<ModelStageWork> work_;
@@ -156,12 +178,22 @@ absl::StatusOr<balance::Placement> EvenPlacement(const model::ModelConfig& c, in
 // EstimateMemoryBytes()
 //
 // A rough upper bound of the host memory that a whole world of Trainers
-// (every rank) needs with `tokens` tokens per micro-batch on each EP rank:
+// (every rank) needs with `tokens` tokens per micro-batch on each
+// data-parallel rank:
 // parameters, gradients and both AdamW moments of every stage copy (each
 // created as a whole model before its experts are distributed), and every
 // micro-batch's activations through every unit alive at once. For refusing
 // sizes up front; kInvalidArgument for options Generate() refuses.
 absl::StatusOr<double> EstimateMemoryBytes(const TrainerOptions& o, int tokens);
+
+// StageBounds()
+//
+// The stage boundaries a Trainer with these options uses on schedule `s`
+// (Generate() of options.kind, pp and microbatches; lowered or not):
+// options.bounds, the partition, or the even split; then the memory cap
+// check. Errors of plan::PartitionStages() and plan::CheckBounds();
+// kResourceExhausted naming the rank over the cap and its estimate.
+absl::StatusOr<std::vector<int>> StageBounds(const TrainerOptions& options, const schedule::Schedule& s);
 
 // RunOnThreads()
 //

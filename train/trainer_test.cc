@@ -17,6 +17,7 @@
 #include "model/stage.h"
 #include "schedule/generators/generate.h"
 #include "train/data.h"
+#include "train/testing/step_check.h"
 
 namespace tandem::train {
 namespace {
@@ -26,10 +27,11 @@ using ::testing::HasSubstr;
 
 constexpr int kTokens = 6;
 
-TrainerOptions Options(schedule::Kind kind, int pp, int ep) {
+TrainerOptions Options(schedule::Kind kind, int pp, int dp, int ep) {
   TrainerOptions o;
   o.kind = kind;
   o.pp = pp;
+  o.dp = dp;
   o.ep = ep;
   o.microbatches = 4;
   o.model.num_layers = 2;  // 4 units: two per stage on 2 stages
@@ -40,8 +42,29 @@ TrainerOptions Options(schedule::Kind kind, int pp, int ep) {
   return o;
 }
 
+// Replica `replica`'s share of step `step`'s global batch (kTokens samples
+// per micro-batch on each data-parallel rank).
 PipelineData Data(const TrainerOptions& o, int replica, int step) {
-  return TeacherData(o.model, o.microbatches, kTokens, replica, step, kTokens * o.ep);
+  return TeacherData(o.model, step, o.microbatches, kTokens * o.dp, o.dp, replica).value();
+}
+
+// The whole global batch of a step, as sequential training sees it.
+PipelineData GlobalBatch(const TrainerOptions& o, int step) {
+  return TeacherData(o.model, step, o.microbatches, kTokens * o.dp).value();
+}
+
+// testing::CalDiff over every value of two name -> values maps; 1 when
+// they hold other names or sizes.
+double GradientDistance(const std::map<std::string, std::vector<float>>& a,
+                        const std::map<std::string, std::vector<float>>& b) {
+  std::vector<float> x, y;
+  for (const auto& [name, values] : a) {
+    auto it = b.find(name);
+    if (it == b.end() || it->second.size() != values.size()) return 1;
+    x.insert(x.end(), values.begin(), values.end());
+    y.insert(y.end(), it->second.begin(), it->second.end());
+  }
+  return testing::CalDiff(x, y);
 }
 
 // The largest |a - b| relative to the largest |b| of a tensor.
@@ -57,14 +80,16 @@ double RelativeDiff(absl::Span<const float> a, absl::Span<const float> b) {
 struct Result {
   std::vector<double> loss;  // per step, from rank 0
   // After the last step: the host model of each (pp_rank, stage, direction)
-  // copy's units as values, by parameter name (first local replica).
+  // copy's units as values, by parameter name (first local replica), and
+  // the gradients of the last step.
   std::map<std::string, std::vector<float>> params;
+  std::map<std::string, std::vector<float>> grads;
 };
 
-// Trains `steps` steps on a group of pp * ep ranks (threads), through an
+// Trains `steps` steps on a group of pp * dp ranks (threads), through an
 // emulated network when `network` is set.
 Result Train(const TrainerOptions& o, int steps, bool store_backend, const comm::NetworkModel* network = nullptr) {
-  const int world_size = o.pp * o.ep;
+  const int world_size = o.pp * o.dp;
   comm::MemoryStore memory;
   std::vector<std::unique_ptr<comm::Communicator>> world;
   if (store_backend) {
@@ -77,7 +102,7 @@ Result Train(const TrainerOptions& o, int steps, bool store_backend, const comm:
   std::mutex mu;
   absl::Status s = RunOnThreads(world_size, [&](int r) -> absl::Status {
     TANDEM_ASSIGN_OR_RETURN(auto t, Trainer::Create(o, *world[r]));
-    const int replica = t->mesh().ep_rank;
+    const int replica = t->mesh().dp_rank;
     TANDEM_RETURN_IF_ERROR(t->Run(
         steps, [&](int step) { return Data(o, replica, step); },
         [&](const StepStats& st) {
@@ -88,7 +113,9 @@ Result Train(const TrainerOptions& o, int steps, bool store_backend, const comm:
       model::Model* m = t->work().model(st, d);
       for (int u = t->work().bounds()[st]; u < t->work().bounds()[st + 1]; ++u) {
         for (model::Parameter* p : m->UnitParameters(u)) {
-          if (!out.params.count(p->name)) out.params[p->name].assign(p->value.span().begin(), p->value.span().end());
+          if (out.params.count(p->name)) continue;
+          out.params[p->name].assign(p->value.span().begin(), p->value.span().end());
+          out.grads[p->name].assign(p->grad.span().begin(), p->grad.span().end());
         }
       }
     }
@@ -98,21 +125,22 @@ Result Train(const TrainerOptions& o, int steps, bool store_backend, const comm:
   return out;
 }
 
-// Sequential training of the same model on all replicas' tokens: losses per
-// step and the parameters after `steps` AdamW steps.
-Result Sequential(const TrainerOptions& o, int steps) {
+// Sequential training of the same model on the global batches (by default;
+// `data` otherwise): losses per step, the parameters after `steps` AdamW
+// steps and the last step's gradients.
+Result Sequential(const TrainerOptions& o, int steps, std::function<PipelineData(int step)> data = nullptr) {
+  if (data == nullptr) data = [&o](int step) { return GlobalBatch(o, step); };
   Result out;
   auto m = model::Model::Create(o.model).value();
   model::AdamW opt(o.adamw);
   for (int step = 0; step < steps; ++step) {
-    std::vector<PipelineData> parts;
-    for (int e = 0; e < o.ep; ++e) parts.push_back(Data(o, e, step));
-    PipelineData all = ConcatTokens(parts).value();
     m->ZeroGrad();
-    std::vector<double> losses = train::Sequential(*m, all).value();
+    std::vector<double> losses = train::Sequential(*m, data(step)).value();
     double sum = 0;
     for (double l : losses) sum += static_cast<float>(l);
-    out.loss.push_back(sum / o.microbatches);
+    out.loss.push_back(sum);
+    out.grads.clear();
+    for (model::Parameter* p : m->Parameters()) out.grads[p->name].assign(p->grad.span().begin(), p->grad.span().end());
     EXPECT_OK(opt.Step(m->Parameters()));
   }
   for (model::Parameter* p : m->Parameters())
@@ -126,7 +154,7 @@ Result Sequential(const TrainerOptions& o, int steps) {
 TEST(TrainerTest, TrainingMatchesSequentialTraining) {
   for (schedule::Kind kind : {schedule::Kind::k1F1B, schedule::Kind::kDualPipe, schedule::Kind::kZBV}) {
     SCOPED_TRACE(schedule::KindName(kind));
-    const TrainerOptions o = Options(kind, 2, 2);
+    const TrainerOptions o = Options(kind, 2, 2, 2);
     const Result got = Train(o, 2, /*store_backend=*/false);
     const Result want = Sequential(o, 2);
     ASSERT_EQ(got.loss.size(), 2u);
@@ -147,9 +175,76 @@ TEST(TrainerTest, TrainingMatchesSequentialTraining) {
   }
 }
 
+// PP x DP meshes with EP inside DP, every kind: one step's gradients (dense
+// summed over DP and DualPipe's copies, experts over every replica in every
+// EP group) equal sequential training's on the global batch, and the loss
+// is the global batch's. Must-fail twin: the same distance to the gradient
+// that lacks one data-parallel replica's samples (what a replica left out
+// of the sum gives) is far above the bound.
+TEST(TrainerTest, MeshGradientsMatchSequentialTraining) {
+  struct Shape {
+    int pp, dp, ep;
+  };
+  for (const Shape& shape : {Shape{2, 4, 2}, Shape{4, 2, 2}}) {
+    for (schedule::Kind kind :
+         {schedule::Kind::kGPipe, schedule::Kind::k1F1B, schedule::Kind::kInterleaved1F1B, schedule::Kind::kZB1P,
+          schedule::Kind::kZBV, schedule::Kind::kDualPipe, schedule::Kind::kDualPipeV}) {
+      SCOPED_TRACE(
+          absl::StrFormat("%s on %d PP x %d DP (EP %d)", schedule::KindName(kind), shape.pp, shape.dp, shape.ep));
+      TrainerOptions o = Options(kind, shape.pp, shape.dp, shape.ep);
+      o.microbatches = 2 * shape.pp;
+      o.model.num_layers = 2 * shape.pp - 2;  // a unit per stage of the V-shaped kinds
+      const Result got = Train(o, 1, /*store_backend=*/false);
+      const Result want = Sequential(o, 1);
+      ASSERT_EQ(got.loss.size(), 1u);
+      EXPECT_NEAR(got.loss[0], want.loss[0], 1e-5 * want.loss[0]);
+      ASSERT_EQ(got.grads.size(), want.grads.size());  // every parameter somewhere
+      EXPECT_LT(GradientDistance(got.grads, want.grads), 1e-10);
+      const Result partial = Sequential(o, 1, [&](int step) {
+        std::vector<PipelineData> parts;
+        for (int r = 0; r + 1 < o.dp; ++r) parts.push_back(Data(o, r, step));
+        return ConcatTokens(parts).value();
+      });
+      EXPECT_GT(GradientDistance(got.grads, partial.grads), 1e-4);
+    }
+  }
+}
+
+// Stage bounds from the partitioner: a pipeline rank at half speed gets
+// fewer units, the step still equals sequential training, and a memory cap
+// nothing fits is refused with the estimate (the twin: a cap that fits).
+TEST(TrainerTest, PartitionFromSpeedsAndMemoryCap) {
+  TrainerOptions o = Options(schedule::Kind::k1F1B, 2, 2, 2);
+  o.model.num_layers = 6;  // 8 units
+  o.rank_speed = {1.0, 0.5};
+  o.unit_costs.assign(8, 1.0);
+  auto world = comm::CreateLocalGroup(4);
+  std::vector<int> bounds;
+  ASSERT_OK(RunOnThreads(4, [&](int r) -> absl::Status {
+    TANDEM_ASSIGN_OR_RETURN(auto t, Trainer::Create(o, *world[r]));
+    if (r == 0) bounds = t->work().bounds();
+    return absl::OkStatus();
+  }));
+  ASSERT_EQ(bounds.size(), 3u);
+  EXPECT_LT(bounds[2] - bounds[1], bounds[1] - bounds[0]);  // the slow rank's stage is smaller
+  const Result got = Train(o, 1, false);
+  EXPECT_LT(GradientDistance(got.grads, Sequential(o, 1).grads), 1e-10);
+
+  o.tokens = kTokens;
+  o.memory_cap_bytes = 1000;
+  EXPECT_THAT(Trainer::Create(o, *world[0]).status(),
+              StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("memory cap 9.313e-07 GiB per rank")));
+  o.bounds = {0, 4, 8};
+  EXPECT_THAT(Trainer::Create(o, *world[0]).status(),
+              StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("pipeline rank 0 needs an estimated")));
+  o.memory_cap_bytes = 1e9;
+  o.bounds.clear();
+  ASSERT_OK(RunOnThreads(4, [&](int r) { return Trainer::Create(o, *world[r]).status(); }));
+}
+
 // The store backend gives the same bits as threads.
 TEST(TrainerTest, StoreBackendGivesTheSameBits) {
-  const TrainerOptions o = Options(schedule::Kind::kDualPipe, 2, 2);
+  const TrainerOptions o = Options(schedule::Kind::kDualPipe, 2, 2, 2);
   const Result local = Train(o, 2, false);
   const Result store = Train(o, 2, true);
   EXPECT_EQ(local.loss, store.loss);
@@ -159,7 +254,7 @@ TEST(TrainerTest, StoreBackendGivesTheSameBits) {
 // Rebalancing moves experts between steps and training goes on: the loss
 // after it stays within the bound of a run that never rebalanced.
 TEST(TrainerTest, RebalanceBetweenStepsKeepsTraining) {
-  TrainerOptions o = Options(schedule::Kind::kDualPipe, 2, 2);
+  TrainerOptions o = Options(schedule::Kind::kDualPipe, 2, 2, 2);
   const Result plain = Train(o, 3, false);
   o.rebalance_every = 1;
   const Result rebalanced = Train(o, 3, false);
@@ -177,7 +272,7 @@ TEST(TrainerTest, OverlapGivesTheSameBitsForEveryKind) {
        {schedule::Kind::kGPipe, schedule::Kind::k1F1B, schedule::Kind::kInterleaved1F1B, schedule::Kind::kZB1P,
         schedule::Kind::kZBV, schedule::Kind::kDualPipe, schedule::Kind::kDualPipeV}) {
     SCOPED_TRACE(schedule::KindName(kind));
-    TrainerOptions o = Options(kind, 2, 2);
+    TrainerOptions o = Options(kind, 2, 2, 2);
     o.overlap = false;
     const Result serial = Train(o, 2, false);
     o.overlap = true;
@@ -190,7 +285,7 @@ TEST(TrainerTest, OverlapGivesTheSameBitsForEveryKind) {
   }
   // Must-fail twin: the comparison sees the f32 rounding of another expert
   // placement (more replicas regroup the sums).
-  TrainerOptions o = Options(schedule::Kind::kDualPipe, 2, 2);
+  TrainerOptions o = Options(schedule::Kind::kDualPipe, 2, 2, 2);
   const Result two = Train(o, 2, false);
   o.extra_slots = 4;
   const Result four = Train(o, 2, false);
@@ -199,15 +294,21 @@ TEST(TrainerTest, OverlapGivesTheSameBitsForEveryKind) {
 
 TEST(TrainerTest, BadOptionsAreRefusedNamingThem) {
   auto world = comm::CreateLocalGroup(1);
-  TrainerOptions o = Options(schedule::Kind::k1F1B, 2, 2);
+  TrainerOptions o = Options(schedule::Kind::k1F1B, 2, 2, 2);
   EXPECT_THAT(Trainer::Create(o, *world[0]).status(),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("pp 2 x ep 2")));
-  o = Options(schedule::Kind::k1F1B, 1, 1);
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("pp 2 x dp 2")));
+  auto four = comm::CreateLocalGroup(4);
+  o = Options(schedule::Kind::k1F1B, 1, 4, 3);
+  EXPECT_THAT(Trainer::Create(o, *four[0]).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("ep 3 does not divide dp 4")));
+  o = Options(schedule::Kind::k1F1B, 1, 1, 0);
+  EXPECT_THAT(Trainer::Create(o, *world[0]).status(), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("ep 0")));
+  o = Options(schedule::Kind::k1F1B, 1, 1, 1);
   o.model.top_k = 9;
   EXPECT_THAT(Trainer::Create(o, *world[0]).status(), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("top_k")));
-  o = Options(schedule::Kind::kDualPipe, 1, 1);
+  o = Options(schedule::Kind::kDualPipe, 1, 1, 1);
   EXPECT_THAT(Trainer::Create(o, *world[0]).status(), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("even")));
-  o = Options(schedule::Kind::k1F1B, 1, 1);
+  o = Options(schedule::Kind::k1F1B, 1, 1, 1);
   o.bounds = {0, 4};
   o.model.num_layers = 4;
   EXPECT_THAT(Trainer::Create(o, *world[0]).status(),
@@ -219,9 +320,9 @@ TEST(TrainerTest, BadOptionsAreRefusedNamingThem) {
 // micro-batch, before anything runs.
 TEST(TrainerTest, BadDataIsRefusedNamingTheMicroBatch) {
   auto world = comm::CreateLocalGroup(1);
-  const TrainerOptions o = Options(schedule::Kind::k1F1B, 1, 1);
+  const TrainerOptions o = Options(schedule::Kind::k1F1B, 1, 1, 1);
   ASSERT_OK_AND_ASSIGN(auto t, Trainer::Create(o, *world[0]));
-  PipelineData empty = TeacherData(o.model, o.microbatches, 0, 0, 0, 1);
+  PipelineData empty = TeacherData(o.model, 0, o.microbatches, 0).value();
   EXPECT_THAT(t->Step(empty).status(),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("micro-batch 0: expected inputs [T >= 1, 8]")));
   PipelineData narrow = Data(o, 0, 0);
@@ -240,18 +341,18 @@ TEST(TrainerTest, BadDataIsRefusedNamingTheMicroBatch) {
 // AdamW moments in f32; activations grow with micro-batches x tokens.
 TEST(TrainerTest, MemoryEstimateCoversTheStageCopies) {
   for (schedule::Kind kind : {schedule::Kind::kDualPipe, schedule::Kind::k1F1B, schedule::Kind::kZBV}) {
-    const TrainerOptions o = Options(kind, 2, 2);
+    const TrainerOptions o = Options(kind, 2, 2, 2);
     ASSERT_OK_AND_ASSIGN(schedule::Schedule s, schedule::Generate({o.kind, o.pp, o.microbatches}));
     int copies = 0;
     for (int d = 0; d < s.directions; ++d) {
-      for (int st = 0; st < s.stages; ++st) copies += s.RankOf(d, st) >= 0 ? o.ep : 0;
+      for (int st = 0; st < s.stages; ++st) copies += s.RankOf(d, st) >= 0 ? o.dp : 0;
     }
     ASSERT_OK_AND_ASSIGN(const double bytes, EstimateMemoryBytes(o, 6));
     EXPECT_GE(bytes, 16.0 * copies * model::NumParameters(o.model)) << schedule::KindName(kind);
     ASSERT_OK_AND_ASSIGN(const double more_tokens, EstimateMemoryBytes(o, 12));
     EXPECT_GT(more_tokens, bytes);
   }
-  TrainerOptions bad = Options(schedule::Kind::kDualPipe, 2, 2);
+  TrainerOptions bad = Options(schedule::Kind::kDualPipe, 2, 2, 2);
   bad.microbatches = 3;  // DualPipe needs an even count
   EXPECT_THAT(EstimateMemoryBytes(bad, 6).status(), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("even")));
 }

@@ -1,28 +1,40 @@
 // One rank of a training job over processes (started by tools/launch):
 // bootstraps over the TCP store, trains --steps steps of the reference model
-// on a --pp x --ep mesh with //train's Trainer on the store backend, and
-// prints "rank R of N: fingerprint HEX" where HEX is FNV-1a-64 over the raw
-// bytes of every parameter its stage copies train and every step's loss, so
-// that two runs can be compared bit for bit (multiprocess_overlap_test).
+// on a --pp x --dp mesh (EP --ep inside DP) with //train's Trainer on the
+// store backend, and prints "rank R of N: fingerprint HEX" where HEX is
+// FNV-1a-64 over the raw bytes of every parameter its stage copies train and
+// every step's loss, so that two runs can be compared bit for bit
+// (multiprocess_overlap_test). With --check_gradients, after the first step
+// it compares the gradients of the parameters it trains with sequential
+// training on the global batch (computed here) and prints "rank R:
+// gradient distance D" (testing::CalDiff), failing above 1e-10
+// (multiprocess_mesh_test).
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <map>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "base/status_macros.h"
 #include "comm/store/rendezvous.h"
 #include "comm/store_backend/store_communicator.h"
 #include "train/data.h"
+#include "train/model_stage_work.h"
+#include "train/testing/step_check.h"
 #include "train/trainer.h"
 
 ABSL_FLAG(std::string, kind, "dualpipe", "Schedule kind.");
 ABSL_FLAG(int, pp, 2, "Pipeline ranks.");
-ABSL_FLAG(int, ep, 2, "Expert-parallel ranks per pipeline rank.");
+ABSL_FLAG(int, dp, 2, "Data-parallel replicas of each stage.");
+ABSL_FLAG(int, ep, 2, "Expert-parallel group size (divides --dp).");
 ABSL_FLAG(int, microbatches, 4, "Micro-batches per step.");
 ABSL_FLAG(int, steps, 2, "Training steps.");
 ABSL_FLAG(int, extra_slots, 2, "Redundant expert slots per MoE layer.");
 ABSL_FLAG(bool, overlap, true, "Overlap expert-parallel exchanges with compute.");
+ABSL_FLAG(bool, check_gradients, false, "Check the first step's gradients against sequential training.");
 
 namespace tandem::train {
 namespace {
@@ -41,23 +53,50 @@ absl::Status Main() {
   TrainerOptions o;
   TANDEM_ASSIGN_OR_RETURN(o.kind, schedule::ParseKind(absl::GetFlag(FLAGS_kind)));
   o.pp = absl::GetFlag(FLAGS_pp);
+  o.dp = absl::GetFlag(FLAGS_dp);
   o.ep = absl::GetFlag(FLAGS_ep);
   o.microbatches = absl::GetFlag(FLAGS_microbatches);
   o.extra_slots = absl::GetFlag(FLAGS_extra_slots);
   o.overlap = absl::GetFlag(FLAGS_overlap);
-  o.model.num_layers = 2;
+  o.model.num_layers = std::max(2, 2 * o.pp - 2);
   o.model.num_experts = 4;
   o.model.seed = 5;
   o.model.bias_update_speed = 0;
   schedule::StoreAbortBoard board(boot.store.get(), "train/abort");
   o.abort = &board;
   TANDEM_ASSIGN_OR_RETURN(auto trainer, Trainer::Create(o, *world));
-  const int replica = trainer->mesh().ep_rank;
+  const int replica = trainer->mesh().dp_rank, tokens = 6 * o.dp;
   uint64_t h = 0xcbf29ce484222325ULL;
-  TANDEM_RETURN_IF_ERROR(trainer->Run(
-      absl::GetFlag(FLAGS_steps),
-      [&](int step) { return TeacherData(o.model, o.microbatches, 6, replica, step, 6 * o.ep); },
-      [&](const StepStats& s) { h = Fnv(h, &s.loss, sizeof(s.loss)); }));
+  auto data = [&](int step) { return *TeacherData(o.model, step, o.microbatches, tokens, o.dp, replica); };
+  auto on_step = [&](const StepStats& s) { h = Fnv(h, &s.loss, sizeof(s.loss)); };
+  int steps = absl::GetFlag(FLAGS_steps);
+  if (absl::GetFlag(FLAGS_check_gradients) && steps > 0) {
+    TANDEM_RETURN_IF_ERROR(trainer->Run(1, data, on_step));
+    --steps;
+    TANDEM_ASSIGN_OR_RETURN(auto reference, model::Model::Create(o.model));
+    TANDEM_ASSIGN_OR_RETURN(PipelineData global, TeacherData(o.model, 0, o.microbatches, tokens));
+    TANDEM_RETURN_IF_ERROR(Sequential(*reference, global).status());
+    std::map<std::string, model::Parameter*> want;
+    for (model::Parameter* p : reference->Parameters()) want[p->name] = p;
+    std::vector<float> got_all, want_all;
+    for (auto [st, d] : trainer->work().copies()) {
+      model::Model* m = trainer->work().model(st, d);
+      for (int u = trainer->work().bounds()[st]; u < trainer->work().bounds()[st + 1]; ++u) {
+        for (model::Parameter* p : m->UnitParameters(u)) {
+          if (!want.count(p->name)) return absl::InternalError(absl::StrCat("no reference parameter ", p->name));
+          got_all.insert(got_all.end(), p->grad.span().begin(), p->grad.span().end());
+          want_all.insert(want_all.end(), want[p->name]->grad.span().begin(), want[p->name]->grad.span().end());
+        }
+      }
+    }
+    const double distance = testing::CalDiff(got_all, want_all);
+    std::printf("rank %d: gradient distance %.3e over %zu values\n", boot.info.rank, distance, got_all.size());
+    if (!(distance < 1e-10)) {
+      return absl::InternalError(
+          absl::StrFormat("gradient distance %.3e to sequential training: expected < 1e-10", distance));
+    }
+  }
+  TANDEM_RETURN_IF_ERROR(trainer->Run(steps, data, on_step));
   for (auto [st, d] : trainer->work().copies()) {
     model::Model* m = trainer->work().model(st, d);
     for (int u = trainer->work().bounds()[st]; u < trainer->work().bounds()[st + 1]; ++u) {

@@ -41,25 +41,27 @@ absl::Status Run() {
   std::printf("schedule: dualpipe 4 ranks x 8 micro-batches, makespan %.0f, bubble %.0f\n", sim->makespan, sim->bubble);
   if (sim->bubble != 2) return absl::InternalError("unexpected DualPipe bubble");
 
-  // 3. Training: 2 pipeline x 2 expert-parallel ranks, DualPipe, AdamW.
+  // 3. Training: 2 pipeline x 2 data-parallel ranks (one EP group of 2),
+  // DualPipe, AdamW.
   train::TrainerOptions o;
   o.kind = schedule::Kind::kDualPipe;
   o.pp = 2;
+  o.dp = 2;
   o.ep = 2;
   o.microbatches = 4;
   o.model.num_layers = 2;
   o.model.bias_update_speed = 0;
   o.extra_slots = 2;
   o.adamw.lr = 1e-2f;
-  auto world = comm::CreateLocalGroup(o.pp * o.ep);
+  auto world = comm::CreateLocalGroup(o.pp * o.dp);
   std::vector<double> losses;
   std::mutex mu;
-  absl::Status st = train::RunOnThreads(o.pp * o.ep, [&](int r) -> absl::Status {
+  absl::Status st = train::RunOnThreads(o.pp * o.dp, [&](int r) -> absl::Status {
     absl::StatusOr<std::unique_ptr<train::Trainer>> t = train::Trainer::Create(o, *world[r]);
     if (!t.ok()) return t.status();
-    const int replica = (*t)->mesh().ep_rank;
+    const int replica = (*t)->mesh().dp_rank;
     return (*t)->Run(
-        8, [&](int step) { return train::TeacherData(o.model, o.microbatches, 8, replica, step, 8 * o.ep); },
+        8, [&](int step) { return *train::TeacherData(o.model, step, o.microbatches, 16, o.dp, replica); },
         [&](const train::StepStats& stats) {
           std::lock_guard<std::mutex> lock(mu);
           if (r == 0) losses.push_back(stats.loss);

@@ -27,6 +27,50 @@ absl::StatusOr<std::pair<Buffer, Buffer>> StageWork::ForwardBackward(const Slot&
   return std::make_pair(*std::move(out), *std::move(grad));
 }
 
+void SlowedStageWork::Stretch(std::chrono::steady_clock::time_point start) const {
+  const auto now = std::chrono::steady_clock::now();
+  const double extra = 1.0 / speed_ - 1.0;
+  if (extra <= 0) return;
+  SleepUntil(now + std::chrono::duration_cast<std::chrono::steady_clock::duration>((now - start) * extra));
+}
+
+absl::StatusOr<Buffer> SlowedStageWork::Forward(const Slot& s, Buffer input) {
+  const auto start = std::chrono::steady_clock::now();
+  absl::StatusOr<Buffer> out = inner_.Forward(s, std::move(input));
+  Stretch(start);
+  return out;
+}
+
+absl::StatusOr<Buffer> SlowedStageWork::Backward(const Slot& s, Buffer output_grad) {
+  const auto start = std::chrono::steady_clock::now();
+  absl::StatusOr<Buffer> out = inner_.Backward(s, std::move(output_grad));
+  Stretch(start);
+  return out;
+}
+
+absl::StatusOr<Buffer> SlowedStageWork::BackwardInput(const Slot& s, Buffer output_grad) {
+  const auto start = std::chrono::steady_clock::now();
+  absl::StatusOr<Buffer> out = inner_.BackwardInput(s, std::move(output_grad));
+  Stretch(start);
+  return out;
+}
+
+absl::Status SlowedStageWork::BackwardWeight(const Slot& s) {
+  const auto start = std::chrono::steady_clock::now();
+  absl::Status out = inner_.BackwardWeight(s);
+  Stretch(start);
+  return out;
+}
+
+absl::StatusOr<std::pair<Buffer, Buffer>> SlowedStageWork::ForwardBackward(const Slot& f, Buffer input, const Slot& b,
+                                                                           Buffer output_grad) {
+  const auto start = std::chrono::steady_clock::now();
+  absl::StatusOr<std::pair<Buffer, Buffer>> out =
+      inner_.ForwardBackward(f, std::move(input), b, std::move(output_grad));
+  Stretch(start);
+  return out;
+}
+
 void EmulatedStageWork::Spend(const Action& a) const {
   SleepUntil(std::chrono::steady_clock::now() + absl::ToChronoNanoseconds(unit_ * cost_.Duration(a)));
 }

@@ -117,6 +117,32 @@ class EmulatedStageWork : public StageWork {
   const int64_t elements_;
 };
 
+// SlowedStageWork: `inner`'s passes on a device of relative speed `speed`
+// (0 < speed <= 1): each pass runs, then waits (1 / speed - 1) times its
+// duration, so the rank takes 1 / speed as long. Emulates an unequal device
+// (a slower GPU) with the real compute in it.
+class SlowedStageWork : public StageWork {
+ public:
+  SlowedStageWork(StageWork& inner, double speed) : inner_(inner), speed_(speed) {}
+
+  int64_t BoundaryElements(const Slot& s) const override { return inner_.BoundaryElements(s); }
+  absl::StatusOr<Buffer> NewBuffer(int64_t elements) override { return inner_.NewBuffer(elements); }
+  absl::StatusOr<Buffer> Forward(const Slot& s, Buffer input) override;
+  absl::StatusOr<Buffer> Backward(const Slot& s, Buffer output_grad) override;
+  absl::StatusOr<Buffer> BackwardInput(const Slot& s, Buffer output_grad) override;
+  absl::Status BackwardWeight(const Slot& s) override;
+  absl::StatusOr<std::pair<Buffer, Buffer>> ForwardBackward(const Slot& f, Buffer input, const Slot& b,
+                                                            Buffer output_grad) override;
+  std::vector<comm::ExchangeSpan> Exchanges() const override { return inner_.Exchanges(); }
+
+ private:
+  // Waits (1 / speed - 1) times the time since `start`.
+  void Stretch(std::chrono::steady_clock::time_point start) const;
+
+  StageWork& inner_;
+  const double speed_;
+};
+
 // EmulatedPhasedStageWork: every action runs its phases (CostModel::phases,
 // simulator/phase_program.h): compute phases sleep their time, exchanges are
 // real all-to-alls of their bytes over `ep` (through an emulated network

@@ -42,6 +42,9 @@ struct CostModel {
   // these phases, for every op that has a program (the others keep the
   // scalars).
   std::shared_ptr<const PhaseCosts> phases;
+  // Relative speed per rank (> 0; empty: all 1): rank r's compute takes
+  // its duration / rank_speed[r] (devices of unequal speed).
+  std::vector<double> rank_speed;
 
   // Duration of compute action `a`.
   double Duration(const Action& a) const;

@@ -1,6 +1,7 @@
 #include "schedule/simulator/simulator.h"
 
 #include <algorithm>
+#include <cmath>
 #include <limits>
 #include <string>
 #include <vector>
@@ -53,6 +54,7 @@ class Clocks {
     } else {
       d = o_.cost.Duration(a);
     }
+    if (!o_.cost.rank_speed.empty()) d /= o_.cost.rank_speed[r];
     if (o_.timeline) {
       timeline_[r][pos] = {st.clock, st.clock + d};
       cause_[id] = st.cause;
@@ -151,11 +153,21 @@ class Clocks {
   std::vector<RankState> rank_;
 };
 
-absl::Status CheckCostLists(const CostModel& cost, int stages) {
+absl::Status CheckCostLists(const CostModel& cost, int stages, int ranks) {
   for (const std::vector<double>* v : {&cost.f, &cost.b, &cost.i, &cost.w, &cost.fb}) {
     if (!v->empty() && v->size() != 1 && static_cast<int>(v->size()) != stages) {
       return absl::InvalidArgumentError(
           absl::StrFormat("cost: per-stage list has %d values, expected 1 or %d (stages)", v->size(), stages));
+    }
+  }
+  if (!cost.rank_speed.empty() && static_cast<int>(cost.rank_speed.size()) != ranks) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("cost: rank_speed has %d values, expected %d (ranks)", cost.rank_speed.size(), ranks));
+  }
+  for (size_t r = 0; r < cost.rank_speed.size(); ++r) {
+    if (!(cost.rank_speed[r] > 0) || std::isinf(cost.rank_speed[r])) {
+      return absl::InvalidArgumentError(
+          absl::StrFormat("cost: rank_speed[%d]: expected a finite speed > 0, got %g", r, cost.rank_speed[r]));
     }
   }
   return absl::OkStatus();
@@ -169,7 +181,7 @@ absl::StatusOr<SimResult> Simulate(const Schedule& s, const SimOptions& options)
     TANDEM_ASSIGN_OR_RETURN(Schedule lowered, Lower(s));
     return Simulate(lowered, options);
   }
-  TANDEM_RETURN_IF_ERROR(CheckCostLists(options.cost, s.stages));
+  TANDEM_RETURN_IF_ERROR(CheckCostLists(options.cost, s.stages, s.ranks));
   if (options.cost.phases != nullptr) TANDEM_RETURN_IF_ERROR(options.cost.phases->Validate(s.stages));
   TANDEM_ASSIGN_OR_RETURN(const MessageIndex m, MatchMessages(s));
   Clocks clocks(s, m, options);
