@@ -37,6 +37,7 @@
 #include "schedule/simulator/render.h"
 #include "schedule/simulator/simulator.h"
 #include "tools/cli.h"
+#include "train/checkpoint.h"
 #include "train/data.h"
 #include "train/overlap_report.h"
 #include "train/trainer.h"
@@ -84,6 +85,12 @@ ABSL_FLAG(std::string, rank_speed, "",
           "less work, and each rank's passes are emulated at that speed (run, then wait (1/speed - 1) x as long).");
 ABSL_FLAG(double, rank_memory_gb, 0,
           "Memory cap of one pipeline rank in GiB for the partition (plan/memory.h estimate; 0: none).");
+ABSL_FLAG(std::string, checkpoint_dir, "", "Write checkpoints here (DIR/step-K; none when empty).");
+ABSL_FLAG(int, checkpoint_every, 0, "Checkpoint after every K-th step (0: never; with --checkpoint_dir).");
+ABSL_FLAG(int, checkpoint_keep, 2, "Checkpoints kept.");
+ABSL_FLAG(std::string, resume_from, "",
+          "Start from this checkpoint (DIR/step-K), written on any mesh; --steps counts from step 0, so K more "
+          "steps were done.");
 ABSL_FLAG(double, max_memory_gb, 0,
           "Refuse sizes whose estimated memory exceeds this many GiB (0: 80% of this machine's memory).");
 ABSL_FLAG(bool, validate_only, false, "Check the flags and exit: 0 if they are valid, 2 if not.");
@@ -191,6 +198,7 @@ absl::Status WriteText(const std::string& path, const std::string& text) {
 struct Setup {
   train::TrainerOptions o;
   std::vector<int> bounds;  // units per stage
+  int start = 0;            // the step a resumed run starts at
   int steps = 0, tokens = 0, stages = 0;
   std::string out, backend;
   std::unique_ptr<comm::EmulatedNetwork> network;
@@ -296,6 +304,23 @@ absl::StatusOr<Setup> FromFlags() {
         absl::StrCat("--partition, --rank_speed, --rank_memory_gb: ", bounds.status().message()));
   }
   setup.bounds = *bounds;
+  // Checkpoints.
+  o.checkpoint_dir = absl::GetFlag(FLAGS_checkpoint_dir);
+  o.checkpoint_every = absl::GetFlag(FLAGS_checkpoint_every);
+  o.checkpoint_keep = absl::GetFlag(FLAGS_checkpoint_keep);
+  TANDEM_RETURN_IF_ERROR(cli::FlagRange("checkpoint_every", o.checkpoint_every, 0, 1000000));
+  TANDEM_RETURN_IF_ERROR(cli::FlagRange("checkpoint_keep", o.checkpoint_keep, 1, 1000));
+  o.resume_from = absl::GetFlag(FLAGS_resume_from);
+  if (!o.resume_from.empty()) {
+    absl::StatusOr<int64_t> start = train::CheckpointStep(o.resume_from);
+    if (!start.ok()) return absl::InvalidArgumentError(absl::StrCat("--resume_from: ", start.status().message()));
+    if (*start >= setup.steps) {
+      return absl::InvalidArgumentError(
+          absl::StrFormat("--steps: expected more than the checkpoint's %d steps (--steps counts from step 0), got %d",
+                          *start, setup.steps));
+    }
+    setup.start = static_cast<int>(*start);
+  }
   // The trainers, and the sequential reference of the first step (one more
   // model and every micro-batch's tokens).
   TANDEM_ASSIGN_OR_RETURN(double bytes, train::EstimateMemoryBytes(o, setup.tokens));
@@ -358,11 +383,20 @@ absl::Status Run(Setup setup) {
                 std::max(absl::GetFlag(FLAGS_ranks_per_node), 1), absl::GetFlag(FLAGS_ep_link).c_str(),
                 absl::GetFlag(FLAGS_pp_link).c_str(), o.overlap ? "on" : "off");
   }
-  TANDEM_ASSIGN_OR_RETURN(const std::vector<double> sequential, SequentialFirstStep(o, tokens));
+  // Steps [first, steps) run here; a fresh run is checked against
+  // sequential training on its first step.
+  const int first = setup.start;
+  std::vector<double> sequential;
+  if (first == 0) {
+    TANDEM_ASSIGN_OR_RETURN(sequential, SequentialFirstStep(o, tokens));
+  } else {
+    std::printf("  resumed from %s at step %d\n", o.resume_from.c_str(), first);
+  }
   Shared shared;
   shared.first_losses.assign(o.dp, std::vector<double>(n, 0.0));
   shared.runs.resize(o.pp);
-  shared.step_ms.assign(steps, std::vector<double>(world_size, 0.0));
+  shared.step_ms.assign(steps - first, std::vector<double>(world_size, 0.0));
+  std::string fingerprint;
   shared.pairs.resize(o.pp);
   schedule::MemoryAbortBoard board;
   o.abort = &board;
@@ -395,12 +429,12 @@ absl::Status Run(Setup setup) {
         }
       }
       absl::MutexLock lock(&shared.mu);
-      shared.step_ms[st.step][r] = st.run.step_us / 1000;
+      shared.step_ms[st.step - first][r] = st.run.step_us / 1000;
       if (!pairs.empty()) shared.pairs[mesh.pp_rank] = std::move(pairs);
       if (st.step == 0) {
         for (const auto& [g, l] : st.losses) shared.first_losses[mesh.dp_rank][g] = l;
       }
-      if (st.step == std::min(1, steps - 1) && mesh.dp_rank == 0) shared.runs[mesh.pp_rank] = st.run;
+      if (st.step == first + std::min(1, steps - first - 1) && mesh.dp_rank == 0) shared.runs[mesh.pp_rank] = st.run;
       if (r == 0) {
         shared.step_loss.push_back(st.loss);
         std::printf("step %3d  loss %.6f  (%.1f ms on pipeline rank 0)\n", st.step, st.loss, st.run.step_us / 1000);
@@ -418,15 +452,26 @@ absl::Status Run(Setup setup) {
           "layers); expert weights moved\n",
           step, rb.balancedness_before, rb.balancedness_after, rb.layers);
     };
-    absl::Status st = (*t)->Run(steps, data, on_step, on_rebalance);
+    auto on_checkpoint = [&](const train::CheckpointInfo& info) {
+      if (r == 0)
+        std::printf("step %3d  checkpoint %s (fingerprint %s)\n", (*t)->steps_done(), info.path.c_str(),
+                    info.fingerprint.c_str());
+    };
+    absl::Status st = (*t)->Run(steps - first, data, on_step, on_rebalance, on_checkpoint);
+    // The whole logical model, gathered, for comparing runs on any mesh.
+    if (st.ok()) {
+      absl::StatusOr<train::CheckpointInfo> last = (*t)->SaveCheckpoint(out + "/final", 1);
+      if (last.ok() && r == 0) fingerprint = last->fingerprint;
+      st = last.status();
+    }
     if (!st.ok()) board.Post(absl::StrCat("rank ", r, ": ", st.message()));
     return st;
   }));
   const double seconds = absl::ToDoubleSeconds(absl::Now() - start);
 
-  // The first step against sequential training.
+  // The first step against sequential training (fresh runs).
   double first_error = 0;
-  for (int g = 0; g < n; ++g) {
+  for (int g = 0; g < n && first == 0; ++g) {
     double sum = 0;
     for (int e = 0; e < o.dp; ++e) sum += shared.first_losses[e][g];
     first_error = std::max(first_error, std::fabs(sum - sequential[g]) / std::max(1e-12, std::fabs(sequential[g])));
@@ -434,10 +479,12 @@ absl::Status Run(Setup setup) {
   // f32 on the CPU: the same sums in another grouping; on the GPU, cuBLAS
   // sums in its own order (model/cuda/gpu_model_test).
   const double bound = device_world.empty() ? 1e-5 : 1e-4;
-  std::printf(
-      "first step vs sequential training (one rank, all experts, CPU): max relative loss difference %.2e "
-      "over %d micro-batches (%s, bound %.0e)\n",
-      first_error, n, first_error < bound ? "ok" : "MISMATCH", bound);
+  if (first == 0) {
+    std::printf(
+        "first step vs sequential training (one rank, all experts, CPU): max relative loss difference %.2e "
+        "over %d micro-batches (%s, bound %.0e)\n",
+        first_error, n, first_error < bound ? "ok" : "MISMATCH", bound);
+  }
 
   schedule::CostModel cost;
   TANDEM_ASSIGN_OR_RETURN(schedule::SimResult sim, SimulateMeasured(s, shared.runs, &cost));
@@ -495,24 +542,28 @@ absl::Status Run(Setup setup) {
   std::vector<double> step_ms;
   for (const std::vector<double>& ranks : shared.step_ms)
     step_ms.push_back(*std::max_element(ranks.begin(), ranks.end()));
-  const json::Json report = {{"kind", schedule::KindName(o.kind)},
-                             {"pp", o.pp},
-                             {"dp", o.dp},
-                             {"bounds", setup.bounds},
-                             {"ep", o.ep},
-                             {"microbatches", n},
-                             {"steps", steps},
-                             {"seconds", seconds},
-                             {"first_step_max_relative_loss_error", first_error},
-                             {"loss", shared.step_loss},
-                             {"rebalances", shared.rebalances},
-                             {"bubble", bubble},
-                             {"step_ms_median", Median(step_ms)},
-                             {"overlap", overlap}};
+  const json::Json report = {
+      {"kind", schedule::KindName(o.kind)},
+      {"pp", o.pp},
+      {"dp", o.dp},
+      {"bounds", setup.bounds},
+      {"ep", o.ep},
+      {"microbatches", n},
+      {"steps", steps},
+      {"seconds", seconds},
+      {"first_step_max_relative_loss_error", first == 0 ? json::Json(first_error) : json::Json()},
+      {"first_step", first},
+      {"fingerprint", fingerprint},
+      {"loss", shared.step_loss},
+      {"rebalances", shared.rebalances},
+      {"bubble", bubble},
+      {"step_ms_median", Median(step_ms)},
+      {"overlap", overlap}};
   TANDEM_ASSIGN_OR_RETURN(std::string text, json::Dump(report));
   TANDEM_RETURN_IF_ERROR(WriteText(out + "/report.json", text + "\n"));
-  std::printf("loss %.4f -> %.4f over %d steps in %.1f s\n", shared.step_loss.front(), shared.step_loss.back(), steps,
-              seconds);
+  std::printf("final parameters fingerprint: %s\n", fingerprint.c_str());
+  std::printf("loss %.4f -> %.4f over %d steps in %.1f s\n", shared.step_loss.front(), shared.step_loss.back(),
+              steps - first, seconds);
   std::printf("wrote %s/schedule.svg (Gantt chart), %s/executor_trace.json (Perfetto), %s/report.json\n", out.c_str(),
               out.c_str(), out.c_str());
   return absl::OkStatus();

@@ -33,6 +33,23 @@ check "$out/mesh/report.json" 'd["pp"] == 2 and d["dp"] == 4 and d["ep"] == 2 an
 check "$out/slow/report.json" \
   'd["bounds"][3] - d["bounds"][2] < min(d["bounds"][1] - d["bounds"][0], d["bounds"][4] - d["bounds"][3])' \
   'd["bounds"][0] == 0 and len(d["bounds"]) == 5'
+# Checkpoint and resume: resuming at step 4 ends with the same fingerprint
+# (the whole logical model) as running straight through; on another mesh
+# it trains on.
+"$demo" --steps=6 --rebalance_every=2 --checkpoint_every=2 --checkpoint_dir="$out/ckpt" --out="$out/a" >"$out/a.log"
+ls "$out/ckpt" | sort | tr '\n' ' ' | grep -qx "step-4 step-6 " || { echo "FAIL: kept $(ls "$out/ckpt")"; exit 1; }
+"$demo" --steps=6 --rebalance_every=2 --resume_from="$out/ckpt/step-4" --out="$out/b" >"$out/b.log"
+a="$(grep -o 'final parameters fingerprint: [0-9a-f]*' "$out/a.log")"
+[[ -n "$a" && "$a" == "$(grep -o 'final parameters fingerprint: [0-9a-f]*' "$out/b.log")" ]] ||
+  { echo "FAIL: resumed fingerprint differs: $a"; cat "$out/b.log"; exit 1; }
+grep -q "^step   4  loss" "$out/b.log" && ! grep -q "^step   3  loss" "$out/b.log"
+check "$out/b/report.json" 'd["first_step"] == 4 and len(d["loss"]) == 2 and d["fingerprint"] == d["fingerprint"].lower()'
+"$demo" --steps=6 --kind=1f1b --pp=2 --dp=4 --microbatches=4 --units_per_stage=4 --resume_from="$out/ckpt/step-4" \
+  --out="$out/c" >"$out/c.log"
+grep -q "resumed from .*step-4 at step 4" "$out/c.log"
+rc=0
+err="$("$demo" --resume_from="$out/none/step-1" --out="$out/other" 2>&1)" || rc=$?
+((rc == 2)) && grep -q -- "--resume_from: .*none/step-1" <<<"$err" || { echo "FAIL: missing checkpoint: $rc $err"; exit 1; }
 # An emulated network: per pipeline rank the F&B figures of the last step,
 # with overlap and without.
 for overlap in true false; do
@@ -52,7 +69,7 @@ check "$out/report.json" 'd["overlap"] == [] and d["step_ms_median"] > 0'
 for flag in "--ep_link=bad" "--pp_link=10:-1" "--ranks_per_node=-2" "--units_per_stage=1" "--steps=0" "--steps=-1" \
   "--tokens=0" "--pp=0" "--ep=-3" "--microbatches=0" "--hidden=0" "--experts=0" "--top_k=9" "--extra_slots=-1" \
   "--rebalance_every=-1" "--hidden=100000" "--dp=0" "--rank_speed=1,0,1,1" "--rank_memory_gb=-1" \
-  "--partition=bogus"; do
+  "--partition=bogus" "--checkpoint_every=-1" "--checkpoint_keep=0"; do
   rc=0
   err="$(ulimit -v 4194304; timeout 20 "$demo" --steps=1 "$flag" --out="$out/other" 2>&1)" || rc=$?
   ((rc == 2)) || { echo "FAIL: $flag: exit $rc, expected 2: $err"; exit 1; }

@@ -2,13 +2,17 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <filesystem>
 #include <thread>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "balance/eplb.h"
 #include "balance/metrics.h"
 #include "base/status_macros.h"
+#include "model/checkpoint.h"
 #include "model/expert_parallel.h"
 #include "plan/memory.h"
 #include "plan/partition.h"
@@ -60,18 +64,27 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainerOptions& o
   // Everything a rank can refuse alone, before the collectives.
   TANDEM_RETURN_IF_ERROR(CheckMeshShape({options.pp, options.dp, options.ep}, world.size()));
   TANDEM_ASSIGN_OR_RETURN(std::vector<int> bounds, StageBounds(options, s));
+  ResumeHeader resume;
+  if (!options.resume_from.empty()) {
+    TANDEM_ASSIGN_OR_RETURN(resume, ReadResumeHeader(options));
+  }
   const Deadline setup = Deadline::In(options.timeout);
   TANDEM_ASSIGN_OR_RETURN(Mesh mesh,
                           MakeMesh(world, device_world, {options.pp, options.dp, options.ep}, s.directions, setup));
   std::unique_ptr<Trainer> t(new Trainer(options, std::move(mesh), std::move(s)));
   t->bounds_ = std::move(bounds);
+  t->steps_ = resume.step;
+  t->placement_ = std::move(resume.placement);
   TANDEM_RETURN_IF_ERROR(t->Init());
+  if (!options.resume_from.empty()) TANDEM_RETURN_IF_ERROR(t->LoadResumeState());
   return t;
 }
 
 absl::Status Trainer::Init() {
   const model::ModelConfig& c = options_.model;
-  TANDEM_ASSIGN_OR_RETURN(placement_, EvenPlacement(c, options_.extra_slots, options_.ep));
+  if (placement_.num_layers == 0) {
+    TANDEM_ASSIGN_OR_RETURN(placement_, EvenPlacement(c, options_.extra_slots, options_.ep));
+  }
   balance::LoadRecorder::Options ro;
   ro.num_layers = model::NumMoeLayers(c);
   ro.num_experts = c.num_experts;
@@ -97,7 +110,7 @@ absl::Status Trainer::Init() {
   wo.placer = placer;
   TANDEM_ASSIGN_OR_RETURN(work_, ModelStageWork::Create(schedule_, mesh_.pp_rank, c, bounds_, wo));
   for (auto [st, d] : work_->copies()) {
-    copies_.push_back({work_->model(st, d), work_->bounds()[st], work_->bounds()[st + 1],
+    copies_.push_back({work_->model(st, d), st, d, work_->bounds()[st], work_->bounds()[st + 1],
                        std::make_unique<model::AdamW>(options_.adamw)});
   }
   return absl::OkStatus();
@@ -174,10 +187,107 @@ absl::StatusOr<RebalanceStats> Trainer::Rebalance() {
   return out;
 }
 
+absl::StatusOr<Trainer::ResumeHeader> Trainer::ReadResumeHeader(const TrainerOptions& options) {
+  const std::string path = CheckpointFile(options.resume_from);
+  TANDEM_ASSIGN_OR_RETURN(model::SafetensorsFile file, model::ReadSafetensors(path));
+  const model::ModelConfig& c = options.model;
+  ResumeHeader header;
+  auto meta = [&](const char* key) -> absl::StatusOr<std::string> {
+    auto it = file.metadata.find(key);
+    if (it == file.metadata.end()) {
+      return absl::InvalidArgumentError(absl::StrCat(path, ": no ", key, " (not a trainer checkpoint)"));
+    }
+    return it->second;
+  };
+  TANDEM_ASSIGN_OR_RETURN(std::string config, meta("tandem.config"));
+  if (config != model::ConfigToJson(c)) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": written for model config ", config.substr(0, 200),
+                                                   ", this trainer's is ", model::ConfigToJson(c).substr(0, 200)));
+  }
+  TANDEM_ASSIGN_OR_RETURN(const int64_t n, StepOfFile(file, path));
+  header.step = static_cast<int>(n);
+  TANDEM_ASSIGN_OR_RETURN(std::string slots, meta(kPlacementKey));
+  TANDEM_ASSIGN_OR_RETURN(balance::Placement p, PlacementFromMetadata(slots, model::NumMoeLayers(c), c.num_experts));
+  // The placement carries over when this mesh has its slots; the file's
+  // experts are logical, so any other placement loads too.
+  if (p.num_replicas == c.num_experts + options.extra_slots && p.num_replicas % options.ep == 0) {
+    header.placement = std::move(p);
+  }
+  return header;
+}
+
+absl::Status Trainer::LoadResumeState() {
+  const std::string path = CheckpointFile(options_.resume_from);
+  for (Copy& c : copies_) TANDEM_RETURN_IF_ERROR(model::LoadCheckpointEp(*c.model, c.opt.get(), path));
+  return work_->ReloadParameters();
+}
+
+absl::StatusOr<CheckpointInfo> Trainer::SaveCheckpoint(const std::string& dir, int keep) {
+  if (keep < 1) return absl::InvalidArgumentError(absl::StrCat("checkpoint: keep: expected >= 1, got ", keep));
+  const Deadline d = Deadline::In(options_.timeout);
+  const std::string stages_dir = absl::StrCat(dir, "/.stages-", steps_);
+  auto stage_file = [&](int st) { return absl::StrCat(stages_dir, "/stage-", st, ".safetensors"); };
+  // Each stage once: its direction-0 copy in EP group 0.
+  absl::Status mine;
+  if (mesh_.ep_group == 0) {
+    std::error_code ec;
+    std::filesystem::create_directories(stages_dir, ec);
+    model::EpOptions ep_options;
+    ep_options.timeout = options_.timeout;
+    for (Copy& c : copies_) {
+      if (c.direction != 0 || !mine.ok()) continue;
+      mine = model::SaveCheckpointEp(*c.model, c.opt.get(), *mesh_.experts, stage_file(c.stage), ep_options);
+    }
+  }
+  // Everyone learns whether every stage was written.
+  int64_t failed = mine.ok() ? 0 : 1;
+  TANDEM_RETURN_IF_ERROR(
+      comm::PostAndWait(mesh_.world->AllReduce(&failed, &failed, 1, comm::DataType::kI64, comm::ReduceOp::kSum), d));
+  if (!mine.ok())
+    return absl::Status(mine.code(), absl::StrCat("checkpoint: rank ", mesh_.world->rank(), ": ", mine.message()));
+  if (failed > 0)
+    return absl::UnavailableError(absl::StrCat("checkpoint: ", failed, " rank(s) failed to save their stage"));
+  // World rank 0 merges and writes; the others take its result.
+  CheckpointInfo info;
+  int64_t result[2] = {0, 0};  // ok, fingerprint
+  absl::Status merged;
+  if (mesh_.world->rank() == 0) {
+    merged = [&]() -> absl::Status {
+      std::vector<model::SafetensorsFile> stages;
+      for (int st = 0; st < schedule_.stages; ++st) {
+        TANDEM_ASSIGN_OR_RETURN(model::SafetensorsFile f, model::ReadSafetensors(stage_file(st)));
+        stages.push_back(std::move(f));
+      }
+      TANDEM_ASSIGN_OR_RETURN(
+          model::SafetensorsFile file,
+          MergeStages(stages, bounds_,
+                      {{kStepKey, absl::StrCat(steps_)}, {kPlacementKey, PlacementMetadata(placement_)}}));
+      TANDEM_ASSIGN_OR_RETURN(info.path, WriteCheckpoint(dir, steps_, file, keep));
+      info.fingerprint = Fingerprint(file);
+      std::error_code ec;
+      std::filesystem::remove_all(stages_dir, ec);
+      return absl::OkStatus();
+    }();
+    result[0] = merged.ok() ? 1 : 0;
+    uint64_t h = 0;
+    if (merged.ok() && !absl::SimpleHexAtoi(info.fingerprint, &h)) result[0] = 0;
+    std::memcpy(&result[1], &h, sizeof(h));
+  }
+  TANDEM_RETURN_IF_ERROR(comm::PostAndWait(mesh_.world->Broadcast(result, 2, comm::DataType::kI64, /*root=*/0), d));
+  if (!merged.ok()) return merged;
+  if (result[0] != 1) return absl::UnavailableError("checkpoint: world rank 0 failed to write the merged file");
+  uint64_t h = 0;
+  std::memcpy(&h, &result[1], sizeof(h));
+  info.fingerprint = absl::StrFormat("%016x", h);
+  info.path = absl::StrCat(dir, "/step-", steps_);
+  return info;
+}
+
 absl::Status Trainer::Run(int steps, const std::function<PipelineData(int step)>& data,
                           const std::function<void(const StepStats&)>& on_step,
-                          const std::function<void(int step, const RebalanceStats&)>& on_rebalance) {
-  const int every = options_.rebalance_every;
+                          const std::function<void(int step, const RebalanceStats&)>& on_rebalance,
+                          const std::function<void(const CheckpointInfo&)>& on_checkpoint) {
+  const int every = options_.rebalance_every, save_every = options_.checkpoint_every;
   for (int i = 0; i < steps; ++i) {
     const PipelineData d = data(steps_);
     TANDEM_ASSIGN_OR_RETURN(StepStats stats, Step(d));
@@ -185,6 +295,10 @@ absl::Status Trainer::Run(int steps, const std::function<PipelineData(int step)>
     if (every > 0 && steps_ % every == 0 && i + 1 < steps) {
       TANDEM_ASSIGN_OR_RETURN(RebalanceStats r, Rebalance());
       if (on_rebalance) on_rebalance(steps_, r);
+    }
+    if (save_every > 0 && steps_ % save_every == 0 && !options_.checkpoint_dir.empty()) {
+      TANDEM_ASSIGN_OR_RETURN(CheckpointInfo c, SaveCheckpoint(options_.checkpoint_dir, options_.checkpoint_keep));
+      if (on_checkpoint) on_checkpoint(c);
     }
   }
   return absl::OkStatus();

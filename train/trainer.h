@@ -40,6 +40,7 @@
 #include "model/optimizer.h"
 #include "schedule/executor/executor.h"
 #include "schedule/ir/schedule.h"
+#include "train/checkpoint.h"
 #include "train/data.h"
 #include "train/mesh.h"
 #include "train/model_stage_work.h"
@@ -71,6 +72,20 @@ struct TrainerOptions {
   // Create() refuses bounds that do not fit, naming the rank and estimate.
   double memory_cap_bytes = 0;
   int tokens = 0;
+  // A checkpoint's step directory (checkpoint.h: DIR/step-K) to start
+  // from, written on any mesh: parameters, optimizer state, gate biases, the
+  // step (data and learning-rate position) and, when its slot count fits
+  // this mesh, the EPLB placement. Every rank reads the file (one host, or a
+  // shared file system).
+  std::string resume_from;
+  // Run() saves a checkpoint into checkpoint_dir after every
+  // checkpoint_every-th step (0: never), keeping the newest
+  // checkpoint_keep. The load recorder's window is not saved: checkpoints
+  // right after a rebalance (checkpoint_every a multiple of
+  // rebalance_every) resume with the same bits as an uninterrupted run.
+  std::string checkpoint_dir;
+  int checkpoint_every = 0;
+  int checkpoint_keep = 2;
   // Redundant expert slots per MoE layer (EPLB replicas) in each EP group;
   // the total num_experts + extra_slots must divide by ep.
   int extra_slots = 0;
@@ -96,6 +111,11 @@ struct StepStats {
   double loss = 0;               // the global batch's loss: every partial loss summed (every rank)
   std::map<int, double> losses;  // this rank's last-stage partial losses, by micro-batch
   schedule::RankRun run;         // this pipeline rank's program
+};
+
+struct CheckpointInfo {
+  std::string path;         // DIR/step-K
+  std::string fingerprint;  // checkpoint.h Fingerprint(): the whole logical model
 };
 
 struct RebalanceStats {
@@ -133,14 +153,25 @@ class Trainer {
   // move between the EP ranks.
   absl::StatusOr<RebalanceStats> Rebalance();
 
+  // Trainer::SaveCheckpoint()
+  //
+  // Collective, between steps: writes DIR/step-<steps_done()> (checkpoint.h)
+  // and keeps the newest `keep`. Each stage's copy on EP group 0 saves its
+  // model (experts gathered in the group); world rank 0 merges the stages
+  // and writes the file. Every rank returns the same result; a failure
+  // names the rank and file.
+  absl::StatusOr<CheckpointInfo> SaveCheckpoint(const std::string& dir, int keep = 2);
+
   // Trainer::Run()
   //
   // `steps` more steps on data(step), with Rebalance() after every
-  // options.rebalance_every-th step except the last. `on_step` and
-  // `on_rebalance` (optional) see each result on this rank.
+  // options.rebalance_every-th step except the last, then SaveCheckpoint()
+  // after every options.checkpoint_every-th step. `on_step`, `on_rebalance`
+  // and `on_checkpoint` (optional) see each result on this rank.
   absl::Status Run(int steps, const std::function<PipelineData(int step)>& data,
                    const std::function<void(const StepStats&)>& on_step = nullptr,
-                   const std::function<void(int step, const RebalanceStats&)>& on_rebalance = nullptr);
+                   const std::function<void(int step, const RebalanceStats&)>& on_rebalance = nullptr,
+                   const std::function<void(const CheckpointInfo&)>& on_checkpoint = nullptr);
 
   const schedule::Schedule& schedule() const { return schedule_; }
   const Mesh& mesh() const { return mesh_; }
@@ -151,12 +182,21 @@ class Trainer {
  private:
   struct Copy {
     model::Model* model;
+    int stage, direction;
     int begin, end;  // units
     std::unique_ptr<model::AdamW> opt;
   };
   Trainer(const TrainerOptions& options, Mesh mesh, schedule::Schedule s)
       : options_(options), mesh_(std::move(mesh)), schedule_(std::move(s)) {}
   absl::Status Init();
+  // options.resume_from's step and placement, read before any collective;
+  // then its tensors into every copy (after Init).
+  struct ResumeHeader {
+    int step = 0;
+    balance::Placement placement;  // empty: EvenPlacement
+  };
+  static absl::StatusOr<ResumeHeader> ReadResumeHeader(const TrainerOptions& options);
+  absl::Status LoadResumeState();
 
   const TrainerOptions options_;
   Mesh mesh_;

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <mutex>
 
 #include "absl/strings/str_format.h"
@@ -87,8 +89,10 @@ struct Result {
 };
 
 // Trains `steps` steps on a group of pp * dp ranks (threads), through an
-// emulated network when `network` is set.
-Result Train(const TrainerOptions& o, int steps, bool store_backend, const comm::NetworkModel* network = nullptr) {
+// emulated network when `network` is set, then saves a checkpoint into
+// `save_dir` when it is not empty (every rank's result in *saved).
+Result Train(const TrainerOptions& o, int steps, bool store_backend, const comm::NetworkModel* network = nullptr,
+             const std::string& save_dir = "", CheckpointInfo* saved = nullptr) {
   const int world_size = o.pp * o.dp;
   comm::MemoryStore memory;
   std::vector<std::unique_ptr<comm::Communicator>> world;
@@ -108,6 +112,12 @@ Result Train(const TrainerOptions& o, int steps, bool store_backend, const comm:
         [&](const StepStats& st) {
           if (r == 0) out.loss.push_back(st.loss);
         }));
+    if (!save_dir.empty()) {
+      TANDEM_ASSIGN_OR_RETURN(CheckpointInfo info, t->SaveCheckpoint(save_dir, 2));
+      std::lock_guard<std::mutex> lock(mu);
+      if (saved->fingerprint.empty()) *saved = info;
+      EXPECT_EQ(info.fingerprint, saved->fingerprint);  // every rank returns rank 0's result
+    }
     std::lock_guard<std::mutex> lock(mu);
     for (auto [st, d] : t->work().copies()) {
       model::Model* m = t->work().model(st, d);
@@ -240,6 +250,64 @@ TEST(TrainerTest, PartitionFromSpeedsAndMemoryCap) {
   o.memory_cap_bytes = 1e9;
   o.bounds.clear();
   ASSERT_OK(RunOnThreads(4, [&](int r) { return Trainer::Create(o, *world[r]).status(); }));
+}
+
+std::string ReadBytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+// Checkpoint and resume: resuming on the same mesh continues with the same
+// bits as never stopping; the file loaded onto another mesh (DualPipe 2 PP x
+// 2 DP -> 1F1B 2 PP x 4 DP, same EP) and saved again is bit-identical, and
+// training there stays within the expert-parallel bound; corrupt files and
+// other configs are refused naming the problem.
+TEST(TrainerTest, CheckpointResumesOnAnyMesh) {
+  const char* tmp = std::getenv("TEST_TMPDIR");
+  const std::string dir = std::string(tmp == nullptr ? "/tmp" : tmp) + "/trainer_ckpt";
+  std::filesystem::remove_all(dir);
+  TrainerOptions o = Options(schedule::Kind::kDualPipe, 2, 2, 2);
+  const TrainerOptions fresh = o;
+  CheckpointInfo saved, again;
+  const Result straight = Train(o, 4, false);
+  Train(o, 2, false, nullptr, dir, &saved);
+  ASSERT_EQ(saved.path, dir + "/step-2");
+  o.resume_from = saved.path;
+  const Result resumed = Train(o, 2, false);
+  ASSERT_EQ(resumed.loss.size(), 2u);
+  EXPECT_EQ(resumed.loss[0], straight.loss[2]);
+  EXPECT_EQ(resumed.loss[1], straight.loss[3]);
+  EXPECT_EQ(resumed.params, straight.params);
+
+  TrainerOptions other = Options(schedule::Kind::k1F1B, 2, 4, 2);
+  other.microbatches = 2;  // the same global batch of 48 samples
+  other.resume_from = saved.path;
+  const std::string dir2 = dir + "_other";
+  std::filesystem::remove_all(dir2);
+  Train(other, 0, false, nullptr, dir2, &again);
+  EXPECT_EQ(again.fingerprint, saved.fingerprint);
+  EXPECT_EQ(ReadBytes(CheckpointFile(again.path)), ReadBytes(CheckpointFile(saved.path)));
+  const Result moved = Train(other, 1, false);
+  const Result three = Train(fresh, 3, false);
+  ASSERT_EQ(moved.loss.size(), 1u);
+  EXPECT_NEAR(moved.loss[0], straight.loss[2], 1e-5 * straight.loss[2]);
+  for (const auto& [name, values] : moved.params) {
+    ASSERT_TRUE(three.params.count(name)) << name;
+    EXPECT_LT(RelativeDiff(values, three.params.at(name)), 1e-5) << name;
+  }
+
+  auto world = comm::CreateLocalGroup(4);
+  const std::string file = CheckpointFile(saved.path);
+  const std::string bytes = ReadBytes(file);
+  std::ofstream(file, std::ios::binary | std::ios::trunc) << bytes.substr(0, bytes.size() / 2);
+  EXPECT_THAT(Trainer::Create(o, *world[0]).status(), StatusIs(absl::StatusCode::kDataLoss, HasSubstr("safetensors")));
+  std::ofstream(file, std::ios::binary | std::ios::trunc) << bytes;
+  TrainerOptions wider = o;
+  wider.model.hidden = o.model.hidden + 8;
+  EXPECT_THAT(Trainer::Create(wider, *world[0]).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("written for model config")));
+  wider.resume_from = dir + "/step-99";
+  EXPECT_THAT(Trainer::Create(wider, *world[0]).status(), StatusIs(absl::StatusCode::kNotFound, HasSubstr("step-99")));
 }
 
 // The store backend gives the same bits as threads.
