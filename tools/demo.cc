@@ -17,12 +17,14 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <string>
 #include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/usage.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
@@ -30,9 +32,13 @@
 #include "base/strict_json.h"
 #include "comm/emulated/emulated_network.h"
 #include "comm/local/local_communicator.h"
+#include "comm/store/rendezvous.h"
+#include "comm/store/tcp_store.h"
 #include "comm/store_backend/store_communicator.h"
 #include "model/stage.h"
 #include "plan/partition.h"
+#include "plan/replan.h"
+#include "schedule/executor/executor.h"
 #include "schedule/generators/generate.h"
 #include "schedule/simulator/render.h"
 #include "schedule/simulator/simulator.h"
@@ -91,6 +97,8 @@ ABSL_FLAG(int, checkpoint_keep, 2, "Checkpoints kept.");
 ABSL_FLAG(std::string, resume_from, "",
           "Start from this checkpoint (DIR/step-K), written on any mesh; --steps counts from step 0, so K more "
           "steps were done.");
+ABSL_FLAG(int, layers, 0, "MoE blocks (0: from --units_per_stage and the schedule's stages).");
+ABSL_FLAG(double, timeout_s, 60, "Deadline of every wait of a step, in seconds.");
 ABSL_FLAG(double, max_memory_gb, 0,
           "Refuse sizes whose estimated memory exceeds this many GiB (0: 80% of this machine's memory).");
 ABSL_FLAG(bool, validate_only, false, "Check the flags and exit: 0 if they are valid, 2 if not.");
@@ -263,7 +271,15 @@ absl::StatusOr<Setup> FromFlags() {
   c.hidden = absl::GetFlag(FLAGS_hidden);
   c.input_dim = 8;
   c.output_dim = 8;
-  c.num_layers = units_per_stage * probe->stages - 2;
+  const int layers = absl::GetFlag(FLAGS_layers);
+  TANDEM_RETURN_IF_ERROR(cli::FlagRange("layers", layers, 0, 4096));
+  c.num_layers = layers > 0 ? layers : units_per_stage * probe->stages - 2;
+  const double timeout_s = absl::GetFlag(FLAGS_timeout_s);
+  if (!(timeout_s > 0 && timeout_s <= 86400)) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("--timeout_s: expected seconds in (0, 86400], got %g", timeout_s));
+  }
+  o.timeout = absl::Seconds(timeout_s);
   c.num_experts = experts;
   c.top_k = absl::GetFlag(FLAGS_top_k);
   c.moe_inter = 2 * c.hidden;
@@ -569,6 +585,134 @@ absl::Status Run(Setup setup) {
   return absl::OkStatus();
 }
 
+// One rank per process under tools/launch (--backend=store with RANK set):
+// the TCP store from the environment, rank 0 printing. Under an elastic
+// launcher (TANDEM_GENERATION > 0) the job re-forms: the mesh re-planned for
+// the ranks there are (plan/replan.h), training resumed from the newest
+// checkpoint. A rank of a superseded membership exits with code 3 and
+// writes nothing.
+constexpr int kFenced = 3;
+constexpr absl::string_view kGenerationKey = "tandem/demo/generation";
+
+int RunProcess() {
+  const absl::Time begin = absl::Now();
+  absl::StatusOr<comm::Bootstrap> boot = comm::BootstrapFromEnv(Deadline::In(absl::Minutes(2)));
+  if (!boot.ok()) {
+    std::fprintf(stderr, "demo: %s\n", std::string(boot.status().message()).c_str());
+    return cli::ExitCode(boot.status());
+  }
+  const int rank = boot->info.rank, world = boot->info.world_size, gen = boot->info.generation;
+  auto fail = [&](const absl::Status& s) {
+    // A newer membership fences this one: say so and write nothing. A new
+    // connection: this one may have timed out mid-reply.
+    const Deadline fence = Deadline::In(absl::Seconds(5));
+    comm::TcpStoreOptions client;
+    client.job_token = boot->info.job_token;
+    absl::StatusOr<std::unique_ptr<comm::TcpStore>> store =
+        comm::TcpStore::Connect(boot->info.master_addr == "localhost" ? "127.0.0.1" : boot->info.master_addr,
+                                boot->info.master_port, rank, world, fence, client);
+    absl::StatusOr<std::string> current =
+        store.ok() ? (*store)->Get(kGenerationKey, fence) : absl::StatusOr<std::string>(store.status());
+    int now = gen;
+    if (current.ok() && absl::SimpleAtoi(*current, &now) && now > gen) {
+      std::fprintf(stderr,
+                   "demo: rank %d: fenced: generation %d was superseded by generation %d; exiting without "
+                   "writing\n",
+                   rank, gen, now);
+      return kFenced;
+    }
+    std::fprintf(stderr, "demo: rank %d: %s\n", rank, std::string(s.message()).c_str());
+    return cli::ExitCode(s);
+  };
+  absl::StatusOr<Setup> setup = FromFlags();
+  if (!setup.ok()) return fail(setup.status());
+  std::string resumed;
+  if (gen > 0) {
+    // Re-plan the original job for the ranks there are; resume from the
+    // newest checkpoint.
+    const train::TrainerOptions& o = setup->o;
+    plan::JobShape job;
+    job.kind = o.kind;
+    job.pp = o.pp;
+    job.dp = o.dp;
+    job.ep = o.ep;
+    job.microbatches = o.microbatches;
+    job.tokens = setup->tokens;
+    job.extra_slots = o.extra_slots;
+    absl::StatusOr<plan::JobShape> next = plan::Replan(job, world, model::NumUnits(o.model), o.model.num_experts);
+    if (!next.ok()) return fail(next.status());
+    absl::StatusOr<std::string> latest = train::LatestCheckpoint(o.checkpoint_dir);
+    if (!latest.ok()) return fail(latest.status());
+    absl::SetFlag(&FLAGS_kind, std::string(schedule::KindName(next->kind)));
+    absl::SetFlag(&FLAGS_pp, next->pp);
+    absl::SetFlag(&FLAGS_dp, next->dp);
+    absl::SetFlag(&FLAGS_ep, next->ep);
+    absl::SetFlag(&FLAGS_microbatches, next->microbatches);
+    absl::SetFlag(&FLAGS_tokens, next->tokens);
+    absl::SetFlag(&FLAGS_layers, o.model.num_layers);
+    absl::SetFlag(&FLAGS_resume_from, *latest);
+    resumed = absl::StrFormat("%s --layers=%d", next->Flags(), o.model.num_layers);
+    setup = FromFlags();
+    if (!setup.ok()) return fail(setup.status());
+  }
+  train::TrainerOptions& o = setup->o;
+  const int ranks = o.pp * o.dp;
+  if (ranks > world) {
+    return fail(absl::InvalidArgumentError(
+        absl::StrFormat("--pp %d x --dp %d needs %d ranks, the launch has %d", o.pp, o.dp, ranks, world)));
+  }
+  if (rank == 0) {
+    absl::Status s = boot->store->Set(kGenerationKey, absl::StrCat(gen));
+    if (!s.ok()) return fail(s);
+    if (!resumed.empty()) {
+      std::printf("resumed from %s with: -n %d %s\n", o.resume_from.c_str(), ranks, resumed.c_str());
+      std::printf("recovery: re-plan and restart %.0f ms after this process began\n",
+                  absl::ToDoubleMilliseconds(absl::Now() - begin));
+    }
+    std::fflush(stdout);
+  }
+  if (rank >= ranks) {
+    std::printf("rank %d idle in generation %d (the mesh uses %d ranks)\n", rank, gen, ranks);
+    absl::Status s = boot->Finish(Deadline::In(o.timeout));
+    return s.ok() ? 0 : fail(s);
+  }
+  std::unique_ptr<comm::Communicator> comm =
+      comm::MakeStoreCommunicator(boot->store.get(), rank, ranks, absl::StrCat("demo/g", gen, "/"));
+  schedule::StoreAbortBoard board(boot->store.get(), absl::StrCat("demo/g", gen, "/abort"));
+  o.abort = &board;
+  const absl::Time create = absl::Now();
+  absl::StatusOr<std::unique_ptr<train::Trainer>> t = train::Trainer::Create(o, *comm);
+  if (!t.ok()) return fail(t.status());
+  if (rank == 0 && !resumed.empty()) {
+    std::printf("recovery: checkpoint load (trainer created) %.0f ms\n",
+                absl::ToDoubleMilliseconds(absl::Now() - create));
+  }
+  const int first = (*t)->steps_done(), n = o.microbatches, tokens = setup->tokens;
+  const train::Mesh& mesh = (*t)->mesh();
+  auto data = [&](int step) { return *train::TeacherData(o.model, step, n, tokens * o.dp, o.dp, mesh.dp_rank); };
+  bool first_step = true;
+  auto on_step = [&](const train::StepStats& st) {
+    if (rank != 0) return;
+    std::printf("step %d loss %.6f\n", st.step, st.loss);
+    if (first_step && !resumed.empty()) {
+      std::printf("recovery: first step %.0f ms\n", st.run.step_us / 1000);
+    }
+    first_step = false;
+    std::fflush(stdout);
+  };
+  auto on_checkpoint = [&](const train::CheckpointInfo& info) {
+    if (rank == 0) std::printf("checkpoint %s\n", info.path.c_str());
+    std::fflush(stdout);
+  };
+  absl::Status s = (*t)->Run(setup->steps - first, data, on_step, nullptr, on_checkpoint);
+  if (!s.ok()) return fail(s);
+  absl::StatusOr<train::CheckpointInfo> last = (*t)->SaveCheckpoint(setup->out + "/final", 1);
+  if (!last.ok()) return fail(last.status());
+  if (rank == 0) std::printf("final parameters fingerprint: %s\n", last->fingerprint.c_str());
+  s = boot->Finish(Deadline::In(o.timeout));
+  return s.ok() ? 0 : fail(s);
+}
+
 }  // namespace
 }  // namespace tandem
 
@@ -577,6 +721,10 @@ int main(int argc, char** argv) {
       "tandem end-to-end demo: MoE training with a pipeline schedule, EP and EPLB.\n"
       "Exit status: 0 done, 2 bad flags (named, before anything runs), 1 a failure while running.");
   tandem::cli::ParseFlags(argc, argv);
+  if (absl::GetFlag(FLAGS_backend) == "store" && std::getenv("RANK") != nullptr &&
+      !absl::GetFlag(FLAGS_validate_only)) {
+    return tandem::RunProcess();
+  }
   absl::StatusOr<tandem::Setup> setup = tandem::FromFlags();
   if (!setup.ok()) {
     std::fprintf(stderr, "demo: %s\n", std::string(setup.status().message()).c_str());

@@ -9,23 +9,42 @@
 # TANDEM_STORE_TIMEOUT: how long a rank waits without a word from the store
 # host before it reports that host as stopped (default 30 s).
 #
-# Usage: launch -n N [--port P] [--timeout S] [--store_timeout S] -- COMMAND [ARGS...]
+# --elastic: the launcher serves the store itself (comm/store:store_server,
+# TANDEM_STORE_HOST=launcher), so it outlives any rank. When a rank fails,
+# the others are not killed: they fail on their own deadlines, and the
+# launcher waits --grace S (default 60) for them. Ranks that were killed by
+# a signal, or still run after the grace (stopped, or on a lost host), are
+# lost and left alone; the others are the survivors, and the launcher starts
+# the command again on them (RANK 0..M-1, WORLD_SIZE=M) with the next
+# TANDEM_GENERATION, at most --max_restarts times (default 3). A command
+# that re-forms from a checkpoint (tools/demo) continues the job there.
+#
+# Usage: launch -n N [--port P] [--timeout S] [--store_timeout S] [--elastic [--grace S] [--max_restarts K]]
+#        -- COMMAND [ARGS...]
 set -uo pipefail
 n=1
 port="${MASTER_PORT:-}"
 timeout=0
+elastic=0
+grace=60
+max_restarts=3
 while (($#)); do
   case "$1" in
     -n) n="$2"; shift 2 ;;
     --port) port="$2"; shift 2 ;;
     --timeout) timeout="$2"; shift 2 ;;
     --store_timeout) export TANDEM_STORE_TIMEOUT="$2"; shift 2 ;;
+    --elastic) elastic=1; shift ;;
+    --grace) grace="$2"; shift 2 ;;
+    --max_restarts) max_restarts="$2"; shift 2 ;;
     --) shift; break ;;
-    *) echo "launch: unknown option '$1' (usage: launch -n N [--port P] [--timeout S] [--store_timeout S] -- COMMAND)" >&2; exit 2 ;;
+    *) echo "launch: unknown option '$1' (usage: launch -n N [--port P] [--timeout S] [--store_timeout S] [--elastic [--grace S] [--max_restarts K]] -- COMMAND)" >&2; exit 2 ;;
   esac
 done
 (($#)) || { echo "launch: no command (usage: launch -n N -- COMMAND)" >&2; exit 2; }
 [[ "$n" =~ ^[0-9]+$ && "$n" -ge 1 ]] || { echo "launch: -n: expected a positive number, got '$n'" >&2; exit 2; }
+[[ "$grace" =~ ^[0-9]+$ ]] || { echo "launch: --grace: expected seconds >= 0, got '$grace'" >&2; exit 2; }
+[[ "$max_restarts" =~ ^[0-9]+$ ]] || { echo "launch: --max_restarts: expected a count >= 0, got '$max_restarts'" >&2; exit 2; }
 # A port nobody answers on, unless one was given. Another process can still
 # take it before rank 0 binds it; then (and only then) the launch is run
 # again on another port, at most 3 times.
@@ -79,6 +98,94 @@ launch_once() {
   done
   wait "${pids[@]}" 2>/dev/null
 }
+
+# The store server next to this script (runfiles, or bazel-bin's layout).
+store_server() {
+  local here="${BASH_SOURCE[0]}" c
+  for c in "${TANDEM_STORE_SERVER:-}" "$here.runfiles/tandem/comm/store/store_server" \
+    "${RUNFILES_DIR:-/nonexistent}/tandem/comm/store/store_server" "$(dirname "$here")/../store/store_server"; do
+    [[ -n "$c" && -x "$c" ]] && { echo "$c"; return; }
+  done
+  echo "launch: --elastic: comm/store:store_server not found next to $here (set TANDEM_STORE_SERVER)" >&2
+  exit 2
+}
+
+# Elastic: one membership after another on the launcher's store.
+launch_elastic() {
+  local server out gen=0 live=$n
+  server="$(store_server)" || exit 2
+  out="$(mktemp)"
+  "$server" --port="${port:-0}" >"$out" 2>&1 &
+  local server_pid=$!
+  for _ in $(seq 100); do grep -q "port" "$out" && break; sleep 0.1; done
+  port="$(grep -oE 'port [0-9]+' "$out" | grep -oE '[0-9]+')"
+  [[ -n "$port" ]] || { echo "launch: store server did not start: $(cat "$out")" >&2; exit 1; }
+  export TANDEM_STORE_HOST=launcher
+  status=1
+  while :; do
+    export TANDEM_GENERATION=$gen
+    local -A rank_of=() rc_of=()
+    pids=()
+    local failed_at=0
+    for ((r = 0; r < live; r++)); do
+      (
+        export RANK=$r WORLD_SIZE=$live LOCAL_RANK=$r LOCAL_WORLD_SIZE=$live MASTER_ADDR=127.0.0.1 MASTER_PORT=$port
+        exec "$@" > >(sed -u "s/^/[rank $r] /") 2>&1
+      ) &
+      pids+=($!)
+      rank_of[$!]=$r
+    done
+    local left=$live
+    while ((left > 0)); do
+      if ((failed_at > 0)); then
+        # After a failure: collect the ranks that end within the grace.
+        ((SECONDS - failed_at < grace)) || break
+        sleep 0.2
+        local p
+        for p in "${pids[@]}"; do
+          if [[ -z "${rc_of[$p]:-}" ]] && ! kill -0 "$p" 2>/dev/null; then
+            wait "$p"
+            rc_of[$p]=$?
+            left=$((left - 1))
+          fi
+        done
+        continue
+      fi
+      local waiting=() p
+      for p in "${pids[@]}"; do [[ -z "${rc_of[$p]:-}" ]] && waiting+=("$p"); done
+      wait -n -p done_pid "${waiting[@]}"
+      local rc=$?
+      rc_of[$done_pid]=$rc
+      left=$((left - 1))
+      if ((rc != 0)); then
+        echo "launch: generation $gen: rank ${rank_of[$done_pid]} exited with status $rc; waiting up to ${grace}s for the others" >&2
+        failed_at=$SECONDS
+        failed_ns=$(date +%s%N)
+      fi
+    done
+    if ((failed_at == 0)); then status=0; break; fi
+    # Survivors: ranks that ended by themselves (not killed by a signal).
+    local survivors=0 lost=""
+    for p in "${pids[@]}"; do
+      local rc="${rc_of[$p]:-running}"
+      if [[ "$rc" == running ]] || ((rc > 128)); then lost+=" ${rank_of[$p]}"; else survivors=$((survivors + 1)); fi
+    done
+    echo "launch: generation $gen ended: ranks lost:${lost:- none}; $survivors survive" >&2
+    gen=$((gen + 1))
+    if ((survivors == 0 || gen > max_restarts)); then status=1; break; fi
+    echo "launch: generation $gen: restarting on $survivors ranks, $(( ($(date +%s%N) - failed_ns) / 1000000 )) ms after the failure was seen" >&2
+    live=$survivors
+  done
+  kill "$server_pid" 2>/dev/null
+  rm -f "$out"
+}
+
+if ((elastic)); then
+  launch_elastic "$@"
+  [[ -n "${watchdog:-}" ]] && kill -- "-$watchdog" 2>/dev/null
+  rm -f "$log"
+  exit $status
+fi
 
 for attempt in 1 2 3; do
   ((auto_port)) && pick_port

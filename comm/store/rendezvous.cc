@@ -3,6 +3,7 @@
 #include <cstdlib>
 
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "base/status_macros.h"
 #include "comm/store/wire.h"
@@ -60,6 +61,14 @@ absl::StatusOr<RendezvousInfo> ReadRendezvousEnv(const GetEnv& getenv) {
                                                         wire::kMaxJobTokenBytes, info.job_token.size()));
     }
   }
+  TANDEM_RETURN_IF_ERROR(IntVar(env, {"TANDEM_GENERATION"}, 0, 1 << 20, "[0, 1048576]", false, &info.generation));
+  if (const char* host = env("TANDEM_STORE_HOST"); host != nullptr && *host != '\0') {
+    if (std::string(host) != "launcher" && std::string(host) != "rank0") {
+      return absl::InvalidArgumentError(
+          absl::StrFormat("TANDEM_STORE_HOST: expected launcher or rank0, got '%s'", std::string(host).substr(0, 40)));
+    }
+    info.launcher_hosts_store = std::string(host) == "launcher";
+  }
   if (const char* t = env("TANDEM_STORE_TIMEOUT"); t != nullptr && *t != '\0') {
     double seconds = 0;
     if (!absl::SimpleAtod(t, &seconds) || !(seconds > 0 && seconds <= 86400)) {
@@ -75,7 +84,7 @@ absl::StatusOr<Bootstrap> ConnectRendezvous(const RendezvousInfo& info, Deadline
   Bootstrap b;
   b.info = info;
   const std::string host = info.master_addr == "localhost" ? "127.0.0.1" : info.master_addr;
-  if (info.rank == 0) {
+  if (info.rank == 0 && !info.launcher_hosts_store) {
     TcpStoreServerOptions server;
     server.job_token = info.job_token;
     TANDEM_ASSIGN_OR_RETURN(b.server, TcpStoreServer::Start(host, info.master_port, info.world_size, server));
@@ -89,10 +98,11 @@ absl::StatusOr<Bootstrap> ConnectRendezvous(const RendezvousInfo& info, Deadline
 }
 
 absl::Status Bootstrap::Finish(Deadline deadline) {
-  constexpr absl::string_view kDone = "tandem/bootstrap/done", kAllDone = "tandem/bootstrap/all_done";
+  const std::string kDone = absl::StrCat("tandem/bootstrap/g", info.generation, "/done"),
+                    kAllDone = absl::StrCat("tandem/bootstrap/g", info.generation, "/all_done");
   TANDEM_ASSIGN_OR_RETURN(int64_t done, store->Add(kDone, 1));
   if (done == info.world_size) TANDEM_RETURN_IF_ERROR(store->Set(kAllDone, "1"));
-  if (info.rank != 0) return absl::OkStatus();
+  if (info.rank != 0 || info.launcher_hosts_store) return absl::OkStatus();
   absl::StatusOr<std::string> all = store->Get(kAllDone, deadline);
   if (!all.ok()) {
     return absl::Status(all.status().code(),

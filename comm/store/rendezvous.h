@@ -37,6 +37,11 @@ struct RendezvousInfo {
   int master_port = 29500;
   std::string job_token;                             // TANDEM_JOB_TOKEN
   absl::Duration store_timeout = absl::Seconds(30);  // TANDEM_STORE_TIMEOUT
+  // TANDEM_STORE_HOST=launcher: an elastic launcher serves the store
+  // (comm/store:store_server) and no rank hosts it; TANDEM_GENERATION: the
+  // membership's number (keys of different memberships never meet).
+  bool launcher_hosts_store = false;
+  int generation = 0;
 };
 
 using GetEnv = std::function<const char*(const char*)>;

@@ -115,8 +115,8 @@ std::string ClosingReply(absl::string_view reason) {
 
 absl::StatusOr<std::unique_ptr<TcpStoreServer>> TcpStoreServer::Start(const std::string& host, int port, int world_size,
                                                                       const TcpStoreServerOptions& options) {
-  if (world_size < 1) {
-    return absl::InvalidArgumentError(absl::StrFormat("store server: world_size: expected >= 1, got %d", world_size));
+  if (world_size < 0) {
+    return absl::InvalidArgumentError(absl::StrFormat("store server: world_size: expected >= 0, got %d", world_size));
   }
   if (options.max_connections < 1) {
     return absl::InvalidArgumentError(
@@ -268,7 +268,7 @@ bool TcpStoreServer::Answer(int fd, const wire::Request& req, bool* hello) {
   };
   switch (req.op) {
     case wire::OpCode::kHello:
-      if (req.number2 != world_size_ || req.number < 0 || req.number >= world_size_) {
+      if ((world_size_ > 0 && req.number2 != world_size_) || req.number < 0 || req.number >= req.number2) {
         status = absl::InvalidArgumentError(
             absl::StrFormat("store: unknown rank %d of world size %d (the server expects ranks 0..%d of %d)",
                             req.number, req.number2, world_size_ - 1, world_size_));

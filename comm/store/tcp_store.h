@@ -56,7 +56,9 @@ class TcpStoreServer {
  public:
   // Start()
   //
-  // Listens on host:port (port 0 picks a free one) for `world_size` ranks.
+  // Listens on host:port (port 0 picks a free one) for `world_size` ranks
+  // (0: any world size, as ranks introduce themselves: the store an elastic
+  // launcher hosts across memberships).
   static absl::StatusOr<std::unique_ptr<TcpStoreServer>> Start(const std::string& host, int port, int world_size,
                                                                const TcpStoreServerOptions& options = {});
   ~TcpStoreServer();
