@@ -20,6 +20,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/flags/flag.h"
@@ -602,25 +603,47 @@ int RunProcess() {
     return cli::ExitCode(boot.status());
   }
   const int rank = boot->info.rank, world = boot->info.world_size, gen = boot->info.generation;
-  auto fail = [&](const absl::Status& s) {
-    // A newer membership fences this one: say so and write nothing. A new
-    // connection: this one may have timed out mid-reply.
-    const Deadline fence = Deadline::In(absl::Seconds(5));
-    comm::TcpStoreOptions client;
-    client.job_token = boot->info.job_token;
-    absl::StatusOr<std::unique_ptr<comm::TcpStore>> store =
-        comm::TcpStore::Connect(boot->info.master_addr == "localhost" ? "127.0.0.1" : boot->info.master_addr,
-                                boot->info.master_port, rank, world, fence, client);
-    absl::StatusOr<std::string> current =
-        store.ok() ? (*store)->Get(kGenerationKey, fence) : absl::StatusOr<std::string>(store.status());
+  // Ends the process with the fencing message when the store holds a newer
+  // generation than this membership's.
+  const comm::RendezvousInfo info = boot->info;
+  auto check_fence = [info, rank, world, gen](std::unique_ptr<comm::TcpStore>& store) {
+    const Deadline d = Deadline::In(absl::Seconds(1));
+    if (store == nullptr) {
+      comm::TcpStoreOptions client;
+      client.job_token = info.job_token;
+      absl::StatusOr<std::unique_ptr<comm::TcpStore>> s = comm::TcpStore::Connect(
+          info.master_addr == "localhost" ? "127.0.0.1" : info.master_addr, info.master_port, rank, world, d, client);
+      if (!s.ok()) return;
+      store = *std::move(s);
+    }
+    absl::StatusOr<std::string> current = store->Get(kGenerationKey, d);
     int now = gen;
-    if (current.ok() && absl::SimpleAtoi(*current, &now) && now > gen) {
+    if (!current.ok()) {
+      if (!absl::IsDeadlineExceeded(current.status())) store = nullptr;  // reconnect next time
+      return;
+    }
+    if (absl::SimpleAtoi(*current, &now) && now > gen) {
       std::fprintf(stderr,
                    "demo: rank %d: fenced: generation %d was superseded by generation %d; exiting without "
                    "writing\n",
                    rank, gen, now);
-      return kFenced;
+      std::fflush(stderr);
+      std::_Exit(kFenced);
     }
+  };
+  // A watcher on a connection of its own, whatever the training thread
+  // waits for, and a last check on failing (a new connection: the old one
+  // may have timed out mid-reply).
+  std::thread([check_fence] {
+    std::unique_ptr<comm::TcpStore> store;
+    while (true) {
+      absl::SleepFor(absl::Milliseconds(500));
+      check_fence(store);
+    }
+  }).detach();
+  auto fail = [&](const absl::Status& s) {
+    std::unique_ptr<comm::TcpStore> store;
+    check_fence(store);
     std::fprintf(stderr, "demo: rank %d: %s\n", rank, std::string(s.message()).c_str());
     return cli::ExitCode(s);
   };

@@ -3,7 +3,7 @@
 # store backend, a checkpoint every 2 steps): a rank killed with kill -9 at
 # a random step between two checkpoints (rank 0, then a middle pipeline
 # rank) and a rank stopped with SIGSTOP and resumed after the others
-# re-formed. Each run completes its 12 steps, and its final fingerprint
+# re-formed. Each run completes its steps, and its final fingerprint
 # equals that of an uninterrupted rerun of the survivors' mesh from the
 # checkpoint it resumed from (the "resumed from CKPT with: -n M FLAGS"
 # line); the resumed stopped rank exits with the fencing message. Prints
@@ -14,14 +14,16 @@ demo="$2"
 tmp="${TEST_TMPDIR:-$(mktemp -d)}/elastic"
 rm -rf "$tmp"
 mkdir -p "$tmp"
-base=(--backend=store --steps=12 --rebalance_every=2 --timeout_s=3 --hidden=16 --experts=4 --extra_slots=0)
-# The pid of rank $1 of the first membership: a process named demo (not
-# the launcher's shells) with RANK=$1 and TANDEM_GENERATION=0.
+base=(--backend=store --rebalance_every=2 --timeout_s=3 --hidden=16 --experts=4 --extra_slots=0)
+# The pid of rank $1 of the first membership of this scenario: a process
+# named demo (not the launcher's shells) with RANK=$1, TANDEM_GENERATION=0
+# and this run's tag.
 pid_of() {
   local p env
   for p in $(pgrep -x demo); do
     env="$(tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null)"
-    grep -qx "RANK=$1" <<<"$env" && grep -qx "TANDEM_GENERATION=0" <<<"$env" && { echo "$p"; return; }
+    grep -qx "RANK=$1" <<<"$env" && grep -qx "TANDEM_GENERATION=0" <<<"$env" &&
+      grep -qx "ELASTIC_TEST_TAG=$ELASTIC_TEST_TAG" <<<"$env" && { echo "$p"; return; }
   done
 }
 wait_for() {  # wait_for FILE PATTERN SECONDS
@@ -30,12 +32,13 @@ wait_for() {  # wait_for FILE PATTERN SECONDS
 }
 fingerprint() { grep -oE 'final parameters fingerprint: [0-9a-f]+' "$1" | tail -1 | grep -oE '[0-9a-f]+$'; }
 
-scenario() {  # scenario NAME RANK SIGNAL MESH_FLAGS...
-  local name="$1" rank="$2" signal="$3"
-  shift 3
+scenario() {  # scenario NAME RANK SIGNAL STEPS MESH_FLAGS...
+  local name="$1" rank="$2" signal="$3" steps="$4"
+  shift 4
   local dir="$tmp/$name" log="$tmp/$name.log"
   local at=$((2 * (1 + RANDOM % 3)))  # a checkpoint at step 2, 4 or 6
-  "$launch" -n 4 --elastic --grace 8 --timeout 240 -- "$demo" "${base[@]}" "$@" --checkpoint_every=2 \
+  export ELASTIC_TEST_TAG="$name-$$-$RANDOM"
+  "$launch" -n 4 --elastic --grace 8 --timeout 240 -- "$demo" "${base[@]}" --steps="$steps" "$@" --checkpoint_every=2 \
     --checkpoint_keep=100 --checkpoint_dir="$dir" --out="$dir/out" >"$log" 2>&1 &
   local launcher=$!
   wait_for "$log" "checkpoint $dir/step-$at" 120 || { echo "FAIL: $name: no checkpoint at step $at"; cat "$log"; exit 1; }
@@ -55,9 +58,9 @@ scenario() {  # scenario NAME RANK SIGNAL MESH_FLAGS...
   ckpt="$(awk '{print $3}' <<<"$line")"
   n="$(awk '{print $6}' <<<"$line")"
   flags="$(cut -d' ' -f7- <<<"$line")"
-  grep -q "^\[rank 0\] step 11 loss" "$log" || { echo "FAIL: $name: step 11 missing"; cat "$log"; exit 1; }
+  grep -q "^\[rank 0\] step $((steps - 1)) loss" "$log" || { echo "FAIL: $name: last step missing"; cat "$log"; exit 1; }
   # shellcheck disable=SC2086
-  "$launch" -n "$n" --timeout 240 -- "$demo" "${base[@]}" $flags --resume_from="$ckpt" --out="$dir/rerun" \
+  "$launch" -n "$n" --timeout 240 -- "$demo" "${base[@]}" --steps="$steps" $flags --resume_from="$ckpt" --out="$dir/rerun" \
     >"$tmp/$name.rerun.log" 2>&1 || { echo "FAIL: $name: rerun"; cat "$tmp/$name.rerun.log"; exit 1; }
   local a b
   a="$(fingerprint "$log")"
@@ -73,7 +76,8 @@ scenario() {  # scenario NAME RANK SIGNAL MESH_FLAGS...
   fi
 }
 
-scenario killed_rank0 0 KILL --pp=2 --dp=2 --ep=2
-scenario killed_middle_pipeline_rank 2 KILL --pp=4 --dp=1 --ep=1 --kind=1f1b --microbatches=8
-scenario stopped_rank 1 STOP --pp=2 --dp=2 --ep=2
+scenario killed_rank0 0 KILL 40 --pp=2 --dp=2 --ep=2
+scenario killed_middle_pipeline_rank 2 KILL 40 --pp=4 --dp=1 --ep=1 --kind=1f1b --microbatches=8
+# Long enough after the re-forming for the resumed rank to meet the store.
+scenario stopped_rank 1 STOP 100 --pp=2 --dp=2 --ep=2
 echo "elastic_test: passed"
