@@ -117,6 +117,17 @@ void LoadRecorder::EndStep() {
   ++steps_;
 }
 
+std::vector<std::vector<int64_t>> LoadRecorder::WindowSteps() const {
+  absl::MutexLock lock(&mu_);
+  const int64_t held = std::min<int64_t>(steps_, options_.window_steps);
+  std::vector<std::vector<int64_t>> out;
+  for (int64_t k = steps_ - held; k < steps_; ++k) {
+    const std::vector<int32_t>& step = ring_[static_cast<size_t>(k % options_.window_steps)];
+    out.emplace_back(step.begin(), step.end());
+  }
+  return out;
+}
+
 LoadRecorder::Snapshot LoadRecorder::TakeSnapshot() const {
   Snapshot s;
   s.num_layers = options_.num_layers;

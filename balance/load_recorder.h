@@ -89,6 +89,13 @@ class LoadRecorder {
   // The window sums and the moving average as of the last EndStep().
   Snapshot TakeSnapshot() const;
 
+  // LoadRecorder::WindowSteps()
+  //
+  // The steps in the window, oldest first, each [layers][experts] (for
+  // checkpoints: Record() and EndStep() them in order into a new recorder
+  // to get the same window).
+  std::vector<std::vector<int64_t>> WindowSteps() const;
+
  private:
   explicit LoadRecorder(const Options& options);
 

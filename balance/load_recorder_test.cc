@@ -51,6 +51,33 @@ TEST(LoadRecorderTest, WindowKeepsTheLastSteps) {
   EXPECT_THAT(s.ema, ElementsAre(FloatEq(3.5f), FloatEq(8.0f)));
 }
 
+// The window's steps, oldest first; replayed into a new recorder they give
+// the same window, which then moves on the same way.
+TEST(LoadRecorderTest, WindowStepsReplayIntoTheSameWindow) {
+  auto r = MakeRecorder(1, 2, 2, 0.5);
+  for (int64_t k : {1, 2, 3}) {
+    ASSERT_OK(r->Record(0, {k, 10 * k}));
+    r->EndStep();
+  }
+  const std::vector<std::vector<int64_t>> steps = r->WindowSteps();
+  ASSERT_EQ(steps.size(), 2u);
+  EXPECT_THAT(steps[0], ElementsAre(2, 20));
+  EXPECT_THAT(steps[1], ElementsAre(3, 30));
+  auto replayed = MakeRecorder(1, 2, 2, 0.5);
+  for (const auto& step : steps) {
+    ASSERT_OK(replayed->Record(0, step));
+    replayed->EndStep();
+  }
+  EXPECT_EQ(replayed->TakeSnapshot().window, r->TakeSnapshot().window);
+  for (LoadRecorder* x : {r.get(), replayed.get()}) {
+    ASSERT_OK(x->Record(0, {7, 0}));
+    x->EndStep();
+  }
+  EXPECT_THAT(replayed->TakeSnapshot().window, ElementsAre(10, 30));
+  EXPECT_EQ(replayed->TakeSnapshot().window, r->TakeSnapshot().window);
+  EXPECT_TRUE(MakeRecorder(1, 2, 2, 0.5)->WindowSteps().empty());
+}
+
 TEST(LoadRecorderTest, SnapshotFeedsTheSolver) {
   auto r = MakeRecorder(2, 4, 10, 0.1);
   for (int step = 0; step < 3; ++step) {

@@ -144,6 +144,36 @@ absl::StatusOr<int64_t> StepOfFile(const model::SafetensorsFile& file, const std
   return n;
 }
 
+std::string LoadsMetadata(const std::vector<std::vector<int64_t>>& steps, int layers, int experts) {
+  std::string out = absl::StrCat(steps.size(), " ", layers, " ", experts);
+  for (const std::vector<int64_t>& step : steps) {
+    for (int64_t v : step) absl::StrAppend(&out, " ", v);
+  }
+  return out;
+}
+
+absl::StatusOr<std::vector<std::vector<int64_t>>> LoadsFromMetadata(const std::string& text, int layers, int experts) {
+  std::vector<absl::string_view> items = absl::StrSplit(text, ' ', absl::SkipEmpty());
+  int64_t steps = -1, l = -1, e = -1;
+  const int64_t cells = int64_t{layers} * experts;
+  if (items.size() < 3 || !absl::SimpleAtoi(items[0], &steps) || !absl::SimpleAtoi(items[1], &l) ||
+      !absl::SimpleAtoi(items[2], &e) || l != layers || e != experts || steps < 0 ||
+      static_cast<int64_t>(items.size()) != 3 + steps * cells) {
+    return absl::InvalidArgumentError(absl::StrFormat("checkpoint: %s: expected steps of %d x %d counts, got '%s'",
+                                                      kLoadsKey, layers, experts, text.substr(0, 40)));
+  }
+  std::vector<std::vector<int64_t>> out(steps, std::vector<int64_t>(cells));
+  for (int64_t i = 0; i < steps * cells; ++i) {
+    int64_t v = -1;
+    if (!absl::SimpleAtoi(items[3 + i], &v) || v < 0) {
+      return absl::InvalidArgumentError(
+          absl::StrFormat("checkpoint: %s: count %d: expected >= 0, got '%s'", kLoadsKey, i, items[3 + i]));
+    }
+    out[i / cells][i % cells] = v;
+  }
+  return out;
+}
+
 std::string PlacementMetadata(const balance::Placement& p) {
   // Each slot's expert and replica rank (log2phy's order).
   std::string out = absl::StrCat(p.num_layers, " ", p.num_replicas);

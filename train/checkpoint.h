@@ -78,6 +78,15 @@ absl::StatusOr<int64_t> StepOfFile(const model::SafetensorsFile& file, const std
 // Metadata keys the trainer adds.
 inline constexpr char kStepKey[] = "tandem.trainer.step";
 inline constexpr char kPlacementKey[] = "tandem.trainer.phy2log";
+inline constexpr char kLoadsKey[] = "tandem.trainer.load_window";
+
+// LoadsMetadata(), LoadsFromMetadata()
+//
+// The load recorder's window steps (each [layers][experts], summed over the
+// world) as "steps layers experts v v v ..." and back. kInvalidArgument
+// naming the problem (other sizes than `layers` x `experts`, counts < 0).
+std::string LoadsMetadata(const std::vector<std::vector<int64_t>>& steps, int layers, int experts);
+absl::StatusOr<std::vector<std::vector<int64_t>>> LoadsFromMetadata(const std::string& text, int layers, int experts);
 
 // PlacementMetadata(), PlacementFromMetadata()
 //

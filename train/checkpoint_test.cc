@@ -101,5 +101,17 @@ TEST(CheckpointTest, PlacementRoundTripsWithReplicaOrder) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("expected")));
 }
 
+TEST(CheckpointTest, LoadWindowRoundTrips) {
+  const std::vector<std::vector<int64_t>> steps = {{1, 2, 3, 4, 5, 6}, {0, 0, 7, 8, 9, 10}};
+  EXPECT_THAT(LoadsFromMetadata(LoadsMetadata(steps, 2, 3), 2, 3), IsOkAndHolds(steps));
+  EXPECT_THAT(LoadsFromMetadata(LoadsMetadata({}, 2, 3), 2, 3), IsOkAndHolds(std::vector<std::vector<int64_t>>{}));
+  EXPECT_THAT(LoadsFromMetadata(LoadsMetadata(steps, 2, 3), 3, 2).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("expected steps of 3 x 2 counts")));
+  EXPECT_THAT(LoadsFromMetadata("1 1 2 5 -1", 1, 2).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("count 1: expected >= 0, got '-1'")));
+  EXPECT_THAT(LoadsFromMetadata("1 1 2 5", 1, 2).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("1 x 2")));
+}
+
 }  // namespace
 }  // namespace tandem::train

@@ -75,6 +75,7 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainerOptions& o
   t->bounds_ = std::move(bounds);
   t->steps_ = resume.step;
   t->placement_ = std::move(resume.placement);
+  t->resume_loads_ = std::move(resume.load_steps);
   TANDEM_RETURN_IF_ERROR(t->Init());
   if (!options.resume_from.empty()) TANDEM_RETURN_IF_ERROR(t->LoadResumeState());
   return t;
@@ -213,12 +214,25 @@ absl::StatusOr<Trainer::ResumeHeader> Trainer::ReadResumeHeader(const TrainerOpt
   if (p.num_replicas == c.num_experts + options.extra_slots && p.num_replicas % options.ep == 0) {
     header.placement = std::move(p);
   }
+  TANDEM_ASSIGN_OR_RETURN(std::string loads, meta(kLoadsKey));
+  TANDEM_ASSIGN_OR_RETURN(header.load_steps, LoadsFromMetadata(loads, model::NumMoeLayers(c), c.num_experts));
   return header;
 }
 
 absl::Status Trainer::LoadResumeState() {
   const std::string path = CheckpointFile(options_.resume_from);
   for (Copy& c : copies_) TANDEM_RETURN_IF_ERROR(model::LoadCheckpointEp(*c.model, c.opt.get(), path));
+  // The window's world sums: world rank 0 records them, every rank ends as
+  // many steps, so the next Rebalance() sums what it would have.
+  const int layers = model::NumMoeLayers(options_.model), experts = options_.model.num_experts;
+  for (const std::vector<int64_t>& step : resume_loads_) {
+    for (int l = 0; l < layers && mesh_.world->rank() == 0; ++l) {
+      TANDEM_RETURN_IF_ERROR(
+          recorder_->Record(l, absl::MakeConstSpan(step).subspan(static_cast<size_t>(l) * experts, experts)));
+    }
+    recorder_->EndStep();
+  }
+  resume_loads_.clear();
   return work_->ReloadParameters();
 }
 
@@ -239,6 +253,15 @@ absl::StatusOr<CheckpointInfo> Trainer::SaveCheckpoint(const std::string& dir, i
       mine = model::SaveCheckpointEp(*c.model, c.opt.get(), *mesh_.experts, stage_file(c.stage), ep_options);
     }
   }
+  // The load recorder's window, summed over the world (every rank holds
+  // as many steps).
+  std::vector<std::vector<int64_t>> load_steps = recorder_->WindowSteps();
+  for (std::vector<int64_t>& step : load_steps) {
+    TANDEM_RETURN_IF_ERROR(
+        comm::PostAndWait(mesh_.world->AllReduce(step.data(), step.data(), static_cast<int64_t>(step.size()),
+                                                 comm::DataType::kI64, comm::ReduceOp::kSum),
+                          d));
+  }
   // Everyone learns whether every stage was written.
   int64_t failed = mine.ok() ? 0 : 1;
   TANDEM_RETURN_IF_ERROR(
@@ -258,10 +281,12 @@ absl::StatusOr<CheckpointInfo> Trainer::SaveCheckpoint(const std::string& dir, i
         TANDEM_ASSIGN_OR_RETURN(model::SafetensorsFile f, model::ReadSafetensors(stage_file(st)));
         stages.push_back(std::move(f));
       }
-      TANDEM_ASSIGN_OR_RETURN(
-          model::SafetensorsFile file,
-          MergeStages(stages, bounds_,
-                      {{kStepKey, absl::StrCat(steps_)}, {kPlacementKey, PlacementMetadata(placement_)}}));
+      TANDEM_ASSIGN_OR_RETURN(model::SafetensorsFile file,
+                              MergeStages(stages, bounds_,
+                                          {{kStepKey, absl::StrCat(steps_)},
+                                           {kPlacementKey, PlacementMetadata(placement_)},
+                                           {kLoadsKey, LoadsMetadata(load_steps, model::NumMoeLayers(options_.model),
+                                                                     options_.model.num_experts)}}));
       TANDEM_ASSIGN_OR_RETURN(info.path, WriteCheckpoint(dir, steps_, file, keep));
       info.fingerprint = Fingerprint(file);
       std::error_code ec;

@@ -74,15 +74,13 @@ struct TrainerOptions {
   int tokens = 0;
   // A checkpoint's step directory (checkpoint.h: DIR/step-K) to start
   // from, written on any mesh: parameters, optimizer state, gate biases, the
-  // step (data and learning-rate position) and, when its slot count fits
-  // this mesh, the EPLB placement. Every rank reads the file (one host, or a
+  // step (data and learning-rate position), the load recorder's window and,
+  // when its slot count fits this mesh, the EPLB placement. Every rank reads the file (one host, or a
   // shared file system).
   std::string resume_from;
   // Run() saves a checkpoint into checkpoint_dir after every
   // checkpoint_every-th step (0: never), keeping the newest
-  // checkpoint_keep. The load recorder's window is not saved: checkpoints
-  // right after a rebalance (checkpoint_every a multiple of
-  // rebalance_every) resume with the same bits as an uninterrupted run.
+  // checkpoint_keep.
   std::string checkpoint_dir;
   int checkpoint_every = 0;
   int checkpoint_keep = 2;
@@ -193,7 +191,8 @@ class Trainer {
   // then its tensors into every copy (after Init).
   struct ResumeHeader {
     int step = 0;
-    balance::Placement placement;  // empty: EvenPlacement
+    balance::Placement placement;                  // empty: EvenPlacement
+    std::vector<std::vector<int64_t>> load_steps;  // the recorder's window, world sums
   };
   static absl::StatusOr<ResumeHeader> ReadResumeHeader(const TrainerOptions& options);
   absl::Status LoadResumeState();
@@ -201,7 +200,8 @@ class Trainer {
   const TrainerOptions options_;
   Mesh mesh_;
   const schedule::Schedule schedule_;
-  std::vector<int> bounds_;  // units per stage
+  std::vector<int> bounds_;                         // units per stage
+  std::vector<std::vector<int64_t>> resume_loads_;  // replayed into the recorder after Init
   balance::Placement placement_;
   std::unique_ptr<balance::LoadRecorder> recorder_;
   std::unique_ptr<ModelStageWork> work_;

@@ -310,6 +310,30 @@ TEST(TrainerTest, CheckpointResumesOnAnyMesh) {
   EXPECT_THAT(Trainer::Create(wider, *world[0]).status(), StatusIs(absl::StatusCode::kNotFound, HasSubstr("step-99")));
 }
 
+// A checkpoint between two rebalances holds the load recorder's window, so
+// the next rebalance after resuming moves the same experts: the same bits
+// as never stopping (rebalances after steps 2 and 4, checkpoint at 3).
+TEST(TrainerTest, ResumeBetweenRebalancesKeepsTheLoadWindow) {
+  const char* tmp = std::getenv("TEST_TMPDIR");
+  const std::string dir = std::string(tmp == nullptr ? "/tmp" : tmp) + "/window_ckpt";
+  std::filesystem::remove_all(dir);
+  TrainerOptions o = Options(schedule::Kind::kDualPipe, 2, 2, 2);
+  o.rebalance_every = 2;
+  const Result straight = Train(o, 5, false);
+  CheckpointInfo saved;
+  Train(o, 3, false, nullptr, dir, &saved);
+  o.resume_from = saved.path;
+  const Result resumed = Train(o, 2, false);
+  ASSERT_EQ(resumed.loss.size(), 2u);
+  EXPECT_EQ(resumed.loss[1], straight.loss[4]);
+  EXPECT_EQ(resumed.params, straight.params);
+  // The twin: rebalancing on other loads (another interval) moves other
+  // experts, and the bits differ.
+  o.resume_from.clear();
+  o.rebalance_every = 3;
+  EXPECT_NE(Train(o, 5, false).params, straight.params);
+}
+
 // The store backend gives the same bits as threads.
 TEST(TrainerTest, StoreBackendGivesTheSameBits) {
   const TrainerOptions o = Options(schedule::Kind::kDualPipe, 2, 2, 2);
