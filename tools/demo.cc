@@ -664,8 +664,10 @@ int RunProcess() {
     job.extra_slots = o.extra_slots;
     absl::StatusOr<plan::JobShape> next = plan::Replan(job, world, model::NumUnits(o.model), o.model.num_experts);
     if (!next.ok()) return fail(next.status());
-    absl::StatusOr<std::string> latest = train::LatestCheckpoint(o.checkpoint_dir);
-    if (!latest.ok()) return fail(latest.status());
+    // No checkpoint yet (or none asked for): the re-formed job starts over.
+    absl::StatusOr<std::string> latest = o.checkpoint_dir.empty() ? absl::NotFoundError("no --checkpoint_dir")
+                                                                  : train::LatestCheckpoint(o.checkpoint_dir);
+    if (!latest.ok() && !absl::IsNotFound(latest.status())) return fail(latest.status());
     absl::SetFlag(&FLAGS_kind, std::string(schedule::KindName(next->kind)));
     absl::SetFlag(&FLAGS_pp, next->pp);
     absl::SetFlag(&FLAGS_dp, next->dp);
@@ -673,7 +675,7 @@ int RunProcess() {
     absl::SetFlag(&FLAGS_microbatches, next->microbatches);
     absl::SetFlag(&FLAGS_tokens, next->tokens);
     absl::SetFlag(&FLAGS_layers, o.model.num_layers);
-    absl::SetFlag(&FLAGS_resume_from, *latest);
+    absl::SetFlag(&FLAGS_resume_from, latest.ok() ? *latest : std::string());
     resumed = absl::StrFormat("%s --layers=%d", next->Flags(), o.model.num_layers);
     setup = FromFlags();
     if (!setup.ok()) return fail(setup.status());
@@ -688,7 +690,8 @@ int RunProcess() {
     absl::Status s = boot->store->Set(kGenerationKey, absl::StrCat(gen));
     if (!s.ok()) return fail(s);
     if (!resumed.empty()) {
-      std::printf("resumed from %s with: -n %d %s\n", o.resume_from.c_str(), ranks, resumed.c_str());
+      std::printf("resumed from %s with: -n %d %s\n",
+                  o.resume_from.empty() ? "step 0 (no checkpoint yet)" : o.resume_from.c_str(), ranks, resumed.c_str());
       std::printf("recovery: re-plan and restart %.0f ms after this process began\n",
                   absl::ToDoubleMilliseconds(absl::Now() - begin));
     }
