@@ -417,6 +417,13 @@ absl::StatusOr<std::string> TcpStore::CallOnce(const wire::Request& request, Dea
       }
       const absl::Duration ms = absl::Milliseconds(1);
       const absl::Duration silent = absl::Now() - heard;
+      if (absl::Now() >= until && silent < options_.answer_timeout) {
+        // The host is alive but the request's deadline (and its grace) has
+        // passed, for example while this process was stopped.
+        return absl::DeadlineExceededError(absl::StrFormat("%s: no reply to %s by its deadline (%s in all)", what,
+                                                           wire::OpName(request.op),
+                                                           absl::FormatDuration(absl::Trunc(absl::Now() - start, ms))));
+      }
       const std::string why = silent < options_.answer_timeout && absl::Now() < until
                                   ? "the store host closed the connection (it exited or was killed)"
                                   : absl::StrFormat("the store host stopped answering: nothing for %s",
