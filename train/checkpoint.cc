@@ -10,6 +10,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "base/fnv.h"
 #include "base/status_macros.h"
 
 namespace tandem::train {
@@ -73,14 +74,10 @@ absl::StatusOr<model::SafetensorsFile> MergeStages(const std::vector<model::Safe
 }
 
 std::string Fingerprint(const model::SafetensorsFile& file) {
-  uint64_t h = 0xcbf29ce484222325ULL;
-  auto add = [&h](const void* data, size_t bytes) {
-    const auto* p = static_cast<const unsigned char*>(data);
-    for (size_t i = 0; i < bytes; ++i) h = (h ^ p[i]) * 0x100000001b3ULL;
-  };
+  uint64_t h = kFnvOffset;
   for (const auto& [name, t] : file.tensors) {
-    add(name.data(), name.size());
-    add(t.raw(), t.bytes());
+    h = Fnv1a64(name.data(), name.size(), h);
+    h = Fnv1a64(t.raw(), t.bytes(), h);
   }
   return absl::StrFormat("%016x", h);
 }

@@ -15,7 +15,6 @@
 // Counters: measured_ms (median step), predicted_ms, deviation_pct, and the
 // partition's largest stage in units.
 #include <algorithm>
-#include <thread>
 
 #include "benchmark/benchmark.h"
 #include "comm/local/local_communicator.h"
@@ -98,20 +97,18 @@ void BM_SlowRankEmulated(benchmark::State& state, bool speed_aware) {
       inner.push_back(std::make_unique<schedule::EmulatedStageWork>(s, cost, absl::Milliseconds(1), 1024));
       work.push_back(std::make_unique<schedule::SlowedStageWork>(*inner[r], kSpeed[r]));
     }
-    std::vector<absl::StatusOr<schedule::RankRun>> runs(kRanks, absl::UnknownError(""));
-    std::vector<std::thread> threads;
-    for (int r = 0; r < kRanks; ++r) {
-      threads.emplace_back([&, r] { runs[r] = schedule::RunRank(s, r, *work[r], *comms[r], {}); });
+    std::vector<double> ms(kRanks, 0);
+    absl::Status st = RunOnThreads(kRanks, [&](int r) -> absl::Status {
+      absl::StatusOr<schedule::RankRun> run = schedule::RunRank(s, r, *work[r], *comms[r], {});
+      if (!run.ok()) return run.status();
+      ms[r] = run->step_us / 1000.0;
+      return absl::OkStatus();
+    });
+    if (!st.ok()) {
+      state.SkipWithError(std::string(st.message()).c_str());
+      return;
     }
-    for (auto& t : threads) t.join();
-    double step = 0;
-    for (const auto& r : runs) {
-      if (!r.ok()) {
-        state.SkipWithError(std::string(r.status().message()).c_str());
-        return;
-      }
-      step = std::max(step, r->step_us / 1000.0);
-    }
+    const double step = *std::max_element(ms.begin(), ms.end());
     steps.push_back(step);
     state.SetIterationTime(step / 1000.0);
   }

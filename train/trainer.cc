@@ -75,7 +75,7 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainerOptions& o
   t->bounds_ = std::move(bounds);
   t->steps_ = resume.step;
   t->placement_ = std::move(resume.placement);
-  t->resume_loads_ = std::move(resume.load_steps);
+  t->resume_ = std::move(resume);
   TANDEM_RETURN_IF_ERROR(t->Init());
   if (!options.resume_from.empty()) TANDEM_RETURN_IF_ERROR(t->LoadResumeState());
   return t;
@@ -216,23 +216,23 @@ absl::StatusOr<Trainer::ResumeHeader> Trainer::ReadResumeHeader(const TrainerOpt
   }
   TANDEM_ASSIGN_OR_RETURN(std::string loads, meta(kLoadsKey));
   TANDEM_ASSIGN_OR_RETURN(header.load_steps, LoadsFromMetadata(loads, model::NumMoeLayers(c), c.num_experts));
+  header.file = std::move(file);
   return header;
 }
 
 absl::Status Trainer::LoadResumeState() {
-  const std::string path = CheckpointFile(options_.resume_from);
-  for (Copy& c : copies_) TANDEM_RETURN_IF_ERROR(model::LoadCheckpointEp(*c.model, c.opt.get(), path));
+  for (Copy& c : copies_) TANDEM_RETURN_IF_ERROR(model::ApplyState(resume_.file, *c.model, c.opt.get()));
   // The window's world sums: world rank 0 records them, every rank ends as
   // many steps, so the next Rebalance() sums what it would have.
   const int layers = model::NumMoeLayers(options_.model), experts = options_.model.num_experts;
-  for (const std::vector<int64_t>& step : resume_loads_) {
+  for (const std::vector<int64_t>& step : resume_.load_steps) {
     for (int l = 0; l < layers && mesh_.world->rank() == 0; ++l) {
       TANDEM_RETURN_IF_ERROR(
           recorder_->Record(l, absl::MakeConstSpan(step).subspan(static_cast<size_t>(l) * experts, experts)));
     }
     recorder_->EndStep();
   }
-  resume_loads_.clear();
+  resume_ = ResumeHeader();
   return work_->ReloadParameters();
 }
 

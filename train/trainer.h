@@ -38,6 +38,7 @@
 #include "model/config.h"
 #include "model/model.h"
 #include "model/optimizer.h"
+#include "model/safetensors.h"
 #include "schedule/executor/executor.h"
 #include "schedule/ir/schedule.h"
 #include "train/checkpoint.h"
@@ -187,12 +188,13 @@ class Trainer {
   Trainer(const TrainerOptions& options, Mesh mesh, schedule::Schedule s)
       : options_(options), mesh_(std::move(mesh)), schedule_(std::move(s)) {}
   absl::Status Init();
-  // options.resume_from's step and placement, read before any collective;
-  // then its tensors into every copy (after Init).
+  // options.resume_from, read once before any collective (step, placement,
+  // load window); its tensors go into every copy after Init.
   struct ResumeHeader {
     int step = 0;
     balance::Placement placement;                  // empty: EvenPlacement
     std::vector<std::vector<int64_t>> load_steps;  // the recorder's window, world sums
+    model::SafetensorsFile file;                   // the tensors, for LoadResumeState()
   };
   static absl::StatusOr<ResumeHeader> ReadResumeHeader(const TrainerOptions& options);
   absl::Status LoadResumeState();
@@ -200,8 +202,8 @@ class Trainer {
   const TrainerOptions options_;
   Mesh mesh_;
   const schedule::Schedule schedule_;
-  std::vector<int> bounds_;                         // units per stage
-  std::vector<std::vector<int64_t>> resume_loads_;  // replayed into the recorder after Init
+  std::vector<int> bounds_;  // units per stage
+  ResumeHeader resume_;      // from options_.resume_from; cleared once applied
   balance::Placement placement_;
   std::unique_ptr<balance::LoadRecorder> recorder_;
   std::unique_ptr<ModelStageWork> work_;

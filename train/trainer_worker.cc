@@ -18,6 +18,7 @@
 #include "absl/flags/parse.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "base/fnv.h"
 #include "base/status_macros.h"
 #include "comm/store/rendezvous.h"
 #include "comm/store_backend/store_communicator.h"
@@ -38,12 +39,6 @@ ABSL_FLAG(bool, check_gradients, false, "Check the first step's gradients agains
 
 namespace tandem::train {
 namespace {
-
-uint64_t Fnv(uint64_t h, const void* data, size_t bytes) {
-  const auto* p = static_cast<const unsigned char*>(data);
-  for (size_t i = 0; i < bytes; ++i) h = (h ^ p[i]) * 0x100000001b3ULL;
-  return h;
-}
 
 absl::Status Main() {
   const Deadline deadline = Deadline::In(absl::Minutes(2));
@@ -66,9 +61,9 @@ absl::Status Main() {
   o.abort = &board;
   TANDEM_ASSIGN_OR_RETURN(auto trainer, Trainer::Create(o, *world));
   const int replica = trainer->mesh().dp_rank, tokens = 6 * o.dp;
-  uint64_t h = 0xcbf29ce484222325ULL;
+  uint64_t h = kFnvOffset;
   auto data = [&](int step) { return *TeacherData(o.model, step, o.microbatches, tokens, o.dp, replica); };
-  auto on_step = [&](const StepStats& s) { h = Fnv(h, &s.loss, sizeof(s.loss)); };
+  auto on_step = [&](const StepStats& s) { h = Fnv1a64(&s.loss, sizeof(s.loss), h); };
   int steps = absl::GetFlag(FLAGS_steps);
   if (absl::GetFlag(FLAGS_check_gradients) && steps > 0) {
     TANDEM_RETURN_IF_ERROR(trainer->Run(1, data, on_step));
@@ -100,7 +95,7 @@ absl::Status Main() {
   for (auto [st, d] : trainer->work().copies()) {
     model::Model* m = trainer->work().model(st, d);
     for (int u = trainer->work().bounds()[st]; u < trainer->work().bounds()[st + 1]; ++u) {
-      for (model::Parameter* p : m->UnitParameters(u)) h = Fnv(h, p->value.raw(), p->value.bytes());
+      for (model::Parameter* p : m->UnitParameters(u)) h = Fnv1a64(p->value.raw(), p->value.bytes(), h);
     }
   }
   std::printf("rank %d of %d: fingerprint %016llx\n", boot.info.rank, boot.info.world_size,

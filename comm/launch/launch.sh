@@ -72,6 +72,11 @@ fi
 log="$(mktemp)"
 trap 'kill_all; set +m; rm -f "$log"; exit 124' TERM
 
+# The torchrun-style environment of rank $1 of $2 on $port.
+rank_env() {
+  export RANK=$1 WORLD_SIZE=$2 LOCAL_RANK=$1 LOCAL_WORLD_SIZE=$2 MASTER_ADDR=127.0.0.1 MASTER_PORT=$port
+}
+
 # Runs every rank once on $port; sets `status`.
 launch_once() {
   declare -A rank_of
@@ -79,7 +84,7 @@ launch_once() {
   : >"$log"
   for ((r = 0; r < n; r++)); do
     (
-      export RANK=$r WORLD_SIZE=$n LOCAL_RANK=$r LOCAL_WORLD_SIZE=$n MASTER_ADDR=127.0.0.1 MASTER_PORT=$port
+      rank_env "$r" "$n"
       "$@" 2>&1 | sed -u "s/^/[rank $r] /" | tee -a "$log"
     ) &
     pids+=($!)
@@ -129,7 +134,7 @@ launch_elastic() {
     local failed_at=0
     for ((r = 0; r < live; r++)); do
       (
-        export RANK=$r WORLD_SIZE=$live LOCAL_RANK=$r LOCAL_WORLD_SIZE=$live MASTER_ADDR=127.0.0.1 MASTER_PORT=$port
+        rank_env "$r" "$live"
         exec "$@" > >(sed -u "s/^/[rank $r] /") 2>&1
       ) &
       pids+=($!)
