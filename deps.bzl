@@ -8,7 +8,7 @@ tandem_dependencies() (see examples/external/WORKSPACE):
   tandem_dependencies()
 
 It gets what tandem's BUILD files name: @absl, @gtest, @benchmark,
-@protobuf and @nlohmann_json from Debian's packages (tools/setup.sh
+@protobuf, @nlohmann_json and @pybind11 from Debian's packages (tools/setup.sh
 installs them), @local_cuda (the CUDA toolkit, or stand-ins that make CUDA
 targets incompatible), and the offline stand-ins for @rules_cc, @rules_java
 and @remote_coverage_tools that Bazel 4.2.3 would otherwise download. A
@@ -36,6 +36,7 @@ _DEBIAN = {
     "benchmark": "benchmark.BUILD",  # libbenchmark-dev (1.7.1)
     "protobuf": "protobuf.BUILD",  # libprotobuf-dev, protobuf-compiler (3.21)
     "nlohmann_json": "nlohmann_json.BUILD",  # nlohmann-json3-dev (3.11)
+    "pybind11": "pybind11.BUILD",  # pybind11-dev (2.10), python3-dev (3.11)
 }
 
 def tandem_dependencies():

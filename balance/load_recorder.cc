@@ -68,7 +68,8 @@ absl::Status LoadRecorder::Record(int layer, absl::Span<const int64_t> counts) {
   return absl::OkStatus();
 }
 
-absl::Status LoadRecorder::RecordRouted(int layer, absl::Span<const int32_t> expert_ids) {
+template <typename Id>
+absl::Status LoadRecorder::RecordIds(int layer, absl::Span<const Id> expert_ids) {
   TANDEM_RETURN_IF_ERROR(CheckLayer(layer));
   for (size_t i = 0; i < expert_ids.size(); ++i) {
     if (expert_ids[i] < 0 || expert_ids[i] >= options_.num_experts) {
@@ -78,14 +79,22 @@ absl::Status LoadRecorder::RecordRouted(int layer, absl::Span<const int32_t> exp
   }
   Layer& l = *layers_[layer];
   absl::MutexLock lock(&l.mu);
-  for (const int32_t e : expert_ids) {
+  for (const Id e : expert_ids) {
     if (l.counts[e] >= kMaxStepCount) {
       return absl::InvalidArgumentError(
           absl::StrCat("expert ", e, ": count of this step would exceed ", kMaxStepCount));
     }
   }
-  for (const int32_t e : expert_ids) ++l.counts[e];
+  for (const Id e : expert_ids) ++l.counts[e];
   return absl::OkStatus();
+}
+
+absl::Status LoadRecorder::RecordRouted(int layer, absl::Span<const int32_t> expert_ids) {
+  return RecordIds(layer, expert_ids);
+}
+
+absl::Status LoadRecorder::RecordRouted(int layer, absl::Span<const int64_t> expert_ids) {
+  return RecordIds(layer, expert_ids);
 }
 
 void LoadRecorder::EndStep() {

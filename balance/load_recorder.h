@@ -21,6 +21,7 @@
 #define TANDEM_BALANCE_LOAD_RECORDER_H_
 
 #include <cstdint>
+#include <initializer_list>
 #include <memory>
 #include <vector>
 
@@ -77,6 +78,11 @@ class LoadRecorder {
   // Adds one token per entry of `expert_ids` (e.g. a batch's flattened
   // top-k routing) to `layer` in the current step. Errors as Record().
   absl::Status RecordRouted(int layer, absl::Span<const int32_t> expert_ids);
+  // As above for int64 ids (PyTorch's top-k indices), and for a braced list.
+  absl::Status RecordRouted(int layer, absl::Span<const int64_t> expert_ids);
+  absl::Status RecordRouted(int layer, std::initializer_list<int32_t> expert_ids) {
+    return RecordRouted(layer, absl::Span<const int32_t>(expert_ids));
+  }
 
   // LoadRecorder::EndStep()
   //
@@ -106,6 +112,8 @@ class LoadRecorder {
   };
 
   absl::Status CheckLayer(int layer) const;
+  template <typename Id>
+  absl::Status RecordIds(int layer, absl::Span<const Id> expert_ids);
 
   const Options options_;
   std::vector<std::unique_ptr<Layer>> layers_;

@@ -40,6 +40,7 @@
 #include "schedule/lowering/lower.h"
 #include "schedule/simulator/cost_model.h"
 #include "schedule/simulator/render.h"
+#include "schedule/simulator/report.h"
 #include "schedule/simulator/simulator.h"
 #include "schedule/validator/validator.h"
 #include "tools/cli.h"
@@ -175,64 +176,13 @@ absl::StatusOr<Schedule> LoweredFrom(const std::string& path) {
   return s;
 }
 
-absl::StatusOr<std::string> Report(const Schedule& s, const SimResult& r, const std::string& format) {
-  int peak = 0;
-  for (const RankStats& st : r.ranks) peak = std::max(peak, st.peak_activations);
-  const bool critical_path = absl::GetFlag(FLAGS_critical_path);
-  if (format == "summary") {
-    std::string out = absl::StrFormat(
-        "%s: %d ranks, %d stages, %d micro-batches\nmakespan %.6g, bubble %.6g (%.2f%% of the makespan, worst "
-        "rank), peak activations %d\n%-6s %12s %12s %12s %6s\n",
-        KindName(s.kind), s.ranks, s.stages, s.microbatches, r.makespan, r.bubble, 100 * r.bubble_ratio, peak, "rank",
-        "busy", "idle", "finish", "peak");
-    for (int k = 0; k < s.ranks; ++k) {
-      const RankStats& st = r.ranks[k];
-      absl::StrAppendFormat(&out, "%-6d %12.6g %12.6g %12.6g %6d\n", k, st.busy, st.idle, st.finish,
-                            st.peak_activations);
-    }
-    if (critical_path) {
-      out += "critical path:\n";
-      for (const auto& [rank, i] : r.critical_path) {
-        absl::StrAppendFormat(&out, "  r%d.%d %s\n", rank, i, DescribeAction(s, s.programs[rank].actions[i]));
-      }
-    }
-    return out;
-  }
-  if (format != "json") {
-    return absl::InvalidArgumentError(absl::StrCat("format: expected summary or json, got '", format, "'"));
-  }
-  json::Json ranks = json::Json::array();
-  for (int k = 0; k < s.ranks; ++k) {
-    const RankStats& st = r.ranks[k];
-    ranks.push_back({{"rank", k},
-                     {"busy", st.busy},
-                     {"idle", st.idle},
-                     {"finish", st.finish},
-                     {"peak_activations", st.peak_activations},
-                     {"peak_activation_bytes", st.peak_activation_bytes},
-                     {"params_fraction", st.params_fraction}});
-  }
-  json::Json out = {{"kind", KindName(s.kind)},       {"ranks", s.ranks},         {"stages", s.stages},
-                    {"microbatches", s.microbatches}, {"makespan", r.makespan},   {"bubble", r.bubble},
-                    {"bubble_ratio", r.bubble_ratio}, {"peak_activations", peak}, {"per_rank", std::move(ranks)}};
-  if (critical_path) {
-    json::Json path = json::Json::array();
-    for (const auto& [rank, i] : r.critical_path) {
-      path.push_back(absl::StrFormat("r%d.%d %s", rank, i, DescribeAction(s, s.programs[rank].actions[i])));
-    }
-    out["critical_path"] = std::move(path);
-  }
-  TANDEM_ASSIGN_OR_RETURN(std::string text, json::Dump(out));
-  return text + "\n";
-}
-
 absl::Status Simulate(const std::string& path) {
   TANDEM_ASSIGN_OR_RETURN(Schedule s, LoweredFrom(path));
   TANDEM_ASSIGN_OR_RETURN(SimOptions o, Options());
   o.timeline = absl::GetFlag(FLAGS_critical_path);
   TANDEM_ASSIGN_OR_RETURN(SimResult r, schedule::Simulate(s, o));
   const std::string format = absl::GetFlag(FLAGS_format).empty() ? "summary" : absl::GetFlag(FLAGS_format);
-  TANDEM_ASSIGN_OR_RETURN(std::string text, Report(s, r, format));
+  TANDEM_ASSIGN_OR_RETURN(std::string text, FormatSimulation(s, r, format, absl::GetFlag(FLAGS_critical_path)));
   return Write(text);
 }
 
@@ -267,84 +217,15 @@ absl::Status Validate(const std::string& path) {
                                s.lowered ? " (lowered, deadlock-free)" : ""));
 }
 
-// Every kind on the same ranks; stage costs scale with ranks / stages.
 absl::Status Compare() {
-  const int ranks = absl::GetFlag(FLAGS_ranks), n = absl::GetFlag(FLAGS_microbatches);
-  if (ranks < 1) return absl::InvalidArgumentError(absl::StrFormat("--ranks: expected >= 1, got %d", ranks));
-  if (n < 1) return absl::InvalidArgumentError(absl::StrFormat("--microbatches: expected >= 1, got %d", n));
   TANDEM_ASSIGN_OR_RETURN(SimOptions base, Options());
-  struct Row {
-    std::string kind, error;
-    int stages = 0, chunks = 0, peak = 0;
-    double bubble = 0, ratio = 0, makespan = 0, params = 0;
-  };
-  std::vector<Row> rows;
-  for (Kind kind : GeneratedKinds()) {
-    Row row;
-    row.kind = std::string(KindName(kind));
-    GenerateOptions g{kind, ranks, n, 0};
-    if (absl::GetFlag(FLAGS_chunks) > 0 && FixedChunks(kind) == 0) g.chunks = absl::GetFlag(FLAGS_chunks);
-    absl::StatusOr<Schedule> s = schedule::Generate(g);
-    absl::StatusOr<SimResult> r;
-    if (s.ok()) {
-      SimOptions o = base;
-      o.cost = base.cost.Scaled(static_cast<double>(ranks) / s->stages);
-      o.timeline = false;
-      r = schedule::Simulate(*s, o);
-    }
-    if (!s.ok() || !r.ok()) {
-      row.error = std::string((s.ok() ? r.status() : s.status()).message());
-    } else {
-      row.stages = s->stages;
-      row.chunks = s->chunks;
-      row.bubble = r->bubble;
-      row.ratio = r->bubble_ratio;
-      row.makespan = r->makespan;
-      for (const RankStats& st : r->ranks) {
-        row.peak = std::max(row.peak, st.peak_activations);
-        row.params = std::max(row.params, st.params_fraction);
-      }
-    }
-    rows.push_back(row);
-  }
+  TANDEM_ASSIGN_OR_RETURN(
+      std::vector<KindComparison> rows,
+      CompareKinds(absl::GetFlag(FLAGS_ranks), absl::GetFlag(FLAGS_microbatches), absl::GetFlag(FLAGS_chunks), base));
   const std::string format = absl::GetFlag(FLAGS_format).empty() ? "table" : absl::GetFlag(FLAGS_format);
-  std::string out;
-  if (format == "json") {
-    json::Json items = json::Json::array();
-    for (const Row& r : rows) {
-      if (!r.error.empty()) {
-        items.push_back({{"kind", r.kind}, {"error", r.error}});
-      } else {
-        items.push_back({{"kind", r.kind},
-                         {"stages", r.stages},
-                         {"chunks", r.chunks},
-                         {"bubble", r.bubble},
-                         {"bubble_ratio", r.ratio},
-                         {"makespan", r.makespan},
-                         {"peak_activations", r.peak},
-                         {"params_per_rank", r.params}});
-      }
-    }
-    TANDEM_ASSIGN_OR_RETURN(
-        out, json::Dump(json::Json{
-                 {"ranks", ranks}, {"microbatches", n}, {"cost", FormatCost(base.cost)}, {"kinds", std::move(items)}}));
-    out += "\n";
-  } else if (format == "table") {
-    out = absl::StrFormat("# %d ranks, %d micro-batches, cost per rank-sized stage %s\n", ranks, n,
-                          FormatCost(base.cost));
-    absl::StrAppend(&out, absl::StrFormat("%-16s %6s %10s %8s %10s %6s %8s\n", "kind", "stages", "bubble", "ratio",
-                                          "makespan", "peak", "params"));
-    for (const Row& r : rows) {
-      if (!r.error.empty()) {
-        absl::StrAppend(&out, absl::StrFormat("%-16s %s\n", r.kind, r.error));
-      } else {
-        absl::StrAppend(&out, absl::StrFormat("%-16s %6d %10.4g %8.4f %10.4g %6d %8.4g\n", r.kind, r.stages, r.bubble,
-                                              r.ratio, r.makespan, r.peak, r.params));
-      }
-    }
-  } else {
-    return absl::InvalidArgumentError(absl::StrCat("format: expected json or table, got '", format, "'"));
-  }
+  TANDEM_ASSIGN_OR_RETURN(
+      std::string out,
+      FormatComparison(absl::GetFlag(FLAGS_ranks), absl::GetFlag(FLAGS_microbatches), base.cost, rows, format));
   return Write(out);
 }
 

@@ -16,6 +16,10 @@ packages=(
   clang-format      # 14: .ci/run checks the formatting
   zlib1g-dev        # needed by the static protobuf runtime
   python3           # .ci/run's benchmark table
+  # The Python package (//python), for Debian's /usr/bin/python3 (3.11):
+  pybind11-dev python3-dev
+  python3-numpy python3-protobuf python3-pytest python3-venv
+  python3-torch     # tests with torch.Tensor inputs
 )
 
 missing=()
