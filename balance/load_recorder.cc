@@ -15,6 +15,9 @@ namespace tandem::balance {
 namespace {
 
 constexpr int64_t kMaxStepCount = std::numeric_limits<int32_t>::max();
+// Counts per step (58 x 256 for DeepSeek-V3), and in the window (4 bytes each).
+constexpr int64_t kMaxCells = int64_t{1} << 24;
+constexpr int64_t kMaxWindowCells = int64_t{1} << 30;
 
 }  // namespace
 
@@ -28,6 +31,16 @@ absl::StatusOr<std::unique_ptr<LoadRecorder>> LoadRecorder::Create(const Options
   TANDEM_RETURN_IF_ERROR(positive("window_steps", options.window_steps));
   if (!(options.ema_alpha > 0 && options.ema_alpha <= 1)) {
     return absl::InvalidArgumentError(absl::StrCat("ema_alpha: expected a value in (0, 1], got ", options.ema_alpha));
+  }
+  const int64_t cells = int64_t{options.num_layers} * options.num_experts;
+  if (cells > kMaxCells) {
+    return absl::InvalidArgumentError(absl::StrCat("num_layers x num_experts: expected at most ", kMaxCells, ", got ",
+                                                   options.num_layers, " x ", options.num_experts));
+  }
+  if (cells * options.window_steps > kMaxWindowCells) {
+    return absl::InvalidArgumentError(absl::StrCat("window_steps: expected at most ", kMaxWindowCells / cells, " for ",
+                                                   cells, " counts per step (a ", kMaxWindowCells / (1 << 28),
+                                                   " GiB window), got ", options.window_steps));
   }
   return std::unique_ptr<LoadRecorder>(new LoadRecorder(options));
 }
@@ -56,6 +69,11 @@ absl::Status LoadRecorder::Record(int layer, absl::Span<const int64_t> counts) {
     return absl::InvalidArgumentError(
         absl::StrCat("counts: expected ", options_.num_experts, " values (one per expert), got ", counts.size()));
   }
+  // Read once: the caller's buffer may be shared (a NumPy array from Python).
+  return Add(layer, std::vector<int64_t>(counts.begin(), counts.end()));
+}
+
+absl::Status LoadRecorder::Add(int layer, const std::vector<int64_t>& counts) {
   Layer& l = *layers_[layer];
   absl::MutexLock lock(&l.mu);
   for (int e = 0; e < options_.num_experts; ++e) {
@@ -71,21 +89,19 @@ absl::Status LoadRecorder::Record(int layer, absl::Span<const int64_t> counts) {
 template <typename Id>
 absl::Status LoadRecorder::RecordIds(int layer, absl::Span<const Id> expert_ids) {
   TANDEM_RETURN_IF_ERROR(CheckLayer(layer));
+  // Each id is read once and counted here; nothing is added unless all are
+  // valid and no count of the step would pass the limit.
+  std::vector<int64_t> counts(options_.num_experts, 0);
   for (size_t i = 0; i < expert_ids.size(); ++i) {
-    if (expert_ids[i] < 0 || expert_ids[i] >= options_.num_experts) {
-      return absl::InvalidArgumentError(absl::StrCat("expert_ids[", i, "]: expected an expert in [0, ",
-                                                     options_.num_experts, "), got ", expert_ids[i]));
-    }
-  }
-  Layer& l = *layers_[layer];
-  absl::MutexLock lock(&l.mu);
-  for (const Id e : expert_ids) {
-    if (l.counts[e] >= kMaxStepCount) {
+    const Id e = expert_ids[i];
+    if (e < 0 || e >= options_.num_experts) {
       return absl::InvalidArgumentError(
-          absl::StrCat("expert ", e, ": count of this step would exceed ", kMaxStepCount));
+          absl::StrCat("expert_ids[", i, "]: expected an expert in [0, ", options_.num_experts, "), got ", e));
     }
+    ++counts[e];
   }
-  for (const Id e : expert_ids) ++l.counts[e];
+  absl::Status s = Add(layer, counts);
+  if (!s.ok()) return absl::InvalidArgumentError(absl::StrCat("expert_ids: ", s.message()));
   return absl::OkStatus();
 }
 

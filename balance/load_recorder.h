@@ -63,7 +63,7 @@ class LoadRecorder {
   // LoadRecorder::Create()
   //
   // kInvalidArgument naming the bad option (non-positive sizes, alpha not
-  // in (0, 1]).
+  // in (0, 1], more than 2^24 counts per step or a window over 4 GiB).
   static absl::StatusOr<std::unique_ptr<LoadRecorder>> Create(const Options& options);
 
   // LoadRecorder::Record()
@@ -114,6 +114,8 @@ class LoadRecorder {
   absl::Status CheckLayer(int layer) const;
   template <typename Id>
   absl::Status RecordIds(int layer, absl::Span<const Id> expert_ids);
+  // Adds one step's `counts` (num_experts values) to `layer` if they fit.
+  absl::Status Add(int layer, const std::vector<int64_t>& counts);
 
   const Options options_;
   std::vector<std::unique_ptr<Layer>> layers_;

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <numeric>
 #include <vector>
 
@@ -195,6 +196,10 @@ absl::StatusOr<MigrationPlan> RebalanceWithMigration(const Weights& weights, abs
     std::copy(cand_rank.begin(), cand_rank.end(), &out_rank[base]);
     plan.moved_per_layer.push_back(moved);
     plan.moved_replicas += moved;
+  }
+  if (options.expert_bytes > 0 && plan.moved_replicas > std::numeric_limits<int64_t>::max() / options.expert_bytes) {
+    return absl::OutOfRangeError(absl::StrCat("expert_bytes: ", plan.moved_replicas, " moved replicas x ",
+                                              options.expert_bytes, " bytes overflows int64"));
   }
   plan.moved_bytes = plan.moved_replicas * options.expert_bytes;
   TANDEM_ASSIGN_OR_RETURN(

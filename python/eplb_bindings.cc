@@ -130,6 +130,10 @@ py::dict Rebalance(const py::array& weight, int num_replicas, int num_groups, in
   }
   const absl::Span<const int64_t> prev =
       ValueOrRaise(View<int64_t>(*previous, "previous_phy2log", 2, "int64 [layers, replicas]"));
+  if (previous->shape(0) != w.num_layers() || previous->shape(1) != num_replicas) {
+    Raise(absl::InvalidArgumentError(absl::StrCat("previous_phy2log: expected shape (", w.num_layers(), ", ",
+                                                  num_replicas, "), got ", ShapeOf(*previous))));
+  }
   balance::MigrationOptions m;
   m.solve = a.options;
   m.tolerance = tolerance;
@@ -185,6 +189,10 @@ py::dict Metrics(const py::array& weight, const py::array& phy2log, int num_gpus
   out["imbalance_ratio_aggregate"] = m.imbalance_ratio_aggregate;
   out["gpus_holding_duplicate_replicas"] = m.gpus_holding_duplicate_replicas;
   if (!gpu_speed.empty()) {
+    if (static_cast<int>(gpu_speed.size()) != num_gpus) {
+      Raise(absl::InvalidArgumentError(
+          absl::StrCat("gpu_speed: expected ", num_gpus, " values (one per GPU), got ", gpu_speed.size())));
+    }
     out["max_load_per_speed"] = ToArray(ValueOrRaise(balance::MaxLoadPerSpeed(w, p, gpu_speed)), {layers});
   }
   return out;

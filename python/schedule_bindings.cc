@@ -46,10 +46,7 @@ using PhaseSpec = std::map<std::string, std::vector<std::vector<Step>>>;
 absl::StatusOr<schedule::PhaseStep> StepOf(const Step& step, const std::string& where) {
   const auto& [kind, us, bytes, exchange, label] = step;
   if (kind == "compute") return schedule::PhaseStep::Compute(us, label);
-  if (kind == "post") {
-    schedule::PhaseStep s = schedule::PhaseStep::Post(exchange, bytes, label);
-    return s;
-  }
+  if (kind == "post") return schedule::PhaseStep::Post(exchange, bytes, label);
   if (kind == "post_timed") return schedule::PhaseStep::PostTimed(exchange, us, label);
   if (kind == "wait") return schedule::PhaseStep::Wait(exchange);
   if (kind == "yield") return schedule::PhaseStep::Yield();
@@ -199,7 +196,7 @@ void AddSchedule(py::module_& m) {
              }
              return py::bytes(bytes);
            })
-      .def("lower", [](const Schedule& s) { return WithoutGil([&] { return schedule::Lower(s); }); });
+      .def("lower", [](const Schedule& s) { return WithoutGil([&] { return Lowered(s); }); });
   m.def("generate", &Generate, arg("kind"), arg("ranks"), arg("microbatches"), arg("chunks"), arg("with_comm"));
   m.def("time_generate_csv", &TimeGenerateCsv, arg("kind"), arg("ranks"), arg("microbatches"), arg("iters"));
   m.def(

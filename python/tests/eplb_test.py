@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from tandem import eplb
+from tandem import eplb, schedule
 from tandem.eplb import LoadRecorder, rebalance_experts
 
 
@@ -58,24 +58,38 @@ def test_stable_mode_matches_stable_sort_variant(case):
         np.testing.assert_array_equal(out[name], np.array(expected[name]), err_msg=name)
 
 
-def test_a_wrong_vector_fails():
-    """Must-fail twin: the comparison notices one changed slot."""
-    case = VECTORS["cases"][0]
-    phy2log = np.array(case["outputs"]["phy2log"])
-    phy2log[0, 0] = (phy2log[0, 0] + 1) % len(case["inputs"]["weight"][0])
-    got, _, _ = rebalance_experts(*_args(case["inputs"]))
-    with pytest.raises(AssertionError):
-        np.testing.assert_array_equal(got, phy2log)
+def test_modes_differ_where_ties_meet():
+    """Must-fail twin of the exact check: where the reference's unstable sort
+    meets ties, the stable mode's plan is not the reference's."""
+    cases = [c for c in VECTORS["cases"] if c["stable_sort_variant"]["differs"]]
+    assert cases
+    for case in cases:
+        ref = dict(zip(("phy2log", "log2phy", "logcnt"), rebalance_experts(*_args(case["inputs"]))))
+        stable = dict(zip(ref, rebalance_experts(*_args(case["inputs"]), mode="stable")))
+        differing = case["stable_sort_variant"]["outputs"]
+        assert any(not np.array_equal(ref[k], stable[k]) for k in differing), case["name"]
+
+
+REJECTED_BECAUSE = {  # what the C++ message names, per case of the reference's asserts
+    "replicas_not_multiple_of_gpus": "num_replicas",
+    "gpus_not_multiple_of_nodes_hier": "num_gpus",
+    "experts_not_multiple_of_groups": "num_groups",
+    "replicas_less_than_experts_global": "num_replicas",
+    "replicas_less_than_experts_hier": "num_replicas",
+}
 
 
 @pytest.mark.parametrize("case", VECTORS["invalid_cases"], ids=lambda c: c["name"])
 def test_reference_rejections(case):
-    args = _args(case["inputs"])
+    w, r, g, n, gpus = _args(case["inputs"])
     if case["reference_result"] == "no error":
-        rebalance_experts(*args)
+        phy2log, log2phy, logcnt = rebalance_experts(w, r, g, n, gpus)
+        assert phy2log.shape == (w.shape[0], r)
+        assert (logcnt.sum(axis=1) == r).all()
+        assert eplb.metrics(w, phy2log, gpus)["balancedness_aggregate"] > 0
     else:
-        with pytest.raises(ValueError):
-            rebalance_experts(*args)
+        with pytest.raises(ValueError, match=REJECTED_BECAUSE[case["name"]]):
+            rebalance_experts(w, r, g, n, gpus)
 
 
 def test_numpy_list_and_torch_inputs_agree_and_keep_their_kind():
@@ -145,11 +159,14 @@ def test_migration_aware_moves_little_and_counts_bytes():
     assert eplb.metrics(w, same, gpus, previous_phy2log=old, expert_bytes=1 << 20)["moved_bytes"] == 0
     shifted = np.roll(w, 7, axis=1)  # every expert's load changes
     fresh, _, _ = rebalance_experts(shifted, r, g, n, gpus)
-    moved, _, _ = rebalance_experts(shifted, r, g, n, gpus, previous_phy2log=old, expert_bytes=1 << 20)
+    result = rebalance_experts(shifted, r, g, n, gpus, previous_phy2log=old, expert_bytes=1 << 20)
+    moved, _, _ = result
     m = eplb.metrics(shifted, moved, gpus, previous_phy2log=old, expert_bytes=1 << 20)
     f = eplb.metrics(shifted, fresh, gpus, previous_phy2log=old, expert_bytes=1 << 20)
-    assert m["moved_replicas"] == int((moved != old).sum())
-    assert m["moved_bytes"] == m["moved_replicas"] << 20
+    assert m["moved_replicas"] == int((moved != old).sum()) == result.moved_replicas
+    assert m["moved_bytes"] == m["moved_replicas"] << 20 == result.moved_bytes
+    np.testing.assert_array_equal(result.moved_per_layer, (moved != old).sum(axis=1))
+    assert rebalance_experts(shifted, r, g, n, gpus).moved_bytes is None
     assert 0 < m["moved_replicas"] < f["moved_replicas"]
     assert np.all(m["balancedness"] >= f["balancedness"] - 0.01 - 1e-12)
 
@@ -174,14 +191,29 @@ def test_bad_inputs_raise_value_error_with_the_cpp_text(bad, message):
     assert message in str(e.value)
 
 
-def test_bad_mode_and_speeds():
+@pytest.mark.parametrize("call, message", [
+    (lambda w: rebalance_experts(w, 16, 4, 2, 8, mode="best"), "mode: expected reference, stable or refined"),
+    (lambda w: rebalance_experts(w, 16, 4, 2, 8, mode=None), "mode: expected a string, got None"),
+    (lambda w: rebalance_experts(w, 16, 4, 2, 8, tolerance="x"), "tolerance: expected a number, got 'x'"),
+    (lambda w: rebalance_experts(w, 16, 4, 2, 8, gpu_speed=[1.0] * 7), "gpu_speed"),
+    (lambda w: rebalance_experts(w, 16, 4, 2, 8, gpu_speed=[1.0] * 7 + [float("nan")]),
+     "gpu_speed[7]: expected a finite speed > 0, got nan"),
+    (lambda w: rebalance_experts(w, 16, 4, 2, 8, gpu_speed=["fast"] * 8), "gpu_speed: expected a list of numbers"),
+    (lambda w: rebalance_experts(w, 16, 4, 2, 8, previous_phy2log=np.zeros((16, 2), dtype=np.int64)),
+     "previous_phy2log: expected shape (2, 16), got (16, 2)"),
+    (lambda w: rebalance_experts(w, 16, 4, 2, 8, previous_phy2log=rebalance_experts(w[:, ::-1], 16, 4, 2, 8)[0],
+                                 expert_bytes=1 << 62), "moved replicas x 4611686018427387904 bytes overflows"),
+    (lambda w: eplb.metrics(w, rebalance_experts(w, 16, 4, 2, 8)[0], 8, gpu_speed=[1.0] * 4),
+     "gpu_speed: expected 8 values (one per GPU), got 4"),
+    (lambda w: LoadRecorder(1 << 20, 1 << 10), "num_layers x num_experts: expected at most 16777216"),
+    (lambda w: LoadRecorder(58, 256, window_steps=1 << 20), "window_steps: expected at most 72315"),
+    (lambda w: LoadRecorder(2, 8, ema_alpha=None), "ema_alpha: expected a number, got None"),
+])
+def test_bad_options_raise_value_error(call, message):
     w = np.array(README["weight"])
-    with pytest.raises(ValueError, match="mode: expected reference, stable or refined, got 'best'"):
-        rebalance_experts(w, 16, 4, 2, 8, mode="best")
-    with pytest.raises(ValueError, match="gpu_speed"):
-        rebalance_experts(w, 16, 4, 2, 8, gpu_speed=[1.0] * 7)
-    with pytest.raises(ValueError, match="gpu_speed"):
-        rebalance_experts(w, 16, 4, 2, 8, gpu_speed=[1.0] * 7 + [float("nan")])
+    with pytest.raises(ValueError) as e:
+        call(w)
+    assert message in str(e.value)
 
 
 def test_load_recorder_matches_numpy_sums():
@@ -224,8 +256,16 @@ def test_load_recorder_refuses_copies_and_bad_counts():
         r.record(0, [1] * 8)
     with pytest.raises(ValueError, match="layer"):
         r.record(2, np.ones(8, dtype=np.int64))
+    with pytest.raises(ValueError, match="expected an int32 or int64 tensor, got torch.bfloat16"):
+        r.record_routed(0, torch.zeros(4, dtype=torch.bfloat16))
+    # Repeated ids count against the per-step limit too (2^31 - 1 per expert).
+    r.record(0, np.array([2**31 - 2] + [0] * 7, dtype=np.int64))
+    with pytest.raises(ValueError, match="counts\\[0\\]: expected a count in \\[0, 1\\] for this step, got 2"):
+        r.record_routed(0, np.array([0, 0], dtype=np.int64))
+    r.record_routed(0, np.array([0], dtype=np.int32))
     r.end_step()
-    assert r.window().sum() == 0  # nothing was added by the refused calls
+    assert r.window()[0, 0] == 2**31 - 1
+    assert r.window().sum() == 2**31 - 1  # nothing was added by the refused calls
 
 
 def _progress(call, spin_seconds=0.2):
@@ -265,6 +305,11 @@ def _long_solve_args():
 def test_solves_release_the_gil():
     w = _long_solve_args()
     kept = _progress(lambda: rebalance_experts(w, 288, 8, 4, 32, mode="refined"))
+    assert kept > 0.1, kept
+
+
+def test_schedule_calls_release_the_gil():
+    kept = _progress(lambda: schedule.compare(64, 2048, "F=1,B=2,I=1,W=1"))
     assert kept > 0.1, kept
 
 

@@ -58,12 +58,14 @@ def test_a_changed_order_differs():
 def test_lowered_schedule_has_pytorch_comm_actions():
     s = schedule.generate("1f1b", 2, 2, with_comm=True)
     assert s.lowered
+    assert s.lower().orders() == s.orders() == schedule.generate("1f1b", 2, 2).lower().orders()
     assert s.actions(0) == ["0F0", "0SEND_F0", "0F1", "0SEND_F1", "0RECV_B0", "0B0", "0RECV_B1", "0B1"]
     assert schedule.from_torch_csv(s.to_torch_csv()).orders() == s.orders()
 
 
 def test_overlapped_f_and_b_strings():
     s = schedule.generate("dualpipev", 2, 8)
+    assert (s.directions, schedule.generate("dualpipe", 2, 8).directions) == (1, 2)
     fb = [a for a in s.actions(0) if a.endswith("OVERLAP_F_B")]
     assert fb and all(a.startswith("(") and ";" in a for a in fb)
 
@@ -123,9 +125,18 @@ def test_compare_render_and_proto():
     (lambda: schedule.generate("dualpipe", 4, 8).to_torch_csv(), ValueError, "dualpipe"),
     (lambda: schedule.from_torch_csv("0F0,0X1\n"), ValueError, "line 1 column"),
     (lambda: schedule.validate(schedule.from_actions([["0F0", "0B0"], ["1B0"]])), ValueError, "rank 1"),
-    (lambda: schedule.simulate(schedule.generate("1f1b", 2, 2), "F=-1"), ValueError, "F"),
+    (lambda: schedule.simulate(schedule.generate("1f1b", 2, 2), "F=-1"), ValueError, "cost F: expected a finite number"),
+    (lambda: schedule.simulate(schedule.generate("1f1b", 2, 2), None), ValueError, "cost: expected a string"),
+    (lambda: schedule.simulate(schedule.generate("1f1b", 2, 2), phases=[]), ValueError, "phases: expected a dict"),
+    (lambda: schedule.simulate(schedule.generate("1f1b", 2, 2), phases={"x": []}), ValueError,
+     "phases: expected keys f, b, i, w, ep and ep_link, got 'x'"),
+    (lambda: schedule.parse(10**12, "binary"), ValueError, "data: expected str or bytes, got int"),
+    (lambda: schedule.from_actions({0: ["0F0", "0B0"], 2: ["1F0", "1B0"]}), ValueError,
+     "orders: expected ranks 0..1 once each, got [0, 2]"),
+    (lambda: schedule.from_actions([["0F0", 7]]), ValueError, "rank 0: 7 is not an action string"),
+    (lambda: schedule.generate(None, 2, 2), ValueError, "kind: expected a string, got None"),
     (lambda: schedule.render(schedule.generate("1f1b", 2, 2), "png"), ValueError, "fmt: expected svg"),
-    (lambda: schedule.parse(b"\x08\x99\x99", "binary"), ValueError, ""),
+    (lambda: schedule.parse(b"\x08\x99\x99", "binary"), ValueError, "binary schedule: malformed wire data at byte offset"),
     (lambda: schedule.generate("1f1b", 2, 2).actions(2), ValueError, "rank: expected 0..1, got 2"),
     (lambda: schedule.compare(0, 8), ValueError, "ranks: expected >= 1, got 0"),
 ])

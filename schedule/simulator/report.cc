@@ -71,9 +71,9 @@ absl::StatusOr<std::string> FormatSimulation(const Schedule& s, const SimResult&
 
 absl::StatusOr<std::vector<KindComparison>> CompareKinds(int ranks, int microbatches, int chunks,
                                                          const SimOptions& base) {
-  if (ranks < 1) return absl::InvalidArgumentError(absl::StrFormat("--ranks: expected >= 1, got %d", ranks));
+  if (ranks < 1) return absl::InvalidArgumentError(absl::StrFormat("ranks: expected >= 1, got %d", ranks));
   if (microbatches < 1) {
-    return absl::InvalidArgumentError(absl::StrFormat("--microbatches: expected >= 1, got %d", microbatches));
+    return absl::InvalidArgumentError(absl::StrFormat("microbatches: expected >= 1, got %d", microbatches));
   }
   std::vector<KindComparison> rows;
   for (Kind kind : GeneratedKinds()) {

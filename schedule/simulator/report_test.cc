@@ -60,7 +60,7 @@ TEST(CompareKindsTest, EveryKindOnceWithScaledCosts) {
   ASSERT_OK_AND_ASSIGN(json::Json j, json::Parse(text));
   EXPECT_EQ(j["kinds"].size(), rows.size());
   EXPECT_THAT(CompareKinds(0, 8, 0, Costs(1, 2)),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--ranks: expected >= 1, got 0")));
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("ranks: expected >= 1, got 0")));
   EXPECT_THAT(FormatComparison(4, 8, Costs(1, 2).cost, rows, "csv"),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("format: expected json or table, got 'csv'")));
 }

@@ -1,5 +1,7 @@
-"""Argument checks shared by the tandem modules."""
+"""Argument checks shared by the tandem modules: a wrong type is a ValueError
+naming the argument, as bad values are, never a TypeError from the binding."""
 
+import math
 import operator
 
 
@@ -12,3 +14,22 @@ def integer(x, name, bits=32):
     if not -(1 << (bits - 1)) <= v < 1 << (bits - 1):
         raise ValueError(f"{name}: expected a {bits}-bit integer, got {v}")
     return v
+
+
+def real(x, name):
+    """A finite number."""
+    if isinstance(x, (str, bytes)):
+        raise ValueError(f"{name}: expected a number, got {x!r}")
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: expected a number, got {x!r}") from None
+    if not math.isfinite(v):
+        raise ValueError(f"{name}: expected a finite number, got {v}")
+    return v
+
+
+def string(x, name):
+    if not isinstance(x, str):
+        raise ValueError(f"{name}: expected a string, got {x!r}")
+    return x

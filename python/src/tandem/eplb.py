@@ -15,20 +15,21 @@ from the reference plan and never ends with a higher max GPU load. The C++
 solve runs without the GIL.
 """
 
+import sys
+
 import numpy as np
 
 from tandem import _tandem
 from tandem._args import integer as _int
+from tandem._args import real as _real
+from tandem._args import string as _string
 
-__all__ = ["rebalance_experts", "metrics", "LoadRecorder"]
+__all__ = ["rebalance_experts", "Rebalanced", "metrics", "LoadRecorder"]
 
 
 def _torch():
-    try:
-        import torch
-    except ImportError:
-        return None
-    return torch
+    """torch if the program imported it (a tensor cannot exist otherwise)."""
+    return sys.modules.get("torch")
 
 
 def _is_tensor(x):
@@ -70,6 +71,18 @@ def _phy2log(x, name):
     return np.ascontiguousarray(a, dtype=np.int64)
 
 
+class Rebalanced(tuple):
+    """(phy2log, log2phy, logcnt), as the reference returns; after a
+    migration-aware solve also moved_per_layer (slots whose expert changed),
+    moved_replicas and moved_bytes (moved_replicas * expert_bytes), else None."""
+
+    moved_per_layer = moved_replicas = moved_bytes = None
+
+    phy2log = property(lambda self: self[0])
+    log2phy = property(lambda self: self[1])
+    logcnt = property(lambda self: self[2])
+
+
 def _like(weight, arrays):
     """The results in the input's kind: tensors, NumPy arrays or nested lists."""
     if _is_tensor(weight):
@@ -83,7 +96,10 @@ def _like(weight, arrays):
 def _speeds(gpu_speed):
     if gpu_speed is None:
         return []
-    return [float(s) for s in _array(gpu_speed, "gpu_speed").reshape(-1)]
+    speeds = _array(gpu_speed, "gpu_speed")
+    if speeds.ndim != 1 or speeds.dtype.kind not in "iuf":
+        raise ValueError(f"gpu_speed: expected a list of numbers, got {gpu_speed!r}")
+    return [float(v) for v in speeds]  # the solver names a speed that is not finite and > 0
 
 
 def rebalance_experts(weight, num_replicas, num_groups, num_nodes, num_gpus, *, mode="reference",
@@ -91,7 +107,9 @@ def rebalance_experts(weight, num_replicas, num_groups, num_nodes, num_gpus, *, 
                       previous_phy2log=None, expert_bytes=0, tolerance=0.01):
     """Places `num_replicas` slots per layer on `num_gpus` GPUs in `num_nodes` nodes.
 
-    Returns (phy2log, log2phy, logcnt) as the reference does. Keywords:
+    Returns (phy2log, log2phy, logcnt) as the reference does (a Rebalanced
+    tuple: also .phy2log, ... and, after a migration-aware solve, the moves).
+    Keywords:
       mode: "reference" (default), "stable" or "refined".
       no_duplicates: no GPU holds two replicas of one expert.
       cross_node_replicas: "refined" may put extra replicas on other nodes.
@@ -99,18 +117,23 @@ def rebalance_experts(weight, num_replicas, num_groups, num_nodes, num_gpus, *, 
         becomes max load / speed.
       previous_phy2log: the placement in service [layers, num_replicas]:
         migration-aware, moving as few slots as possible while each layer's
-        balancedness stays within `tolerance` of a fresh solve
-        (moved bytes: metrics(..., previous_phy2log=, expert_bytes=)).
+        balancedness stays within `tolerance` of a fresh solve; the result's
+        moved_bytes counts `expert_bytes` per moved replica.
     Raises ValueError naming the bad value (shapes, NaN or negative loads,
     counts the reference rejects).
     """
     w = _weights(weight)
     previous = None if previous_phy2log is None else _phy2log(previous_phy2log, "previous_phy2log")
     out = _tandem.rebalance(w, _int(num_replicas, "num_replicas"), _int(num_groups, "num_groups"),
-                            _int(num_nodes, "num_nodes"), _int(num_gpus, "num_gpus"), mode, bool(no_duplicates),
-                            bool(cross_node_replicas), _speeds(gpu_speed), previous,
-                            _int(expert_bytes, "expert_bytes", 64), float(tolerance))
-    return _like(weight, (out["phy2log"], out["log2phy"], out["logcnt"]))
+                            _int(num_nodes, "num_nodes"), _int(num_gpus, "num_gpus"), _string(mode, "mode"),
+                            bool(no_duplicates), bool(cross_node_replicas), _speeds(gpu_speed), previous,
+                            _int(expert_bytes, "expert_bytes", 64), _real(tolerance, "tolerance"))
+    result = Rebalanced(_like(weight, (out["phy2log"], out["log2phy"], out["logcnt"])))
+    if previous is not None:
+        result.moved_per_layer = out["moved_per_layer"]
+        result.moved_replicas = out["moved_replicas"]
+        result.moved_bytes = out["moved_bytes"]
+    return result
 
 
 def metrics(weight, phy2log, num_gpus, *, gpu_speed=None, previous_phy2log=None, expert_bytes=0):
@@ -155,13 +178,16 @@ class LoadRecorder:
 
     def __init__(self, num_layers, num_experts, *, window_steps=1000, ema_alpha=0.01):
         self._r = _tandem.LoadRecorder(_int(num_layers, "num_layers"), _int(num_experts, "num_experts"),
-                                       _int(window_steps, "window_steps"), float(ema_alpha))
+                                       _int(window_steps, "window_steps"), _real(ema_alpha, "ema_alpha"))
 
     @staticmethod
     def _view(x, name):
         if _is_tensor(x):
+            torch = _torch()
             if x.device.type != "cpu":
                 raise ValueError(f"{name}: expected a CPU tensor, got one on {x.device}")
+            if x.dtype not in (torch.int32, torch.int64):
+                raise ValueError(f"{name}: expected an int32 or int64 tensor, got {x.dtype}")
             return x.detach().numpy()
         if isinstance(x, np.ndarray):
             return x

@@ -17,6 +17,7 @@ import json
 
 from tandem import _tandem, schedule_pb2
 from tandem._args import integer as _int
+from tandem._args import string as _string
 
 __all__ = ["KINDS", "Schedule", "generate", "validate", "simulate", "render", "compare", "from_torch_csv",
            "from_actions", "from_proto", "parse"]
@@ -36,6 +37,7 @@ class Schedule:
     ranks = property(lambda self: self._s.ranks)
     stages = property(lambda self: self._s.stages)
     microbatches = property(lambda self: self._s.microbatches)  # both directions together
+    directions = property(lambda self: self._s.directions)  # 2 for dualpipe, else 1
     chunks = property(lambda self: self._s.chunks)  # stage copies per rank
     lowered = property(lambda self: self._s.lowered)  # sends and receives present
     total_actions = property(lambda self: self._s.total_actions)
@@ -49,7 +51,7 @@ class Schedule:
         return {k: self._s.actions(k) for k in range(self.ranks)}
 
     def lower(self):
-        """A copy with the sends and receives inserted (deadlock-free)."""
+        """A copy with the sends and receives inserted (deadlock-free); itself if lowered."""
         return Schedule(self._s.lower())
 
     def to_torch_csv(self):
@@ -90,7 +92,7 @@ def generate(kind, ranks, microbatches, chunks=None, with_comm=False):
 
     chunks: stage copies per rank for the looped kinds (None: the kind's
     default). with_comm: lowered (sends and receives inserted)."""
-    return Schedule(_tandem.generate(str(kind), _int(ranks, "ranks"), _int(microbatches, "microbatches"),
+    return Schedule(_tandem.generate(_string(kind, "kind"), _int(ranks, "ranks"), _int(microbatches, "microbatches"),
                               _int(chunks or 0, "chunks"), bool(with_comm)))
 
 
@@ -122,13 +124,19 @@ def _phases(phases):
     """{"f"|"b"|"i"|"w": [program per stage, or one], "ep": n, "ep_link": "LATENCY_US:GBPS"}."""
     if phases is None:
         return None, 1, ""
+    if not isinstance(phases, dict):
+        raise ValueError(f"phases: expected a dict, got {type(phases).__name__}")
     passes = {}
     for op, programs in phases.items():
         if op in ("ep", "ep_link"):
             continue
+        if op not in ("f", "b", "i", "w"):
+            raise ValueError(f"phases: expected keys f, b, i, w, ep and ep_link, got {op!r}")
+        if not isinstance(programs, (list, tuple)) or not all(isinstance(p, (list, tuple)) for p in programs):
+            raise ValueError(f"phases[{op!r}]: expected a list of programs (lists of steps), got {programs!r}")
         passes[op] = [[_step(st, f"phases[{op!r}][{k}][{j}]") for j, st in enumerate(program)]
                       for k, program in enumerate(programs)]
-    return passes, _int(phases.get("ep", 1), "ep"), str(phases.get("ep_link", ""))
+    return passes, _int(phases.get("ep", 1), "ep"), _string(phases.get("ep_link", ""), "ep_link")
 
 
 def simulate(schedule, cost="F=1,B=2,I=1,W=1,FB=3", *, semantics="rendezvous", phases=None,
@@ -146,27 +154,32 @@ def simulate(schedule, cost="F=1,B=2,I=1,W=1,FB=3", *, semantics="rendezvous", p
     peak_activations, per_rank [{rank, busy, idle, finish, peak_activations,
     peak_activation_bytes, params_fraction}], critical_path (if asked)."""
     passes, ep, link = _phases(phases)
-    return json.loads(_tandem.simulate(_impl(schedule), cost, semantics, passes, ep, link, bool(critical_path)))
+    return json.loads(_tandem.simulate(_impl(schedule), _string(cost, "cost"), _string(semantics, "semantics"),
+                                       passes, ep, link, bool(critical_path)))
 
 
 def render(schedule, fmt="svg", cost="F=1,B=2,I=1,W=1,FB=3", *, semantics="rendezvous", phases=None):
     """The simulated schedule as an SVG Gantt chart, ASCII ("ascii") or a Chrome trace ("chrome")."""
     passes, ep, link = _phases(phases)
-    return _tandem.render(_impl(schedule), fmt, cost, semantics, passes, ep, link)
+    return _tandem.render(_impl(schedule), _string(fmt, "fmt"), _string(cost, "cost"),
+                          _string(semantics, "semantics"), passes, ep, link)
 
 
 def compare(ranks, microbatches, cost="F=1,B=2,I=1,W=1,FB=3", chunks=None, *, semantics="rendezvous"):
     """Every kind on the same ranks (costs per rank-sized stage): the CLI's JSON as a dict."""
-    return json.loads(_tandem.compare(_int(ranks, "ranks"), _int(microbatches, "microbatches"), cost,
-                                      _int(chunks or 0, "chunks"), semantics))
+    return json.loads(_tandem.compare(_int(ranks, "ranks"), _int(microbatches, "microbatches"),
+                                      _string(cost, "cost"), _int(chunks or 0, "chunks"),
+                                      _string(semantics, "semantics")))
 
 
 def parse(data, fmt, kind="", microbatches=0, ranks=0, chunks=0):
     """A schedule from text or bytes: fmt torch_csv, binary, json, textproto or trace."""
     if isinstance(data, str):
         data = data.encode()
-    return Schedule(_tandem.parse(bytes(data), fmt, kind, _int(microbatches, "microbatches"),
-                                  _int(ranks, "ranks"), _int(chunks, "chunks")))
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise ValueError(f"data: expected str or bytes, got {type(data).__name__}")
+    return Schedule(_tandem.parse(bytes(data), _string(fmt, "fmt"), _string(kind, "kind"),
+                                  _int(microbatches, "microbatches"), _int(ranks, "ranks"), _int(chunks, "chunks")))
 
 
 def from_torch_csv(text, kind="", microbatches=0):
@@ -176,10 +189,21 @@ def from_torch_csv(text, kind="", microbatches=0):
 
 def from_actions(orders, kind="", microbatches=0):
     """A schedule from PyTorch's pipeline_order: {rank: [action strings]} or a list of lists ("" is idle)."""
-    rows = orders if isinstance(orders, (list, tuple)) else [orders[k] for k in sorted(orders, key=int)]
+    if isinstance(orders, dict):
+        by_rank = {int(k) if isinstance(k, str) and k.isdigit() else _int(k, "orders rank"): v
+                   for k, v in orders.items()}
+        if len(by_rank) != len(orders) or sorted(by_rank) != list(range(len(orders))):
+            raise ValueError(f"orders: expected ranks 0..{len(orders) - 1} once each, got {list(orders)}")
+        rows = [by_rank[r] for r in range(len(orders))]
+    elif isinstance(orders, (list, tuple)):
+        rows = orders
+    else:
+        raise ValueError(f"orders: expected a dict or a list of lists, got {type(orders).__name__}")
     for r, row in enumerate(rows):
+        if not isinstance(row, (list, tuple)):
+            raise ValueError(f"orders[{r}]: expected a list of action strings, got {row!r}")
         for a in row:
-            if a is not None and ("," in str(a) or "\n" in str(a)):
+            if a is not None and (not isinstance(a, str) or "," in a or "\n" in a):
                 raise ValueError(f"rank {r}: {a!r} is not an action string")
     return from_torch_csv("".join(",".join("" if a is None else str(a) for a in row) + "\n" for row in rows),
                           kind, microbatches)
