@@ -7,9 +7,9 @@
 deepseek-ai/EPLB, eplb.py): `weight` [layers, experts] loads (a torch
 tensor, a NumPy array or nested lists; integer loads are cast to float32
 as the reference's weight.float() does), and three int64 arrays in the
-input's kind (tensors, NumPy arrays, nested lists): phy2log [layers, num_replicas] (the expert in each slot), log2phy
-[layers, experts, max replicas] (each expert's slots, -1 padded) and logcnt
-[layers, experts]. The default mode, "reference", gives the reference's bits,
+input's kind (tensors, NumPy arrays, nested lists): phy2log [layers,
+num_replicas] (the expert in each slot), log2phy [layers, experts, max
+replicas] (each expert's slots, -1 padded) and logcnt [layers, experts]. The default mode, "reference", gives the reference's bits,
 ties included; "stable" breaks ties by index; "refined" searches each layer
 from the reference plan and never ends with a higher max GPU load. The C++
 solve runs without the GIL.
