@@ -18,6 +18,7 @@
 #include "pybind11/pybind11.h"
 #include "pybind11/stl.h"
 #include "python/bindings.h"
+#include "schedule/formats/codec.h"
 #include "schedule/formats/proto_io.h"
 #include "schedule/formats/torch_csv.h"
 #include "schedule/formats/trace.h"
@@ -103,37 +104,32 @@ absl::StatusOr<Schedule> Lowered(const Schedule& s) {
   return schedule::Lower(s);
 }
 
+// The lowered schedule and its simulation (what reports and pictures need).
+struct Simulated {
+  Schedule schedule;
+  schedule::SimResult result;
+};
+
+absl::StatusOr<Simulated> LowerAndSimulate(const Schedule& s, const schedule::SimOptions& o) {
+  absl::StatusOr<Schedule> lowered = Lowered(s);
+  if (!lowered.ok()) return lowered.status();
+  absl::StatusOr<schedule::SimResult> r = schedule::Simulate(*lowered, o);
+  if (!r.ok()) return r.status();
+  return Simulated{*std::move(lowered), *std::move(r)};
+}
+
 absl::StatusOr<Schedule> Parse(const std::string& data, const std::string& format, const std::string& kind,
                                int microbatches, int ranks, int chunks) {
-  schedule::Kind k = schedule::Kind::kCustom;
+  schedule::TraceHeader h;  // a trace's header, and the kind and count of a CSV
   if (!kind.empty()) {
     absl::StatusOr<schedule::Kind> parsed = schedule::ParseKind(kind);
     if (!parsed.ok()) return parsed.status();
-    k = *parsed;
+    h.kind = *parsed;
   }
-  if (format == "torch_csv") return schedule::ParseTorchCsv(data, k, microbatches);
-  if (format == "binary") return schedule::ParseBinaryProto(data);
-  if (format == "json") return schedule::ParseJson(data);
-  if (format == "textproto") return schedule::ParseTextProto(data);
-  if (format == "trace") {
-    schedule::TraceHeader h;
-    if (!kind.empty()) h.kind = k;
-    h.ranks = ranks;
-    h.microbatches = microbatches;
-    h.chunks = chunks;
-    return schedule::ParseTrace(data, h);
-  }
-  return absl::InvalidArgumentError(
-      absl::StrCat("format: expected torch_csv, binary, json, textproto or trace, got '", format, "'"));
-}
-
-absl::StatusOr<std::string> Encode(const Schedule& s, const std::string& format) {
-  if (format == "torch_csv") return schedule::FormatTorchCsv(s);
-  if (format == "json") return schedule::FormatJson(s);
-  if (format == "textproto") return schedule::FormatTextProto(s);
-  if (format == "trace") return schedule::FormatTrace(s);
-  return absl::InvalidArgumentError(
-      absl::StrCat("format: expected torch_csv, json, textproto or trace, got '", format, "'"));
+  h.ranks = ranks;
+  h.microbatches = microbatches;
+  h.chunks = chunks;
+  return schedule::Decode(data, format, h);
 }
 
 std::vector<std::string> Actions(const Schedule& s, int rank) {
@@ -185,8 +181,8 @@ void AddSchedule(py::module_& m) {
       .def_readonly("lowered", &Schedule::lowered)
       .def_property_readonly("total_actions", &Schedule::TotalActions)
       .def("actions", &Actions, arg("rank"))
-      .def("encode",
-           [](const Schedule& s, const std::string& format) { return WithoutGil([&] { return Encode(s, format); }); })
+      .def("encode", [](const Schedule& s,
+                        const std::string& format) { return WithoutGil([&] { return schedule::Encode(s, format); }); })
       .def("to_binary",
            [](const Schedule& s) {
              std::string bytes;
@@ -222,11 +218,9 @@ void AddSchedule(py::module_& m) {
         schedule::SimOptions o = ValueOrRaise(OptionsOf(cost, semantics, phases, ep, ep_link));
         o.timeline = critical_path;
         return WithoutGil([&]() -> absl::StatusOr<std::string> {
-          absl::StatusOr<Schedule> lowered = Lowered(s);
-          if (!lowered.ok()) return lowered.status();
-          absl::StatusOr<schedule::SimResult> r = schedule::Simulate(*lowered, o);
+          absl::StatusOr<Simulated> r = LowerAndSimulate(s, o);
           if (!r.ok()) return r.status();
-          return schedule::FormatSimulation(*lowered, *r, "json", critical_path);
+          return schedule::FormatSimulation(r->schedule, r->result, "json", critical_path);
         });
       },
       arg("schedule"), arg("cost"), arg("semantics"), arg("phases"), arg("ep"), arg("ep_link"), arg("critical_path"));
@@ -236,13 +230,11 @@ void AddSchedule(py::module_& m) {
          const std::optional<PhaseSpec>& phases, int ep, const std::string& ep_link) {
         const schedule::SimOptions o = ValueOrRaise(OptionsOf(cost, semantics, phases, ep, ep_link));
         return WithoutGil([&]() -> absl::StatusOr<std::string> {
-          absl::StatusOr<Schedule> lowered = Lowered(s);
-          if (!lowered.ok()) return lowered.status();
-          absl::StatusOr<schedule::SimResult> r = schedule::Simulate(*lowered, o);
+          absl::StatusOr<Simulated> r = LowerAndSimulate(s, o);
           if (!r.ok()) return r.status();
-          if (format == "svg") return schedule::RenderSvg(*lowered, *r);
-          if (format == "ascii") return schedule::RenderAscii(*lowered, *r);
-          if (format == "chrome") return schedule::RenderChromeTrace(*lowered, *r);
+          if (format == "svg") return schedule::RenderSvg(r->schedule, r->result);
+          if (format == "ascii") return schedule::RenderAscii(r->schedule, r->result);
+          if (format == "chrome") return schedule::RenderChromeTrace(r->schedule, r->result);
           return absl::InvalidArgumentError(absl::StrCat("fmt: expected svg, ascii or chrome, got '", format, "'"));
         });
       },

@@ -23,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/algorithm/container.h"
 #include "absl/flags/flag.h"
 #include "absl/flags/usage.h"
 #include "absl/status/status.h"
@@ -33,8 +34,8 @@
 #include "absl/strings/str_join.h"
 #include "base/status_macros.h"
 #include "base/strict_json.h"
+#include "schedule/formats/codec.h"
 #include "schedule/formats/proto_io.h"
-#include "schedule/formats/torch_csv.h"
 #include "schedule/formats/trace.h"
 #include "schedule/generators/generate.h"
 #include "schedule/lowering/lower.h"
@@ -102,43 +103,19 @@ std::string FormatOf(const std::string& path, absl::string_view data) {
 absl::StatusOr<Schedule> Load(const std::string& path) {
   TANDEM_ASSIGN_OR_RETURN(std::string data, ReadFile(path));
   const std::string format = FormatOf(path, data);
-  absl::StatusOr<Schedule> s;
-  if (format == "trace") {
-    TraceHeader h;
-    if (!absl::GetFlag(FLAGS_kind).empty()) {
-      TANDEM_ASSIGN_OR_RETURN(h.kind, ParseKind(absl::GetFlag(FLAGS_kind)));
-    }
-    h.ranks = absl::GetFlag(FLAGS_ranks);
-    h.microbatches = absl::GetFlag(FLAGS_microbatches);
-    h.chunks = absl::GetFlag(FLAGS_chunks);
-    s = ParseTrace(data, h);
-  } else if (format == "torch_csv") {
-    Kind kind = Kind::kCustom;
-    if (!absl::GetFlag(FLAGS_kind).empty()) {
-      TANDEM_ASSIGN_OR_RETURN(kind, ParseKind(absl::GetFlag(FLAGS_kind)));
-    }
-    s = ParseTorchCsv(data, kind, absl::GetFlag(FLAGS_microbatches));
-  } else if (format == "json") {
-    s = ParseJson(data);
-  } else if (format == "textproto") {
-    s = ParseTextProto(data);
-  } else if (format == "binary") {
-    s = ParseBinaryProto(data);
-  } else {
+  if (!absl::c_linear_search(std::vector<std::string>{"trace", "torch_csv", "json", "textproto", "binary"}, format)) {
     return absl::InvalidArgumentError(absl::StrCat("input_format: unknown format '", format, "'"));
   }
+  TraceHeader h;  // a trace's header, and the kind and count of a CSV
+  if (!absl::GetFlag(FLAGS_kind).empty()) {
+    TANDEM_ASSIGN_OR_RETURN(h.kind, ParseKind(absl::GetFlag(FLAGS_kind)));
+  }
+  h.ranks = absl::GetFlag(FLAGS_ranks);
+  h.microbatches = absl::GetFlag(FLAGS_microbatches);
+  h.chunks = absl::GetFlag(FLAGS_chunks);
+  absl::StatusOr<Schedule> s = Decode(data, format, h);
   if (!s.ok()) return absl::Status(s.status().code(), absl::StrCat(path, ": ", s.status().message()));
   return s;
-}
-
-absl::StatusOr<std::string> Encode(const Schedule& s, const std::string& format) {
-  if (format == "trace") return FormatTrace(s);
-  if (format == "torch_csv") return FormatTorchCsv(s);
-  if (format == "textproto") return FormatTextProto(s);
-  if (format == "json") return FormatJson(s);
-  if (format == "binary") return FormatBinaryProto(s);
-  return absl::InvalidArgumentError(
-      absl::StrCat("format: expected trace, torch_csv, textproto, json or binary, got '", format, "'"));
 }
 
 absl::StatusOr<SimOptions> Options() {
