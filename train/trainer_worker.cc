@@ -23,6 +23,7 @@
 #include "comm/store/rendezvous.h"
 #include "comm/store_backend/store_communicator.h"
 #include "train/data.h"
+#include "train/mesh.h"
 #include "train/model_stage_work.h"
 #include "train/testing/step_check.h"
 #include "train/trainer.h"
@@ -42,14 +43,19 @@ namespace {
 
 absl::Status Main() {
   const Deadline deadline = Deadline::In(absl::Minutes(2));
-  TANDEM_ASSIGN_OR_RETURN(comm::Bootstrap boot, comm::BootstrapFromEnv(deadline));
-  std::unique_ptr<comm::Communicator> world =
-      comm::MakeStoreCommunicator(boot.store.get(), boot.info.rank, boot.info.world_size, "train/");
   TrainerOptions o;
   TANDEM_ASSIGN_OR_RETURN(o.kind, schedule::ParseKind(absl::GetFlag(FLAGS_kind)));
   o.pp = absl::GetFlag(FLAGS_pp);
   o.dp = absl::GetFlag(FLAGS_dp);
   o.ep = absl::GetFlag(FLAGS_ep);
+  // A bad mesh is refused by every rank on its own, before the store: rank
+  // 0 (the store host) refusing first would otherwise leave the others
+  // saying only that the store closed.
+  TANDEM_ASSIGN_OR_RETURN(const comm::RendezvousInfo info, comm::ReadRendezvousEnv());
+  TANDEM_RETURN_IF_ERROR(CheckMeshShape({o.pp, o.dp, o.ep}, info.world_size));
+  TANDEM_ASSIGN_OR_RETURN(comm::Bootstrap boot, comm::ConnectRendezvous(info, deadline));
+  std::unique_ptr<comm::Communicator> world =
+      comm::MakeStoreCommunicator(boot.store.get(), boot.info.rank, boot.info.world_size, "train/");
   o.microbatches = absl::GetFlag(FLAGS_microbatches);
   o.extra_slots = absl::GetFlag(FLAGS_extra_slots);
   o.overlap = absl::GetFlag(FLAGS_overlap);
