@@ -1,7 +1,6 @@
 #include "balance/eplb.h"
 
 #include <algorithm>
-#include <cmath>
 #include <cstdint>
 #include <vector>
 
@@ -11,6 +10,7 @@
 #include "balance/internal/packing.h"
 #include "balance/internal/refine.h"
 #include "balance/internal/speed_packing.h"
+#include "base/speeds.h"
 #include "base/status_macros.h"
 
 namespace tandem::balance {
@@ -69,12 +69,7 @@ absl::Status ValidateRebalanceInput(const Weights& weights, int num_replicas, in
       return absl::InvalidArgumentError(
           absl::StrCat("gpu_speed: expected num_gpus = ", num_gpus, " speeds, got ", options.gpu_speed.size()));
     }
-    for (size_t g = 0; g < options.gpu_speed.size(); ++g) {
-      const double v = options.gpu_speed[g];
-      if (!(v > 0) || std::isinf(v)) {
-        return absl::InvalidArgumentError(absl::StrCat("gpu_speed[", g, "]: expected a finite speed > 0, got ", v));
-      }
-    }
+    TANDEM_RETURN_IF_ERROR(CheckSpeeds("gpu_speed", options.gpu_speed));
   }
   return absl::OkStatus();
 }

@@ -1,11 +1,11 @@
 #include "balance/metrics.h"
 
 #include <algorithm>
-#include <cmath>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "base/speeds.h"
 #include "base/status_macros.h"
 
 namespace tandem::balance {
@@ -71,12 +71,7 @@ absl::StatusOr<PlacementMetrics> ComputeMetrics(const Weights& weights, const Pl
 absl::StatusOr<std::vector<double>> MaxLoadPerSpeed(const Weights& weights, const Placement& placement,
                                                     absl::Span<const double> gpu_speed) {
   const int gpus = static_cast<int>(gpu_speed.size());
-  for (int g = 0; g < gpus; ++g) {
-    if (!(gpu_speed[g] > 0) || std::isinf(gpu_speed[g])) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("gpu_speed[", g, "]: expected a finite speed > 0, got ", gpu_speed[g]));
-    }
-  }
+  TANDEM_RETURN_IF_ERROR(CheckSpeeds("gpu_speed", gpu_speed));
   if (gpus == 0) return absl::InvalidArgumentError("gpu_speed: expected one speed per GPU, got none");
   TANDEM_ASSIGN_OR_RETURN(std::vector<double> loads, GpuLoads(weights, placement, gpus));
   std::vector<double> out(placement.num_layers, 0.0);

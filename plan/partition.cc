@@ -6,6 +6,7 @@
 #include <limits>
 
 #include "absl/strings/str_format.h"
+#include "base/speeds.h"
 #include "base/status_macros.h"
 
 namespace tandem::plan {
@@ -224,12 +225,7 @@ absl::StatusOr<StagePlan> PartitionStages(const schedule::Schedule& s, const Par
       return absl::InvalidArgumentError(absl::StrFormat(
           "rank_speed: expected %d speeds (one per pipeline rank), got %d", s.ranks, request.rank_speed.size()));
     }
-    for (int r = 0; r < s.ranks; ++r) {
-      const double v = request.rank_speed[r];
-      if (!(v > 0) || std::isinf(v)) {
-        return absl::InvalidArgumentError(absl::StrFormat("rank_speed[%d]: expected a finite speed > 0, got %g", r, v));
-      }
-    }
+    TANDEM_RETURN_IF_ERROR(CheckSpeeds("rank_speed", request.rank_speed));
   }
   if (!request.unit_memory.empty() && static_cast<int>(request.unit_memory.size()) != n) {
     return absl::InvalidArgumentError(

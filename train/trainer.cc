@@ -1,7 +1,6 @@
 #include "train/trainer.h"
 
 #include <algorithm>
-#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <thread>
@@ -11,6 +10,7 @@
 #include "absl/strings/str_format.h"
 #include "balance/eplb.h"
 #include "balance/metrics.h"
+#include "base/speeds.h"
 #include "base/status_macros.h"
 #include "model/checkpoint.h"
 #include "model/expert_parallel.h"
@@ -335,12 +335,7 @@ absl::StatusOr<std::vector<int>> StageBounds(const TrainerOptions& o, const sche
     return absl::InvalidArgumentError(absl::StrFormat("rank_speed: expected %d speeds (one per pipeline rank), got %d",
                                                       s.ranks, o.rank_speed.size()));
   }
-  for (size_t r = 0; r < o.rank_speed.size(); ++r) {
-    if (!(o.rank_speed[r] > 0) || std::isinf(o.rank_speed[r])) {
-      return absl::InvalidArgumentError(
-          absl::StrFormat("rank_speed[%d]: expected a finite speed > 0, got %g", r, o.rank_speed[r]));
-    }
-  }
+  TANDEM_RETURN_IF_ERROR(CheckSpeeds("rank_speed", o.rank_speed));
   TANDEM_ASSIGN_OR_RETURN(std::vector<plan::UnitMemory> memory, plan::UnitMemories(o.model, o.ep, o.extra_slots));
   std::vector<int> bounds = o.bounds;
   if (bounds.empty() && (!o.unit_costs.empty() || !o.rank_speed.empty() || o.memory_cap_bytes > 0)) {

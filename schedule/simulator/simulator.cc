@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "base/speeds.h"
 #include "base/status_macros.h"
 #include "schedule/ir/matching.h"
 #include "schedule/lowering/lower.h"
@@ -164,13 +165,7 @@ absl::Status CheckCostLists(const CostModel& cost, int stages, int ranks) {
     return absl::InvalidArgumentError(
         absl::StrFormat("cost: rank_speed has %d values, expected %d (ranks)", cost.rank_speed.size(), ranks));
   }
-  for (size_t r = 0; r < cost.rank_speed.size(); ++r) {
-    if (!(cost.rank_speed[r] > 0) || std::isinf(cost.rank_speed[r])) {
-      return absl::InvalidArgumentError(
-          absl::StrFormat("cost: rank_speed[%d]: expected a finite speed > 0, got %g", r, cost.rank_speed[r]));
-    }
-  }
-  return absl::OkStatus();
+  return CheckSpeeds("cost: rank_speed", cost.rank_speed);
 }
 
 }  // namespace
