@@ -42,6 +42,10 @@ absl::Status WithMissingKeys(absl::Status timeout, absl::Span<const std::string>
   return timeout;
 }
 
+bool IsStoreTimeout(const absl::Status& s) {
+  return absl::IsDeadlineExceeded(s) && s.GetPayload(kMissingKeysUrl).has_value();
+}
+
 std::vector<std::string> MissingKeys(const absl::Status& s) {
   std::vector<std::string> keys;
   const absl::optional<absl::Cord> payload = s.GetPayload(kMissingKeysUrl);

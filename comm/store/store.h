@@ -77,6 +77,11 @@ absl::Status StoreTimeout(absl::string_view op, Deadline deadline, absl::Span<co
 // caller knows what was missing even when the store is gone a moment later.
 std::vector<std::string> MissingKeys(const absl::Status& s);
 
+// Whether `s` is a store's own timeout (StoreTimeout() or WithMissingKeys()),
+// as opposed to another kDeadlineExceeded, such as a TCP store's request that
+// the host never answered.
+bool IsStoreTimeout(const absl::Status& s);
+
 // `timeout` carrying `missing` (what StoreTimeout() attaches; for a store
 // that receives the keys with a timeout from elsewhere).
 absl::Status WithMissingKeys(absl::Status timeout, absl::Span<const std::string> missing);

@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <limits>
 #include <memory>
 #include <string>
@@ -87,6 +88,10 @@ TEST_P(StoreTest, AWaitTimeoutNamesTheWholeWaitAndCarriesTheMissingKeys) {
   EXPECT_EQ(MissingKeys(s), (std::vector<std::string>{"gone1", "gone2"}));
   EXPECT_TRUE(MissingKeys(absl::OkStatus()).empty());
   EXPECT_TRUE(MissingKeys(absl::DeadlineExceededError("another timeout")).empty());
+  EXPECT_TRUE(IsStoreTimeout(s));
+  EXPECT_TRUE(IsStoreTimeout(at(0).Get("gone1", Deadline::In(absl::Milliseconds(10))).status()));
+  EXPECT_FALSE(IsStoreTimeout(absl::DeadlineExceededError("another timeout")));
+  EXPECT_FALSE(IsStoreTimeout(absl::OkStatus()));
 }
 
 TEST_P(StoreTest, AddIsAtomicUnderContention) {
@@ -190,22 +195,39 @@ TEST(RendezvousTest, ReadsTorchrunAndOpenMpiVariables) {
 // "host" accepts and answers HELLO, then goes silent: a wait with a long
 // deadline ends within the answer timeout, naming the host, the request and
 // the time.
-TEST(TcpStoreTest, AFrozenStoreHostIsReportedWithinTheAnswerTimeout) {
+// A listening socket on 127.0.0.1 (an ephemeral port, in *port) for a fake
+// store host.
+int ListenOnLoopback(int* port) {
   const int listener = ::socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   ::inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
-  ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
-  ASSERT_EQ(::listen(listener, 4), 0);
+  if (::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 || ::listen(listener, 4) != 0) {
+    ::close(listener);
+    return -1;
+  }
   socklen_t len = sizeof(addr);
   ::getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len);
-  const int port = ntohs(addr.sin_port);
+  *port = ntohs(addr.sin_port);
+  return listener;
+}
+
+// The fake host's side of a connection: takes the HELLO and says ok.
+int AcceptAndGreet(int listener) {
+  const int fd = ::accept(listener, nullptr, nullptr);
+  char hello[64];
+  ::recv(fd, hello, sizeof(hello), 0);
+  const std::string ok = wire::Frame(std::string(1, static_cast<char>(wire::Reply::kOk)));
+  ::send(fd, ok.data(), ok.size(), MSG_NOSIGNAL);
+  return fd;
+}
+
+TEST(TcpStoreTest, AFrozenStoreHostIsReportedWithinTheAnswerTimeout) {
+  int port = 0;
+  const int listener = ListenOnLoopback(&port);
+  ASSERT_GE(listener, 0);
   std::thread frozen([&] {
-    const int fd = ::accept(listener, nullptr, nullptr);
-    char hello[64];
-    ::recv(fd, hello, sizeof(hello), 0);
-    const std::string ok = wire::Frame(std::string(1, '\0'));
-    ::send(fd, ok.data(), ok.size(), MSG_NOSIGNAL);
+    const int fd = AcceptAndGreet(listener);
     absl::SleepFor(absl::Seconds(3));  // stopped
     ::close(fd);
   });
@@ -221,6 +243,44 @@ TEST(TcpStoreTest, AFrozenStoreHostIsReportedWithinTheAnswerTimeout) {
   EXPECT_LT(took, absl::Seconds(2));
   frozen.join();
   ::close(listener);
+}
+
+// The other case: the host keeps answering (heartbeats) but never replies
+// to the request, as when this process was stopped past the request's
+// deadline. The request ends at its deadline plus the 5 s grace with
+// kDeadlineExceeded, not as a dead or stopped host (the test above is its
+// twin: there the host goes silent).
+TEST(TcpStoreTest, ALiveHostThatNeverRepliesEndsAtTheDeadline) {
+  int port = 0;
+  const int listener = ListenOnLoopback(&port);
+  ASSERT_GE(listener, 0);
+  std::atomic<bool> done{false};
+  std::thread alive([&] {
+    const int fd = AcceptAndGreet(listener);
+    char request[256];
+    ::recv(fd, request, sizeof(request), 0);  // the wait; heartbeats answer a pending request
+    const std::string working = wire::Frame(std::string(1, static_cast<char>(wire::Reply::kWorking)));
+    while (!done) {
+      ::send(fd, working.data(), working.size(), MSG_NOSIGNAL);
+      absl::SleepFor(absl::Milliseconds(100));
+    }
+    ::close(fd);
+  });
+  TcpStoreOptions o;
+  o.answer_timeout = absl::Milliseconds(500);
+  ASSERT_OK_AND_ASSIGN(auto store, TcpStore::Connect("127.0.0.1", port, 1, 2, Deadline::In(absl::Seconds(5)), o));
+  const absl::Time start = absl::Now();
+  const absl::Status s = store->Wait({"never"}, Deadline::In(absl::Milliseconds(200)));
+  const absl::Duration took = absl::Now() - start;
+  done = true;
+  alive.join();
+  ::close(listener);
+  EXPECT_THAT(s, StatusIs(absl::StatusCode::kDeadlineExceeded,
+                          AllOf(HasSubstr(absl::StrCat("store 127.0.0.1:", port, " (rank 1)")),
+                                HasSubstr("no reply to wait by its deadline"))));
+  EXPECT_FALSE(IsStoreTimeout(s));  // callers must not read it as missing keys
+  EXPECT_GE(took, absl::Seconds(5));
+  EXPECT_LT(took, absl::Seconds(30));
 }
 
 }  // namespace

@@ -493,7 +493,7 @@ absl::StatusOr<std::string> TcpStore::Get(absl::string_view key, Deadline deadli
   r.timeout_ms = TimeoutMs(deadline);
   absl::StatusOr<std::string> body = Call(r, deadline);
   // A timeout in this client's terms (its whole deadline).
-  if (absl::IsDeadlineExceeded(body.status())) return StoreTimeout("get", deadline, {std::string(key)});
+  if (IsStoreTimeout(body.status())) return StoreTimeout("get", deadline, {std::string(key)});
   if (!body.ok()) return body.status();
   std::string value;
   wire::Reader in(*body);
@@ -513,8 +513,9 @@ absl::Status TcpStore::Wait(absl::Span<const std::string> keys, Deadline deadlin
   r.keys.assign(keys.begin(), keys.end());
   r.timeout_ms = TimeoutMs(deadline);
   const absl::Status s = Call(r, deadline).status();
-  // A timeout in this client's terms, with the keys the server found missing.
-  return absl::IsDeadlineExceeded(s) ? StoreTimeout("wait", deadline, MissingKeys(s)) : s;
+  // The server's timeout in this client's terms, with the keys it found
+  // missing; a request the host never answered keeps its own words.
+  return IsStoreTimeout(s) ? StoreTimeout("wait", deadline, MissingKeys(s)) : s;
 }
 
 absl::StatusOr<int64_t> TcpStore::Add(absl::string_view key, int64_t delta) {

@@ -231,7 +231,7 @@ class StoreCommunicator : public Communicator {
     for (; op->recvs_done < op->recvs.size(); ++op->recvs_done) {
       const Op::Recv& r = op->recvs[op->recvs_done];
       absl::StatusOr<std::string> v = store_->Get(r.key, deadline);
-      if (absl::IsDeadlineExceeded(v.status())) {
+      if (IsStoreTimeout(v.status())) {
         return Timeout(*op, deadline, absl::StrFormat("waiting for rank %d to post its send", r.op.peer));
       }
       TANDEM_RETURN_IF_ERROR(v.status());
@@ -261,7 +261,7 @@ class StoreCommunicator : public Communicator {
     for (; op->sends_done < op->sends.size(); ++op->sends_done) {
       const auto& [ack, peer] = op->sends[op->sends_done];
       absl::StatusOr<std::string> v = store_->Get(ack, deadline);
-      if (absl::IsDeadlineExceeded(v.status())) {
+      if (IsStoreTimeout(v.status())) {
         return Timeout(*op, deadline, absl::StrFormat("waiting for rank %d to receive its message", peer));
       }
       TANDEM_RETURN_IF_ERROR(v.status());
@@ -275,7 +275,7 @@ class StoreCommunicator : public Communicator {
     std::vector<std::string> keys;
     for (int r = 0; r < size_; ++r) keys.push_back(CollKey(op->coll, absl::StrCat(r)));
     absl::Status waited = store_->Wait(keys, deadline);
-    if (absl::IsDeadlineExceeded(waited)) {
+    if (IsStoreTimeout(waited)) {
       // The store names the missing contributions with its timeout: asking
       // it again could fail once its host has gone.
       const std::vector<std::string> absent = MissingKeys(waited);
