@@ -587,7 +587,9 @@ absl::Status Run(Setup setup) {
 }
 
 // One rank per process under tools/launch (--backend=store with RANK set):
-// the TCP store from the environment, rank 0 printing. Under an elastic
+// the TCP store from the environment, rank 0 printing and writing
+// report.json (its membership's steps, losses, generation and the final
+// fingerprint; no bubble or overlap figures). Under an elastic
 // launcher (TANDEM_GENERATION > 0) the job re-forms: the mesh re-planned for
 // the ranks there are (plan/replan.h), training resumed from the newest
 // checkpoint. A rank of a superseded membership exits with code 3 and
@@ -717,8 +719,11 @@ int RunProcess() {
   const train::Mesh& mesh = (*t)->mesh();
   auto data = [&](int step) { return *train::TeacherData(o.model, step, n, tokens * o.dp, o.dp, mesh.dp_rank); };
   bool first_step = true;
+  std::vector<double> losses, step_ms;  // rank 0's view of this membership's steps
   auto on_step = [&](const train::StepStats& st) {
     if (rank != 0) return;
+    losses.push_back(st.loss);
+    step_ms.push_back(st.run.step_us / 1000);
     std::printf("step %d loss %.6f\n", st.step, st.loss);
     if (first_step && !resumed.empty()) {
       std::printf("recovery: first step %.0f ms\n", st.run.step_us / 1000);
@@ -734,7 +739,29 @@ int RunProcess() {
   if (!s.ok()) return fail(s);
   absl::StatusOr<train::CheckpointInfo> last = (*t)->SaveCheckpoint(setup->out + "/final", 1);
   if (!last.ok()) return fail(last.status());
-  if (rank == 0) std::printf("final parameters fingerprint: %s\n", last->fingerprint.c_str());
+  if (rank == 0) {
+    // What this membership did; an elastic job's last membership writes the
+    // report last.
+    const json::Json report = {{"kind", schedule::KindName(o.kind)},
+                               {"pp", o.pp},
+                               {"dp", o.dp},
+                               {"ep", o.ep},
+                               {"microbatches", n},
+                               {"steps", setup->steps},
+                               {"first_step", first},
+                               {"generation", gen},
+                               {"processes", world},
+                               {"resumed_from", o.resume_from},
+                               {"seconds", absl::ToDoubleSeconds(absl::Now() - begin)},
+                               {"loss", losses},
+                               {"step_ms_median", step_ms.empty() ? 0.0 : Median(step_ms)},
+                               {"fingerprint", last->fingerprint}};
+    absl::StatusOr<std::string> text = json::Dump(report);
+    s = text.ok() ? WriteText(setup->out + "/report.json", *text + "\n") : text.status();
+    if (!s.ok()) return fail(s);
+    std::printf("final parameters fingerprint: %s\nwrote %s/report.json\n", last->fingerprint.c_str(),
+                setup->out.c_str());
+  }
   s = boot->Finish(Deadline::In(o.timeout));
   return s.ok() ? 0 : fail(s);
 }

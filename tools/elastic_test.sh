@@ -6,11 +6,13 @@
 # re-formed. Each run completes its steps, and its final fingerprint
 # equals that of an uninterrupted rerun of the survivors' mesh from the
 # checkpoint it resumed from (the "resumed from CKPT with: -n M FLAGS"
-# line); the resumed stopped rank exits with the fencing message. Prints
-# the recovery times.
+# line), in the log and in both runs' report.json; the resumed stopped
+# rank exits with the fencing message. Prints the recovery times.
 set -uo pipefail
 launch="$1"
 demo="$2"
+json_check="$3"
+check() { python3 "$json_check" "$@"; }
 tmp="${TEST_TMPDIR:-$(mktemp -d)}/elastic"
 rm -rf "$tmp"
 mkdir -p "$tmp"
@@ -66,6 +68,15 @@ scenario() {  # scenario NAME RANK SIGNAL STEPS MESH_FLAGS...
   a="$(fingerprint "$log")"
   b="$(fingerprint "$tmp/$name.rerun.log")"
   [[ -n "$a" && "$a" == "$b" ]] || { echo "FAIL: $name: fingerprint $a, rerun $b"; exit 1; }
+  # Each run's report (rank 0 of its last membership, here the 3 survivors)
+  # says the same.
+  local from="${ckpt##*step-}"
+  check "$dir/out/report.json" "d['generation'] >= 1 and d['fingerprint'] == '$a' and d['first_step'] == $from" \
+    "len(d['loss']) == $steps - $from and d['processes'] == 3 and d['pp'] * d['dp'] == $n" ||
+    { echo "FAIL: $name: report"; cat "$dir/out/report.json"; exit 1; }
+  check "$dir/rerun/report.json" "d['generation'] == 0 and d['fingerprint'] == '$b' and d['processes'] == $n" \
+    "d['resumed_from'] == '$ckpt' and len(d['loss']) == $steps - $from" ||
+    { echo "FAIL: $name: rerun report"; cat "$dir/rerun/report.json"; exit 1; }
   echo "$name: rank $rank ($signal) after the step-$at checkpoint; re-formed as -n $n $flags from $(basename "$ckpt");" \
     "fingerprint $a = rerun's; $(grep -oE 'recovery: [^[]*' "$log" | tr '\n' ';')" \
     "$(grep -oE 'restarting on [0-9]+ ranks, [0-9]+ ms after the failure was seen' "$log")"
