@@ -608,13 +608,10 @@ int RunProcess() {
   // Ends the process with the fencing message when the store holds a newer
   // generation than this membership's.
   const comm::RendezvousInfo info = boot->info;
-  auto check_fence = [info, rank, world, gen](std::unique_ptr<comm::TcpStore>& store) {
+  auto check_fence = [info, rank, gen](std::unique_ptr<comm::TcpStore>& store) {
     const Deadline d = Deadline::In(absl::Seconds(1));
     if (store == nullptr) {
-      comm::TcpStoreOptions client;
-      client.job_token = info.job_token;
-      absl::StatusOr<std::unique_ptr<comm::TcpStore>> s = comm::TcpStore::Connect(
-          info.master_addr == "localhost" ? "127.0.0.1" : info.master_addr, info.master_port, rank, world, d, client);
+      absl::StatusOr<std::unique_ptr<comm::TcpStore>> s = comm::ConnectStore(info, d);
       if (!s.ok()) return;
       store = *std::move(s);
     }

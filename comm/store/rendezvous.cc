@@ -80,20 +80,31 @@ absl::StatusOr<RendezvousInfo> ReadRendezvousEnv(const GetEnv& getenv) {
   return info;
 }
 
-absl::StatusOr<Bootstrap> ConnectRendezvous(const RendezvousInfo& info, Deadline deadline) {
-  Bootstrap b;
-  b.info = info;
-  const std::string host = info.master_addr == "localhost" ? "127.0.0.1" : info.master_addr;
-  if (info.rank == 0 && !info.launcher_hosts_store) {
-    TcpStoreServerOptions server;
-    server.job_token = info.job_token;
-    TANDEM_ASSIGN_OR_RETURN(b.server, TcpStoreServer::Start(host, info.master_port, info.world_size, server));
-  }
+namespace {
+
+std::string StoreHost(const RendezvousInfo& info) {
+  return info.master_addr == "localhost" ? "127.0.0.1" : info.master_addr;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<TcpStore>> ConnectStore(const RendezvousInfo& info, Deadline deadline) {
   TcpStoreOptions client;
   client.job_token = info.job_token;
   client.answer_timeout = info.store_timeout;
-  TANDEM_ASSIGN_OR_RETURN(b.store,
-                          TcpStore::Connect(host, info.master_port, info.rank, info.world_size, deadline, client));
+  return TcpStore::Connect(StoreHost(info), info.master_port, info.rank, info.world_size, deadline, client);
+}
+
+absl::StatusOr<Bootstrap> ConnectRendezvous(const RendezvousInfo& info, Deadline deadline) {
+  Bootstrap b;
+  b.info = info;
+  if (info.rank == 0 && !info.launcher_hosts_store) {
+    TcpStoreServerOptions server;
+    server.job_token = info.job_token;
+    TANDEM_ASSIGN_OR_RETURN(b.server,
+                            TcpStoreServer::Start(StoreHost(info), info.master_port, info.world_size, server));
+  }
+  TANDEM_ASSIGN_OR_RETURN(b.store, ConnectStore(info, deadline));
   return b;
 }
 

@@ -67,6 +67,10 @@ struct Bootstrap {
 
 // Serves (rank 0) and connects to the store described by `info`.
 absl::StatusOr<Bootstrap> ConnectRendezvous(const RendezvousInfo& info, Deadline deadline);
+
+// Another client connection to that store, as rank `info.rank` (for a
+// thread that must not share the rank's connection, such as a watcher).
+absl::StatusOr<std::unique_ptr<TcpStore>> ConnectStore(const RendezvousInfo& info, Deadline deadline);
 absl::StatusOr<Bootstrap> BootstrapFromEnv(Deadline deadline);
 
 }  // namespace tandem::comm
