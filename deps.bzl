@@ -13,6 +13,10 @@ installs them), @local_cuda (the CUDA toolkit, or stand-ins that make CUDA
 targets incompatible), and the offline stand-ins for @rules_cc, @rules_java
 and @remote_coverage_tools that Bazel 4.2.3 would otherwise download. A
 repository the workspace already declares is left alone.
+
+A workspace that builds tandem's Python package (@tandem//python:tandem)
+also calls tandem_python_toolchain(): its extension is for Debian 12's
+/usr/bin/python3, which py_binary and py_test must then run on.
 """
 
 load("//third_party/cuda:cuda_configure.bzl", "cuda_configure")
@@ -54,3 +58,7 @@ def tandem_dependencies():
             )
     if "local_cuda" not in existing:
         cuda_configure(name = "local_cuda")
+
+def tandem_python_toolchain():
+    """Runs the workspace's Python targets on Debian 12's /usr/bin/python3."""
+    native.register_toolchains(str(Label("//third_party/python:toolchain")))
