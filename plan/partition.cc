@@ -57,14 +57,20 @@ class Ranks {
   std::vector<double> prefix_;
 };
 
-// The cost of a stage (chain) or of a level (nested) for unit ranges, +inf
-// when it does not fit.
-using StageFn = std::function<double(int stage, int begin, int end)>;
-using LevelFn = std::function<double(int level, int lb, int le, int rb, int re)>;
+// What a stage (chain) or a level (nested) costs for unit ranges: `value`,
+// the objective (the largest of its ranks' times, or bytes; +inf when it
+// does not fit), and `squares`, the sum of its ranks' squared values.
+struct Cost {
+  double value;
+  double squares;
+};
+using StageFn = std::function<Cost(int stage, int begin, int end)>;
+using LevelFn = std::function<Cost(int level, int lb, int le, int rb, int re)>;
 
 // Contiguous cuts of n units into `stages` stages minimising the largest
-// fn; lexicographically smallest bounds among the optima. Empty when none
-// is finite.
+// value; among the optima the smallest sum of squares (the other stages
+// balanced, not the first one left with a single unit), then the
+// lexicographically smallest bounds. Empty when none is finite.
 std::vector<int> ChainSearch(int n, int stages, const StageFn& fn, double* best_value) {
   // best[s][i]: the smallest max over stages s.. of units [i, n).
   std::vector<std::vector<double>> best(stages + 1, std::vector<double>(n + 1, kInf));
@@ -72,87 +78,112 @@ std::vector<int> ChainSearch(int n, int stages, const StageFn& fn, double* best_
   for (int s = stages - 1; s >= 0; --s) {
     for (int i = s; i <= n - (stages - s); ++i) {
       for (int j = i + 1; j <= n - (stages - s - 1); ++j) {
-        best[s][i] = std::min(best[s][i], std::max(fn(s, i, j), best[s + 1][j]));
+        best[s][i] = std::min(best[s][i], std::max(fn(s, i, j).value, best[s + 1][j]));
       }
     }
   }
-  *best_value = best[0][0];
-  if (best[0][0] == kInf) return {};
+  const double opt = best[0][0];
+  *best_value = opt;
+  if (opt == kInf) return {};
+  // squares[s][i]: the smallest sum of squares over stages s.. of units
+  // [i, n) with every stage within the optimum; next[s][i] the first cut.
+  std::vector<std::vector<double>> squares(stages + 1, std::vector<double>(n + 1, kInf));
+  std::vector<std::vector<int>> next(stages + 1, std::vector<int>(n + 1, -1));
+  squares[stages][n] = 0;
+  for (int s = stages - 1; s >= 0; --s) {
+    for (int i = s; i <= n - (stages - s); ++i) {
+      if (best[s][i] > opt) continue;  // nothing from here fits the optimum
+      for (int j = i + 1; j <= n - (stages - s - 1); ++j) {
+        const Cost c = fn(s, i, j);
+        if (c.value > opt || squares[s + 1][j] == kInf) continue;
+        if (c.squares + squares[s + 1][j] < squares[s][i]) {
+          squares[s][i] = c.squares + squares[s + 1][j];
+          next[s][i] = j;
+        }
+      }
+    }
+  }
   std::vector<int> bounds = {0};
-  int i = 0;
-  for (int s = 0; s < stages; ++s) {
-    for (int j = i + 1; j <= n - (stages - s - 1); ++j) {
-      if (std::max(fn(s, i, j), best[s + 1][j]) <= best[0][0] && (s + 1 < stages || j == n)) {
-        bounds.push_back(j);
-        i = j;
-        break;
-      }
-    }
-  }
+  for (int s = 0; s < stages; ++s) bounds.push_back(next[s][bounds.back()]);
   return bounds;
 }
 
 // Nested levels: level k holds [i_k, i_{k+1}) and [j_{k+1}, j_k); the
-// innermost holds two adjacent ranges [i, m) and [m, j). Returns the
-// 2 * levels + 1 stage bounds, or empty when none is finite.
+// innermost holds two adjacent ranges [i, m) and [m, j). The same order of
+// objectives as ChainSearch(). Returns the 2 * levels + 1 stage bounds, or
+// empty when none is finite.
 std::vector<int> NestedSearch(int n, int levels, const LevelFn& fn, double* best_value) {
   const size_t size = static_cast<size_t>(levels) * (n + 1) * (n + 1);
+  auto index = [&](int k, int i, int j) { return (static_cast<size_t>(k) * (n + 1) + i) * (n + 1) + j; };
+  // g: the smallest max over levels k.. inside [i, j).
   std::vector<double> g(size, kInf);
-  auto at = [&](int k, int i, int j) -> double& { return g[(static_cast<size_t>(k) * (n + 1) + i) * (n + 1) + j]; };
-  auto inner = [&](int i, int j, int* mid) {
-    double best = kInf;
-    for (int m = i + 1; m < j; ++m) {
-      const double v = fn(levels - 1, i, m, m, j);
-      if (v < best) {
-        best = v;
-        *mid = m;
-      }
-    }
-    return best;
-  };
+  // Level k lies inside [k, n - k); level 0 is [0, n).
+  auto outside = [&](int k, int i, int j) { return k == 0 ? i != 0 || j != n : i < k || j > n - k; };
   for (int k = levels - 1; k >= 0; --k) {
     const int deeper = 2 * (levels - 1 - k);  // stages inside level k
     for (int i = 0; i <= n; ++i) {
       for (int j = i + 2 + deeper; j <= n; ++j) {
-        if (k == levels - 1) {
-          int mid = 0;
-          at(k, i, j) = inner(i, j, &mid);
-          continue;
-        }
+        if (outside(k, i, j)) continue;
         double best = kInf;
-        for (int i2 = i + 1; i2 <= j - 1 - deeper; ++i2) {
-          for (int j2 = i2 + deeper; j2 <= j - 1; ++j2) {
-            best = std::min(best, std::max(fn(k, i, i2, j2, j), at(k + 1, i2, j2)));
+        if (k == levels - 1) {
+          for (int m = i + 1; m < j; ++m) best = std::min(best, fn(k, i, m, m, j).value);
+        } else {
+          for (int i2 = i + 1; i2 <= j - 1 - deeper; ++i2) {
+            for (int j2 = i2 + deeper; j2 <= j - 1; ++j2) {
+              best = std::min(best, std::max(fn(k, i, i2, j2, j).value, g[index(k + 1, i2, j2)]));
+            }
           }
         }
-        at(k, i, j) = best;
+        g[index(k, i, j)] = best;
       }
     }
   }
-  const double opt = at(0, 0, n);
+  const double opt = g[index(0, 0, n)];
   *best_value = opt;
   if (opt == kInf) return {};
-  std::vector<int> left = {0}, right = {n};
-  int i = 0, j = n;
-  for (int k = 0; k + 1 < levels; ++k) {
+  // squares: the smallest sum of squares over levels k.. inside [i, j) with
+  // every level within the optimum; the cut that reaches it (the innermost
+  // level's middle, or the next level's range).
+  std::vector<double> squares(size, kInf);
+  std::vector<std::pair<int, int>> cut(size, {-1, -1});
+  for (int k = levels - 1; k >= 0; --k) {
     const int deeper = 2 * (levels - 1 - k);
-    bool found = false;
-    for (int i2 = i + 1; i2 <= j - 1 - deeper && !found; ++i2) {
-      for (int j2 = i2 + deeper; j2 <= j - 1 && !found; ++j2) {
-        if (std::max(fn(k, i, i2, j2, j), at(k + 1, i2, j2)) <= opt) {
-          left.push_back(i2);
-          right.push_back(j2);
-          i = i2;
-          j = j2;
-          found = true;
+    for (int i = 0; i <= n; ++i) {
+      for (int j = i + 2 + deeper; j <= n; ++j) {
+        // Outside, or nothing inside within the optimum: stays +inf.
+        if (g[index(k, i, j)] > opt) continue;
+        double& best = squares[index(k, i, j)];
+        if (k == levels - 1) {
+          for (int m = i + 1; m < j; ++m) {
+            const Cost c = fn(k, i, m, m, j);
+            if (c.value <= opt && c.squares < best) {
+              best = c.squares;
+              cut[index(k, i, j)] = {m, m};
+            }
+          }
+          continue;
+        }
+        for (int i2 = i + 1; i2 <= j - 1 - deeper; ++i2) {
+          for (int j2 = i2 + deeper; j2 <= j - 1; ++j2) {
+            const double inner = squares[index(k + 1, i2, j2)];
+            if (inner == kInf) continue;
+            const Cost c = fn(k, i, i2, j2, j);
+            if (c.value <= opt && c.squares + inner < best) {
+              best = c.squares + inner;
+              cut[index(k, i, j)] = {i2, j2};
+            }
+          }
         }
       }
     }
   }
-  int mid = i + 1;
-  inner(i, j, &mid);
+  std::vector<int> left = {0}, right = {n};
+  for (int k = 0; k < levels; ++k) {
+    const auto [i2, j2] = cut[index(k, left.back(), right.back())];
+    left.push_back(i2);
+    if (k + 1 < levels) right.push_back(j2);
+  }
   std::vector<int> bounds = left;
-  bounds.push_back(mid);
   for (auto it = right.rbegin(); it != right.rend(); ++it) bounds.push_back(*it);
   return bounds;
 }
@@ -263,7 +294,7 @@ absl::StatusOr<StagePlan> PartitionStages(const schedule::Schedule& s, const Par
       return NestedSearch(
           n, s.stages / 2,
           [&](int k, int lb, int le, int rb, int re) {
-            double time = 0, bytes = 0;
+            double time = 0, bytes = 0, time_squares = 0, byte_squares = 0;
             for (int r : level_ranks[k]) {
               double t = 0, m = 0;
               for (const Copy& c : ranks.copies(r)) {
@@ -273,9 +304,11 @@ absl::StatusOr<StagePlan> PartitionStages(const schedule::Schedule& s, const Par
               }
               time = std::max(time, t);
               bytes = std::max(bytes, m);
+              time_squares += t * t;
+              byte_squares += m * m;
             }
-            if (memory) return bytes;
-            return bytes <= ranks.cap() ? time : kInf;
+            if (memory) return Cost{bytes, byte_squares};
+            return bytes <= ranks.cap() ? Cost{time, time_squares} : Cost{kInf, kInf};
           },
           value);
     }
@@ -284,10 +317,11 @@ absl::StatusOr<StagePlan> PartitionStages(const schedule::Schedule& s, const Par
         [&](int st, int b, int e) {
           const int r = stage_rank[st];
           const double bytes = ranks.CopyMemory(stage_copy[st], b, e);
-          if (memory) return bytes;
+          if (memory) return Cost{bytes, bytes * bytes};
           // Other placements: each copy of a rank gets an equal share of the cap.
           const double share = ranks.cap() / static_cast<double>(ranks.copies(r).size());
-          return bytes <= share ? ranks.CopyTime(r, b, e) : kInf;
+          const double time = ranks.CopyTime(r, b, e);
+          return bytes <= share ? Cost{time, time * time} : Cost{kInf, kInf};
         },
         value);
   };

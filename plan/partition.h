@@ -21,8 +21,12 @@
 //     v times the optimum (each rank sums v stages, each no longer than the
 //     optimal rank time); StagePlan::bound says v. The memory cap is then
 //     shared evenly between a rank's copies (conservative).
-// Among optimal partitions the one with the lexicographically smallest
-// bounds is returned; the same inputs give the same bounds.
+// Among optimal partitions the one with the smallest sum of squared rank
+// times (per stage on other placements) is returned: the ranks that do not
+// set the objective are balanced too, rather than the first stage left with
+// the input unit alone. Remaining ties go to the smallest cuts, decided from
+// the first stage (chains) or the outermost level (nested) in; the same
+// inputs give the same bounds.
 #ifndef TANDEM_PLAN_PARTITION_H_
 #define TANDEM_PLAN_PARTITION_H_
 
