@@ -1,6 +1,7 @@
 #include "base/speeds.h"
 
 #include <cmath>
+#include <cstddef>
 
 #include "absl/strings/str_format.h"
 

@@ -34,6 +34,7 @@
 #include "comm/emulated/emulated_network.h"
 #include "comm/local/local_communicator.h"
 #include "comm/store/rendezvous.h"
+#include "comm/store/store.h"
 #include "comm/store/tcp_store.h"
 #include "comm/store_backend/store_communicator.h"
 #include "model/stage.h"
@@ -618,7 +619,7 @@ int RunProcess() {
     absl::StatusOr<std::string> current = store->Get(kGenerationKey, d);
     int now = gen;
     if (!current.ok()) {
-      if (!absl::IsDeadlineExceeded(current.status())) store = nullptr;  // reconnect next time
+      if (!comm::IsStoreTimeout(current.status())) store = nullptr;  // reconnect next time
       return;
     }
     if (absl::SimpleAtoi(*current, &now) && now > gen) {

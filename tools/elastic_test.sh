@@ -71,7 +71,7 @@ scenario() {  # scenario NAME RANK SIGNAL STEPS MESH_FLAGS...
   # Each run's report (rank 0 of its last membership, here the 3 survivors)
   # says the same.
   local from="${ckpt##*step-}"
-  check "$dir/out/report.json" "d['generation'] >= 1 and d['fingerprint'] == '$a' and d['first_step'] == $from" \
+  check "$dir/out/report.json" "d['generation'] == 1 and d['fingerprint'] == '$a' and d['first_step'] == $from" \
     "len(d['loss']) == $steps - $from and d['processes'] == 3 and d['pp'] * d['dp'] == $n" ||
     { echo "FAIL: $name: report"; cat "$dir/out/report.json"; exit 1; }
   check "$dir/rerun/report.json" "d['generation'] == 0 and d['fingerprint'] == '$b' and d['processes'] == $n" \

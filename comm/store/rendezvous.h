@@ -71,6 +71,8 @@ absl::StatusOr<Bootstrap> ConnectRendezvous(const RendezvousInfo& info, Deadline
 // Another client connection to that store, as rank `info.rank` (for a
 // thread that must not share the rank's connection, such as a watcher).
 absl::StatusOr<std::unique_ptr<TcpStore>> ConnectStore(const RendezvousInfo& info, Deadline deadline);
+
+// ReadRendezvousEnv(), then ConnectRendezvous().
 absl::StatusOr<Bootstrap> BootstrapFromEnv(Deadline deadline);
 
 }  // namespace tandem::comm

@@ -37,7 +37,9 @@ class Store {
   virtual absl::Status Set(absl::string_view key, absl::string_view value) = 0;
   // Waits until `key` exists, then returns its value.
   virtual absl::StatusOr<std::string> Get(absl::string_view key, Deadline deadline) = 0;
-  // Waits until every key exists; kDeadlineExceeded lists the missing ones.
+  // Waits until every key exists. A timeout is StoreTimeout()'s (or carries
+  // WithMissingKeys()): callers read the missing keys from it, and treat any
+  // other kDeadlineExceeded as the store's own failure. Get() the same.
   virtual absl::Status Wait(absl::Span<const std::string> keys, Deadline deadline) = 0;
   // Adds `delta` to the integer at `key` (0 if absent); returns the new value.
   virtual absl::StatusOr<int64_t> Add(absl::string_view key, int64_t delta) = 0;

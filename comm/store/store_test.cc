@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <functional>
 #include <limits>
 #include <memory>
 #include <string>
@@ -189,98 +190,114 @@ TEST(RendezvousTest, ReadsTorchrunAndOpenMpiVariables) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("TANDEM_STORE_TIMEOUT: expected seconds")));
 }
 
+void SendReply(int fd, wire::Reply r) {
+  const std::string frame = wire::Frame(std::string(1, static_cast<char>(r)));
+  ::send(fd, frame.data(), frame.size(), MSG_NOSIGNAL);
+}
+
+// A fake store host on 127.0.0.1. Serve() runs `fn` on a thread for the next
+// connection once it has taken the HELLO and answered ok. The destructor
+// shuts the listener (an accept still waiting returns) and joins.
+class FakeHost {
+ public:
+  FakeHost() {
+    listener_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    ::inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
+    socklen_t len = sizeof(addr);
+    if (::bind(listener_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 && ::listen(listener_, 4) == 0 &&
+        ::getsockname(listener_, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
+      port_ = ntohs(addr.sin_port);
+    }
+  }
+  ~FakeHost() {
+    ::shutdown(listener_, SHUT_RDWR);
+    for (std::thread& t : threads_) t.join();
+    ::close(listener_);
+  }
+  int port() const { return port_; }  // 0 when it could not listen
+
+  void Serve(std::function<void(int fd)> fn) {
+    threads_.emplace_back([this, fn] {
+      const int fd = ::accept(listener_, nullptr, nullptr);
+      if (fd < 0) return;
+      char hello[64];
+      ::recv(fd, hello, sizeof(hello), 0);
+      SendReply(fd, wire::Reply::kOk);
+      fn(fd);
+      ::close(fd);
+    });
+  }
+
+ private:
+  int listener_ = -1;
+  int port_ = 0;
+  std::vector<std::thread> threads_;
+};
+
 // Regression: with the store's host stopped (SIGSTOP), ranks waited 71 s
 // and 131 s, past every deadline, and their messages said neither that the
 // store host had stopped answering nor how long they had waited. Here the
 // "host" accepts and answers HELLO, then goes silent: a wait with a long
 // deadline ends within the answer timeout, naming the host, the request and
 // the time.
-// A listening socket on 127.0.0.1 (an ephemeral port, in *port) for a fake
-// store host.
-int ListenOnLoopback(int* port) {
-  const int listener = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  ::inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
-  if (::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 || ::listen(listener, 4) != 0) {
-    ::close(listener);
-    return -1;
-  }
-  socklen_t len = sizeof(addr);
-  ::getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len);
-  *port = ntohs(addr.sin_port);
-  return listener;
-}
-
-// The fake host's side of a connection: takes the HELLO and says ok.
-int AcceptAndGreet(int listener) {
-  const int fd = ::accept(listener, nullptr, nullptr);
-  char hello[64];
-  ::recv(fd, hello, sizeof(hello), 0);
-  const std::string ok = wire::Frame(std::string(1, static_cast<char>(wire::Reply::kOk)));
-  ::send(fd, ok.data(), ok.size(), MSG_NOSIGNAL);
-  return fd;
-}
-
 TEST(TcpStoreTest, AFrozenStoreHostIsReportedWithinTheAnswerTimeout) {
-  int port = 0;
-  const int listener = ListenOnLoopback(&port);
-  ASSERT_GE(listener, 0);
-  std::thread frozen([&] {
-    const int fd = AcceptAndGreet(listener);
-    absl::SleepFor(absl::Seconds(3));  // stopped
-    ::close(fd);
-  });
+  FakeHost host;
+  ASSERT_NE(host.port(), 0);
+  host.Serve([](int) { absl::SleepFor(absl::Seconds(3)); });  // stopped
   TcpStoreOptions o;
   o.answer_timeout = absl::Milliseconds(500);
-  ASSERT_OK_AND_ASSIGN(auto store, TcpStore::Connect("127.0.0.1", port, 1, 2, Deadline::In(absl::Seconds(5)), o));
+  ASSERT_OK_AND_ASSIGN(auto store,
+                       TcpStore::Connect("127.0.0.1", host.port(), 1, 2, Deadline::In(absl::Seconds(5)), o));
   const absl::Time start = absl::Now();
   const absl::Status s = store->Wait({"never"}, Deadline::In(absl::Seconds(60)));
   const absl::Duration took = absl::Now() - start;
   EXPECT_THAT(s, StatusIs(absl::StatusCode::kUnavailable,
-                          AllOf(HasSubstr(absl::StrCat("store 127.0.0.1:", port)),
+                          AllOf(HasSubstr(absl::StrCat("store 127.0.0.1:", host.port())),
                                 HasSubstr("stopped answering: nothing for 5"), HasSubstr("reply to wait"))));
   EXPECT_LT(took, absl::Seconds(2));
-  frozen.join();
-  ::close(listener);
 }
 
 // The other case: the host keeps answering (heartbeats) but never replies
 // to the request, as when this process was stopped past the request's
 // deadline. The request ends at its deadline plus the 5 s grace with
 // kDeadlineExceeded, not as a dead or stopped host (the test above is its
-// twin: there the host goes silent).
+// twin: there the host goes silent). The next request goes on a new
+// connection, not behind the heartbeats still arriving on this one.
 TEST(TcpStoreTest, ALiveHostThatNeverRepliesEndsAtTheDeadline) {
-  int port = 0;
-  const int listener = ListenOnLoopback(&port);
-  ASSERT_GE(listener, 0);
-  std::atomic<bool> done{false};
-  std::thread alive([&] {
-    const int fd = AcceptAndGreet(listener);
+  std::atomic<bool> done{false};  // outlives the host's threads
+  FakeHost host;
+  ASSERT_NE(host.port(), 0);
+  host.Serve([&](int fd) {
     char request[256];
     ::recv(fd, request, sizeof(request), 0);  // the wait; heartbeats answer a pending request
     const std::string working = wire::Frame(std::string(1, static_cast<char>(wire::Reply::kWorking)));
-    while (!done) {
-      ::send(fd, working.data(), working.size(), MSG_NOSIGNAL);
+    // Until the test ends or the client leaves.
+    while (!done && ::send(fd, working.data(), working.size(), MSG_NOSIGNAL) > 0) {
       absl::SleepFor(absl::Milliseconds(100));
     }
-    ::close(fd);
   });
   TcpStoreOptions o;
   o.answer_timeout = absl::Milliseconds(500);
-  ASSERT_OK_AND_ASSIGN(auto store, TcpStore::Connect("127.0.0.1", port, 1, 2, Deadline::In(absl::Seconds(5)), o));
+  ASSERT_OK_AND_ASSIGN(auto store,
+                       TcpStore::Connect("127.0.0.1", host.port(), 1, 2, Deadline::In(absl::Seconds(5)), o));
   const absl::Time start = absl::Now();
   const absl::Status s = store->Wait({"never"}, Deadline::In(absl::Milliseconds(200)));
   const absl::Duration took = absl::Now() - start;
-  done = true;
-  alive.join();
-  ::close(listener);
   EXPECT_THAT(s, StatusIs(absl::StatusCode::kDeadlineExceeded,
-                          AllOf(HasSubstr(absl::StrCat("store 127.0.0.1:", port, " (rank 1)")),
+                          AllOf(HasSubstr(absl::StrCat("store 127.0.0.1:", host.port(), " (rank 1)")),
                                 HasSubstr("no reply to wait by its deadline"))));
   EXPECT_FALSE(IsStoreTimeout(s));  // callers must not read it as missing keys
   EXPECT_GE(took, absl::Seconds(5));
   EXPECT_LT(took, absl::Seconds(30));
+
+  host.Serve([](int fd) {
+    char request[256];
+    if (::recv(fd, request, sizeof(request), 0) > 0) SendReply(fd, wire::Reply::kOk);
+  });
+  EXPECT_OK(store->Set("after", "v"));
+  done = true;
 }
 
 }  // namespace

@@ -384,6 +384,10 @@ TcpStore::~TcpStore() {
 
 absl::StatusOr<std::string> TcpStore::Call(const wire::Request& request, Deadline deadline) {
   absl::MutexLock lock(&mu_);
+  if (reopen_) {
+    TANDEM_RETURN_IF_ERROR(Open(Deadline::In(std::min(options_.answer_timeout, deadline.Remaining()))));
+    reopen_ = false;
+  }
   bool closed = false;
   absl::StatusOr<std::string> reply = CallOnce(request, deadline, &closed);
   if (!closed) return reply;
@@ -415,6 +419,7 @@ absl::StatusOr<std::string> TcpStore::CallOnce(const wire::Request& request, Dea
         *closed = true;
         return absl::UnavailableError(absl::StrCat(what, ": connection closed"));
       }
+      reopen_ = true;
       const absl::Duration ms = absl::Milliseconds(1);
       const absl::Duration silent = absl::Now() - heard;
       if (absl::Now() >= until && silent < options_.answer_timeout) {

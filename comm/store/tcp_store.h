@@ -115,7 +115,8 @@ class TcpStore : public Store {
   // Opens the connection and says HELLO.
   absl::Status Open(Deadline deadline) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Sends one request and reads the reply payload (after the status byte),
-  // reconnecting once when the server closed this connection for idleness.
+  // reconnecting once when the server closed this connection for idleness,
+  // and first when the last request ended without its reply.
   absl::StatusOr<std::string> Call(const wire::Request& request, Deadline deadline);
   absl::StatusOr<std::string> CallOnce(const wire::Request& request, Deadline deadline, bool* closed)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -126,6 +127,9 @@ class TcpStore : public Store {
   const std::string where_;
   absl::Mutex mu_;
   int fd_ ABSL_GUARDED_BY(mu_) = -1;
+  // The last request ended without its reply, which may still arrive: the
+  // next one starts on a new connection.
+  bool reopen_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 }  // namespace tandem::comm

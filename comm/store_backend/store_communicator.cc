@@ -225,6 +225,12 @@ class StoreCommunicator : public Communicator {
                                                        waiting));
   }
 
+  // Another error of the store during `op`; a deadline error (a request the
+  // store's host never answered) gets Timeout()'s prefix too.
+  absl::Status StoreError(const Op& op, Deadline deadline, const absl::Status& s) const {
+    return absl::IsDeadlineExceeded(s) ? Timeout(op, deadline, s.message()) : s;
+  }
+
   // Receives first (each acknowledged with its outcome), then the sends'
   // acknowledgements: a send completes once its receiver has it.
   absl::Status CompleteP2P(Op* op, Deadline deadline) {
@@ -234,7 +240,7 @@ class StoreCommunicator : public Communicator {
       if (IsStoreTimeout(v.status())) {
         return Timeout(*op, deadline, absl::StrFormat("waiting for rank %d to post its send", r.op.peer));
       }
-      TANDEM_RETURN_IF_ERROR(v.status());
+      if (!v.ok()) return StoreError(*op, deadline, v.status());
       TANDEM_RETURN_IF_ERROR(store_->Delete(r.key).status());
       wire::Reader in(*v);
       int64_t count = 0, dtype = 0;
@@ -264,7 +270,7 @@ class StoreCommunicator : public Communicator {
       if (IsStoreTimeout(v.status())) {
         return Timeout(*op, deadline, absl::StrFormat("waiting for rank %d to receive its message", peer));
       }
-      TANDEM_RETURN_IF_ERROR(v.status());
+      if (!v.ok()) return StoreError(*op, deadline, v.status());
       TANDEM_RETURN_IF_ERROR(store_->Delete(ack).status());
       if (!v->empty() && op->status.ok()) op->status = absl::InvalidArgumentError(*v);
     }
@@ -285,7 +291,7 @@ class StoreCommunicator : public Communicator {
       }
       return Timeout(*op, deadline, absl::StrFormat("waiting for ranks [%s] to post it", absl::StrJoin(missing, ", ")));
     }
-    TANDEM_RETURN_IF_ERROR(waited);
+    if (!waited.ok()) return StoreError(*op, deadline, waited);
     // Every contribution: header, then payload.
     std::vector<std::string> values(size_);
     std::vector<Header> headers(size_);

@@ -1,7 +1,6 @@
 #include "schedule/simulator/simulator.h"
 
 #include <algorithm>
-#include <cmath>
 #include <limits>
 #include <string>
 #include <vector>
