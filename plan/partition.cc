@@ -4,6 +4,7 @@
 #include <cmath>
 #include <functional>
 #include <limits>
+#include <utility>
 
 #include "absl/strings/str_format.h"
 #include "base/speeds.h"
@@ -75,10 +76,14 @@ std::vector<int> ChainSearch(int n, int stages, const StageFn& fn, double* best_
   // best[s][i]: the smallest max over stages s.. of units [i, n).
   std::vector<std::vector<double>> best(stages + 1, std::vector<double>(n + 1, kInf));
   best[stages][n] = 0;
+  // fn(s, i, j) does not decrease with j (costs and bytes are >= 0): once a
+  // stage alone is no better than the best so far, longer ones are not.
   for (int s = stages - 1; s >= 0; --s) {
     for (int i = s; i <= n - (stages - s); ++i) {
       for (int j = i + 1; j <= n - (stages - s - 1); ++j) {
-        best[s][i] = std::min(best[s][i], std::max(fn(s, i, j).value, best[s + 1][j]));
+        const double value = fn(s, i, j).value;
+        if (value >= best[s][i]) break;
+        best[s][i] = std::min(best[s][i], std::max(value, best[s + 1][j]));
       }
     }
   }
@@ -95,7 +100,8 @@ std::vector<int> ChainSearch(int n, int stages, const StageFn& fn, double* best_
       if (best[s][i] > opt) continue;  // nothing from here fits the optimum
       for (int j = i + 1; j <= n - (stages - s - 1); ++j) {
         const Cost c = fn(s, i, j);
-        if (c.value > opt || squares[s + 1][j] == kInf) continue;
+        if (c.value > opt) break;
+        if (squares[s + 1][j] == kInf) continue;
         if (c.squares + squares[s + 1][j] < squares[s][i]) {
           squares[s][i] = c.squares + squares[s + 1][j];
           next[s][i] = j;
@@ -128,9 +134,13 @@ std::vector<int> NestedSearch(int n, int levels, const LevelFn& fn, double* best
         if (k == levels - 1) {
           for (int m = i + 1; m < j; ++m) best = std::min(best, fn(k, i, m, m, j).value);
         } else {
+          // The level's value does not decrease as j2 falls (its right range
+          // grows): stop once it alone is no better than the best so far.
           for (int i2 = i + 1; i2 <= j - 1 - deeper; ++i2) {
-            for (int j2 = i2 + deeper; j2 <= j - 1; ++j2) {
-              best = std::min(best, std::max(fn(k, i, i2, j2, j).value, g[index(k + 1, i2, j2)]));
+            for (int j2 = j - 1; j2 >= i2 + deeper; --j2) {
+              const double value = fn(k, i, i2, j2, j).value;
+              if (value >= best) break;
+              best = std::min(best, std::max(value, g[index(k + 1, i2, j2)]));
             }
           }
         }
@@ -164,12 +174,15 @@ std::vector<int> NestedSearch(int n, int levels, const LevelFn& fn, double* best
           continue;
         }
         for (int i2 = i + 1; i2 <= j - 1 - deeper; ++i2) {
-          for (int j2 = i2 + deeper; j2 <= j - 1; ++j2) {
+          for (int j2 = j - 1; j2 >= i2 + deeper; --j2) {
             const double inner = squares[index(k + 1, i2, j2)];
             if (inner == kInf) continue;
             const Cost c = fn(k, i, i2, j2, j);
-            if (c.value <= opt && c.squares + inner < best) {
-              best = c.squares + inner;
+            if (c.value > opt) break;
+            // Ties to the smallest (i2, j2).
+            const double total = c.squares + inner;
+            if (total < best || (total == best && std::make_pair(i2, j2) < cut[index(k, i, j)])) {
+              best = total;
               cut[index(k, i, j)] = {i2, j2};
             }
           }
