@@ -204,6 +204,29 @@ absl::Status WriteText(const std::string& path, const std::string& text) {
   return absl::OkStatus();
 }
 
+// The fields every report.json has; the in-process run adds its bounds,
+// bubble, overlap and rebalance figures, a process membership its
+// generation.
+json::Json ReportBase(const train::TrainerOptions& o, int steps, int first, double seconds,
+                      const std::vector<double>& loss, double step_ms_median, const std::string& fingerprint) {
+  return {{"kind", schedule::KindName(o.kind)},
+          {"pp", o.pp},
+          {"dp", o.dp},
+          {"ep", o.ep},
+          {"microbatches", o.microbatches},
+          {"steps", steps},
+          {"first_step", first},
+          {"seconds", seconds},
+          {"loss", loss},
+          {"step_ms_median", step_ms_median},
+          {"fingerprint", fingerprint}};
+}
+
+absl::Status WriteReport(const std::string& out, const json::Json& report) {
+  TANDEM_ASSIGN_OR_RETURN(std::string text, json::Dump(report));
+  return WriteText(out + "/report.json", text + "\n");
+}
+
 // What the flags decide, all checked before anything runs.
 struct Setup {
   train::TrainerOptions o;
@@ -560,25 +583,13 @@ absl::Status Run(Setup setup) {
   std::vector<double> step_ms;
   for (const std::vector<double>& ranks : shared.step_ms)
     step_ms.push_back(*std::max_element(ranks.begin(), ranks.end()));
-  const json::Json report = {
-      {"kind", schedule::KindName(o.kind)},
-      {"pp", o.pp},
-      {"dp", o.dp},
-      {"bounds", setup.bounds},
-      {"ep", o.ep},
-      {"microbatches", n},
-      {"steps", steps},
-      {"seconds", seconds},
-      {"first_step_max_relative_loss_error", first == 0 ? json::Json(first_error) : json::Json()},
-      {"first_step", first},
-      {"fingerprint", fingerprint},
-      {"loss", shared.step_loss},
-      {"rebalances", shared.rebalances},
-      {"bubble", bubble},
-      {"step_ms_median", Median(step_ms)},
-      {"overlap", overlap}};
-  TANDEM_ASSIGN_OR_RETURN(std::string text, json::Dump(report));
-  TANDEM_RETURN_IF_ERROR(WriteText(out + "/report.json", text + "\n"));
+  json::Json report = ReportBase(o, steps, first, seconds, shared.step_loss, Median(step_ms), fingerprint);
+  report["bounds"] = setup.bounds;
+  report["first_step_max_relative_loss_error"] = first == 0 ? json::Json(first_error) : json::Json();
+  report["rebalances"] = shared.rebalances;
+  report["bubble"] = bubble;
+  report["overlap"] = overlap;
+  TANDEM_RETURN_IF_ERROR(WriteReport(out, report));
   std::printf("final parameters fingerprint: %s\n", fingerprint.c_str());
   std::printf("loss %.4f -> %.4f over %d steps in %.1f s\n", shared.step_loss.front(), shared.step_loss.back(),
               steps - first, seconds);
@@ -740,22 +751,12 @@ int RunProcess() {
   if (rank == 0) {
     // What this membership did; an elastic job's last membership writes the
     // report last.
-    const json::Json report = {{"kind", schedule::KindName(o.kind)},
-                               {"pp", o.pp},
-                               {"dp", o.dp},
-                               {"ep", o.ep},
-                               {"microbatches", n},
-                               {"steps", setup->steps},
-                               {"first_step", first},
-                               {"generation", gen},
-                               {"processes", world},
-                               {"resumed_from", o.resume_from},
-                               {"seconds", absl::ToDoubleSeconds(absl::Now() - begin)},
-                               {"loss", losses},
-                               {"step_ms_median", step_ms.empty() ? 0.0 : Median(step_ms)},
-                               {"fingerprint", last->fingerprint}};
-    absl::StatusOr<std::string> text = json::Dump(report);
-    s = text.ok() ? WriteText(setup->out + "/report.json", *text + "\n") : text.status();
+    json::Json report = ReportBase(o, setup->steps, first, absl::ToDoubleSeconds(absl::Now() - begin), losses,
+                                   step_ms.empty() ? 0.0 : Median(step_ms), last->fingerprint);
+    report["generation"] = gen;
+    report["processes"] = world;
+    report["resumed_from"] = o.resume_from;
+    s = WriteReport(setup->out, report);
     if (!s.ok()) return fail(s);
     std::printf("final parameters fingerprint: %s\nwrote %s/report.json\n", last->fingerprint.c_str(),
                 setup->out.c_str());

@@ -190,9 +190,10 @@ TEST(RendezvousTest, ReadsTorchrunAndOpenMpiVariables) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("TANDEM_STORE_TIMEOUT: expected seconds")));
 }
 
-void SendReply(int fd, wire::Reply r) {
+// False once the peer has gone.
+bool SendReply(int fd, wire::Reply r) {
   const std::string frame = wire::Frame(std::string(1, static_cast<char>(r)));
-  ::send(fd, frame.data(), frame.size(), MSG_NOSIGNAL);
+  return ::send(fd, frame.data(), frame.size(), MSG_NOSIGNAL) > 0;
 }
 
 // A fake store host on 127.0.0.1. Serve() runs `fn` on a thread for the next
@@ -217,6 +218,13 @@ class FakeHost {
     ::close(listener_);
   }
   int port() const { return port_; }  // 0 when it could not listen
+
+  // A client as rank 1 of 2 that reports a silent host after 500 ms.
+  absl::StatusOr<std::unique_ptr<TcpStore>> Connect() const {
+    TcpStoreOptions o;
+    o.answer_timeout = absl::Milliseconds(500);
+    return TcpStore::Connect("127.0.0.1", port_, 1, 2, Deadline::In(absl::Seconds(5)), o);
+  }
 
   void Serve(std::function<void(int fd)> fn) {
     threads_.emplace_back([this, fn] {
@@ -246,10 +254,7 @@ TEST(TcpStoreTest, AFrozenStoreHostIsReportedWithinTheAnswerTimeout) {
   FakeHost host;
   ASSERT_NE(host.port(), 0);
   host.Serve([](int) { absl::SleepFor(absl::Seconds(3)); });  // stopped
-  TcpStoreOptions o;
-  o.answer_timeout = absl::Milliseconds(500);
-  ASSERT_OK_AND_ASSIGN(auto store,
-                       TcpStore::Connect("127.0.0.1", host.port(), 1, 2, Deadline::In(absl::Seconds(5)), o));
+  ASSERT_OK_AND_ASSIGN(auto store, host.Connect());
   const absl::Time start = absl::Now();
   const absl::Status s = store->Wait({"never"}, Deadline::In(absl::Seconds(60)));
   const absl::Duration took = absl::Now() - start;
@@ -272,16 +277,10 @@ TEST(TcpStoreTest, ALiveHostThatNeverRepliesEndsAtTheDeadline) {
   host.Serve([&](int fd) {
     char request[256];
     ::recv(fd, request, sizeof(request), 0);  // the wait; heartbeats answer a pending request
-    const std::string working = wire::Frame(std::string(1, static_cast<char>(wire::Reply::kWorking)));
     // Until the test ends or the client leaves.
-    while (!done && ::send(fd, working.data(), working.size(), MSG_NOSIGNAL) > 0) {
-      absl::SleepFor(absl::Milliseconds(100));
-    }
+    while (!done && SendReply(fd, wire::Reply::kWorking)) absl::SleepFor(absl::Milliseconds(100));
   });
-  TcpStoreOptions o;
-  o.answer_timeout = absl::Milliseconds(500);
-  ASSERT_OK_AND_ASSIGN(auto store,
-                       TcpStore::Connect("127.0.0.1", host.port(), 1, 2, Deadline::In(absl::Seconds(5)), o));
+  ASSERT_OK_AND_ASSIGN(auto store, host.Connect());
   const absl::Time start = absl::Now();
   const absl::Status s = store->Wait({"never"}, Deadline::In(absl::Milliseconds(200)));
   const absl::Duration took = absl::Now() - start;
